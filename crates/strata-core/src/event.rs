@@ -1,0 +1,147 @@
+//! Events before commit ([`NewEvent`]) and after ([`RecordedEvent`]).
+
+use crate::error::ValidationError;
+use crate::limits::TAGS_PER_EVENT_MAX;
+use crate::names::{ContentType, EventType, StreamId, Tag};
+use crate::position::{Position, StreamRevision};
+use crate::time::Timestamp;
+use bytes::Bytes;
+use std::fmt;
+use uuid::Uuid;
+
+/// The UUID of one event: chosen by the client, or generated (UUIDv7) by the store when absent.
+/// It is the idempotency key of appends and must be unique across the store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An event as the application hands it to an append.
+///
+/// `data` is JSON unless a [`ContentType`] says otherwise; `metadata` is opaque bytes (the server puts a
+/// JSON object there). Without an id the store generates one at append time, which makes a retry of the
+/// same `NewEvent` a second event: give events ids to make retries idempotent.
+///
+/// # Invariants
+/// At most [`TAGS_PER_EVENT_MAX`] tags. Size limits depend on the store's configuration and are checked
+/// by the append.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NewEvent {
+    id: Option<EventId>,
+    event_type: EventType,
+    content_type: Option<ContentType>,
+    data: Bytes,
+    metadata: Bytes,
+    tags: Vec<Tag>,
+}
+
+impl NewEvent {
+    pub fn new(event_type: EventType, data: impl Into<Bytes>) -> Self {
+        Self { id: None, event_type, content_type: None, data: data.into(), metadata: Bytes::new(), tags: Vec::new() }
+    }
+
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    pub fn with_content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = Some(content_type);
+        self
+    }
+
+    pub fn with_tags(mut self, tags: Vec<Tag>) -> Result<Self, ValidationError> {
+        if tags.len() > TAGS_PER_EVENT_MAX {
+            return Err(ValidationError::TooManyTags { count: tags.len(), max: TAGS_PER_EVENT_MAX });
+        }
+        self.tags = tags;
+        Ok(self)
+    }
+
+    pub fn id(&self) -> Option<EventId> {
+        self.id
+    }
+
+    pub fn event_type(&self) -> &EventType {
+        &self.event_type
+    }
+
+    /// `None` means JSON.
+    pub fn content_type(&self) -> Option<&ContentType> {
+        self.content_type.as_ref()
+    }
+
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    pub fn metadata(&self) -> &Bytes {
+        &self.metadata
+    }
+
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// What the event limit counts: data plus metadata.
+    pub fn payload_bytes(&self) -> usize {
+        self.data.len() + self.metadata.len()
+    }
+
+    /// What the append limit counts: payload, names, tags and id.
+    pub fn size_bytes(&self) -> usize {
+        16 + self.payload_bytes()
+            + self.event_type.as_str().len()
+            + self.content_type.as_ref().map_or(0, |c| c.as_str().len())
+            + self.tags.iter().map(|t| t.as_str().len()).sum::<usize>()
+    }
+}
+
+/// An event as the store recorded it: with its stream, revision, position and recorded time.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RecordedEvent {
+    pub id: EventId,
+    pub stream: StreamId,
+    pub event_type: EventType,
+    pub revision: StreamRevision,
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    /// `None` means JSON.
+    pub content_type: Option<ContentType>,
+    pub data: Bytes,
+    pub metadata: Bytes,
+    pub tags: Vec<Tag>,
+}
