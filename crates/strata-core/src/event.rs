@@ -95,6 +95,11 @@ impl NewEvent {
         self.id
     }
 
+    /// The event's id, after giving it one from `generate` if it had none.
+    pub fn id_or_insert_with(&mut self, generate: impl FnOnce() -> EventId) -> EventId {
+        *self.id.get_or_insert_with(generate)
+    }
+
     pub fn event_type(&self) -> &EventType {
         &self.event_type
     }

@@ -27,8 +27,21 @@ fn shared_from_bytes(what: &'static str, bytes: Bytes) -> Result<SharedStr, Vali
 macro_rules! validated_name {
     ($(#[$doc:meta])* $name:ident, $what:literal, $check:path) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name(SharedStr);
+
+        // Hashes like `str`, so that maps keyed by this type can be searched with a `&str`.
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                self.as_str()
+            }
+        }
 
         impl $name {
             /// Validates `text`; the error says which rule it breaks.

@@ -1,1 +1,41 @@
-pub fn placeholder() {}
+//! Strata's storage engine: a durable, gapless, checksummed event log with group commit.
+//!
+//! Codemap, from the bottom of the ladder up:
+//! - [`io`]: the [`Storage`] / [`StorageFile`] traits all file IO goes through, and [`OsStorage`].
+//! - [`sim`]: [`SimStorage`], a simulated disk that loses unsynced bytes at a crash, for tests.
+//! - [`format`]: bytes on disk — segment header, frames, event records — as pure functions.
+//! - `log`: recovery (one verifying pass, torn-tail repair) and the writer side of segments.
+//! - `index`: in-memory indexes from position, stream and event id to record locations.
+//! - `writer`: the committer thread — group commit, expected-revision and idempotency checks.
+//! - `store` and `read`: [`Store`], the public API (append, read, heads).
+//! - [`clock`]: where recorded time comes from.
+//!
+//! # Invariants
+//! - Only the committer thread writes to segment files, and it syncs every frame before the next.
+//! - Readers see an event only after its frame is durable: the index holds nothing else.
+//! - Positions are dense: each frame's first position is the previous frame's last plus one,
+//!   checked at recovery and asserted by the index.
+//! - The engine reads time only through [`Clock`] and files only through [`Storage`].
+
+pub mod clock;
+pub mod format;
+pub mod io;
+pub mod sim;
+
+mod error;
+mod index;
+mod log;
+mod read;
+mod store;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{AppendError, Corruption, OpenError, ReadError, StorageError};
+pub use io::{OsStorage, Storage, StorageFile};
+pub use log::RecoveryReport;
+pub use read::{Direction, ReadFrom};
+pub use sim::SimStorage;
+pub use store::{
+    AppendOutcome, AppendResult, LOCK_FILE_NAME, Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX,
+    SEGMENT_SIZE_BYTES_MIN, Store,
+};

@@ -1,0 +1,402 @@
+//! The log: segment files on disk, recovered on open and appended to by the writer.
+//!
+//! Recovery is one sequential pass: every frame's checksums are verified and every record is indexed.
+//! Only a torn tail of the last segment is repaired (zeroed); any other damage refuses the open with
+//! the segment and byte offset. See `docs/design.md`, "Recovery".
+
+use crate::error::{Corruption, OpenError, StorageError};
+use crate::format::{
+    FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameBody, FrameRecords, HeaderCheck, SEAL_FRAME_BYTES,
+    SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
+    decode_segment_header, encode_segment_header, seal_frame,
+};
+use crate::index::{Index, PushEvent, SegmentFile};
+use crate::io::{Storage, StorageFile, path_in, read_exact_at};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+const SEGMENT_SUFFIX: &str = ".seg";
+const PREPARING_SUFFIX: &str = ".seg.tmp";
+/// How much recovery reads at once.
+const SCAN_CHUNK_BYTES: usize = 8 << 20;
+/// How far past the last good frame an interrupted write can have left bytes: one frame at most,
+/// because the writer syncs each frame before it writes the next.
+const TORN_WINDOW_BYTES: u64 = (FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX) as u64;
+
+pub(crate) fn segment_name(segment: u32) -> String {
+    format!("{segment:010}{SEGMENT_SUFFIX}")
+}
+
+fn preparing_name(segment: u32) -> String {
+    format!("{segment:010}{PREPARING_SUFFIX}")
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: u32,
+    pub events: u64,
+    /// Bytes of an interrupted (never acknowledged) write that were zeroed at the end of the last segment.
+    pub torn_tail_bytes_zeroed: u64,
+    /// Leftover half-prepared segment files that were removed.
+    pub preparing_files_removed: u32,
+}
+
+/// The writer's side of the log: the active segment and where the next frame goes.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    segment_size_bytes: u64,
+    active: SegmentFile,
+    active_segment: u32,
+    write_offset: u64,
+    /// The next segment, being zero-filled in the background so that rolling over does not stall commits.
+    prepared: Option<JoinHandle<std::io::Result<Arc<dyn StorageFile>>>>,
+}
+
+/// Where a frame landed.
+#[derive(Debug)]
+pub(crate) struct FrameWritten {
+    pub segment: u32,
+    pub offset: u64,
+    /// Set when the frame opened a new segment, which readers must learn about.
+    pub new_segment: Option<SegmentFile>,
+}
+
+impl LogWriter {
+    /// The largest frame that fits an empty segment with room left for its seal.
+    pub fn frame_capacity_bytes(segment_size_bytes: u64) -> usize {
+        let room = segment_size_bytes - SEGMENT_HEADER_BYTES - SEAL_FRAME_BYTES as u64;
+        room.min((FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX) as u64) as usize
+    }
+
+    /// Writes and syncs one frame whose first event is at `first_position`; seals the active segment
+    /// and opens the next one first when the frame does not fit.
+    pub fn write_frame(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, StorageError> {
+        assert!(frame.len() <= Self::frame_capacity_bytes(self.segment_size_bytes), "frame larger than a segment");
+        let mut new_segment = None;
+        // The active segment keeps the size it was created with; new segments get the configured size.
+        if self.write_offset + (frame.len() + SEAL_FRAME_BYTES) as u64 > self.active.len_bytes {
+            self.roll_over(first_position)?;
+            new_segment = Some(self.active.clone());
+        }
+        let offset = self.write_offset;
+        let path = &self.active.path;
+        self.active.file.write_all_at(frame, offset).map_err(|e| StorageError::new("write", path, e))?;
+        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+        self.write_offset += frame.len() as u64;
+        Ok(FrameWritten { segment: self.active_segment, offset, new_segment })
+    }
+
+    fn roll_over(&mut self, next_position: u64) -> Result<(), StorageError> {
+        let path = &self.active.path;
+        let seal = seal_frame(next_position);
+        self.active.file.write_all_at(&seal, self.write_offset).map_err(|e| StorageError::new("write seal", path, e))?;
+        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+        let segment = self.active_segment + 1;
+        let prepared = self.prepared.take().map(|handle| handle.join().expect("segment preparation panicked"));
+        let prepared = match prepared {
+            Some(Ok(file)) => Some(file),
+            // Preparing ahead failed (for example the disk was full then); try once more in line.
+            Some(Err(_)) | None => None,
+        };
+        self.active = create_segment(
+            &*self.storage,
+            &self.dir,
+            SegmentHeader { segment, first_position: next_position },
+            self.segment_size_bytes,
+            prepared,
+        )?;
+        self.active_segment = segment;
+        self.write_offset = SEGMENT_HEADER_BYTES;
+        self.prepare_next();
+        Ok(())
+    }
+
+    fn prepare_next(&mut self) {
+        let storage = self.storage.clone();
+        let path = path_in(&self.dir, &preparing_name(self.active_segment + 1));
+        let size = self.segment_size_bytes;
+        self.prepared = Some(std::thread::spawn(move || prepare_segment_file(&*storage, &path, size)));
+    }
+
+    /// Waits for background preparation, so nothing touches the directory after the writer stops.
+    pub fn finish(mut self) {
+        if let Some(handle) = self.prepared.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Creates a zero-filled, synced file under its preparing name.
+fn prepare_segment_file(storage: &dyn Storage, path: &Path, size_bytes: u64) -> std::io::Result<Arc<dyn StorageFile>> {
+    let file = storage.open_file(path, true)?;
+    file.extend_zeroed(size_bytes)?;
+    file.sync_data()?;
+    Ok(file)
+}
+
+/// Makes `segment` exist durably with its header: prepare (unless given), write the header, sync,
+/// rename into place, sync the directory. A crash at any step leaves either no segment or a complete
+/// empty one; a leftover preparing file is removed at the next open.
+fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    header: SegmentHeader,
+    size_bytes: u64,
+    prepared: Option<Arc<dyn StorageFile>>,
+) -> Result<SegmentFile, StorageError> {
+    let preparing = path_in(dir, &preparing_name(header.segment));
+    let file = match prepared {
+        Some(file) => file,
+        None => prepare_segment_file(storage, &preparing, size_bytes)
+            .map_err(|e| StorageError::new("prepare segment", &preparing, e))?,
+    };
+    file.write_all_at(&encode_segment_header(header), 0).map_err(|e| StorageError::new("write", &preparing, e))?;
+    file.sync_data().map_err(|e| StorageError::new("fdatasync", &preparing, e))?;
+    let path = path_in(dir, &segment_name(header.segment));
+    storage.rename(&preparing, &path).map_err(|e| StorageError::new("rename", &preparing, e))?;
+    storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+    Ok(SegmentFile { file, path, len_bytes: size_bytes })
+}
+
+/// Opens the log in `dir`: verifies and indexes every segment, repairs a torn tail, and makes sure an
+/// active segment exists.
+pub(crate) fn recover(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    segment_size_bytes: u64,
+) -> Result<(Index, LogWriter, RecoveryReport), OpenError> {
+    let mut report = RecoveryReport::default();
+    let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
+    let mut segments = Vec::new();
+    for name in &names {
+        if name.ends_with(PREPARING_SUFFIX) {
+            let path = path_in(dir, name);
+            storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+            report.preparing_files_removed += 1;
+        } else if let Some(number) = name.strip_suffix(SEGMENT_SUFFIX) {
+            if number.len() == 10 && number.bytes().all(|b| b.is_ascii_digit()) {
+                let number: u32 = number.parse().map_err(|_| {
+                    OpenError::InvalidOptions(format!("segment file {name} has a number out of range"))
+                })?;
+                segments.push(number);
+            }
+        }
+    }
+    if report.preparing_files_removed > 0 {
+        storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+    }
+    segments.sort_unstable();
+
+    let mut index = Index::default();
+    let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true };
+    for (expected, &number) in segments.iter().enumerate() {
+        let path = path_in(dir, &segment_name(number));
+        if number as usize != expected {
+            return Err(OpenError::Corrupted(Corruption {
+                segment: expected as u32,
+                path: path_in(dir, &segment_name(expected as u32)),
+                offset_bytes: 0,
+                reason: "segment file is missing".to_owned(),
+            }));
+        }
+        let file = storage.open_file(&path, false).map_err(|e| StorageError::new("open", &path, e))?;
+        let len_bytes = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
+        let segment = SegmentFile { file, path, len_bytes };
+        let is_last = expected + 1 == segments.len();
+        end = scan_segment(&segment, number, is_last, &mut index, &mut report)?;
+        index.segments.push(segment);
+    }
+    report.segments = segments.len() as u32;
+    report.events = index.next_position();
+
+    let (active, active_segment, write_offset) = if end.sealed {
+        // A new store, or the last segment was sealed just before a crash: open the next one.
+        let segment = segments.len() as u32;
+        let header = SegmentHeader { segment, first_position: index.next_position() };
+        let file = create_segment(&*storage, dir, header, segment_size_bytes, None)?;
+        index.segments.push(file.clone());
+        (file, segment, SEGMENT_HEADER_BYTES)
+    } else {
+        let last = index.segments.last().expect("an unsealed segment exists").clone();
+        (last, segments.len() as u32 - 1, end.end_offset)
+    };
+    let mut writer = LogWriter {
+        storage,
+        dir: dir.to_path_buf(),
+        segment_size_bytes,
+        active,
+        active_segment,
+        write_offset,
+        prepared: None,
+    };
+    writer.prepare_next();
+    Ok((index, writer, report))
+}
+
+#[derive(Debug)]
+struct Scanned {
+    /// Where the next frame would go.
+    end_offset: u64,
+    sealed: bool,
+}
+
+/// Reads a segment sequentially through a large buffer.
+struct ChunkReader<'a> {
+    segment: &'a SegmentFile,
+    buffer: Vec<u8>,
+    buffer_offset: u64,
+}
+
+impl<'a> ChunkReader<'a> {
+    fn bytes(&mut self, offset: u64, len: usize) -> Result<&[u8], StorageError> {
+        let covered = offset >= self.buffer_offset
+            && offset + len as u64 <= self.buffer_offset + self.buffer.len() as u64;
+        if !covered {
+            let want = len.max(SCAN_CHUNK_BYTES).min((self.segment.len_bytes - offset) as usize);
+            self.buffer.resize(want, 0);
+            read_exact_at(&*self.segment.file, &mut self.buffer, offset)
+                .map_err(|e| StorageError::new("read", &self.segment.path, e))?;
+            self.buffer_offset = offset;
+        }
+        let start = (offset - self.buffer_offset) as usize;
+        Ok(&self.buffer[start..start + len])
+    }
+}
+
+fn scan_segment(
+    segment: &SegmentFile,
+    number: u32,
+    is_last: bool,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Result<Scanned, OpenError> {
+    let corrupt = |offset_bytes: u64, reason: String| {
+        OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes, reason })
+    };
+    let len = segment.len_bytes;
+    if len < SEGMENT_HEADER_BYTES + SEAL_FRAME_BYTES as u64 {
+        return Err(corrupt(0, format!("segment file is only {len} bytes long")));
+    }
+    let mut reader = ChunkReader { segment, buffer: Vec::new(), buffer_offset: 0 };
+    let header = decode_segment_header(reader.bytes(0, SEGMENT_HEADER_BYTES as usize)?).map_err(|r| corrupt(0, r))?;
+    if header.segment != number {
+        return Err(corrupt(0, format!("header says segment {}", header.segment)));
+    }
+    if header.first_position != index.next_position() {
+        return Err(corrupt(
+            0,
+            format!("segment starts at position {} but the log so far ends at {}", header.first_position, index.next_position()),
+        ));
+    }
+    let mut offset = SEGMENT_HEADER_BYTES;
+    loop {
+        if offset + FRAME_HEADER_BYTES as u64 > len {
+            return Err(corrupt(offset, "segment is full but has no seal frame".to_owned()));
+        }
+        let header: [u8; FRAME_HEADER_BYTES] =
+            reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
+        let (payload_len, payload_crc) = match check_frame_header(&header) {
+            HeaderCheck::Zero => return end_of_data(&mut reader, number, is_last, offset, "", report),
+            HeaderCheck::Invalid(reason) => return end_of_data(&mut reader, number, is_last, offset, reason, report),
+            HeaderCheck::Valid { payload_len, payload_crc } => (payload_len, payload_crc),
+        };
+        let payload_offset = offset + FRAME_HEADER_BYTES as u64;
+        if payload_offset + payload_len as u64 > len {
+            let reason = "frame runs past the end of the segment";
+            return end_of_data(&mut reader, number, is_last, offset, reason, report);
+        }
+        let payload = reader.bytes(payload_offset, payload_len)?;
+        let body = match check_frame_payload(payload, payload_crc) {
+            Ok(body) => body,
+            Err(reason) => return end_of_data(&mut reader, number, is_last, offset, &reason, report),
+        };
+        // From here on the frame's checksum is good: anything wrong is corruption, never a torn write.
+        match body {
+            FrameBody::Seal { next_position } if next_position == index.next_position() => {
+                return Ok(Scanned { end_offset: offset + SEAL_FRAME_BYTES as u64, sealed: true });
+            }
+            FrameBody::Seal { next_position } => {
+                return Err(corrupt(offset, format!("seal says the next position is {next_position}, expected {}", index.next_position())));
+            }
+            FrameBody::Commit { first_position, event_count } => {
+                if first_position != index.next_position() {
+                    let reason = format!("frame starts at position {first_position}, expected {}", index.next_position());
+                    return Err(corrupt(offset, reason));
+                }
+                let mut count = 0u32;
+                for record in FrameRecords::new(payload) {
+                    let (record_offset, bytes) = record.map_err(|reason| corrupt(offset, reason))?;
+                    let record_at = payload_offset + record_offset as u64;
+                    let key = decode_record_key(bytes).map_err(|reason| corrupt(record_at, reason))?;
+                    index
+                        .push(PushEvent {
+                            position: key.position,
+                            revision: key.revision,
+                            id: key.id,
+                            stream: key.stream,
+                            recorded_at: key.recorded_at,
+                            segment: number,
+                            offset: u32::try_from(record_at).map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
+                        })
+                        .map_err(|reason| corrupt(record_at, reason))?;
+                    count += 1;
+                }
+                if count != event_count {
+                    return Err(corrupt(offset, format!("frame says {event_count} events but holds {count}")));
+                }
+                offset = payload_offset + payload_len as u64;
+            }
+        }
+    }
+}
+
+/// The written part of a segment ends at `offset`, cleanly (`reason` empty) or at a damaged frame.
+///
+/// In the last segment the bytes after it may be the remains of the one unacknowledged frame that was
+/// being written at a crash; they must lie within one frame's reach, and are zeroed so that later
+/// frames start from a clean slate. Anywhere else, or with data further on, it is corruption.
+fn end_of_data(
+    reader: &mut ChunkReader<'_>,
+    number: u32,
+    is_last: bool,
+    offset: u64,
+    reason: &str,
+    report: &mut RecoveryReport,
+) -> Result<Scanned, OpenError> {
+    let segment = reader.segment;
+    let corrupt = |offset_bytes: u64, reason: String| {
+        OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes, reason })
+    };
+    if !is_last {
+        let reason = if reason.is_empty() { "segment ends without a seal frame" } else { reason };
+        return Err(corrupt(offset, reason.to_owned()));
+    }
+    let window_end = segment.len_bytes.min(offset + TORN_WINDOW_BYTES);
+    let mut last_nonzero_in_window = None;
+    let mut at = offset;
+    while at < segment.len_bytes {
+        let chunk = (segment.len_bytes - at).min(SCAN_CHUNK_BYTES as u64) as usize;
+        let bytes = reader.bytes(at, chunk)?;
+        if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
+            let last = at + last as u64;
+            if last >= window_end {
+                let what = if reason.is_empty() { "the log ends here" } else { reason };
+                return Err(corrupt(offset, format!("{what}, yet data follows at byte {last}: this is not a torn tail")));
+            }
+            last_nonzero_in_window = Some(last);
+        }
+        at += chunk as u64;
+    }
+    if let Some(last) = last_nonzero_in_window {
+        let zeros = vec![0u8; (last + 1 - offset) as usize];
+        let path = &segment.path;
+        segment.file.write_all_at(&zeros, offset).map_err(|e| StorageError::new("zero torn tail", path, e))?;
+        segment.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+        report.torn_tail_bytes_zeroed += zeros.len() as u64;
+    }
+    Ok(Scanned { end_offset: offset, sealed: false })
+}

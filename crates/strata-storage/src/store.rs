@@ -1,0 +1,277 @@
+//! [`Store`]: the embedded engine's public face.
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{AppendError, OpenError, StorageError};
+use crate::format::record_encoded_len;
+use crate::index::Index;
+use crate::io::{OsStorage, Storage, path_in};
+use crate::log::{LogWriter, RecoveryReport, recover};
+use crate::writer::{self, Request, Shared};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use strata_core::limits::{APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX_CEILING, EVENT_BYTES_MAX_DEFAULT};
+use strata_core::{
+    EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Name of the lock file that keeps a second process out of a data directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+/// Default size of a segment file.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 128 << 20;
+/// Smallest segment a store accepts (tests use small segments to exercise sealing).
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4 << 10;
+/// Largest segment: record offsets are 32-bit.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64;
+/// Appends waiting for the committer; beyond this, `append` waits (back-pressure).
+const QUEUE_REQUESTS_MAX: usize = 16_384;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size of each segment file, preallocated (zero-filled) when the segment is created.
+    pub segment_size_bytes: u64,
+    /// Largest event (data plus metadata) accepted; at most [`EVENT_BYTES_MAX_CEILING`].
+    pub event_bytes_max: usize,
+    pub storage: Arc<dyn Storage>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
+            storage: Arc::new(OsStorage),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// What a committed append produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub first_revision: StreamRevision,
+    pub last_revision: StreamRevision,
+    pub first_position: Position,
+    pub last_position: Position,
+    /// The recorded time of the events; `None` for a replay (read the events to learn it).
+    pub recorded_at: Option<Timestamp>,
+    /// The events were already committed by an earlier append with the same ids; nothing was written.
+    pub replayed: bool,
+}
+
+/// The result of an append that reached the committer. A failed expectation is an outcome the caller
+/// must handle (retry after re-reading, or report a conflict), not an error.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Committed(AppendResult),
+    /// Nothing was written; `actual` is the stream's last revision (`None`: no stream).
+    WrongExpectedRevision { stream: StreamId, expected: ExpectedRevision, actual: Option<StreamRevision> },
+}
+
+impl AppendOutcome {
+    pub fn committed(self) -> Option<AppendResult> {
+        match self {
+            AppendOutcome::Committed(result) => Some(result),
+            AppendOutcome::WrongExpectedRevision { .. } => None,
+        }
+    }
+}
+
+/// An open store. Cheap to clone; every clone is the same store. The store closes (in-flight appends
+/// finish, the writer thread stops, the directory lock is released) when the last clone is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    queue: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    event_bytes_max: usize,
+    frame_capacity_bytes: usize,
+    report: RecoveryReport,
+    _lock: Box<dyn crate::io::LockGuard>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue lets the committer drain what is queued and stop.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens the store in `dir`: takes the directory lock, recovers the log (one sequential pass,
+    /// verifying every checksum) and starts the committer thread.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&options.segment_size_bytes) {
+            return Err(OpenError::InvalidOptions(format!(
+                "segment_size_bytes must be between {SEGMENT_SIZE_BYTES_MIN} and {SEGMENT_SIZE_BYTES_MAX}, not {}",
+                options.segment_size_bytes
+            )));
+        }
+        if options.event_bytes_max == 0 || options.event_bytes_max > EVENT_BYTES_MAX_CEILING {
+            return Err(OpenError::InvalidOptions(format!(
+                "event_bytes_max must be between 1 and {EVENT_BYTES_MAX_CEILING}, not {}",
+                options.event_bytes_max
+            )));
+        }
+        let storage = options.storage;
+        storage.create_dir_all(&dir).map_err(|e| StorageError::new("create directory", &dir, e))?;
+        let lock_file = path_in(&dir, LOCK_FILE_NAME);
+        let lock = storage.lock(&lock_file).map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => OpenError::Locked { dir: dir.clone(), lock_file: lock_file.clone() },
+            _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
+        })?;
+        let (index, log, report) = recover(storage, &dir, options.segment_size_bytes)?;
+        let shared = Arc::new(Shared { index: RwLock::new(index), poisoned: OnceLock::new() });
+        let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
+        let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        let writer = {
+            let shared = shared.clone();
+            let clock = options.clock;
+            std::thread::Builder::new()
+                .name("strata-committer".to_owned())
+                .spawn(move || writer::run(shared, log, receiver, clock, frame_capacity_bytes))
+                .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                queue: Some(queue),
+                writer: Some(writer),
+                dir,
+                event_bytes_max: options.event_bytes_max,
+                frame_capacity_bytes,
+                report,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Appends `events` to `stream` atomically if `expected` holds, durably (fdatasync) before it
+    /// returns. Events without an id get a UUIDv7; a retry with the same ids returns the original
+    /// result and writes nothing.
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let (request, reply) = self.prepare(stream, expected, events)?;
+        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
+        reply.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// [`Store::append`] for threads outside an async runtime (it panics inside one: use `append` there).
+    pub fn append_blocking(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let (request, reply) = self.prepare(stream, expected, events)?;
+        self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
+        reply.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    fn queue(&self) -> Result<&mpsc::Sender<Request>, AppendError> {
+        self.inner.queue.as_ref().ok_or(AppendError::Closed)
+    }
+
+    /// Checks everything that does not depend on the store's state, on the caller's thread.
+    fn prepare(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        mut events: Vec<NewEvent>,
+    ) -> Result<(Request, oneshot::Receiver<Result<AppendOutcome, AppendError>>), AppendError> {
+        if let Some(reason) = self.inner.shared.poisoned.get() {
+            return Err(AppendError::Poisoned { reason: reason.clone() });
+        }
+        stream.check_not_reserved()?;
+        if events.is_empty() {
+            return Err(ValidationError::EmptyBatch.into());
+        }
+        if events.len() > APPEND_EVENTS_MAX {
+            return Err(ValidationError::TooManyEvents { count: events.len(), max: APPEND_EVENTS_MAX }.into());
+        }
+        let mut ids = HashSet::with_capacity(events.len());
+        let mut size_bytes = 0;
+        let mut encoded_bytes = 0;
+        for event in &mut events {
+            event.event_type().check_not_reserved()?;
+            let id = event.id_or_insert_with(|| EventId::from_uuid(uuid::Uuid::now_v7()));
+            if event.payload_bytes() > self.inner.event_bytes_max {
+                let max_bytes = self.inner.event_bytes_max;
+                return Err(ValidationError::EventTooLarge { event_id: id, size_bytes: event.payload_bytes(), max_bytes }.into());
+            }
+            if !ids.insert(id) {
+                return Err(ValidationError::DuplicateEventId { event_id: id }.into());
+            }
+            size_bytes += event.size_bytes();
+            encoded_bytes += record_encoded_len(&stream, event);
+        }
+        if size_bytes > APPEND_BYTES_MAX {
+            return Err(ValidationError::AppendTooLarge { size_bytes, max_bytes: APPEND_BYTES_MAX }.into());
+        }
+        // With small segments the frame, not the request limit, is what bounds an append.
+        let frame_room = self.inner.frame_capacity_bytes - crate::format::FRAME_HEADER_BYTES - crate::format::FRAME_BODY_HEADER_BYTES;
+        if encoded_bytes > frame_room {
+            return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
+        }
+        let (reply, receiver) = oneshot::channel();
+        Ok((Request { stream, expected, events, encoded_bytes, reply }, receiver))
+    }
+
+    /// The last committed position, or `None` for an empty store.
+    pub fn head_position(&self) -> Option<Position> {
+        self.index().next_position().checked_sub(1).map(Position::new)
+    }
+
+    /// The last revision of `stream`, or `None` when it has no events.
+    pub fn stream_revision(&self, stream: &str) -> Option<StreamRevision> {
+        self.index().stream_head(stream)
+    }
+
+    /// What recovery found when this store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poison_reason(&self) -> Option<&str> {
+        self.inner.shared.poisoned.get().map(String::as_str)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.inner.shared.index.read().expect("index lock poisoned")
+    }
+}
