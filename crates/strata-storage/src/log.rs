@@ -23,6 +23,8 @@ const SCAN_CHUNK_BYTES: usize = 8 << 20;
 /// How far past the last good frame an interrupted write can have left bytes: one frame at most,
 /// because the writer syncs each frame before it writes the next.
 const TORN_WINDOW_BYTES: u64 = (FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX) as u64;
+/// The unit a disk writes atomically (an assumption; see `docs/design.md`, "Assumptions about the disk").
+const SECTOR_BYTES: u64 = 512;
 
 pub(crate) fn segment_name(segment: u32) -> String {
     format!("{segment:010}{SEGMENT_SUFFIX}")
@@ -300,19 +302,24 @@ fn scan_segment(
         let header: [u8; FRAME_HEADER_BYTES] =
             reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
         let (payload_len, payload_crc) = match check_frame_header(&header) {
-            HeaderCheck::Zero => return end_of_data(&mut reader, number, is_last, offset, "", report),
-            HeaderCheck::Invalid(reason) => return end_of_data(&mut reader, number, is_last, offset, reason, report),
+            HeaderCheck::Zero => return check_tail(&mut reader, number, is_last, offset, Damage::None, report),
+            HeaderCheck::Invalid(reason) => {
+                return check_tail(&mut reader, number, is_last, offset, Damage::Header(reason), report);
+            }
             HeaderCheck::Valid { payload_len, payload_crc } => (payload_len, payload_crc),
         };
         let payload_offset = offset + FRAME_HEADER_BYTES as u64;
-        if payload_offset + payload_len as u64 > len {
-            let reason = "frame runs past the end of the segment";
-            return end_of_data(&mut reader, number, is_last, offset, reason, report);
+        let frame_end = payload_offset + payload_len as u64;
+        if frame_end > len {
+            return Err(corrupt(offset, "a frame with a valid header runs past the end of the segment".to_owned()));
         }
         let payload = reader.bytes(payload_offset, payload_len)?;
         let body = match check_frame_payload(payload, payload_crc) {
             Ok(body) => body,
-            Err(reason) => return end_of_data(&mut reader, number, is_last, offset, &reason, report),
+            Err(reason) => {
+                let damage = Damage::Payload { frame_end, reason };
+                return check_tail(&mut reader, number, is_last, offset, damage, report);
+            }
         };
         // From here on the frame's checksum is good: anything wrong is corruption, never a torn write.
         match body {
@@ -354,49 +361,127 @@ fn scan_segment(
     }
 }
 
-/// The written part of a segment ends at `offset`, cleanly (`reason` empty) or at a damaged frame.
+/// What is wrong at the end of the readable part of a segment.
+#[derive(Debug)]
+enum Damage {
+    /// Nothing: an all-zero frame header, the clean end of the written part.
+    None,
+    /// A frame header that is neither zero nor valid.
+    Header(&'static str),
+    /// A frame with a valid header whose payload does not check out.
+    Payload { frame_end: u64, reason: String },
+}
+
+/// The written part of a segment ends at `offset`, cleanly or at a damaged frame. Decides whether
+/// what lies from `offset` on is the torn remains of the one frame that was being written at a crash
+/// (zeroed, so the next frame starts on a clean slate) or corruption (the open is refused).
 ///
-/// In the last segment the bytes after it may be the remains of the one unacknowledged frame that was
-/// being written at a crash; they must lie within one frame's reach, and are zeroed so that later
-/// frames start from a clean slate. Anywhere else, or with data further on, it is corruption.
-fn end_of_data(
+/// The writer syncs every frame before it writes the next, and segments are zero-filled, so after a
+/// crash at most one frame — the one at `offset` — holds unsynced bytes, and a torn write leaves some
+/// of its 512-byte sectors zero. Hence a tear is recognised by: only the last segment; no data
+/// beyond the damaged frame (or, when its header is lost, beyond one frame's reach, and no valid
+/// frame header in between); and, when the header survived, at least one sector of the frame still
+/// zero. Anything else — a bit flip in an acknowledged frame above all — is corruption.
+fn check_tail(
     reader: &mut ChunkReader<'_>,
     number: u32,
     is_last: bool,
     offset: u64,
-    reason: &str,
+    damage: Damage,
     report: &mut RecoveryReport,
 ) -> Result<Scanned, OpenError> {
     let segment = reader.segment;
-    let corrupt = |offset_bytes: u64, reason: String| {
-        OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes, reason })
+    let corrupt = |reason: String| {
+        OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes: offset, reason })
     };
     if !is_last {
-        let reason = if reason.is_empty() { "segment ends without a seal frame" } else { reason };
-        return Err(corrupt(offset, reason.to_owned()));
+        return Err(corrupt(match damage {
+            Damage::None => "segment ends without a seal frame".to_owned(),
+            Damage::Header(reason) => reason.to_owned(),
+            Damage::Payload { reason, .. } => reason,
+        }));
     }
-    let window_end = segment.len_bytes.min(offset + TORN_WINDOW_BYTES);
-    let mut last_nonzero_in_window = None;
+    // Beyond `reach` every byte must be zero.
+    let reach = match &damage {
+        Damage::Payload { frame_end, .. } => *frame_end,
+        Damage::None | Damage::Header(_) => segment.len_bytes.min(offset + TORN_WINDOW_BYTES),
+    };
+    let mut last_nonzero = None;
     let mut at = offset;
     while at < segment.len_bytes {
         let chunk = (segment.len_bytes - at).min(SCAN_CHUNK_BYTES as u64) as usize;
         let bytes = reader.bytes(at, chunk)?;
         if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
             let last = at + last as u64;
-            if last >= window_end {
-                let what = if reason.is_empty() { "the log ends here" } else { reason };
-                return Err(corrupt(offset, format!("{what}, yet data follows at byte {last}: this is not a torn tail")));
+            if last >= reach {
+                return Err(corrupt(format!(
+                    "{}, yet data follows at byte {last}: this is not a torn write",
+                    damage_reason(&damage)
+                )));
             }
-            last_nonzero_in_window = Some(last);
+            last_nonzero = Some(last);
         }
         at += chunk as u64;
     }
-    if let Some(last) = last_nonzero_in_window {
-        let zeros = vec![0u8; (last + 1 - offset) as usize];
-        let path = &segment.path;
-        segment.file.write_all_at(&zeros, offset).map_err(|e| StorageError::new("zero torn tail", path, e))?;
-        segment.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
-        report.torn_tail_bytes_zeroed += zeros.len() as u64;
+    let Some(last_nonzero) = last_nonzero else {
+        return Ok(Scanned { end_offset: offset, sealed: false });
+    };
+    let torn = reader.bytes(offset, (last_nonzero + 1 - offset) as usize)?;
+    match &damage {
+        Damage::Payload { frame_end, reason } => {
+            let frame = reader.bytes(offset, (frame_end - offset) as usize)?;
+            if !has_zero_sector(frame, offset) {
+                return Err(corrupt(format!("{reason} in a frame that was written whole: not a torn write")));
+            }
+        }
+        Damage::None | Damage::Header(_) => {
+            if let Some(found) = find_frame_header(torn, offset) {
+                return Err(corrupt(format!("{}, yet a frame follows at byte {found}", damage_reason(&damage))));
+            }
+            if let Damage::Header(reason) = damage {
+                if !has_zero_sector(&torn[..FRAME_HEADER_BYTES.min(torn.len())], offset) {
+                    return Err(corrupt(format!("{reason}: not a torn write")));
+                }
+            }
+        }
     }
+    let zeros = vec![0u8; (last_nonzero + 1 - offset) as usize];
+    let path = &segment.path;
+    segment.file.write_all_at(&zeros, offset).map_err(|e| StorageError::new("zero torn tail", path, e))?;
+    segment.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+    report.torn_tail_bytes_zeroed += zeros.len() as u64;
     Ok(Scanned { end_offset: offset, sealed: false })
+}
+
+fn damage_reason(damage: &Damage) -> &str {
+    match damage {
+        Damage::None => "the log ends here",
+        Damage::Header(reason) => reason,
+        Damage::Payload { reason, .. } => reason,
+    }
+}
+
+/// Whether some disk sector's share of `bytes` (which start at file offset `offset`) is all zero.
+fn has_zero_sector(bytes: &[u8], offset: u64) -> bool {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let sector_end = ((offset + at as u64) / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        let end = ((sector_end - offset) as usize).min(bytes.len());
+        if bytes[at..end].iter().all(|&b| b == 0) {
+            return true;
+        }
+        at = end;
+    }
+    false
+}
+
+/// The file offset of the first valid frame header inside `bytes` (which start at file offset
+/// `offset`), skipping the damaged one at the very start.
+fn find_frame_header(bytes: &[u8], offset: u64) -> Option<u64> {
+    let magic = crate::format::FRAME_MAGIC.to_le_bytes();
+    (1..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1)).find_map(|at| {
+        let candidate: &[u8; FRAME_HEADER_BYTES] = bytes[at..at + FRAME_HEADER_BYTES].try_into().ok()?;
+        let valid = candidate[..4] == magic && matches!(check_frame_header(candidate), HeaderCheck::Valid { .. });
+        valid.then_some(offset + at as u64)
+    })
 }

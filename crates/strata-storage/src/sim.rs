@@ -194,15 +194,21 @@ impl SimStorage {
     }
 }
 
-/// Applies a random subset of the write's sectors: a torn write, as a disk without atomic
-/// multi-sector writes may leave it.
+/// Applies a random subset of the disk sectors the write covers (a prefix of them, or any pattern):
+/// a torn write, as a disk that writes sectors atomically but not whole requests may leave it.
 fn tear_write(rng: &mut Rng, bytes: &mut Vec<u8>, offset: u64, write: &[u8]) {
     let prefix_only = rng.below(2) == 0;
-    let prefix_sectors = rng.below(write.len().div_ceil(SECTOR_BYTES) as u64 + 1) as usize;
-    for (index, sector) in write.chunks(SECTOR_BYTES).enumerate() {
+    let first_sector = offset / SECTOR_BYTES as u64;
+    let end = offset + write.len() as u64;
+    let sectors = end.div_ceil(SECTOR_BYTES as u64) - first_sector;
+    let prefix_sectors = rng.below(sectors + 1);
+    for index in 0..sectors {
         let keep = if prefix_only { index < prefix_sectors } else { rng.below(2) == 0 };
         if keep {
-            apply_write(bytes, offset + (index * SECTOR_BYTES) as u64, sector);
+            let sector_start = ((first_sector + index) * SECTOR_BYTES as u64).max(offset);
+            let sector_end = ((first_sector + index + 1) * SECTOR_BYTES as u64).min(end);
+            let part = &write[(sector_start - offset) as usize..(sector_end - offset) as usize];
+            apply_write(bytes, sector_start, part);
         }
     }
 }
