@@ -1,0 +1,62 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use strata_core::{EventId, EventType, ExpectedRevision, NewEvent, RecordedEvent, StreamId, Timestamp};
+use strata_storage::{
+    AppendOutcome, AppendResult, Direction, ManualClock, Options, ReadFrom, SimStorage, Store,
+};
+
+pub const DIR: &str = "/data";
+
+pub fn stream(name: &str) -> StreamId {
+    StreamId::new(name).unwrap()
+}
+
+pub fn id(n: u128) -> EventId {
+    EventId::from_uuid(uuid::Uuid::from_u128(n))
+}
+
+pub fn event(data: &str) -> NewEvent {
+    NewEvent::new(EventType::new("Happened").unwrap(), data.to_owned())
+}
+
+pub fn event_with_id(n: u128) -> NewEvent {
+    event(&format!("{{\"n\":{n}}}")).with_id(id(n))
+}
+
+/// Options over a simulated disk with small segments (so tests cross segment boundaries) and a
+/// manual clock.
+pub fn sim_options(storage: &SimStorage, segment_size_bytes: u64) -> Options {
+    Options {
+        segment_size_bytes,
+        storage: Arc::new(storage.clone()),
+        clock: Arc::new(ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000))),
+        ..Options::default()
+    }
+}
+
+pub fn open_sim(storage: &SimStorage, segment_size_bytes: u64) -> Store {
+    Store::open_with(DIR, sim_options(storage, segment_size_bytes)).expect("open")
+}
+
+/// Appends and expects a commit.
+pub fn commit(store: &Store, name: &str, expected: ExpectedRevision, events: Vec<NewEvent>) -> AppendResult {
+    match store.append_blocking(stream(name), expected, events).expect("append") {
+        AppendOutcome::Committed(result) => result,
+        outcome => panic!("expected a commit, got {outcome:?}"),
+    }
+}
+
+/// Reads the whole global log forwards.
+pub fn read_everything(store: &Store) -> Vec<RecordedEvent> {
+    let mut events = Vec::new();
+    loop {
+        let from = events.len() as u64;
+        let page = store.read_all(ReadFrom::At(from.into()), Direction::Forward, 1000).expect("read_all");
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
