@@ -95,7 +95,10 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
 pub enum HeaderCheck {
     /// All zero: the end of the written part of the segment (segments are zero-filled).
     Zero,
-    Valid { payload_len: usize, payload_crc: u32 },
+    Valid {
+        payload_len: usize,
+        payload_crc: u32,
+    },
     Invalid(&'static str),
 }
 
@@ -146,7 +149,8 @@ pub fn check_frame_payload(payload: &[u8], payload_crc: u32) -> Result<FrameBody
 }
 
 /// The records of a checked commit frame payload, in order, each as `(offset in payload, record bytes)`.
-/// Yields an error (and then stops) on the first record whose length does not fit.
+/// Yields an error (and then stops) on the first record whose length does not fit or is shorter than
+/// a record can be, so it always ends.
 #[derive(Debug)]
 pub struct FrameRecords<'a> {
     payload: &'a [u8],
@@ -169,7 +173,8 @@ impl<'a> Iterator for FrameRecords<'a> {
         }
         let rest = &self.payload[self.offset..];
         match record_len(rest) {
-            Some(len) if len <= rest.len() => {
+            // A record shorter than its fixed part would also stall the iteration (length 0).
+            Some(len) if (RECORD_FIXED_BYTES..=rest.len()).contains(&len) => {
                 let item = (self.offset, &rest[..len]);
                 self.offset += len;
                 Some(Ok(item))
@@ -458,7 +463,11 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(FrameBody, Vec<RecordKey<'_>>), Str
         for (index, record) in FrameRecords::new(payload).enumerate() {
             let key = decode_record_key(record?.1)?;
             if key.position != first_position + index as u64 {
-                return Err(format!("record {index} is at position {}, expected {}", key.position, first_position + index as u64));
+                return Err(format!(
+                    "record {index} is at position {}, expected {}",
+                    key.position,
+                    first_position + index as u64
+                ));
             }
             keys.push(key);
         }
@@ -532,6 +541,15 @@ mod tests {
         }
     }
 
+    /// Regression: a record claiming length 0 once made the iterator yield it forever.
+    #[test]
+    fn frame_records_end_on_a_record_that_claims_length_zero() {
+        let payload = [0u8; FRAME_BODY_HEADER_BYTES + 8];
+        let records: Vec<_> = FrameRecords::new(&payload).take(3).collect();
+        assert_eq!(records.len(), 1);
+        assert!(records[0].is_err());
+    }
+
     #[test]
     fn seal_and_segment_header_round_trip() {
         let seal = seal_frame(99);
@@ -541,5 +559,88 @@ mod tests {
         let mut damaged = encode_segment_header(header);
         damaged[17] ^= 4;
         assert!(decode_segment_header(&damaged).is_err());
+    }
+}
+
+/// The fuzz target's property, run on every `cargo test`: arbitrary bytes and damaged valid frames
+/// never make a decoder panic.
+#[cfg(test)]
+mod decoder_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_frame(data_len: usize, tags: usize) -> Vec<u8> {
+        let stream = StreamId::new("s-1").unwrap();
+        let tags = (0..tags).map(|i| Tag::new(format!("k:{i}")).unwrap()).collect();
+        let event = NewEvent::new(EventType::new("T").unwrap(), vec![7u8; data_len]).with_tags(tags).unwrap();
+        let mut builder = FrameBuilder::default();
+        builder.start_commit(0);
+        for position in 0..2 {
+            builder.push_record(RecordFields {
+                position,
+                revision: position,
+                recorded_at: Timestamp::UNIX_EPOCH,
+                id: EventId::from_bytes([position as u8; 16]),
+                stream: &stream,
+                event: &event,
+            });
+        }
+        builder.finish().to_vec()
+    }
+
+    fn decode_everything(bytes: &[u8]) {
+        let _ = decode_frame(bytes);
+        let _ = decode_segment_header(bytes);
+        let _ = check_frame_payload(bytes, crc(bytes));
+        for record in FrameRecords::new(bytes).take(64) {
+            if let Ok((_, record)) = record {
+                let _ = decode_record_key(record);
+            }
+        }
+        let buffer = Bytes::copy_from_slice(bytes);
+        for offset in 0..bytes.len().min(80) {
+            let _ = decode_record(&buffer, offset);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            decode_everything(&bytes);
+        }
+
+        #[test]
+        fn damaged_frames_never_panic(
+            data_len in 0usize..300,
+            tags in 0usize..4,
+            damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut frame = valid_frame(data_len, tags);
+            for (at, value) in damage {
+                let at = at.index(frame.len());
+                frame[at] = value;
+            }
+            // Re-seal every checksum, so the damage reaches the field parsers behind them.
+            let records: Vec<(usize, usize)> = FrameRecords::new(&frame[FRAME_HEADER_BYTES..])
+                .filter_map(Result::ok)
+                .map(|(offset, record)| (FRAME_HEADER_BYTES + offset, record.len()))
+                .collect();
+            for (offset, len) in records {
+                if len >= 8 {
+                    let record_crc = crc(&frame[offset + 8..offset + len]);
+                    frame[offset + 4..offset + 8].copy_from_slice(&record_crc.to_le_bytes());
+                }
+            }
+            let payload_crc = crc(&frame[FRAME_HEADER_BYTES..]);
+            frame[8..12].copy_from_slice(&payload_crc.to_le_bytes());
+            let header_crc = crc(&frame[..12]);
+            frame[12..16].copy_from_slice(&header_crc.to_le_bytes());
+            decode_everything(&frame);
+            let cut = cut.index(frame.len() + 1);
+            decode_everything(&frame[..cut]);
+        }
     }
 }

@@ -90,14 +90,22 @@ impl Index {
         let location = self.locations[position as usize];
         let entry = &self.streams[location.stream as usize];
         let revision = entry.positions.binary_search(&position).expect("an indexed event is in its stream");
-        Some(IdEntry { stream: entry.id.clone(), revision: StreamRevision::new(revision as u64), position: Position::new(position) })
+        Some(IdEntry {
+            stream: entry.id.clone(),
+            revision: StreamRevision::new(revision as u64),
+            position: Position::new(position),
+        })
     }
 
     /// Adds the next event. An error (recovery reports it as corruption) when the record's position,
     /// revision, id or time disagree with what is indexed already.
     pub fn push(&mut self, event: PushEvent<'_>) -> Result<(), String> {
         if event.position != self.next_position() {
-            return Err(format!("event at position {} where position {} was expected", event.position, self.next_position()));
+            return Err(format!(
+                "event at position {} where position {} was expected",
+                event.position,
+                self.next_position()
+            ));
         }
         if self.last_recorded_at.is_some_and(|last| event.recorded_at < last) {
             return Err(format!("recorded time goes backwards at position {}", event.position));

@@ -47,7 +47,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 pub fn read_exact_at(file: &dyn StorageFile, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.read_at(buf, offset) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file")),
+            Ok(0) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file"));
+            }
             Ok(read) => {
                 buf = &mut buf[read..];
                 offset += read as u64;

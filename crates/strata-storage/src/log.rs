@@ -95,7 +95,10 @@ impl LogWriter {
     fn roll_over(&mut self, next_position: u64) -> Result<(), StorageError> {
         let path = &self.active.path;
         let seal = seal_frame(next_position);
-        self.active.file.write_all_at(&seal, self.write_offset).map_err(|e| StorageError::new("write seal", path, e))?;
+        self.active
+            .file
+            .write_all_at(&seal, self.write_offset)
+            .map_err(|e| StorageError::new("write seal", path, e))?;
         self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
         let segment = self.active_segment + 1;
         let prepared = self.prepared.take().map(|handle| handle.join().expect("segment preparation panicked"));
@@ -181,9 +184,9 @@ pub(crate) fn recover(
             report.preparing_files_removed += 1;
         } else if let Some(number) = name.strip_suffix(SEGMENT_SUFFIX) {
             if number.len() == 10 && number.bytes().all(|b| b.is_ascii_digit()) {
-                let number: u32 = number.parse().map_err(|_| {
-                    OpenError::InvalidOptions(format!("segment file {name} has a number out of range"))
-                })?;
+                let number: u32 = number
+                    .parse()
+                    .map_err(|_| OpenError::InvalidOptions(format!("segment file {name} has a number out of range")))?;
                 segments.push(number);
             }
         }
@@ -255,8 +258,8 @@ struct ChunkReader<'a> {
 
 impl<'a> ChunkReader<'a> {
     fn bytes(&mut self, offset: u64, len: usize) -> Result<&[u8], StorageError> {
-        let covered = offset >= self.buffer_offset
-            && offset + len as u64 <= self.buffer_offset + self.buffer.len() as u64;
+        let covered =
+            offset >= self.buffer_offset && offset + len as u64 <= self.buffer_offset + self.buffer.len() as u64;
         if !covered {
             let want = len.max(SCAN_CHUNK_BYTES).min((self.segment.len_bytes - offset) as usize);
             self.buffer.resize(want, 0);
@@ -291,7 +294,11 @@ fn scan_segment(
     if header.first_position != index.next_position() {
         return Err(corrupt(
             0,
-            format!("segment starts at position {} but the log so far ends at {}", header.first_position, index.next_position()),
+            format!(
+                "segment starts at position {} but the log so far ends at {}",
+                header.first_position,
+                index.next_position()
+            ),
         ));
     }
     let mut offset = SEGMENT_HEADER_BYTES;
@@ -302,7 +309,9 @@ fn scan_segment(
         let header: [u8; FRAME_HEADER_BYTES] =
             reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
         let (payload_len, payload_crc) = match check_frame_header(&header) {
-            HeaderCheck::Zero => return check_tail(&mut reader, number, is_last, offset, Damage::None, report),
+            HeaderCheck::Zero => {
+                return check_tail(&mut reader, number, is_last, offset, Damage::None, report);
+            }
             HeaderCheck::Invalid(reason) => {
                 return check_tail(&mut reader, number, is_last, offset, Damage::Header(reason), report);
             }
@@ -327,11 +336,15 @@ fn scan_segment(
                 return Ok(Scanned { end_offset: offset + SEAL_FRAME_BYTES as u64, sealed: true });
             }
             FrameBody::Seal { next_position } => {
-                return Err(corrupt(offset, format!("seal says the next position is {next_position}, expected {}", index.next_position())));
+                return Err(corrupt(
+                    offset,
+                    format!("seal says the next position is {next_position}, expected {}", index.next_position()),
+                ));
             }
             FrameBody::Commit { first_position, event_count } => {
                 if first_position != index.next_position() {
-                    let reason = format!("frame starts at position {first_position}, expected {}", index.next_position());
+                    let reason =
+                        format!("frame starts at position {first_position}, expected {}", index.next_position());
                     return Err(corrupt(offset, reason));
                 }
                 let mut count = 0u32;
@@ -347,7 +360,8 @@ fn scan_segment(
                             stream: key.stream,
                             recorded_at: key.recorded_at,
                             segment: number,
-                            offset: u32::try_from(record_at).map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
+                            offset: u32::try_from(record_at)
+                                .map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
                         })
                         .map_err(|reason| corrupt(record_at, reason))?;
                     count += 1;
@@ -439,7 +453,10 @@ fn check_tail(
                 return Err(corrupt(format!("{}, yet a frame follows at byte {found}", damage_reason(&damage))));
             }
             if let Damage::Header(reason) = damage {
-                if !has_zero_sector(&torn[..FRAME_HEADER_BYTES.min(torn.len())], offset) {
+                // The whole header, not just up to its last non-zero byte: a header that straddles a
+                // sector boundary is torn when the part in one sector is zero.
+                let header = reader.bytes(offset, FRAME_HEADER_BYTES)?;
+                if !has_zero_sector(header, offset) {
                     return Err(corrupt(format!("{reason}: not a torn write")));
                 }
             }

@@ -147,7 +147,8 @@ fn fetch(
         let mut end = first + 1;
         while end < targets.len() {
             let next = targets[end].1;
-            if next.segment != start.segment || u64::from(next.offset) >= u64::from(start.offset) + READ_SPAN_BYTES_MAX {
+            if next.segment != start.segment || u64::from(next.offset) >= u64::from(start.offset) + READ_SPAN_BYTES_MAX
+            {
                 break;
             }
             end += 1;
@@ -166,10 +167,15 @@ fn fetch(
                 decode_at(segment, start.segment, &record, 0, location)?
             };
             if event.position.value() != position {
-                return Err(corruption(segment, start.segment, location, format!(
-                    "the index places position {position} here but the record holds position {}",
-                    event.position
-                ))
+                return Err(corruption(
+                    segment,
+                    start.segment,
+                    location,
+                    format!(
+                        "the index places position {position} here but the record holds position {}",
+                        event.position
+                    ),
+                )
                 .into());
             }
             events.push(event);

@@ -282,8 +282,12 @@ impl Storage for SimStorage {
         self.faults.mutate()?;
         let mut state = self.state.lock().unwrap();
         state.durable_names.retain(|path, _| path.parent() != Some(dir));
-        let in_dir: Vec<_> =
-            state.names.iter().filter(|(path, _)| path.parent() == Some(dir)).map(|(p, f)| (p.clone(), f.clone())).collect();
+        let in_dir: Vec<_> = state
+            .names
+            .iter()
+            .filter(|(path, _)| path.parent() == Some(dir))
+            .map(|(p, f)| (p.clone(), f.clone()))
+            .collect();
         state.durable_names.extend(in_dir);
         Ok(())
     }

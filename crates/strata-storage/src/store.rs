@@ -71,7 +71,11 @@ pub struct AppendResult {
 pub enum AppendOutcome {
     Committed(AppendResult),
     /// Nothing was written; `actual` is the stream's last revision (`None`: no stream).
-    WrongExpectedRevision { stream: StreamId, expected: ExpectedRevision, actual: Option<StreamRevision> },
+    WrongExpectedRevision {
+        stream: StreamId,
+        expected: ExpectedRevision,
+        actual: Option<StreamRevision>,
+    },
 }
 
 impl AppendOutcome {
@@ -227,7 +231,12 @@ impl Store {
             let id = event.id_or_insert_with(|| EventId::from_uuid(uuid::Uuid::now_v7()));
             if event.payload_bytes() > self.inner.event_bytes_max {
                 let max_bytes = self.inner.event_bytes_max;
-                return Err(ValidationError::EventTooLarge { event_id: id, size_bytes: event.payload_bytes(), max_bytes }.into());
+                return Err(ValidationError::EventTooLarge {
+                    event_id: id,
+                    size_bytes: event.payload_bytes(),
+                    max_bytes,
+                }
+                .into());
             }
             if !ids.insert(id) {
                 return Err(ValidationError::DuplicateEventId { event_id: id }.into());
@@ -239,7 +248,9 @@ impl Store {
             return Err(ValidationError::AppendTooLarge { size_bytes, max_bytes: APPEND_BYTES_MAX }.into());
         }
         // With small segments the frame, not the request limit, is what bounds an append.
-        let frame_room = self.inner.frame_capacity_bytes - crate::format::FRAME_HEADER_BYTES - crate::format::FRAME_BODY_HEADER_BYTES;
+        let frame_room = self.inner.frame_capacity_bytes
+            - crate::format::FRAME_HEADER_BYTES
+            - crate::format::FRAME_BODY_HEADER_BYTES;
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }

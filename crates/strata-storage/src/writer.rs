@@ -61,7 +61,16 @@ impl<'a> Group<'a> {
     fn new(index: &'a Index, frame: &'a mut FrameBuilder, recorded_at: Timestamp) -> Self {
         let first_position = index.next_position();
         frame.start_commit(first_position);
-        Self { index, frame, first_position, recorded_at, events: Vec::new(), heads: HashMap::new(), ids: HashMap::new(), replies: Vec::new() }
+        Self {
+            index,
+            frame,
+            first_position,
+            recorded_at,
+            events: Vec::new(),
+            heads: HashMap::new(),
+            ids: HashMap::new(),
+            replies: Vec::new(),
+        }
     }
 
     fn head(&self, stream: &StreamId) -> Option<StreamRevision> {
@@ -88,7 +97,8 @@ impl<'a> Group<'a> {
     /// Recognises a retry: all of the request's ids committed (or in this group) consecutively in its
     /// stream, in order. Some but not all of them is an error.
     fn replay(&self, request: &Request) -> Result<Option<AppendResult>, AppendError> {
-        let ids: Vec<EventId> = request.events.iter().map(|e| e.id().expect("ids are assigned before queueing")).collect();
+        let ids: Vec<EventId> =
+            request.events.iter().map(|e| e.id().expect("ids are assigned before queueing")).collect();
         let Some(first) = self.lookup_id(&ids[0]) else {
             return match ids[1..].iter().find_map(|id| self.lookup_id(id).map(|entry| (*id, entry))) {
                 Some((event_id, entry)) => Err(partial_duplicate(event_id, entry)),
@@ -102,7 +112,8 @@ impl<'a> Group<'a> {
         for (offset, id) in ids.iter().enumerate().skip(1) {
             match self.lookup_id(id) {
                 Some(entry)
-                    if entry.stream == request.stream && entry.revision.value() == first.revision.value() + offset as u64 =>
+                    if entry.stream == request.stream
+                        && entry.revision.value() == first.revision.value() + offset as u64 =>
                 {
                     last = entry;
                 }
@@ -186,7 +197,9 @@ pub(crate) fn run(
     let mut frame = FrameBuilder::default();
     let mut deferred: Option<Request> = None;
     loop {
-        let Some(first) = deferred.take().or_else(|| queue.blocking_recv()) else { break };
+        let Some(first) = deferred.take().or_else(|| queue.blocking_recv()) else {
+            break;
+        };
         if let Some(reason) = shared.poisoned.get() {
             let _ = first.reply.send(Err(AppendError::Poisoned { reason: reason.clone() }));
             continue;

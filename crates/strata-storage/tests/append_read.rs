@@ -39,10 +39,8 @@ fn expected_revision_conflicts_report_the_actual_revision_and_write_nothing() {
     let storage = SimStorage::new();
     let store = open_sim(&storage, SEGMENT);
     commit(&store, "s", ExpectedRevision::Any, vec![event("{}")]);
-    let cases = [
-        (ExpectedRevision::NoStream, Some(revision(0))),
-        (ExpectedRevision::Exact(revision(5)), Some(revision(0))),
-    ];
+    let cases =
+        [(ExpectedRevision::NoStream, Some(revision(0))), (ExpectedRevision::Exact(revision(5)), Some(revision(0)))];
     for (expected, actual) in cases {
         let outcome = store.append_blocking(stream("s"), expected, vec![event("{}")]).unwrap();
         assert_eq!(outcome, AppendOutcome::WrongExpectedRevision { stream: stream("s"), expected, actual });
@@ -109,7 +107,9 @@ fn duplicates_racing_in_one_commit_group_are_caught() {
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            std::thread::spawn(move || commit(&store, "s", ExpectedRevision::Any, vec![event_with_id(7), event_with_id(8)]))
+            std::thread::spawn(move || {
+                commit(&store, "s", ExpectedRevision::Any, vec![event_with_id(7), event_with_id(8)])
+            })
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -165,7 +165,8 @@ fn reads_go_both_ways_from_any_place_with_limits() {
         let name = if n % 3 == 0 { "a" } else { "b" };
         commit(&store, name, ExpectedRevision::Any, vec![event_with_id(n)]);
     }
-    let revisions = |events: Vec<strata_core::RecordedEvent>| events.iter().map(|e| e.revision.value()).collect::<Vec<_>>();
+    let revisions =
+        |events: Vec<strata_core::RecordedEvent>| events.iter().map(|e| e.revision.value()).collect::<Vec<_>>();
     let a = stream("a");
     let read = |from, direction, limit| revisions(store.read_stream(&a, from, direction, limit).unwrap());
     assert_eq!(read(ReadFrom::Start, Direction::Forward, 3), [0, 1, 2]);
@@ -261,7 +262,10 @@ fn invalid_options_are_refused() {
     let storage = SimStorage::new();
     for options in [
         strata_storage::Options { segment_size_bytes: 100, ..sim_options(&storage, SEGMENT) },
-        strata_storage::Options { event_bytes_max: limits::EVENT_BYTES_MAX_CEILING + 1, ..sim_options(&storage, SEGMENT) },
+        strata_storage::Options {
+            event_bytes_max: limits::EVENT_BYTES_MAX_CEILING + 1,
+            ..sim_options(&storage, SEGMENT)
+        },
     ] {
         assert!(matches!(Store::open_with(DIR, options), Err(OpenError::InvalidOptions(_))));
     }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use strata_core::{EventId, ExpectedRevision, NewEvent, RecordedEvent};
-use strata_storage::{AppendOutcome, AppendResult, Direction, ReadFrom, SimStorage, Store};
+use strata_storage::{AppendError, AppendOutcome, AppendResult, Direction, ReadFrom, SimStorage, Store};
 
 /// One append as a writer thread issued it, and what came back.
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ struct Attempt {
     stream: String,
     events: Vec<NewEvent>,
     acknowledged: Option<AppendResult>,
+    refused: bool,
 }
 
 fn cases() -> std::ops::Range<u64> {
@@ -119,12 +120,20 @@ fn write_until_failure(store: &Store, seed: u64, thread: u64, attempts: &Mutex<V
             .collect();
         let index = {
             let mut attempts = attempts.lock().unwrap();
-            attempts.push(Attempt { stream: stream.clone(), events: events.clone(), acknowledged: None });
+            attempts.push(Attempt {
+                stream: stream.clone(),
+                events: events.clone(),
+                acknowledged: None,
+                refused: false,
+            });
             attempts.len() - 1
         };
         match store.append_blocking(common::stream(&stream), ExpectedRevision::Any, events) {
             Ok(AppendOutcome::Committed(result)) => attempts.lock().unwrap()[index].acknowledged = Some(result),
             Ok(outcome) => panic!("seed {seed}: unexpected {outcome:?}"),
+            // Too large for these small segments: refused before anything is written; verify checks
+            // that none of it shows up.
+            Err(AppendError::Invalid(_)) => attempts.lock().unwrap()[index].refused = true,
             Err(_) => return,
         }
     }
@@ -147,6 +156,9 @@ fn verify(seed: u64, store: &Store, attempts: &[Attempt]) {
         let present: Vec<Option<&&RecordedEvent>> =
             attempt.events.iter().map(|e| by_id.get(&e.id().unwrap())).collect();
         let count = present.iter().filter(|p| p.is_some()).count();
+        if attempt.refused {
+            assert_eq!(count, 0, "seed {seed}: a refused append was written");
+        }
         if let Some(result) = &attempt.acknowledged {
             assert_eq!(count, attempt.events.len(), "seed {seed}: an acknowledged event is missing");
             for (offset, (written, read)) in attempt.events.iter().zip(&present).enumerate() {

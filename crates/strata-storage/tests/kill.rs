@@ -19,7 +19,9 @@ const WRITER_THREADS: usize = 16;
 #[test]
 #[ignore = "started as a child process by sigkill_during_concurrent_appends_loses_no_acknowledged_event"]
 fn child_writer() {
-    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
     let store = Store::open(&dir).expect("child opens the store");
     let threads: Vec<_> = (0..WRITER_THREADS)
         .map(|thread| {
@@ -28,7 +30,8 @@ fn child_writer() {
                 let stream = StreamId::new(format!("writer-{thread}")).unwrap();
                 loop {
                     let id = EventId::from_uuid(uuid::Uuid::new_v4());
-                    let event = NewEvent::new(EventType::new("Written").unwrap(), format!("{{\"id\":\"{id}\"}}")).with_id(id);
+                    let event =
+                        NewEvent::new(EventType::new("Written").unwrap(), format!("{{\"id\":\"{id}\"}}")).with_id(id);
                     let outcome = store.append_blocking(stream.clone(), ExpectedRevision::Any, vec![event]).unwrap();
                     let AppendOutcome::Committed(result) = outcome else { panic!("no expectation to fail") };
                     // One line per acknowledged event, written only after the append returned.

@@ -175,7 +175,9 @@ fn run(ops: Vec<Op>) {
             Op::ReadStream { stream, from, backward, limit } => {
                 let name = STREAMS[stream];
                 let direction = if backward { Direction::Backward } else { Direction::Forward };
-                let from_place = from.map_or(if backward { ReadFrom::End } else { ReadFrom::Start }, |r| ReadFrom::At(StreamRevision::new(r)));
+                let from_place = from.map_or(if backward { ReadFrom::End } else { ReadFrom::Start }, |r| {
+                    ReadFrom::At(StreamRevision::new(r))
+                });
                 let result = store.read_stream(&common::stream(name), from_place, direction, limit);
                 let Some(positions) = model.streams.get(name) else {
                     assert!(result.is_err(), "{name} has no events");
@@ -189,7 +191,8 @@ fn run(ops: Vec<Op>) {
                     (from.unwrap_or(0)..len).take(limit).collect()
                 };
                 let events = result.unwrap();
-                let got: Vec<(u64, u64, EventId)> = events.iter().map(|e| (e.revision.value(), e.position.value(), e.id)).collect();
+                let got: Vec<(u64, u64, EventId)> =
+                    events.iter().map(|e| (e.revision.value(), e.position.value(), e.id)).collect();
                 let want: Vec<(u64, u64, EventId)> = expected
                     .iter()
                     .map(|&r| (r, positions[r as usize], model.log[positions[r as usize] as usize].id))
@@ -199,9 +202,14 @@ fn run(ops: Vec<Op>) {
             Op::ReadAll { from, backward, limit } => {
                 let len = model.log.len() as u64;
                 let direction = if backward { Direction::Backward } else { Direction::Forward };
-                let from_place = from.map_or(if backward { ReadFrom::End } else { ReadFrom::Start }, |p| ReadFrom::At(Position::new(p)));
+                let from_place = from
+                    .map_or(if backward { ReadFrom::End } else { ReadFrom::Start }, |p| ReadFrom::At(Position::new(p)));
                 let expected: Vec<u64> = if backward {
-                    if len == 0 { vec![] } else { (0..=from.unwrap_or(len - 1).min(len - 1)).rev().take(limit).collect() }
+                    if len == 0 {
+                        vec![]
+                    } else {
+                        (0..=from.unwrap_or(len - 1).min(len - 1)).rev().take(limit).collect()
+                    }
                 } else {
                     (from.unwrap_or(0)..len).take(limit).collect()
                 };

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 use strata_core::{EventId, EventType, ExpectedRevision, NewEvent, RecordedEvent, StreamId, Timestamp};
-use strata_storage::{
-    AppendOutcome, AppendResult, Direction, ManualClock, Options, ReadFrom, SimStorage, Store,
-};
+use strata_storage::{AppendOutcome, AppendResult, Direction, ManualClock, Options, ReadFrom, SimStorage, Store};
 
 pub const DIR: &str = "/data";
 
