@@ -29,4 +29,4 @@ def run(path, mode, n=1500, size=4096):
     print(f"{mode:10s} {n/el:8.0f} syncs/s  p50={lat[len(lat)//2]*1e6:.0f}us p99={lat[int(len(lat)*.99)]*1e6:.0f}us")
 for r in range(2):
     for m in ['fallocate','zero','sparse']:
-        run('os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "fsync-preallocation.bin")', m)
+        run(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "fsync-preallocation.bin"), m)
