@@ -1,0 +1,319 @@
+//! `strata bench`: throughput and latency, side by side with the physical limit (DESIGN.md §8).
+//!
+//! fdatasync latency on a shared machine can change tenfold from one minute to the next, so an absolute
+//! number means little. Each append scenario therefore alternates with its raw baseline round by round
+//! in one run (baseline, Strata, baseline, Strata, …), and reports the ratio of the two totals.
+//!
+//! Codemap:
+//! - this file: the command line, the workload, and the order in which scenarios and rounds run.
+//! - `raw`: the baselines, the same bytes made durable by a trivial loop.
+//! - `engine`: the scenarios that drive the embedded engine.
+//! - `drive`: the load loop both sides share (threads, timing, latency samples).
+//! - `stats`: measurements and percentiles.
+//! - `report`: rows, the table and the JSON lines.
+//! - `disk`: settling the file system between measurements, spotting tmpfs.
+
+mod disk;
+mod drive;
+mod engine;
+mod raw;
+mod report;
+mod stats;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use raw::RawFile;
+use report::{Baseline, Format, Report, Row, Target};
+use stats::Measurement;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use strata_core::{EventType, NewEvent, StreamId};
+use strata_storage::format::record_encoded_len;
+
+/// Size of each event's data: a small JSON document, typical of business events.
+pub const PAYLOAD_BYTES: usize = 200;
+/// Concurrent writers in `append_concurrent_64` and its baseline.
+const CONCURRENT_WRITERS: u64 = 64;
+/// Events per append in `append_batch_1000` and its baseline.
+const BATCH_EVENTS: u64 = 1_000;
+/// How many times `open_1m` opens the store; the median is reported.
+const OPEN_REPEATS: usize = 3;
+/// `read_all_scan` must read at least this many events per second.
+const SCAN_EVENTS_PER_SEC_MIN: f64 = 10e6;
+/// `append_concurrent_64` must reach this fraction of raw group commit.
+const CONCURRENT_RATIO_MIN: f64 = 0.8;
+/// `append_batch_1000` must reach this fraction of raw batched writes.
+const BATCH_RATIO_MIN: f64 = 0.7;
+
+const RAW_GROUP_COMMIT: &str = "raw_group_commit_64";
+const RAW_BATCH: &str = "raw_batch_1000";
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The embedded engine: appends against the raw write + fdatasync limit, reads, and recovery.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where to create the temporary working directory; it must be on the disk to measure.
+    /// [default: the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Length of each measurement round, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Rounds per scenario; baseline and Strata alternate, one of each per round.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Events in the store that read_all_scan reads and open_1m opens.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// A scenario to run (repeatable). [default: all]
+    #[arg(long = "scenario", value_name = "NAME", value_enum)]
+    scenarios: Vec<Scenario>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// 64 threads, each appending single events to its own stream.
+    #[value(name = "append_concurrent_64")]
+    AppendConcurrent64,
+    /// One thread appending 1,000 events per call.
+    #[value(name = "append_batch_1000")]
+    AppendBatch1000,
+    /// A full forward read of the global log.
+    #[value(name = "read_all_scan")]
+    ReadAllScan,
+    /// Opening (recovering) the store that read_all_scan read.
+    #[value(name = "open_1m")]
+    Open1m,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::AppendConcurrent64 => "append_concurrent_64",
+            Scenario::AppendBatch1000 => "append_batch_1000",
+            Scenario::ReadAllScan => "read_all_scan",
+            Scenario::Open1m => "open_1m",
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.command {
+        BenchCommand::Engine(args) => run_engine(args),
+    }
+}
+
+/// What every scenario shares: where to work, how long to measure, and what to write.
+#[derive(Debug)]
+struct Plan<'a> {
+    dir: &'a Path,
+    round: Duration,
+    rounds: u32,
+    /// The event every scenario writes.
+    event: NewEvent,
+}
+
+fn run_engine(args: EngineArgs) -> Result<()> {
+    let selected = |scenario| args.scenarios.is_empty() || args.scenarios.contains(&scenario);
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let temp = tempfile::Builder::new()
+        .prefix("strata-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
+    disk::warn_if_volatile(temp.path());
+    eprintln!(
+        "strata bench engine: {} round(s) of {} s per scenario, in {}",
+        args.rounds,
+        args.seconds,
+        temp.path().display()
+    );
+    let plan =
+        Plan { dir: temp.path(), round: Duration::from_secs(args.seconds), rounds: args.rounds, event: deposit()? };
+    let mut report = Report::new(if args.json { Format::Json } else { Format::Table });
+    if selected(Scenario::AppendConcurrent64) {
+        append_concurrent(&plan, &mut report)?;
+    }
+    if selected(Scenario::AppendBatch1000) {
+        append_batch(&plan, &mut report)?;
+    }
+    if selected(Scenario::ReadAllScan) || selected(Scenario::Open1m) {
+        read_and_open(&plan, args.events, selected(Scenario::ReadAllScan), selected(Scenario::Open1m), &mut report)?;
+    }
+    report.finish();
+    let dir = temp.path().to_path_buf();
+    temp.close().with_context(|| format!("remove {}", dir.display()))
+}
+
+/// The event every scenario writes: a deposit whose JSON data is exactly [`PAYLOAD_BYTES`] long.
+fn deposit() -> Result<NewEvent> {
+    const HEAD: &str = r#"{"amount":123,"note":""#;
+    const TAIL: &str = r#""}"#;
+    let data = format!("{HEAD}{}{TAIL}", "x".repeat(PAYLOAD_BYTES - HEAD.len() - TAIL.len()));
+    assert_eq!(data.len(), PAYLOAD_BYTES);
+    Ok(NewEvent::new(EventType::new("MoneyDeposited")?, data))
+}
+
+fn account(number: u64) -> Result<StreamId> {
+    Ok(StreamId::new(format!("account-{number}"))?)
+}
+
+/// As many bytes as `event`'s record takes in `stream` — data, names, header and checksum — so that
+/// a baseline writes exactly what Strata writes for it (the per-commit frame header aside: 32 bytes).
+fn record_bytes(stream: &StreamId, event: &NewEvent) -> Vec<u8> {
+    event.data().iter().copied().cycle().take(record_encoded_len(stream, event)).collect()
+}
+
+/// The totals of a baseline and of Strata, measured in alternating rounds.
+struct Paired {
+    baseline: Measurement,
+    strata: Measurement,
+    round_ratios: Vec<f64>,
+}
+
+impl Plan<'_> {
+    /// Runs `baseline` then `strata`, `rounds` times, so that each Strata round is compared with the
+    /// baseline measured just before it. The file system is settled before each measurement.
+    fn alternate(
+        &self,
+        names: [&str; 2],
+        mut baseline: impl FnMut(u32) -> Result<Measurement>,
+        mut strata: impl FnMut(u32) -> Result<Measurement>,
+    ) -> Result<Paired> {
+        let mut paired =
+            Paired { baseline: Measurement::default(), strata: Measurement::default(), round_ratios: vec![] };
+        for round in 0..self.rounds {
+            disk::settle(self.dir)?;
+            let mut raw = baseline(round).with_context(|| format!("{} round {}", names[0], round + 1))?;
+            progress(round, self.rounds, names[0], &mut raw, None);
+            disk::settle(self.dir)?;
+            let mut engine = strata(round).with_context(|| format!("{} round {}", names[1], round + 1))?;
+            let ratio = engine.events_per_sec() / raw.events_per_sec();
+            progress(round, self.rounds, names[1], &mut engine, Some(ratio));
+            paired.round_ratios.push(ratio);
+            paired.baseline.absorb(raw);
+            paired.strata.absorb(engine);
+        }
+        Ok(paired)
+    }
+}
+
+/// Emits the baseline's row, then Strata's with its ratio to the baseline and its target.
+fn report_pair(report: &mut Report, names: [&'static str; 2], mut paired: Paired, target: Target) {
+    let baseline = Row::measured(names[0], &mut paired.baseline);
+    let strata = Row::measured(names[1], &mut paired.strata).target(target).against(Baseline {
+        scenario: names[0],
+        events_per_sec: baseline.events_per_sec,
+        round_ratios: paired.round_ratios,
+    });
+    report.emit(baseline);
+    report.emit(strata);
+}
+
+fn progress(round: u32, rounds: u32, name: &str, measurement: &mut Measurement, ratio: Option<f64>) {
+    let p99 = measurement
+        .latency()
+        .map_or_else(String::new, |latency| format!("  p99 {} µs", report::micros(latency.p99_us)));
+    let ratio = ratio.map_or_else(String::new, |ratio| format!("  ratio {ratio:.2}"));
+    let rate = report::thousands(measurement.events_per_sec());
+    eprintln!("  round {}/{rounds}  {name:<22} {rate:>12} events/s{p99}{ratio}", round + 1);
+}
+
+/// 64 writers, each appending one event at a time to its own stream, against raw group commit.
+fn append_concurrent(plan: &Plan, report: &mut Report) -> Result<()> {
+    let names = [RAW_GROUP_COMMIT, Scenario::AppendConcurrent64.name()];
+    eprintln!("{}: {CONCURRENT_WRITERS} writers, one event per append", names[1]);
+    let streams = (0..CONCURRENT_WRITERS).map(account).collect::<Result<Vec<_>>>()?;
+    // Each raw writer writes as many bytes as its Strata counterpart's record takes in its stream.
+    let raw_events: Vec<Vec<u8>> = streams.iter().map(|stream| record_bytes(stream, &plan.event)).collect();
+    let mut raw_file = RawFile::create(&plan.dir.join(format!("{}.raw", names[0])))?;
+    let paired = plan.alternate(
+        names,
+        |_| raw::group_commit(&mut raw_file, &raw_events, plan.round),
+        |round| {
+            let dir = plan.dir.join(format!("{}-{round}", names[1]));
+            engine::append_concurrent(&dir, &streams, &plan.event, plan.round)
+        },
+    )?;
+    report_pair(report, names, paired, Target::RatioMin(CONCURRENT_RATIO_MIN));
+    Ok(())
+}
+
+/// One writer appending 1,000 events per call, against raw batched writes of the same bytes.
+fn append_batch(plan: &Plan, report: &mut Report) -> Result<()> {
+    let names = [RAW_BATCH, Scenario::AppendBatch1000.name()];
+    eprintln!("{}: one writer, {BATCH_EVENTS} events per append", names[1]);
+    let stream = account(0)?;
+    let raw_batch = record_bytes(&stream, &plan.event).repeat(BATCH_EVENTS as usize);
+    let mut raw_file = RawFile::create(&plan.dir.join(format!("{}.raw", names[0])))?;
+    let paired = plan.alternate(
+        names,
+        |_| raw::batch(&mut raw_file, &raw_batch, BATCH_EVENTS, plan.round),
+        |round| {
+            let dir = plan.dir.join(format!("{}-{round}", names[1]));
+            engine::append_batch(&dir, &stream, &plan.event, BATCH_EVENTS, plan.round)
+        },
+    )?;
+    report_pair(report, names, paired, Target::RatioMin(BATCH_RATIO_MIN));
+    Ok(())
+}
+
+/// Builds one store of `events` events, scans it (`read_all_scan`), closes it and times opening it
+/// (`open_1m`). Neither has a baseline.
+fn read_and_open(plan: &Plan, events: u64, scan: bool, open: bool, report: &mut Report) -> Result<()> {
+    let dir = plan.dir.join("store");
+    eprintln!("building a store of {} events", report::thousands(events as f64));
+    let began = Instant::now();
+    let store = engine::build_store(&dir, &plan.event, events).context("build the store to read")?;
+    eprintln!("  built in {:.1} s", began.elapsed().as_secs_f64());
+    if scan {
+        let name = Scenario::ReadAllScan.name();
+        // The first pass brings the segments into the page cache, so rounds measure the engine, not the disk.
+        engine::read_all_pass(&store, events).context("warm-up read")?;
+        let mut total = Measurement::default();
+        for round in 0..plan.rounds {
+            let mut pass =
+                engine::read_all_pass(&store, events).with_context(|| format!("{name} round {}", round + 1))?;
+            progress(round, plan.rounds, name, &mut pass, None);
+            total.absorb(pass);
+        }
+        report.emit(Row::measured(name, &mut total).target(Target::EventsPerSecMin(SCAN_EVENTS_PER_SEC_MIN)));
+    }
+    // Every handle must be gone before the store can be opened again: the directory is locked.
+    drop(store);
+    if open {
+        let name = Scenario::Open1m.name();
+        let mut seconds = Vec::with_capacity(OPEN_REPEATS);
+        for repeat in 0..OPEN_REPEATS {
+            disk::settle(plan.dir)?;
+            let elapsed = engine::time_open(&dir, events).with_context(|| format!("{name} repeat {}", repeat + 1))?;
+            eprintln!("  open {}/{OPEN_REPEATS}  {name:<22} {:.3} s", repeat + 1, elapsed.as_secs_f64());
+            seconds.push(elapsed.as_secs_f64());
+        }
+        seconds.sort_by(f64::total_cmp);
+        let median = seconds[seconds.len() / 2];
+        report.emit(Row {
+            scenario: name,
+            events,
+            events_per_sec: events as f64 / median,
+            mb_per_sec: None,
+            latency: None,
+            seconds: Some(median),
+            baseline: None,
+            target: None,
+        });
+    }
+    Ok(())
+}

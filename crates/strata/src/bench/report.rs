@@ -1,0 +1,272 @@
+//! Results: one row per scenario, printed as an aligned table or as JSON lines.
+
+use super::PAYLOAD_BYTES;
+use super::stats::{Latency, Measurement};
+use serde_json::{Value, json};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned table on stdout once every scenario has run.
+    Table,
+    /// One JSON object per row on stdout, as soon as the row is known.
+    Json,
+}
+
+/// What a scenario must reach to pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// At least this fraction of the baseline's events per second.
+    RatioMin(f64),
+    /// At least this many events per second.
+    EventsPerSecMin(f64),
+}
+
+/// The measurement a row is compared with, taken in the same run, round by round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    pub scenario: &'static str,
+    pub events_per_sec: f64,
+    /// Strata's rate over the baseline's in each round: their spread shows how noisy the disk was.
+    pub round_ratios: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub scenario: &'static str,
+    /// Events measured, over all rounds.
+    pub events: u64,
+    pub events_per_sec: f64,
+    pub mb_per_sec: Option<f64>,
+    pub latency: Option<Latency>,
+    pub seconds: Option<f64>,
+    pub baseline: Option<Baseline>,
+    pub target: Option<Target>,
+}
+
+impl Row {
+    /// A row for `measurement`, counting [`PAYLOAD_BYTES`] of payload per event for MB/s.
+    pub fn measured(scenario: &'static str, measurement: &mut Measurement) -> Row {
+        let events_per_sec = measurement.events_per_sec();
+        Row {
+            scenario,
+            events: measurement.events,
+            events_per_sec,
+            mb_per_sec: Some(events_per_sec * PAYLOAD_BYTES as f64 / 1e6),
+            latency: measurement.latency(),
+            seconds: None,
+            baseline: None,
+            target: None,
+        }
+    }
+
+    pub fn against(mut self, baseline: Baseline) -> Row {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    pub fn target(mut self, target: Target) -> Row {
+        self.target = Some(target);
+        self
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.baseline.as_ref().map(|baseline| self.events_per_sec / baseline.events_per_sec)
+    }
+
+    /// Whether the target is met; `None` without a target.
+    fn pass(&self) -> Option<bool> {
+        match self.target? {
+            Target::RatioMin(min) => self.ratio().map(|ratio| ratio >= min),
+            Target::EventsPerSecMin(min) => Some(self.events_per_sec >= min),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let latency = |pick: fn(&Latency) -> f64| self.latency.as_ref().map(|latency| round(pick(latency), 1));
+        let target_ratio = match self.target {
+            Some(Target::RatioMin(min)) => Some(min),
+            _ => None,
+        };
+        let target_events_per_sec = match self.target {
+            Some(Target::EventsPerSecMin(min)) => Some(min),
+            _ => None,
+        };
+        let mut object = json!({
+            "scenario": self.scenario,
+            "events_per_sec": round(self.events_per_sec, 0),
+            "p50_us": latency(|l| l.p50_us),
+            "p99_us": latency(|l| l.p99_us),
+            "p999_us": latency(|l| l.p999_us),
+            "mb_per_sec": self.mb_per_sec.map(|mb| round(mb, 2)),
+            "baseline": self.baseline.as_ref().map(|b| b.scenario),
+            "baseline_events_per_sec": self.baseline.as_ref().map(|b| round(b.events_per_sec, 0)),
+            "ratio": self.ratio().map(|ratio| round(ratio, 3)),
+            "round_ratios": self.baseline.as_ref().map(|b| b.round_ratios.iter().map(|r| round(*r, 3)).collect::<Vec<_>>()),
+            "target_ratio": target_ratio,
+            "target_events_per_sec": target_events_per_sec,
+            "pass": self.pass(),
+            "events": self.events,
+        });
+        if let Some(seconds) = self.seconds {
+            object["seconds"] = json!(round(seconds, 4));
+        }
+        object
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let dash = || "-".to_owned();
+        let latency = |pick: fn(&Latency) -> f64| self.latency.as_ref().map_or_else(dash, |l| micros(pick(l)));
+        vec![
+            self.scenario.to_owned(),
+            thousands(self.events_per_sec),
+            self.mb_per_sec.map_or_else(dash, |mb| format!("{mb:.1}")),
+            latency(|l| l.p50_us),
+            latency(|l| l.p99_us),
+            latency(|l| l.p999_us),
+            self.baseline.as_ref().map_or_else(dash, |b| thousands(b.events_per_sec)),
+            self.ratio().map_or_else(dash, |ratio| format!("{ratio:.2}")),
+            match self.target {
+                Some(Target::RatioMin(min)) => format!("≥ {min:.2}"),
+                Some(Target::EventsPerSecMin(min)) => format!("≥ {} M/s", min / 1e6),
+                None => dash(),
+            },
+            match self.pass() {
+                Some(true) => "PASS".to_owned(),
+                Some(false) => "MISS".to_owned(),
+                None => dash(),
+            },
+        ]
+    }
+}
+
+const HEADER: [&str; 10] =
+    ["scenario", "events/s", "MB/s", "p50 µs", "p99 µs", "p99.9 µs", "baseline ev/s", "ratio", "target", "result"];
+
+#[derive(Debug)]
+pub struct Report {
+    format: Format,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn new(format: Format) -> Report {
+        Report { format, rows: Vec::new() }
+    }
+
+    /// Records a row; in JSON it is printed at once, so a later failure does not lose it.
+    pub fn emit(&mut self, row: Row) {
+        if self.format == Format::Json {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", row.to_json());
+            let _ = stdout.flush();
+        }
+        self.rows.push(row);
+    }
+
+    /// Prints the table, when that is the format.
+    pub fn finish(self) {
+        if self.format == Format::Table {
+            print!("{}", table(&self.rows));
+        }
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let cells: Vec<Vec<String>> =
+        std::iter::once(HEADER.iter().map(|h| h.to_string()).collect()).chain(rows.iter().map(Row::cells)).collect();
+    let widths: Vec<usize> = (0..HEADER.len())
+        .map(|column| cells.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            // The scenario name reads best left-aligned, numbers right-aligned.
+            .map(
+                |(column, (cell, &width))| {
+                    if column == 0 { format!("{cell:<width$}") } else { format!("{cell:>width$}") }
+                },
+            )
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\nratio: Strata's events/s over the baseline's, measured in alternating rounds of the same run.\n\
+         latency: per append call, from the call to the durable acknowledgement. MB/s: {PAYLOAD_BYTES} B of payload per event.\n"
+    ));
+    out
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+/// Microseconds to one decimal, with thousands separators in the integer part.
+pub fn micros(us: f64) -> String {
+    let tenths = (us * 10.0).round() as u64;
+    format!("{}.{}", thousands((tenths / 10) as f64), tenths % 10)
+}
+
+/// A whole number with thousands separators: 1234567.8 → "1,234,568".
+pub fn thousands(value: f64) -> String {
+    let digits = (value.round() as u64).to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+        assert_eq!(micros(1234.56), "1,234.6");
+    }
+
+    #[test]
+    fn json_rows_have_the_required_keys_with_nulls_where_they_do_not_apply() {
+        let row = Row {
+            scenario: "open_1m",
+            events: 10,
+            events_per_sec: 20.0,
+            mb_per_sec: None,
+            latency: None,
+            seconds: Some(0.5),
+            baseline: None,
+            target: None,
+        };
+        let json = row.to_json();
+        for key in ["scenario", "events_per_sec", "p50_us", "p99_us", "baseline_events_per_sec", "ratio"] {
+            assert!(json.get(key).is_some(), "{key} is missing");
+        }
+        assert_eq!(json["ratio"], Value::Null);
+        assert_eq!(json["seconds"], json!(0.5));
+    }
+
+    #[test]
+    fn a_ratio_target_passes_at_the_threshold() {
+        let baseline = Baseline { scenario: "raw", events_per_sec: 100.0, round_ratios: vec![0.8] };
+        let row = Row::measured(
+            "strata",
+            &mut Measurement { events: 80, elapsed: std::time::Duration::from_secs(1), latencies_ns: vec![1] },
+        )
+        .against(baseline)
+        .target(Target::RatioMin(0.8));
+        assert_eq!(row.pass(), Some(true));
+        assert!(table(&[row]).contains("PASS"));
+    }
+}
