@@ -13,10 +13,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = format::check_frame_header(header);
     }
     let _ = format::check_frame_payload(data, 0);
-    for record in format::FrameRecords::new(data).take(64) {
-        if let Ok((_, bytes)) = record {
-            let _ = format::decode_record_key(bytes);
-        }
+    for (_, bytes) in format::FrameRecords::new(data).take(64).flatten() {
+        let _ = format::decode_record_key(bytes);
     }
     let buffer = bytes::Bytes::copy_from_slice(data);
     for offset in 0..data.len().min(32) {

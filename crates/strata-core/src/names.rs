@@ -58,6 +58,12 @@ macro_rules! validated_name {
                 Ok(Self(shared))
             }
 
+            /// Accepts bytes that were validated when they were written and have come back under a
+            /// checksum (a stored record): only UTF-8, which memory safety needs, is checked again.
+            pub fn from_stored_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+                Ok(Self(shared_from_bytes($what, bytes)?))
+            }
+
             pub fn as_str(&self) -> &str {
                 self.0.as_str()
             }

@@ -417,18 +417,18 @@ pub fn decode_record(buffer: &Bytes, offset: usize) -> Result<(RecordedEvent, us
     let layout = check_record(record)?;
     let slice = |(start, end): (usize, usize)| buffer.slice(offset + start..offset + end);
     let invalid = |what: &str, error: strata_core::ValidationError| format!("record {what} is invalid: {error}");
-    let stream = StreamId::from_bytes(slice(layout.stream)).map_err(|e| invalid("stream id", e))?;
-    let event_type = EventType::from_bytes(slice(layout.event_type)).map_err(|e| invalid("event type", e))?;
+    let stream = StreamId::from_stored_bytes(slice(layout.stream)).map_err(|e| invalid("stream id", e))?;
+    let event_type = EventType::from_stored_bytes(slice(layout.event_type)).map_err(|e| invalid("event type", e))?;
     let content_type = if layout.content_type.0 == layout.content_type.1 {
         None
     } else {
-        Some(ContentType::from_bytes(slice(layout.content_type)).map_err(|e| invalid("content type", e))?)
+        Some(ContentType::from_stored_bytes(slice(layout.content_type)).map_err(|e| invalid("content type", e))?)
     };
     let (mut at, _, tag_count) = layout.tags;
     let mut tags = Vec::with_capacity(tag_count);
     for _ in 0..tag_count {
         let tag_len = usize::from(u16_at(record, at));
-        tags.push(Tag::from_bytes(slice((at + 2, at + 2 + tag_len))).map_err(|e| invalid("tag", e))?);
+        tags.push(Tag::from_stored_bytes(slice((at + 2, at + 2 + tag_len))).map_err(|e| invalid("tag", e))?);
         at += 2 + tag_len;
     }
     let event = RecordedEvent {
@@ -592,10 +592,8 @@ mod decoder_properties {
         let _ = decode_frame(bytes);
         let _ = decode_segment_header(bytes);
         let _ = check_frame_payload(bytes, crc(bytes));
-        for record in FrameRecords::new(bytes).take(64) {
-            if let Ok((_, record)) = record {
-                let _ = decode_record_key(record);
-            }
+        for (_, record) in FrameRecords::new(bytes).take(64).flatten() {
+            let _ = decode_record_key(record);
         }
         let buffer = Bytes::copy_from_slice(bytes);
         for offset in 0..bytes.len().min(80) {

@@ -1,14 +1,25 @@
 //! The in-memory indexes: position → record location, stream → positions, event id → position.
 //!
-//! Built by one sequential pass over the log at open and extended by the writer after each commit.
+//! Built by one sequential pass over the log at open and extended by the committer after each commit.
 //! They cost about 50 bytes per event; persistent, bounded-memory indexes are the next step
 //! (see `docs/design.md`, "Indexes").
+//!
+//! Growth never stalls commits for long: the committer extends the [`Index`] under its write lock, so
+//! the position table grows in fixed-size chunks (never a reallocating copy of the whole table). The
+//! event-id map ([`IdIndex`]) is the committer's alone — readers never need it — and is split into
+//! shards that rehash one at a time.
 
 use crate::io::StorageFile;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_core::{EventId, Position, StreamId, StreamRevision, Timestamp};
+
+/// Seeded per process, so ids chosen by clients cannot be aimed at one hash bucket.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+const ID_SHARDS: usize = 64;
+const LOCATION_CHUNK: usize = 1 << 16;
 
 /// Where one event's record lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,16 +49,43 @@ pub(crate) struct SegmentFile {
 /// Everything committed, and nothing else: readers see exactly the events in `locations`.
 ///
 /// # Invariants
-/// `locations.len()` is the next position; every stream's positions are strictly increasing and
-/// their union is `0..locations.len()`; `ids` maps every committed event id to its position.
+/// `locations` holds one entry per position, `0..next_position()`; every stream's positions are
+/// strictly increasing and their union is `0..next_position()`.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    locations: Vec<Location>,
+    locations: Vec<Box<[Location]>>,
+    len: u64,
     streams: Vec<StreamEntry>,
-    stream_numbers: HashMap<StreamId, u32>,
-    ids: HashMap<EventId, u64>,
+    stream_numbers: FastMap<StreamId, u32>,
     last_recorded_at: Option<Timestamp>,
     pub segments: Vec<SegmentFile>,
+}
+
+/// Event id → position of every committed event (and, in the committer, of the group being
+/// committed), for idempotent retries and unique ids.
+#[derive(Debug)]
+pub(crate) struct IdIndex {
+    shards: Box<[FastMap<EventId, u64>]>,
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        Self { shards: (0..ID_SHARDS).map(|_| FastMap::default()).collect() }
+    }
+}
+
+impl IdIndex {
+    pub fn get(&self, id: &EventId) -> Option<u64> {
+        self.shards[id_shard(id)].get(id).copied()
+    }
+
+    /// Records `id` at `position`; an error when the id is known already.
+    pub fn insert(&mut self, id: EventId, position: u64) -> Result<(), String> {
+        match self.shards[id_shard(&id)].insert(id, position) {
+            None => Ok(()),
+            Some(_) => Err(format!("event id {id} at position {position} is used twice")),
+        }
+    }
 }
 
 /// Where a committed event id lies.
@@ -58,9 +96,25 @@ pub(crate) struct IdEntry {
     pub position: Position,
 }
 
+/// One event to index, in a stream resolved by [`Index::stream_number`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PushEvent {
+    pub position: u64,
+    pub revision: u64,
+    pub stream: u32,
+    pub recorded_at: Timestamp,
+    pub segment: u32,
+    pub offset: u32,
+}
+
+fn id_shard(id: &EventId) -> usize {
+    let bytes = id.as_bytes();
+    usize::from(bytes[15] ^ bytes[7]) % ID_SHARDS
+}
+
 impl Index {
     pub fn next_position(&self) -> u64 {
-        self.locations.len() as u64
+        self.len
     }
 
     pub fn last_recorded_at(&self) -> Option<Timestamp> {
@@ -68,11 +122,23 @@ impl Index {
     }
 
     pub fn location(&self, position: u64) -> Option<Location> {
-        self.locations.get(position as usize).copied()
+        (position < self.len).then(|| {
+            let position = position as usize;
+            self.locations[position / LOCATION_CHUNK][position % LOCATION_CHUNK]
+        })
     }
 
-    pub fn locations(&self, range: std::ops::Range<u64>) -> &[Location] {
-        &self.locations[range.start as usize..range.end as usize]
+    /// The locations of `range` (which must lie within `0..next_position()`), appended to `out`.
+    pub fn copy_locations(&self, range: std::ops::Range<u64>, out: &mut Vec<(u64, Location)>) {
+        assert!(range.end <= self.len, "locations past the head");
+        let mut position = range.start;
+        while position < range.end {
+            let chunk = &self.locations[position as usize / LOCATION_CHUNK];
+            let start = position as usize % LOCATION_CHUNK;
+            let take = (LOCATION_CHUNK - start).min((range.end - position) as usize);
+            out.extend(chunk[start..start + take].iter().enumerate().map(|(i, &l)| (position + i as u64, l)));
+            position += take as u64;
+        }
     }
 
     pub fn stream(&self, stream: &str) -> Option<&StreamEntry> {
@@ -85,69 +151,58 @@ impl Index {
         entry.positions.len().checked_sub(1).map(|last| StreamRevision::new(last as u64))
     }
 
-    pub fn lookup_id(&self, id: &EventId) -> Option<IdEntry> {
-        let position = *self.ids.get(id)?;
-        let location = self.locations[position as usize];
+    /// The stream and revision of the event at a committed `position`.
+    pub fn describe(&self, position: u64) -> IdEntry {
+        let location = self.location(position).expect("indexed ids point at indexed positions");
         let entry = &self.streams[location.stream as usize];
         let revision = entry.positions.binary_search(&position).expect("an indexed event is in its stream");
-        Some(IdEntry {
+        IdEntry {
             stream: entry.id.clone(),
             revision: StreamRevision::new(revision as u64),
             position: Position::new(position),
-        })
+        }
+    }
+
+    /// The number of `stream`, registering it if it is new. `stream` is copied (never kept as a
+    /// slice of a read buffer, which it would pin in memory).
+    pub fn stream_number(&mut self, stream: &str) -> Result<u32, String> {
+        if let Some(&number) = self.stream_numbers.get(stream) {
+            return Ok(number);
+        }
+        let id = StreamId::new(stream).map_err(|error| format!("invalid stream id: {error}"))?;
+        let number = u32::try_from(self.streams.len()).map_err(|_| "more than 2^32 streams".to_owned())?;
+        self.streams.push(StreamEntry { id: id.clone(), positions: Vec::new() });
+        self.stream_numbers.insert(id, number);
+        Ok(number)
     }
 
     /// Adds the next event. An error (recovery reports it as corruption) when the record's position,
-    /// revision, id or time disagree with what is indexed already.
-    pub fn push(&mut self, event: PushEvent<'_>) -> Result<(), String> {
-        if event.position != self.next_position() {
-            return Err(format!(
-                "event at position {} where position {} was expected",
-                event.position,
-                self.next_position()
-            ));
+    /// revision or time disagree with what is indexed already.
+    pub fn push(&mut self, event: PushEvent) -> Result<(), String> {
+        if event.position != self.len {
+            return Err(format!("event at position {} where position {} was expected", event.position, self.len));
         }
         if self.last_recorded_at.is_some_and(|last| event.recorded_at < last) {
             return Err(format!("recorded time goes backwards at position {}", event.position));
         }
-        let number = match self.stream_numbers.get(event.stream) {
-            Some(&number) => number,
-            None => {
-                let id = StreamId::new(event.stream).map_err(|error| format!("invalid stream id: {error}"))?;
-                let number = u32::try_from(self.streams.len()).map_err(|_| "more than 2^32 streams".to_owned())?;
-                self.streams.push(StreamEntry { id: id.clone(), positions: Vec::new() });
-                self.stream_numbers.insert(id, number);
-                number
-            }
-        };
-        let entry = &mut self.streams[number as usize];
+        let entry = &mut self.streams[event.stream as usize];
         if event.revision != entry.positions.len() as u64 {
+            let expected = entry.positions.len();
             return Err(format!(
-                "event at position {} has revision {} in stream {}, expected {}",
-                event.position,
-                event.revision,
-                entry.id,
-                entry.positions.len()
+                "event at position {} has revision {} in stream {}, expected {expected}",
+                event.position, event.revision, entry.id
             ));
         }
-        if self.ids.insert(event.id, event.position).is_some() {
-            return Err(format!("event id {} at position {} is used twice", event.id, event.position));
-        }
         entry.positions.push(event.position);
-        self.locations.push(Location { segment: event.segment, offset: event.offset, stream: number });
+        let location = Location { segment: event.segment, offset: event.offset, stream: event.stream };
+        let slot = self.len as usize % LOCATION_CHUNK;
+        if slot == 0 {
+            self.locations.push(vec![location; LOCATION_CHUNK].into_boxed_slice());
+        } else {
+            self.locations.last_mut().expect("a chunk exists")[slot] = location;
+        }
+        self.len += 1;
         self.last_recorded_at = Some(event.recorded_at);
         Ok(())
     }
-}
-
-/// One event to index.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PushEvent<'a> {
-    pub position: u64,
-    pub revision: u64,
-    pub id: EventId,
-    pub stream: &'a str,
-    pub recorded_at: Timestamp,
-    pub segment: u32,
-    pub offset: u32,
 }

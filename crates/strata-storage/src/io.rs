@@ -36,6 +36,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every written byte durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+    /// Asks the system to start writing `len` bytes at `offset` to disk now, without waiting, so that
+    /// a later `sync_data` finds the work under way. Advisory: it guarantees nothing.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
     fn len_bytes(&self) -> io::Result<u64>;
     /// Grows the file to `len_bytes` of zeros that are really written (not sparse, not unwritten
     /// extents), so that later appends overwrite allocated blocks and `fdatasync` need not journal
@@ -129,6 +132,14 @@ impl StorageFile for OsFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        // SAFETY: sync_file_range on a file descriptor we own; no memory is passed. Errors are ignored
+        // on purpose: the fdatasync that follows reports any real failure.
+        unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+        }
     }
 
     fn len_bytes(&self) -> io::Result<u64> {

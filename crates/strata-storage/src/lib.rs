@@ -26,6 +26,7 @@ mod error;
 mod index;
 mod log;
 mod read;
+mod reply;
 mod store;
 mod writer;
 

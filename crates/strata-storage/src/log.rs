@@ -10,7 +10,7 @@ use crate::format::{
     SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
     decode_segment_header, encode_segment_header, seal_frame,
 };
-use crate::index::{Index, PushEvent, SegmentFile};
+use crate::index::{IdIndex, Index, PushEvent, SegmentFile};
 use crate::io::{Storage, StorageFile, path_in, read_exact_at};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,8 +74,9 @@ impl LogWriter {
         room.min((FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX) as u64) as usize
     }
 
-    /// Writes and syncs one frame whose first event is at `first_position`; seals the active segment
-    /// and opens the next one first when the frame does not fit.
+    /// Writes one frame whose first event is at `first_position` and starts its writeback; seals the
+    /// active segment and opens the next one first when the frame does not fit. [`LogWriter::sync`]
+    /// makes it durable; in between the committer does CPU work while the disk works.
     pub fn write_frame(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, StorageError> {
         assert!(frame.len() <= Self::frame_capacity_bytes(self.segment_size_bytes), "frame larger than a segment");
         let mut new_segment = None;
@@ -87,9 +88,15 @@ impl LogWriter {
         let offset = self.write_offset;
         let path = &self.active.path;
         self.active.file.write_all_at(frame, offset).map_err(|e| StorageError::new("write", path, e))?;
-        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+        self.active.file.start_writeback(offset, frame.len() as u64);
         self.write_offset += frame.len() as u64;
+        self.prepare_next_when_started();
         Ok(FrameWritten { segment: self.active_segment, offset, new_segment })
+    }
+
+    /// Makes every frame written so far durable.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", &self.active.path, e))
     }
 
     fn roll_over(&mut self, next_position: u64) -> Result<(), StorageError> {
@@ -116,15 +123,28 @@ impl LogWriter {
         )?;
         self.active_segment = segment;
         self.write_offset = SEGMENT_HEADER_BYTES;
-        self.prepare_next();
         Ok(())
     }
 
-    fn prepare_next(&mut self) {
+    /// Starts zero-filling the next segment in the background once the active one is 1/16 full: early
+    /// enough that under sustained load (zero-filling runs at about the speed data arrives) it is ready
+    /// before it is needed, late enough that a small store never pays for it.
+    fn prepare_next_when_started(&mut self) {
+        if self.prepared.is_some() || self.write_offset < self.active.len_bytes / 2 {
+            return;
+        }
         let storage = self.storage.clone();
         let path = path_in(&self.dir, &preparing_name(self.active_segment + 1));
         let size = self.segment_size_bytes;
-        self.prepared = Some(std::thread::spawn(move || prepare_segment_file(&*storage, &path, size)));
+        let spawned = std::thread::Builder::new().name("strata-prepare".to_owned()).spawn(move || {
+            // Zero-filling is bulk work that must not take the CPU from the committer (on small
+            // machines they share a core): run it at low priority. Linux nice values are per thread.
+            // SAFETY: setpriority has no memory-safety preconditions; its failure is harmless.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            prepare_segment_file(&*storage, &path, size)
+        });
+        // If no thread can be started, the roll-over prepares the segment in line.
+        self.prepared = spawned.ok();
     }
 
     /// Waits for background preparation, so nothing touches the directory after the writer stops.
@@ -173,7 +193,7 @@ pub(crate) fn recover(
     storage: Arc<dyn Storage>,
     dir: &Path,
     segment_size_bytes: u64,
-) -> Result<(Index, LogWriter, RecoveryReport), OpenError> {
+) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
     let mut report = RecoveryReport::default();
     let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
     let mut segments = Vec::new();
@@ -197,6 +217,7 @@ pub(crate) fn recover(
     segments.sort_unstable();
 
     let mut index = Index::default();
+    let mut ids = IdIndex::default();
     let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true };
     for (expected, &number) in segments.iter().enumerate() {
         let path = path_in(dir, &segment_name(number));
@@ -212,7 +233,7 @@ pub(crate) fn recover(
         let len_bytes = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
         let segment = SegmentFile { file, path, len_bytes };
         let is_last = expected + 1 == segments.len();
-        end = scan_segment(&segment, number, is_last, &mut index, &mut report)?;
+        end = scan_segment(&segment, number, is_last, &mut index, &mut ids, &mut report)?;
         index.segments.push(segment);
     }
     report.segments = segments.len() as u32;
@@ -238,8 +259,8 @@ pub(crate) fn recover(
         write_offset,
         prepared: None,
     };
-    writer.prepare_next();
-    Ok((index, writer, report))
+    writer.prepare_next_when_started();
+    Ok((index, ids, writer, report))
 }
 
 #[derive(Debug)]
@@ -277,6 +298,7 @@ fn scan_segment(
     number: u32,
     is_last: bool,
     index: &mut Index,
+    ids: &mut IdIndex,
     report: &mut RecoveryReport,
 ) -> Result<Scanned, OpenError> {
     let corrupt = |offset_bytes: u64, reason: String| {
@@ -348,16 +370,23 @@ fn scan_segment(
                     return Err(corrupt(offset, reason));
                 }
                 let mut count = 0u32;
+                // Consecutive records mostly share a stream (a batch): resolve its number once.
+                let mut last_stream: Option<(&[u8], u32)> = None;
                 for record in FrameRecords::new(payload) {
                     let (record_offset, bytes) = record.map_err(|reason| corrupt(offset, reason))?;
                     let record_at = payload_offset + record_offset as u64;
                     let key = decode_record_key(bytes).map_err(|reason| corrupt(record_at, reason))?;
+                    let stream = match last_stream {
+                        Some((name, number)) if name == key.stream.as_bytes() => number,
+                        _ => index.stream_number(key.stream).map_err(|reason| corrupt(record_at, reason))?,
+                    };
+                    last_stream = Some((key.stream.as_bytes(), stream));
+                    ids.insert(key.id, key.position).map_err(|reason| corrupt(record_at, reason))?;
                     index
                         .push(PushEvent {
                             position: key.position,
                             revision: key.revision,
-                            id: key.id,
-                            stream: key.stream,
+                            stream,
                             recorded_at: key.recorded_at,
                             segment: number,
                             offset: u32::try_from(record_at)

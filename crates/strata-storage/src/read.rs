@@ -9,7 +9,8 @@ use crate::format::{FRAME_PAYLOAD_BYTES_MAX, decode_record, record_len};
 use crate::index::{Location, SegmentFile};
 use crate::io::read_exact_at;
 use crate::store::Store;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use std::sync::Mutex;
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision};
 
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
@@ -100,8 +101,8 @@ impl Store {
         let (targets, segments) = {
             let index = self.index();
             let positions = span(index.next_position(), map_from(from, Position::value), direction, limit);
-            let targets: Vec<(u64, Location)> =
-                positions.clone().zip(index.locations(positions).iter().copied()).collect();
+            let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
+            index.copy_locations(positions, &mut targets);
             (targets, index.segments.clone())
         };
         fetch(&segments, &targets, direction)
@@ -188,10 +189,41 @@ fn fetch(
     Ok(events)
 }
 
+/// Read buffers, recycled. Events share the buffer they were read into (no copy per event), so a
+/// buffer is free again only when the last event reading from it is dropped; then it returns here.
+/// Without the pool every read would allocate, fault in and zero a fresh buffer, and how much that
+/// costs would depend on the allocator's mood (glibc maps and unmaps buffers of this size).
+static BUFFER_POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Buffers kept for reuse; more are freed.
+const BUFFER_POOL_MAX: usize = 32;
+
+/// A buffer that goes back to [`BUFFER_POOL`] when the last `Bytes` sharing it is dropped.
+struct PooledBuffer(Vec<u8>);
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.0);
+        if buffer.capacity() <= (READ_SPAN_BYTES_MAX + RECORD_GUESS_BYTES) as usize {
+            let mut pool = BUFFER_POOL.lock().expect("buffer pool lock");
+            if pool.len() < BUFFER_POOL_MAX {
+                pool.push(buffer);
+            }
+        }
+    }
+}
+
 fn read_bytes(segment: &SegmentFile, offset: u64, len: usize) -> Result<Bytes, ReadError> {
-    let mut buffer = BytesMut::zeroed(len);
+    let mut buffer = BUFFER_POOL.lock().expect("buffer pool lock").pop().unwrap_or_default();
+    // Only growth is zeroed; the rest is overwritten by the read.
+    buffer.resize(len, 0);
     read_exact_at(&*segment.file, &mut buffer, offset).map_err(|e| StorageError::new("read", &segment.path, e))?;
-    Ok(buffer.freeze())
+    Ok(Bytes::from_owner(PooledBuffer(buffer)))
 }
 
 /// Reads one record whose length is not known yet.

@@ -6,6 +6,7 @@ use crate::format::record_encoded_len;
 use crate::index::Index;
 use crate::io::{OsStorage, Storage, path_in};
 use crate::log::{LogWriter, RecoveryReport, recover};
+use crate::reply::{self, Reply};
 use crate::writer::{self, Request, Shared};
 use std::collections::HashSet;
 use std::fmt;
@@ -150,7 +151,7 @@ impl Store {
             std::io::ErrorKind::WouldBlock => OpenError::Locked { dir: dir.clone(), lock_file: lock_file.clone() },
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
-        let (index, log, report) = recover(storage, &dir, options.segment_size_bytes)?;
+        let (index, ids, log, report) = recover(storage, &dir, options.segment_size_bytes)?;
         let shared = Arc::new(Shared { index: RwLock::new(index), poisoned: OnceLock::new() });
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
@@ -159,7 +160,7 @@ impl Store {
             let clock = options.clock;
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
-                .spawn(move || writer::run(shared, log, receiver, clock, frame_capacity_bytes))
+                .spawn(move || writer::run(shared, ids, log, receiver, clock, frame_capacity_bytes))
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
         };
         Ok(Store {
@@ -185,9 +186,10 @@ impl Store {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        let (request, reply) = self.prepare(stream, expected, events)?;
+        let (reply, receiver) = oneshot::channel();
+        let request = self.prepare(stream, expected, events, Reply::Task(reply))?;
         self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
-        reply.await.map_err(|_| AppendError::Closed)?
+        receiver.await.map_err(|_| AppendError::Closed)?
     }
 
     /// [`Store::append`] for threads outside an async runtime (it panics inside one: use `append` there).
@@ -197,9 +199,10 @@ impl Store {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        let (request, reply) = self.prepare(stream, expected, events)?;
+        let (reply, receiver) = reply::for_this_thread();
+        let request = self.prepare(stream, expected, events, reply)?;
         self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
-        reply.blocking_recv().map_err(|_| AppendError::Closed)?
+        receiver.wait()
     }
 
     fn queue(&self) -> Result<&mpsc::Sender<Request>, AppendError> {
@@ -212,7 +215,8 @@ impl Store {
         stream: StreamId,
         expected: ExpectedRevision,
         mut events: Vec<NewEvent>,
-    ) -> Result<(Request, oneshot::Receiver<Result<AppendOutcome, AppendError>>), AppendError> {
+        reply: Reply,
+    ) -> Result<Request, AppendError> {
         if let Some(reason) = self.inner.shared.poisoned.get() {
             return Err(AppendError::Poisoned { reason: reason.clone() });
         }
@@ -223,11 +227,13 @@ impl Store {
         if events.len() > APPEND_EVENTS_MAX {
             return Err(ValidationError::TooManyEvents { count: events.len(), max: APPEND_EVENTS_MAX }.into());
         }
-        let mut ids = HashSet::with_capacity(events.len());
+        let mut ids = HashSet::with_capacity_and_hasher(events.len(), foldhash::fast::RandomState::default());
         let mut size_bytes = 0;
         let mut encoded_bytes = 0;
+        let client_ids = events.iter().any(|event| event.id().is_some());
         for event in &mut events {
             event.event_type().check_not_reserved()?;
+            let client_id = event.id().is_some();
             let id = event.id_or_insert_with(|| EventId::from_uuid(uuid::Uuid::now_v7()));
             if event.payload_bytes() > self.inner.event_bytes_max {
                 let max_bytes = self.inner.event_bytes_max;
@@ -238,7 +244,8 @@ impl Store {
                 }
                 .into());
             }
-            if !ids.insert(id) {
+            // Generated ids are unique by construction; only the client's can repeat.
+            if client_id && !ids.insert(id) {
                 return Err(ValidationError::DuplicateEventId { event_id: id }.into());
             }
             size_bytes += event.size_bytes();
@@ -254,8 +261,7 @@ impl Store {
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }
-        let (reply, receiver) = oneshot::channel();
-        Ok((Request { stream, expected, events, encoded_bytes, reply }, receiver))
+        Ok(Request { stream, expected, events, encoded_bytes, client_ids, reply })
     }
 
     /// The last committed position, or `None` for an empty store.

@@ -5,13 +5,14 @@
 use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
 use crate::format::{FrameBuilder, RecordFields};
-use crate::index::{IdEntry, Index, PushEvent};
+use crate::index::{IdEntry, IdIndex, Index, PushEvent};
 use crate::log::LogWriter;
+use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendOutcome, AppendResult};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use strata_core::{EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// State shared by the writer and every reader.
 #[derive(Debug)]
@@ -21,8 +22,6 @@ pub(crate) struct Shared {
     pub poisoned: OnceLock<String>,
 }
 
-pub(crate) type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
-
 /// One validated append, with every event id assigned.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -31,42 +30,50 @@ pub(crate) struct Request {
     pub events: Vec<NewEvent>,
     /// Bytes its records take in a frame.
     pub encoded_bytes: usize,
+    /// Whether the client chose any of the ids. When the store generated them all (UUIDv7), the
+    /// append cannot be a retry and its ids need no look-up.
+    pub client_ids: bool,
     pub reply: Reply,
 }
 
-/// An event written into the current frame, to be indexed once the frame is durable.
+/// An append written into the current frame, to be indexed once the frame is durable.
 #[derive(Debug)]
-struct PendingEvent {
-    id: EventId,
+struct PendingAppend {
     stream: StreamId,
-    revision: u64,
-    position: u64,
-    frame_offset: usize,
+    first_revision: u64,
+    first_position: u64,
+    /// Each event's id and the offset of its record from the start of the frame.
+    events: Vec<(EventId, usize)>,
 }
 
 /// One commit group under construction.
 struct Group<'a> {
     index: &'a Index,
+    committed_ids: &'a IdIndex,
     frame: &'a mut FrameBuilder,
     first_position: u64,
     recorded_at: Timestamp,
-    events: Vec<PendingEvent>,
+    appends: Vec<PendingAppend>,
+    event_count: u64,
     /// Last revision of each stream written in this group (the group's view on top of the index).
     heads: HashMap<StreamId, u64>,
-    ids: HashMap<EventId, usize>,
-    replies: Vec<(Reply, Result<AppendOutcome, AppendError>)>,
+    /// Client-chosen ids written in this group: (append, event) indexes into `appends`.
+    ids: HashMap<EventId, (usize, usize)>,
+    replies: Vec<(Reply, AppendReply)>,
 }
 
 impl<'a> Group<'a> {
-    fn new(index: &'a Index, frame: &'a mut FrameBuilder, recorded_at: Timestamp) -> Self {
+    fn new(index: &'a Index, committed_ids: &'a IdIndex, frame: &'a mut FrameBuilder, recorded_at: Timestamp) -> Self {
         let first_position = index.next_position();
         frame.start_commit(first_position);
         Self {
             index,
+            committed_ids,
             frame,
             first_position,
             recorded_at,
-            events: Vec::new(),
+            appends: Vec::new(),
+            event_count: 0,
             heads: HashMap::new(),
             ids: HashMap::new(),
             replies: Vec::new(),
@@ -82,15 +89,15 @@ impl<'a> Group<'a> {
 
     fn lookup_id(&self, id: &EventId) -> Option<IdEntry> {
         match self.ids.get(id) {
-            Some(&at) => {
-                let event = &self.events[at];
+            Some(&(append, event)) => {
+                let append = &self.appends[append];
                 Some(IdEntry {
-                    stream: event.stream.clone(),
-                    revision: StreamRevision::new(event.revision),
-                    position: Position::new(event.position),
+                    stream: append.stream.clone(),
+                    revision: StreamRevision::new(append.first_revision + event as u64),
+                    position: Position::new(append.first_position + event as u64),
                 })
             }
-            None => self.index.lookup_id(id),
+            None => self.committed_ids.get(id).map(|position| self.index.describe(position)),
         }
     }
 
@@ -132,7 +139,8 @@ impl<'a> Group<'a> {
     }
 
     fn admit(&mut self, request: Request) {
-        let outcome = match self.replay(&request) {
+        let replay = if request.client_ids { self.replay(&request) } else { Ok(None) };
+        let outcome = match replay {
             Err(error) => Err(error),
             Ok(Some(result)) => Ok(AppendOutcome::Committed(result)),
             Ok(None) => {
@@ -153,24 +161,28 @@ impl<'a> Group<'a> {
 
     fn write(&mut self, request: &Request, actual: Option<StreamRevision>) -> AppendResult {
         let first_revision = actual.map_or(0, |revision| revision.value() + 1);
-        let first_position = self.first_position + self.events.len() as u64;
+        let first_position = self.first_position + self.event_count;
+        let append_index = self.appends.len();
+        let mut events = Vec::with_capacity(request.events.len());
         for (offset, event) in request.events.iter().enumerate() {
             let id = event.id().expect("ids are assigned before queueing");
-            let revision = first_revision + offset as u64;
-            let position = first_position + offset as u64;
             let frame_offset = self.frame.push_record(RecordFields {
-                position,
-                revision,
+                position: first_position + offset as u64,
+                revision: first_revision + offset as u64,
                 recorded_at: self.recorded_at,
                 id,
                 stream: &request.stream,
                 event,
             });
-            self.ids.insert(id, self.events.len());
-            self.events.push(PendingEvent { id, stream: request.stream.clone(), revision, position, frame_offset });
+            if request.client_ids {
+                self.ids.insert(id, (append_index, offset));
+            }
+            events.push((id, frame_offset));
         }
         let count = request.events.len() as u64;
+        self.event_count += count;
         self.heads.insert(request.stream.clone(), first_revision + count - 1);
+        self.appends.push(PendingAppend { stream: request.stream.clone(), first_revision, first_position, events });
         AppendResult {
             first_revision: StreamRevision::new(first_revision),
             last_revision: StreamRevision::new(first_revision + count - 1),
@@ -189,6 +201,7 @@ fn partial_duplicate(event_id: EventId, entry: IdEntry) -> AppendError {
 /// The committer loop; returns when every `Store` handle is gone and the queue is drained.
 pub(crate) fn run(
     shared: Arc<Shared>,
+    mut ids: IdIndex,
     mut log: LogWriter,
     mut queue: mpsc::Receiver<Request>,
     clock: Arc<dyn Clock>,
@@ -201,12 +214,12 @@ pub(crate) fn run(
             break;
         };
         if let Some(reason) = shared.poisoned.get() {
-            let _ = first.reply.send(Err(AppendError::Poisoned { reason: reason.clone() }));
+            first.reply.send(Err(AppendError::Poisoned { reason: reason.clone() }));
             continue;
         }
         let index = shared.index.read().expect("index lock poisoned");
         let recorded_at = index.last_recorded_at().map_or(clock.now(), |last| last.max(clock.now()));
-        let mut group = Group::new(&index, &mut frame, recorded_at);
+        let mut group = Group::new(&index, &ids, &mut frame, recorded_at);
         let mut frame_bytes = group.frame.len() + first.encoded_bytes;
         group.admit(first);
         while let Ok(request) = queue.try_recv() {
@@ -217,39 +230,52 @@ pub(crate) fn run(
             }
             group.admit(request);
         }
-        let Group { first_position, events, replies, .. } = group;
+        let Group { first_position, appends, replies, .. } = group;
         drop(index);
-        if events.is_empty() {
+        if appends.is_empty() {
             for (reply, outcome) in replies {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
             }
             continue;
         }
-        match log.write_frame(frame.finish(), first_position) {
+        // While the disk writes the frame, index its event ids (the committer's own map: readers never
+        // look there, and if the sync fails the store is poisoned and never consults it again).
+        let written = log.write_frame(frame.finish(), first_position).and_then(|written| {
+            for append in &appends {
+                for (offset, &(id, _)) in append.events.iter().enumerate() {
+                    // Client ids were checked at admission; generated ones are fresh UUIDv7s.
+                    ids.insert(id, append.first_position + offset as u64).expect("event ids are unique");
+                }
+            }
+            log.sync().map(|()| written)
+        });
+        match written {
             Ok(written) => {
                 let mut index = shared.index.write().expect("index lock poisoned");
                 if let Some(segment) = written.new_segment {
                     index.segments.push(segment);
                 }
-                for event in &events {
-                    let offset = written.offset + event.frame_offset as u64;
-                    // The writer computed these from the index itself: a mismatch is a bug that would
-                    // corrupt the indexes, so it stops the process rather than go on.
-                    index
-                        .push(PushEvent {
-                            position: event.position,
-                            revision: event.revision,
-                            id: event.id,
-                            stream: event.stream.as_str(),
-                            recorded_at,
-                            segment: written.segment,
-                            offset: u32::try_from(offset).expect("segments are at most 4 GiB"),
-                        })
-                        .expect("the writer's events extend the index");
+                for append in &appends {
+                    // The committer computed all of this from the index itself: a mismatch is a bug
+                    // that would corrupt the indexes, so it stops the process rather than go on.
+                    let stream = index.stream_number(append.stream.as_str()).expect("a valid stream id");
+                    for (offset, &(_, frame_offset)) in append.events.iter().enumerate() {
+                        let record_offset = written.offset + frame_offset as u64;
+                        index
+                            .push(PushEvent {
+                                position: append.first_position + offset as u64,
+                                revision: append.first_revision + offset as u64,
+                                stream,
+                                recorded_at,
+                                segment: written.segment,
+                                offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
+                            })
+                            .expect("the committer's events extend the index");
+                    }
                 }
                 drop(index);
                 for (reply, outcome) in replies {
-                    let _ = reply.send(outcome);
+                    reply.send(outcome);
                 }
             }
             Err(error) => {
@@ -259,7 +285,7 @@ pub(crate) fn run(
                 let reason = poison_reason(&error);
                 let _ = shared.poisoned.set(reason.clone());
                 for (reply, _) in replies {
-                    let _ = reply.send(Err(AppendError::OutcomeUnknown { reason: reason.clone() }));
+                    reply.send(Err(AppendError::OutcomeUnknown { reason: reason.clone() }));
                 }
             }
         }

@@ -23,27 +23,26 @@ fn child_writer() {
         return;
     };
     let store = Store::open(&dir).expect("child opens the store");
-    let threads: Vec<_> = (0..WRITER_THREADS)
-        .map(|thread| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let stream = StreamId::new(format!("writer-{thread}")).unwrap();
-                loop {
-                    let id = EventId::from_uuid(uuid::Uuid::new_v4());
-                    let event =
-                        NewEvent::new(EventType::new("Written").unwrap(), format!("{{\"id\":\"{id}\"}}")).with_id(id);
-                    let outcome = store.append_blocking(stream.clone(), ExpectedRevision::Any, vec![event]).unwrap();
-                    let AppendOutcome::Committed(result) = outcome else { panic!("no expectation to fail") };
-                    // One line per acknowledged event, written only after the append returned.
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {id} {} {stream} {}", result.first_position, result.first_revision).unwrap();
-                    out.flush().unwrap();
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
+    for thread in 0..WRITER_THREADS {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let stream = StreamId::new(format!("writer-{thread}")).unwrap();
+            loop {
+                let id = EventId::from_uuid(uuid::Uuid::new_v4());
+                let event =
+                    NewEvent::new(EventType::new("Written").unwrap(), format!("{{\"id\":\"{id}\"}}")).with_id(id);
+                let outcome = store.append_blocking(stream.clone(), ExpectedRevision::Any, vec![event]).unwrap();
+                let AppendOutcome::Committed(result) = outcome else { panic!("no expectation to fail") };
+                // One line per acknowledged event, written only after the append returned.
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "ack {id} {} {stream} {}", result.first_position, result.first_revision).unwrap();
+                out.flush().unwrap();
+            }
+        });
+    }
+    // The writers never stop: the parent ends this process with SIGKILL.
+    loop {
+        std::thread::park();
     }
 }
 

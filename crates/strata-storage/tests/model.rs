@@ -64,12 +64,15 @@ struct ModelEvent {
     data: String,
 }
 
+/// Stream, events (id and data), first position.
+type CommittedAppend = (&'static str, Vec<(EventId, String)>, u64);
+
 #[derive(Default)]
 struct Model {
     log: Vec<ModelEvent>,
     streams: HashMap<&'static str, Vec<u64>>,
-    /// Committed appends: stream, events, first position — for retries.
-    appends: Vec<(&'static str, Vec<(EventId, String)>, u64)>,
+    /// Committed appends, for retries.
+    appends: Vec<CommittedAppend>,
     next_id: u128,
 }
 
