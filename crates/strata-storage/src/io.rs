@@ -44,6 +44,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// extents), so that later appends overwrite allocated blocks and `fdatasync` need not journal
     /// block allocation. Does not sync.
     fn extend_zeroed(&self, len_bytes: u64) -> io::Result<()>;
+    /// Grows the file to `len_bytes` that read as zeros, reserving the space (`fallocate`) without
+    /// writing it: instant, but each later `fdatasync` also commits the extent conversion. Does not sync.
+    fn allocate(&self, len_bytes: u64) -> io::Result<()>;
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with [`io::ErrorKind::UnexpectedEof`].
@@ -144,6 +147,20 @@ impl StorageFile for OsFile {
 
     fn len_bytes(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        let len = i64::try_from(len_bytes).map_err(|_| io::Error::other("file size out of range"))?;
+        // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+        if unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len) } == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            // A file system without fallocate: a sparse file reads as zeros too.
+            return self.file.set_len(len_bytes.max(self.len_bytes()?));
+        }
+        Err(error)
     }
 
     fn extend_zeroed(&self, len_bytes: u64) -> io::Result<()> {

@@ -18,6 +18,8 @@ use std::thread::JoinHandle;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const PREPARING_SUFFIX: &str = ".seg.tmp";
+/// The segment being zero-filled ahead of need; it becomes whichever segment is created next.
+const PREPARED_NAME: &str = "next.seg.tmp";
 /// How much recovery reads at once.
 const SCAN_CHUNK_BYTES: usize = 8 << 20;
 /// How far past the last good frame an interrupted write can have left bytes: one frame at most,
@@ -108,18 +110,26 @@ impl LogWriter {
             .map_err(|e| StorageError::new("write seal", path, e))?;
         self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
         let segment = self.active_segment + 1;
-        let prepared = self.prepared.take().map(|handle| handle.join().expect("segment preparation panicked"));
-        let prepared = match prepared {
-            Some(Ok(file)) => Some(file),
-            // Preparing ahead failed (for example the disk was full then); try once more in line.
-            Some(Err(_)) | None => None,
+        // Never wait for the zero-filling: when appends outrun it, allocate this segment instead (its
+        // fdatasyncs cost a little more) and keep the zero-filled one for the next roll-over.
+        let source = match self.prepared.take() {
+            Some(handle) if handle.is_finished() => match handle.join().expect("segment preparation panicked") {
+                Ok(file) => SegmentSource::Prepared(file),
+                // Preparing ahead failed (the disk was full then, say): try again in line.
+                Err(_) => SegmentSource::Allocate,
+            },
+            Some(handle) => {
+                self.prepared = Some(handle);
+                SegmentSource::Allocate
+            }
+            None => SegmentSource::Allocate,
         };
         self.active = create_segment(
             &*self.storage,
             &self.dir,
             SegmentHeader { segment, first_position: next_position },
             self.segment_size_bytes,
-            prepared,
+            source,
         )?;
         self.active_segment = segment;
         self.write_offset = SEGMENT_HEADER_BYTES;
@@ -134,7 +144,7 @@ impl LogWriter {
             return;
         }
         let storage = self.storage.clone();
-        let path = path_in(&self.dir, &preparing_name(self.active_segment + 1));
+        let path = path_in(&self.dir, PREPARED_NAME);
         let size = self.segment_size_bytes;
         let spawned = std::thread::Builder::new().name("strata-prepare".to_owned()).spawn(move || {
             // Zero-filling is bulk work that must not take the CPU from the committer (on small
@@ -163,21 +173,42 @@ fn prepare_segment_file(storage: &dyn Storage, path: &Path, size_bytes: u64) -> 
     Ok(file)
 }
 
-/// Makes `segment` exist durably with its header: prepare (unless given), write the header, sync,
-/// rename into place, sync the directory. A crash at any step leaves either no segment or a complete
-/// empty one; a leftover preparing file is removed at the next open.
+/// Where the bytes of a new segment come from.
+enum SegmentSource {
+    /// Zero-filled ahead of time under [`PREPARED_NAME`].
+    Prepared(Arc<dyn StorageFile>),
+    /// Zero-fill now (when there is no hurry: at open).
+    ZeroFill,
+    /// Reserve the space now without writing it (when appends are waiting).
+    Allocate,
+}
+
+/// Makes `segment` exist durably with its header: get a file of the right size, write the header,
+/// sync, rename into place, sync the directory. A crash at any step leaves either no segment or a
+/// complete empty one; a leftover preparing file is removed at the next open.
 fn create_segment(
     storage: &dyn Storage,
     dir: &Path,
     header: SegmentHeader,
     size_bytes: u64,
-    prepared: Option<Arc<dyn StorageFile>>,
+    source: SegmentSource,
 ) -> Result<SegmentFile, StorageError> {
-    let preparing = path_in(dir, &preparing_name(header.segment));
-    let file = match prepared {
-        Some(file) => file,
-        None => prepare_segment_file(storage, &preparing, size_bytes)
-            .map_err(|e| StorageError::new("prepare segment", &preparing, e))?,
+    let (preparing, file) = match source {
+        SegmentSource::Prepared(file) => (path_in(dir, PREPARED_NAME), file),
+        SegmentSource::ZeroFill => {
+            let preparing = path_in(dir, &preparing_name(header.segment));
+            let file = prepare_segment_file(storage, &preparing, size_bytes)
+                .map_err(|e| StorageError::new("prepare segment", &preparing, e))?;
+            (preparing, file)
+        }
+        SegmentSource::Allocate => {
+            let preparing = path_in(dir, &preparing_name(header.segment));
+            let file = storage
+                .open_file(&preparing, true)
+                .and_then(|file| file.allocate(size_bytes).map(|()| file))
+                .map_err(|e| StorageError::new("allocate segment", &preparing, e))?;
+            (preparing, file)
+        }
     };
     file.write_all_at(&encode_segment_header(header), 0).map_err(|e| StorageError::new("write", &preparing, e))?;
     file.sync_data().map_err(|e| StorageError::new("fdatasync", &preparing, e))?;
@@ -243,7 +274,7 @@ pub(crate) fn recover(
         // A new store, or the last segment was sealed just before a crash: open the next one.
         let segment = segments.len() as u32;
         let header = SegmentHeader { segment, first_position: index.next_position() };
-        let file = create_segment(&*storage, dir, header, segment_size_bytes, None)?;
+        let file = create_segment(&*storage, dir, header, segment_size_bytes, SegmentSource::ZeroFill)?;
         index.segments.push(file.clone());
         (file, segment, SEGMENT_HEADER_BYTES)
     } else {

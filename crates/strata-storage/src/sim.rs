@@ -341,6 +341,10 @@ impl StorageFile for SimFile {
         Ok(self.data.lock().unwrap().current.len() as u64)
     }
 
+    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.extend_zeroed(len_bytes)
+    }
+
     fn extend_zeroed(&self, len_bytes: u64) -> io::Result<()> {
         let current = self.len_bytes()?;
         if len_bytes > current {
