@@ -140,7 +140,7 @@ impl LogWriter {
     /// enough that under sustained load (zero-filling runs at about the speed data arrives) it is ready
     /// before it is needed, late enough that a small store never pays for it.
     fn prepare_next_when_started(&mut self) {
-        if self.prepared.is_some() || self.write_offset < self.active.len_bytes / 2 {
+        if self.prepared.is_some() || self.write_offset < self.active.len_bytes / 16 {
             return;
         }
         let storage = self.storage.clone();
@@ -249,7 +249,7 @@ pub(crate) fn recover(
 
     let mut index = Index::default();
     let mut ids = IdIndex::default();
-    let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true };
+    let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
     for (expected, &number) in segments.iter().enumerate() {
         let path = path_in(dir, &segment_name(number));
         if number as usize != expected {
@@ -269,6 +269,9 @@ pub(crate) fn recover(
     }
     report.segments = segments.len() as u32;
     report.events = index.next_position();
+    if let (Some(start), Some(last)) = (end.last_frame_start, index.segments.last()) {
+        make_durable(last, start, end.end_offset)?;
+    }
 
     let (active, active_segment, write_offset) = if end.sealed {
         // A new store, or the last segment was sealed just before a crash: open the next one.
@@ -281,6 +284,8 @@ pub(crate) fn recover(
         let last = index.segments.last().expect("an unsealed segment exists").clone();
         (last, segments.len() as u32 - 1, end.end_offset)
     };
+    // A rename whose directory sync a crash interrupted may still be only in memory.
+    storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
     let mut writer = LogWriter {
         storage,
         dir: dir.to_path_buf(),
@@ -294,11 +299,29 @@ pub(crate) fn recover(
     Ok((index, ids, writer, report))
 }
 
+/// Rewrites and syncs the last frame of the log before anything is served from it.
+///
+/// Recovery reads through the page cache, which after a process crash (no reboot) can hold a frame
+/// whose fdatasync never ran or failed — and after a failed fdatasync Linux marks such pages clean, so
+/// syncing again would not write them. Serving that frame and then losing it to a power cut would
+/// reuse its positions. Because the committer syncs every frame before writing the next, only the
+/// last frame (a commit or a seal) can be in that state: writing its bytes again and syncing makes
+/// everything recovery serves durable.
+fn make_durable(segment: &SegmentFile, start: u64, end: u64) -> Result<(), StorageError> {
+    let mut frame = vec![0u8; (end - start) as usize];
+    let path = &segment.path;
+    read_exact_at(&*segment.file, &mut frame, start).map_err(|e| StorageError::new("read", path, e))?;
+    segment.file.write_all_at(&frame, start).map_err(|e| StorageError::new("rewrite last frame", path, e))?;
+    segment.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))
+}
+
 #[derive(Debug)]
 struct Scanned {
     /// Where the next frame would go.
     end_offset: u64,
     sealed: bool,
+    /// Where the last good frame (commit or seal) starts, if the segment has one.
+    last_frame_start: Option<u64>,
 }
 
 /// Reads a segment sequentially through a large buffer.
@@ -355,6 +378,9 @@ fn scan_segment(
         ));
     }
     let mut offset = SEGMENT_HEADER_BYTES;
+    let mut last_frame_start = None;
+    let open_end =
+        |offset: u64, last_frame_start: Option<u64>| Scanned { end_offset: offset, sealed: false, last_frame_start };
     loop {
         if offset + FRAME_HEADER_BYTES as u64 > len {
             return Err(corrupt(offset, "segment is full but has no seal frame".to_owned()));
@@ -363,10 +389,12 @@ fn scan_segment(
             reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
         let (payload_len, payload_crc) = match check_frame_header(&header) {
             HeaderCheck::Zero => {
-                return check_tail(&mut reader, number, is_last, offset, Damage::None, report);
+                check_tail(&mut reader, number, is_last, offset, Damage::None, report)?;
+                return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Invalid(reason) => {
-                return check_tail(&mut reader, number, is_last, offset, Damage::Header(reason), report);
+                check_tail(&mut reader, number, is_last, offset, Damage::Header(reason), report)?;
+                return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Valid { payload_len, payload_crc } => (payload_len, payload_crc),
         };
@@ -380,13 +408,15 @@ fn scan_segment(
             Ok(body) => body,
             Err(reason) => {
                 let damage = Damage::Payload { frame_end, reason };
-                return check_tail(&mut reader, number, is_last, offset, damage, report);
+                check_tail(&mut reader, number, is_last, offset, damage, report)?;
+                return Ok(open_end(offset, last_frame_start));
             }
         };
         // From here on the frame's checksum is good: anything wrong is corruption, never a torn write.
         match body {
             FrameBody::Seal { next_position } if next_position == index.next_position() => {
-                return Ok(Scanned { end_offset: offset + SEAL_FRAME_BYTES as u64, sealed: true });
+                let end_offset = offset + SEAL_FRAME_BYTES as u64;
+                return Ok(Scanned { end_offset, sealed: true, last_frame_start: Some(offset) });
             }
             FrameBody::Seal { next_position } => {
                 return Err(corrupt(
@@ -429,6 +459,7 @@ fn scan_segment(
                 if count != event_count {
                     return Err(corrupt(offset, format!("frame says {event_count} events but holds {count}")));
                 }
+                last_frame_start = Some(offset);
                 offset = payload_offset + payload_len as u64;
             }
         }
@@ -463,7 +494,7 @@ fn check_tail(
     offset: u64,
     damage: Damage,
     report: &mut RecoveryReport,
-) -> Result<Scanned, OpenError> {
+) -> Result<(), OpenError> {
     let segment = reader.segment;
     let corrupt = |reason: String| {
         OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes: offset, reason })
@@ -498,7 +529,7 @@ fn check_tail(
         at += chunk as u64;
     }
     let Some(last_nonzero) = last_nonzero else {
-        return Ok(Scanned { end_offset: offset, sealed: false });
+        return Ok(());
     };
     let torn = reader.bytes(offset, (last_nonzero + 1 - offset) as usize)?;
     match &damage {
@@ -527,7 +558,7 @@ fn check_tail(
     segment.file.write_all_at(&zeros, offset).map_err(|e| StorageError::new("zero torn tail", path, e))?;
     segment.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
     report.torn_tail_bytes_zeroed += zeros.len() as u64;
-    Ok(Scanned { end_offset: offset, sealed: false })
+    Ok(())
 }
 
 fn damage_reason(damage: &Damage) -> &str {

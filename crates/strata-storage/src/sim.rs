@@ -126,11 +126,20 @@ impl SimStorage {
         self.faults.mutations.load(Ordering::SeqCst)
     }
 
+    /// After [`SimStorage::crash_after_mutations`] fired: the *process* died, not the machine. The
+    /// disk works again and keeps everything written, synced or not (the page cache survives a
+    /// process crash); a later [`SimStorage::crash_image`] still loses what was never synced.
+    pub fn restart_process(&self) {
+        self.faults.crash_after_mutations.store(u64::MAX, Ordering::SeqCst);
+        self.faults.crashed.store(false, Ordering::SeqCst);
+    }
+
     pub fn has_crashed(&self) -> bool {
         self.faults.crashed.load(Ordering::SeqCst)
     }
 
-    /// Makes every `sync_data` fail with an IO error (the disk stays usable otherwise).
+    /// Makes every `sync_data` fail with an IO error, dropping the file's unsynced writes from what a
+    /// crash can keep (Linux marks such pages clean); the disk stays usable otherwise.
     pub fn fail_syncs(&self, fail: bool) {
         self.faults.fail_syncs.store(fail, Ordering::SeqCst);
     }
@@ -327,6 +336,9 @@ impl StorageFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         self.faults.mutate()?;
         if self.faults.fail_syncs.load(Ordering::SeqCst) {
+            // As Linux does after a failed writeback: the pages stay readable but are marked clean, so
+            // these writes will never reach the disk unless written again.
+            self.data.lock().unwrap().pending.clear();
             return Err(io::Error::other("simulated fsync failure"));
         }
         let mut data = self.data.lock().unwrap();

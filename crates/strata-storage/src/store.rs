@@ -146,6 +146,9 @@ impl Store {
         }
         let storage = options.storage;
         storage.create_dir_all(&dir).map_err(|e| StorageError::new("create directory", &dir, e))?;
+        // The directory's own entry must be durable too, or a new store can vanish with its events.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        storage.sync_dir(parent).map_err(|e| StorageError::new("sync directory", parent, e))?;
         let lock_file = path_in(&dir, LOCK_FILE_NAME);
         let lock = storage.lock(&lock_file).map_err(|error| match error.kind() {
             std::io::ErrorKind::WouldBlock => OpenError::Locked { dir: dir.clone(), lock_file: lock_file.clone() },
