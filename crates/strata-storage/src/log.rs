@@ -43,6 +43,8 @@ pub struct RecoveryReport {
     pub events: u64,
     /// Bytes of an interrupted (never acknowledged) write that were zeroed at the end of the last segment.
     pub torn_tail_bytes_zeroed: u64,
+    /// Where those bytes were saved before they were zeroed (`<segment>.torn-<offset>`).
+    pub torn_tail_saved_to: Option<std::path::PathBuf>,
     /// Leftover half-prepared segment files that were removed.
     pub preparing_files_removed: u32,
 }
@@ -264,7 +266,7 @@ pub(crate) fn recover(
         let len_bytes = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
         let segment = SegmentFile { file, path, len_bytes };
         let is_last = expected + 1 == segments.len();
-        end = scan_segment(&segment, number, is_last, &mut index, &mut ids, &mut report)?;
+        end = scan_segment(&*storage, &segment, number, is_last, &mut index, &mut ids, &mut report)?;
         index.segments.push(segment);
     }
     report.segments = segments.len() as u32;
@@ -348,6 +350,7 @@ impl<'a> ChunkReader<'a> {
 }
 
 fn scan_segment(
+    storage: &dyn Storage,
     segment: &SegmentFile,
     number: u32,
     is_last: bool,
@@ -389,11 +392,11 @@ fn scan_segment(
             reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
         let (payload_len, payload_crc) = match check_frame_header(&header) {
             HeaderCheck::Zero => {
-                check_tail(&mut reader, number, is_last, offset, Damage::None, report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, Damage::None, report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Invalid(reason) => {
-                check_tail(&mut reader, number, is_last, offset, Damage::Header(reason), report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, Damage::Header(reason), report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Valid { payload_len, payload_crc } => (payload_len, payload_crc),
@@ -408,7 +411,7 @@ fn scan_segment(
             Ok(body) => body,
             Err(reason) => {
                 let damage = Damage::Payload { frame_end, reason };
-                check_tail(&mut reader, number, is_last, offset, damage, report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, damage, report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
         };
@@ -488,6 +491,7 @@ enum Damage {
 /// frame header in between); and, when the header survived, at least one sector of the frame still
 /// zero. Anything else — a bit flip in an acknowledged frame above all — is corruption.
 fn check_tail(
+    storage: &dyn Storage,
     reader: &mut ChunkReader<'_>,
     number: u32,
     is_last: bool,
@@ -531,16 +535,16 @@ fn check_tail(
     let Some(last_nonzero) = last_nonzero else {
         return Ok(());
     };
-    let torn = reader.bytes(offset, (last_nonzero + 1 - offset) as usize)?;
+    let torn = reader.bytes(offset, (last_nonzero + 1 - offset) as usize)?.to_vec();
     match &damage {
         Damage::Payload { frame_end, reason } => {
             let frame = reader.bytes(offset, (frame_end - offset) as usize)?;
-            if !has_zero_sector(frame, offset) {
-                return Err(corrupt(format!("{reason} in a frame that was written whole: not a torn write")));
+            if !is_torn_frame(frame, offset) {
+                return Err(corrupt(format!("{reason}: not a torn write, the damaged record was written whole")));
             }
         }
         Damage::None | Damage::Header(_) => {
-            if let Some(found) = find_frame_header(torn, offset) {
+            if let Some(found) = find_frame_header(&torn, offset) {
                 return Err(corrupt(format!("{}, yet a frame follows at byte {found}", damage_reason(&damage))));
             }
             if let Damage::Header(reason) = damage {
@@ -553,6 +557,17 @@ fn check_tail(
             }
         }
     }
+    // Keep the bytes before zeroing them: if this ever was not a tear, nothing is lost for good.
+    let saved =
+        path_in(segment.path.parent().unwrap_or(Path::new(".")), &format!("{}.torn-{offset}", segment_name(number)));
+    let save = |storage: &dyn Storage| -> std::io::Result<()> {
+        let file = storage.open_file(&saved, true)?;
+        file.write_all_at(&torn, 0)?;
+        file.sync_data()?;
+        storage.sync_dir(saved.parent().unwrap_or(Path::new(".")))
+    };
+    save(storage).map_err(|e| StorageError::new("save torn tail to", &saved, e))?;
+    report.torn_tail_saved_to = Some(saved.clone());
     let zeros = vec![0u8; (last_nonzero + 1 - offset) as usize];
     let path = &segment.path;
     segment.file.write_all_at(&zeros, offset).map_err(|e| StorageError::new("zero torn tail", path, e))?;
@@ -567,6 +582,37 @@ fn damage_reason(damage: &Damage) -> &str {
         Damage::Header(reason) => reason,
         Damage::Payload { reason, .. } => reason,
     }
+}
+
+/// Whether a frame with an intact header and a failing payload checksum can be a torn write: every
+/// record that fails its own checksum must contain a disk sector share that is all zero (a sector
+/// the crash kept from being written), and where a record's length is unusable, the rest of the frame
+/// must. A frame whose failing record is written whole has rotted, not torn.
+fn is_torn_frame(frame: &[u8], offset: u64) -> bool {
+    let mut at = FRAME_HEADER_BYTES + crate::format::FRAME_BODY_HEADER_BYTES;
+    let mut any_record_failed = false;
+    while at < frame.len() {
+        let rest = &frame[at..];
+        match crate::format::record_len(rest) {
+            Some(len) if (crate::format::RECORD_FIXED_BYTES..=rest.len()).contains(&len) => {
+                if decode_record_key(&rest[..len]).is_err() {
+                    if !has_zero_sector(&rest[..len], offset + at as u64) {
+                        return false;
+                    }
+                    any_record_failed = true;
+                }
+                at += len;
+            }
+            _ => return has_zero_sector(rest, offset + at as u64),
+        }
+    }
+    // Every record checks out: then the damage is in the body header, which a tear can only have hit
+    // if it lies (partly) in a sector of its own.
+    any_record_failed
+        || has_zero_sector(
+            &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + crate::format::FRAME_BODY_HEADER_BYTES],
+            offset + FRAME_HEADER_BYTES as u64,
+        )
 }
 
 /// Whether some disk sector's share of `bytes` (which start at file offset `offset`) is all zero.

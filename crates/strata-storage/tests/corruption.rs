@@ -190,3 +190,41 @@ fn a_torn_frame_header_across_a_sector_boundary_is_repaired() {
         assert_eq!(read_everything(&store).iter().map(|e| e.id).collect::<Vec<_>>(), [id(1)]);
     }
 }
+
+/// A zero run elsewhere in the last frame (binary data) must not excuse a flipped bit in a record that
+/// was written whole: that is rot, not a tear, and the open is refused.
+#[test]
+fn zeros_in_another_record_do_not_make_rot_look_like_a_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let binary = strata_core::NewEvent::new(strata_core::EventType::new("Blob").unwrap(), vec![0u8; 1500])
+        .with_id(id(1))
+        .with_content_type(strata_core::ContentType::new("application/octet-stream").unwrap());
+    let json = event(&format!("{{\"text\":\"{}\"}}", "t".repeat(300))).with_id(id(2));
+    commit(&store, "s", ExpectedRevision::Any, vec![binary, json]);
+    drop(store);
+    let path = segments(dir.path()).pop().unwrap();
+    // Flip a bit in the JSON record's data, near the end of the frame.
+    flip_bit(&path, written_len(&path) - 20, 2);
+    let corruption = expect_corrupted(dir.path(), 0);
+    assert!(corruption.reason.contains("not a torn write"), "{corruption}");
+}
+
+#[test]
+fn torn_bytes_are_saved_before_they_are_zeroed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    commit(&store, "s", ExpectedRevision::Any, vec![event("{}").with_id(id(1))]);
+    drop(store);
+    let path = segments(dir.path()).pop().unwrap();
+    let end = written_len(&path);
+    // Debris of an unacknowledged frame whose header sector never reached the disk.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let sector_after = (end / 512 + 1) * 512;
+    file.write_all_at(b"debris of an interrupted write", sector_after).unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let saved = store.recovery_report().torn_tail_saved_to.clone().expect("the torn bytes were saved");
+    let bytes = std::fs::read(&saved).unwrap();
+    assert!(bytes.ends_with(b"debris of an interrupted write"));
+    assert_eq!(read_everything(&store).len(), 1);
+}

@@ -128,7 +128,10 @@ fn write_until_failure(store: &Store, seed: u64, thread: u64, attempts: &Mutex<V
             .map(|i| {
                 let size = if rng.random_bool(0.2) { rng.random_range(500..1500) } else { rng.random_range(0..64) };
                 let id = (u128::from(thread) << 64) | (n << 8) | i;
-                event(&"x".repeat(size)).with_id(id_of(id))
+                // Some payloads hold long zero runs, as binary data does: tears through them must
+                // still be told from rot.
+                let data = if rng.random_bool(0.15) { format!("{}end", "\0".repeat(size)) } else { "x".repeat(size) };
+                event(&data).with_id(id_of(id))
             })
             .collect();
         let index = {
