@@ -19,3 +19,5 @@ pub const EVENT_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
 pub const APPEND_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most events in one append request.
 pub const APPEND_EVENTS_MAX: usize = 10_000;
+/// Most events one read returns; a larger `limit` is clamped (page with the returned positions).
+pub const READ_EVENTS_MAX: usize = 100_000;

@@ -66,22 +66,33 @@ pub(crate) struct Index {
 #[derive(Debug)]
 pub(crate) struct IdIndex {
     shards: Box<[FastMap<EventId, u64>]>,
+    /// Picks the shard. Seeded, because clients choose id bytes and could otherwise crowd one shard.
+    shard_hasher: foldhash::fast::RandomState,
 }
 
 impl Default for IdIndex {
     fn default() -> Self {
-        Self { shards: (0..ID_SHARDS).map(|_| FastMap::default()).collect() }
+        Self {
+            shards: (0..ID_SHARDS).map(|_| FastMap::default()).collect(),
+            shard_hasher: foldhash::fast::RandomState::default(),
+        }
     }
 }
 
 impl IdIndex {
+    fn shard(&self, id: &EventId) -> usize {
+        use std::hash::BuildHasher;
+        (self.shard_hasher.hash_one(id) >> 58) as usize % ID_SHARDS
+    }
+
     pub fn get(&self, id: &EventId) -> Option<u64> {
-        self.shards[id_shard(id)].get(id).copied()
+        self.shards[self.shard(id)].get(id).copied()
     }
 
     /// Records `id` at `position`; an error when the id is known already.
     pub fn insert(&mut self, id: EventId, position: u64) -> Result<(), String> {
-        match self.shards[id_shard(&id)].insert(id, position) {
+        let shard = self.shard(&id);
+        match self.shards[shard].insert(id, position) {
             None => Ok(()),
             Some(_) => Err(format!("event id {id} at position {position} is used twice")),
         }
@@ -105,11 +116,6 @@ pub(crate) struct PushEvent {
     pub recorded_at: Timestamp,
     pub segment: u32,
     pub offset: u32,
-}
-
-fn id_shard(id: &EventId) -> usize {
-    let bytes = id.as_bytes();
-    usize::from(bytes[15] ^ bytes[7]) % ID_SHARDS
 }
 
 impl Index {

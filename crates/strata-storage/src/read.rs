@@ -11,6 +11,7 @@ use crate::io::read_exact_at;
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Mutex;
+use strata_core::limits::READ_EVENTS_MAX;
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision};
 
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
@@ -32,9 +33,10 @@ pub enum ReadFrom<T> {
     At(T),
 }
 
-/// The indexes `0..len` that a read of at most `limit` from `from` in `direction` covers, in ascending order.
+/// The indexes `0..len` that a read of at most `limit` (clamped to [`READ_EVENTS_MAX`]) from `from` in
+/// `direction` covers, in ascending order.
 fn span(len: u64, from: ReadFrom<u64>, direction: Direction, limit: usize) -> std::ops::Range<u64> {
-    let limit = limit as u64;
+    let limit = limit.min(READ_EVENTS_MAX) as u64;
     match direction {
         Direction::Forward => {
             let start = match from {
@@ -67,7 +69,7 @@ fn map_from<T: Copy>(from: ReadFrom<T>, value: impl Fn(T) -> u64) -> ReadFrom<u6
 }
 
 impl Store {
-    /// Up to `limit` events of `stream` from `from`, in `direction`.
+    /// Up to `limit` events of `stream` from `from`, in `direction` (at most [`READ_EVENTS_MAX`]).
     /// A stream without events is [`ReadError::StreamNotFound`].
     pub fn read_stream(
         &self,
@@ -91,7 +93,7 @@ impl Store {
         fetch(&segments, &targets, direction)
     }
 
-    /// Up to `limit` events of the global log from `from`, in `direction`.
+    /// Up to `limit` events of the global log from `from`, in `direction` (at most [`READ_EVENTS_MAX`]).
     pub fn read_all(
         &self,
         from: ReadFrom<Position>,

@@ -102,6 +102,8 @@ struct Inner {
     dir: PathBuf,
     event_bytes_max: usize,
     frame_capacity_bytes: usize,
+    /// For the time part of generated UUIDv7 ids: the engine reads time only through its clock.
+    clock: Arc<dyn Clock>,
     report: RecoveryReport,
     _lock: Box<dyn crate::io::LockGuard>,
 }
@@ -160,7 +162,7 @@ impl Store {
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let writer = {
             let shared = shared.clone();
-            let clock = options.clock;
+            let clock = options.clock.clone();
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
                 .spawn(move || writer::run(shared, ids, log, receiver, clock, frame_capacity_bytes))
@@ -174,6 +176,7 @@ impl Store {
                 dir,
                 event_bytes_max: options.event_bytes_max,
                 frame_capacity_bytes,
+                clock: options.clock,
                 report,
                 _lock: lock,
             }),
@@ -237,7 +240,7 @@ impl Store {
         for event in &mut events {
             event.event_type().check_not_reserved()?;
             let client_id = event.id().is_some();
-            let id = event.id_or_insert_with(|| EventId::from_uuid(uuid::Uuid::now_v7()));
+            let id = event.id_or_insert_with(|| self.generate_id());
             if event.payload_bytes() > self.inner.event_bytes_max {
                 let max_bytes = self.inner.event_bytes_max;
                 return Err(ValidationError::EventTooLarge {
@@ -265,6 +268,13 @@ impl Store {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }
         Ok(Request { stream, expected, events, encoded_bytes, client_ids, reply })
+    }
+
+    /// A UUIDv7 whose time part comes from the store's clock (74 random bits make it unique).
+    fn generate_id(&self) -> EventId {
+        let micros = self.inner.clock.now().as_micros().max(0) as u64;
+        let time = uuid::Timestamp::from_unix(uuid::NoContext, micros / 1_000_000, (micros % 1_000_000) as u32 * 1000);
+        EventId::from_uuid(uuid::Uuid::new_v7(time))
     }
 
     /// The last committed position, or `None` for an empty store.

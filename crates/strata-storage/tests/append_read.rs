@@ -224,6 +224,26 @@ fn events_without_ids_get_uuid_v7_ids() {
     let events = read_everything(&store);
     assert_ne!(events[0].id, events[1].id);
     assert!(events.iter().all(|e| e.id.as_uuid().get_version_num() == 7));
+    // Their time part comes from the store's clock, not the wall clock.
+    let (seconds, _) = events[0].id.as_uuid().get_timestamp().unwrap().to_unix();
+    assert_eq!(seconds, 1_700_000_000);
+}
+
+#[test]
+fn one_read_returns_at_most_read_events_max() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 16 << 20);
+    let total = limits::READ_EVENTS_MAX + 5;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(limits::APPEND_EVENTS_MAX) {
+        commit(&store, "s", ExpectedRevision::Any, chunk.iter().map(|_| event("{}")).collect());
+    }
+    let page = store.read_all(ReadFrom::Start, Direction::Forward, usize::MAX).unwrap();
+    assert_eq!(page.len(), limits::READ_EVENTS_MAX);
+    let rest = store.read_all(ReadFrom::At(Position::new(page.len() as u64)), Direction::Forward, usize::MAX).unwrap();
+    assert_eq!(rest.len(), 5);
+    let backward = store.read_stream(&stream("s"), ReadFrom::End, Direction::Backward, usize::MAX).unwrap();
+    assert_eq!(backward.len(), limits::READ_EVENTS_MAX);
+    assert_eq!(backward[0].revision.value(), total as u64 - 1);
 }
 
 #[test]
