@@ -338,6 +338,28 @@ pub struct RecordKey<'a> {
     pub recorded_at: Timestamp,
     pub id: EventId,
     pub stream: &'a str,
+    pub event_type: &'a str,
+    /// The encoded tags (`u16` length + bytes each); see [`RecordKey::tags`].
+    tags: &'a [u8],
+}
+
+impl<'a> RecordKey<'a> {
+    /// The event's tags. Only a checked record makes a `RecordKey`, so the encoding is sound; a tag
+    /// that is not UTF-8 is skipped (it cannot come from the writer).
+    pub fn tags(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let mut rest = self.tags;
+        std::iter::from_fn(move || {
+            while rest.len() >= 2 {
+                let len = usize::from(u16_at(rest, 0));
+                let tag = rest.get(2..2 + len)?;
+                rest = &rest[2 + len..];
+                if let Ok(tag) = std::str::from_utf8(tag) {
+                    return Some(tag);
+                }
+            }
+            None
+        })
+    }
 }
 
 /// Where the variable-length fields of a checked record lie.
@@ -399,12 +421,16 @@ pub fn decode_record_key(record: &[u8]) -> Result<RecordKey<'_>, String> {
     let layout = check_record(record)?;
     let stream = std::str::from_utf8(&record[layout.stream.0..layout.stream.1])
         .map_err(|_| "record stream id is not UTF-8".to_owned())?;
+    let event_type = std::str::from_utf8(&record[layout.event_type.0..layout.event_type.1])
+        .map_err(|_| "record event type is not UTF-8".to_owned())?;
     Ok(RecordKey {
         position: u64_at(record, 8),
         revision: u64_at(record, 16),
         recorded_at: Timestamp::from_micros(u64_at(record, 24) as i64),
         id: EventId::from_bytes(record[32..48].try_into().expect("16 bytes")),
         stream,
+        event_type,
+        tags: &record[layout.tags.0..layout.tags.1],
     })
 }
 

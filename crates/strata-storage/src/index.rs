@@ -58,6 +58,13 @@ pub(crate) struct Index {
     streams: Vec<StreamEntry>,
     stream_numbers: FastMap<StreamId, u32>,
     last_recorded_at: Option<Timestamp>,
+    /// Where recorded time changes: `(first position, time)`, times non-decreasing. One entry per
+    /// commit group at most (a group shares one time), so "as of a time" is a binary search.
+    times: Vec<(u64, Timestamp)>,
+    /// Secondary indexes for filtered reads: positions, ascending, per category, event type and tag.
+    pub categories: FastMap<String, Vec<u64>>,
+    pub event_types: FastMap<String, Vec<u64>>,
+    pub tags: FastMap<String, Vec<u64>>,
     pub segments: Vec<SegmentFile>,
 }
 
@@ -109,10 +116,11 @@ pub(crate) struct IdEntry {
 
 /// One event to index, in a stream resolved by [`Index::stream_number`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PushEvent {
+pub(crate) struct PushEvent<'a> {
     pub position: u64,
     pub revision: u64,
     pub stream: u32,
+    pub event_type: &'a str,
     pub recorded_at: Timestamp,
     pub segment: u32,
     pub offset: u32,
@@ -125,6 +133,17 @@ impl Index {
 
     pub fn last_recorded_at(&self) -> Option<Timestamp> {
         self.last_recorded_at
+    }
+
+    /// The last position recorded at or before `time`, or `None` if nothing was.
+    pub fn position_at(&self, time: Timestamp) -> Option<u64> {
+        let after = self.times.partition_point(|&(_, recorded_at)| recorded_at <= time);
+        let end = self.times.get(after).map_or(self.len, |&(first_position, _)| first_position);
+        (after > 0).then(|| end - 1)
+    }
+
+    pub fn stream_name(&self, number: u32) -> &StreamId {
+        &self.streams[number as usize].id
     }
 
     pub fn location(&self, position: u64) -> Option<Location> {
@@ -184,7 +203,7 @@ impl Index {
 
     /// Adds the next event. An error (recovery reports it as corruption) when the record's position,
     /// revision or time disagree with what is indexed already.
-    pub fn push(&mut self, event: PushEvent) -> Result<(), String> {
+    pub fn push<'t>(&mut self, event: PushEvent<'_>, tags: impl Iterator<Item = &'t str>) -> Result<(), String> {
         if event.position != self.len {
             return Err(format!("event at position {} where position {} was expected", event.position, self.len));
         }
@@ -200,6 +219,15 @@ impl Index {
             ));
         }
         entry.positions.push(event.position);
+        let category = entry.id.category();
+        push_posting(&mut self.categories, category, event.position);
+        push_posting(&mut self.event_types, event.event_type, event.position);
+        for tag in tags {
+            push_posting(&mut self.tags, tag, event.position);
+        }
+        if self.last_recorded_at != Some(event.recorded_at) {
+            self.times.push((event.position, event.recorded_at));
+        }
         let location = Location { segment: event.segment, offset: event.offset, stream: event.stream };
         let slot = self.len as usize % LOCATION_CHUNK;
         if slot == 0 {
@@ -210,5 +238,14 @@ impl Index {
         self.len += 1;
         self.last_recorded_at = Some(event.recorded_at);
         Ok(())
+    }
+}
+
+fn push_posting(map: &mut FastMap<String, Vec<u64>>, key: &str, position: u64) {
+    match map.get_mut(key) {
+        Some(positions) => positions.push(position),
+        None => {
+            map.insert(key.to_owned(), vec![position]);
+        }
     }
 }

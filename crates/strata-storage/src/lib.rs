@@ -7,7 +7,8 @@
 //! - `log`: recovery (one verifying pass, torn-tail repair) and the writer side of segments.
 //! - `index`: in-memory indexes from position, stream and event id to record locations.
 //! - `writer`: the committer thread — group commit, expected-revision and idempotency checks.
-//! - `store` and `read`: [`Store`], the public API (append, read, heads).
+//! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
+//!   filtered reads of the global log (category, types, stream prefix, tags) and "as of" reads.
 //! - [`clock`]: where recorded time comes from.
 //!
 //! # Invariants
@@ -23,6 +24,7 @@ pub mod io;
 pub mod sim;
 
 mod error;
+mod filter;
 mod index;
 mod log;
 mod read;
@@ -32,9 +34,10 @@ mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, Corruption, OpenError, ReadError, StorageError};
+pub use filter::Filter;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;
-pub use read::{Direction, ReadFrom};
+pub use read::{Direction, ReadFrom, ReadOptions};
 pub use sim::SimStorage;
 pub use store::{
     AppendOutcome, AppendResult, LOCK_FILE_NAME, Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX,

@@ -447,15 +447,19 @@ fn scan_segment(
                     last_stream = Some((key.stream.as_bytes(), stream));
                     ids.insert(key.id, key.position).map_err(|reason| corrupt(record_at, reason))?;
                     index
-                        .push(PushEvent {
-                            position: key.position,
-                            revision: key.revision,
-                            stream,
-                            recorded_at: key.recorded_at,
-                            segment: number,
-                            offset: u32::try_from(record_at)
-                                .map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
-                        })
+                        .push(
+                            PushEvent {
+                                position: key.position,
+                                revision: key.revision,
+                                stream,
+                                event_type: key.event_type,
+                                recorded_at: key.recorded_at,
+                                segment: number,
+                                offset: u32::try_from(record_at)
+                                    .map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
+                            },
+                            key.tags(),
+                        )
                         .map_err(|reason| corrupt(record_at, reason))?;
                     count += 1;
                 }

@@ -5,14 +5,16 @@
 //! every record's checksum is verified before it is returned.
 
 use crate::error::{Corruption, ReadError, StorageError};
+use crate::filter::{Filter, Matcher};
 use crate::format::{FRAME_PAYLOAD_BYTES_MAX, decode_record, record_len};
+use crate::index::Index;
 use crate::index::{Location, SegmentFile};
 use crate::io::read_exact_at;
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Mutex;
 use strata_core::limits::READ_EVENTS_MAX;
-use strata_core::{Position, RecordedEvent, StreamId, StreamRevision};
+use strata_core::{Position, RecordedEvent, StreamId, StreamRevision, Timestamp};
 
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
 const READ_SPAN_BYTES_MAX: u64 = 1 << 20;
@@ -31,6 +33,48 @@ pub enum ReadFrom<T> {
     Start,
     End,
     At(T),
+}
+
+/// How a read proceeds from where it starts, and which moment of the store it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub direction: Direction,
+    /// At most this many events (and at most [`READ_EVENTS_MAX`]).
+    pub limit: usize,
+    /// Read the store as it was when this position was its head: later events are invisible.
+    pub until_position: Option<Position>,
+    /// Read the store as it was at this time: events recorded later are invisible.
+    pub until_time: Option<Timestamp>,
+}
+
+impl ReadOptions {
+    pub fn forward(limit: usize) -> Self {
+        Self { direction: Direction::Forward, limit, until_position: None, until_time: None }
+    }
+
+    pub fn backward(limit: usize) -> Self {
+        Self { direction: Direction::Backward, ..Self::forward(limit) }
+    }
+
+    pub fn until_position(self, position: Position) -> Self {
+        Self { until_position: Some(position), ..self }
+    }
+
+    pub fn until_time(self, time: Timestamp) -> Self {
+        Self { until_time: Some(time), ..self }
+    }
+
+    /// How many positions (`0..n`) the read may see.
+    fn visible_len(&self, index: &Index) -> u64 {
+        let mut len = index.next_position();
+        if let Some(position) = self.until_position {
+            len = len.min(position.value().saturating_add(1));
+        }
+        if let Some(time) = self.until_time {
+            len = len.min(index.position_at(time).map_or(0, |position| position + 1));
+        }
+        len
+    }
 }
 
 /// The indexes `0..len` that a read of at most `limit` (clamped to [`READ_EVENTS_MAX`]) from `from` in
@@ -78,19 +122,33 @@ impl Store {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read_stream_with(stream, from, &ReadOptions { direction, ..ReadOptions::forward(limit) })
+    }
+
+    /// Events of `stream` from `from`, as `options` say — including "as of" a position or a time, when
+    /// a stream that had no events yet is [`ReadError::StreamNotFound`].
+    pub fn read_stream_with(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<StreamRevision>,
+        options: &ReadOptions,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         let (targets, segments) = {
             let index = self.index();
-            let entry = index
-                .stream(stream.as_str())
-                .filter(|entry| !entry.positions.is_empty())
-                .ok_or_else(|| ReadError::StreamNotFound { stream: stream.clone() })?;
-            let revisions = span(entry.positions.len() as u64, map_from(from, StreamRevision::value), direction, limit);
-            let positions = &entry.positions[revisions.start as usize..revisions.end as usize];
+            let visible_len = options.visible_len(&index);
+            let positions = index.stream(stream.as_str()).map_or(&[][..], |entry| entry.positions.as_slice());
+            let positions = &positions[..positions.partition_point(|&p| p < visible_len)];
+            if positions.is_empty() {
+                return Err(ReadError::StreamNotFound { stream: stream.clone() });
+            }
+            let revisions =
+                span(positions.len() as u64, map_from(from, StreamRevision::value), options.direction, options.limit);
+            let positions = &positions[revisions.start as usize..revisions.end as usize];
             let targets: Vec<(u64, Location)> =
                 positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))).collect();
             (targets, index.segments.clone())
         };
-        fetch(&segments, &targets, direction)
+        fetch(&segments, &targets, options.direction)
     }
 
     /// Up to `limit` events of the global log from `from`, in `direction` (at most [`READ_EVENTS_MAX`]).
@@ -100,14 +158,69 @@ impl Store {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read_all_with(from, &ReadOptions { direction, ..ReadOptions::forward(limit) }, &Filter::default())
+    }
+
+    /// Events of the global log from `from` that match `filter`, as `options` say. `from` is a
+    /// position; the events returned are the matching ones at or after it (forward) or at or before
+    /// it (backward).
+    pub fn read_all_with(
+        &self,
+        from: ReadFrom<Position>,
+        options: &ReadOptions,
+        filter: &Filter,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         let (targets, segments) = {
             let index = self.index();
-            let positions = span(index.next_position(), map_from(from, Position::value), direction, limit);
-            let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
-            index.copy_locations(positions, &mut targets);
+            let len = options.visible_len(&index);
+            let limit = options.limit.min(READ_EVENTS_MAX);
+            let mut targets = Vec::new();
+            if filter.is_empty() {
+                let positions = span(len, map_from(from, Position::value), options.direction, limit);
+                targets.reserve((positions.end - positions.start) as usize);
+                index.copy_locations(positions, &mut targets);
+            } else {
+                let matcher = Matcher::new(&index, filter);
+                let mut push = |position: u64| targets.push((position, index.location(position).expect("visible")));
+                match options.direction {
+                    Direction::Forward => {
+                        let mut next = match from {
+                            ReadFrom::Start => 0,
+                            ReadFrom::End => len,
+                            ReadFrom::At(position) => position.value(),
+                        };
+                        for _ in 0..limit {
+                            let Some(position) = matcher.next(next, len) else { break };
+                            push(position);
+                            next = position + 1;
+                        }
+                    }
+                    Direction::Backward if len > 0 => {
+                        let mut previous = Some(match from {
+                            ReadFrom::Start => 0,
+                            ReadFrom::End => len - 1,
+                            ReadFrom::At(position) => position.value().min(len - 1),
+                        });
+                        for _ in 0..limit {
+                            let Some(position) = previous.and_then(|p| matcher.previous(p)) else { break };
+                            push(position);
+                            previous = position.checked_sub(1);
+                        }
+                        // `fetch` takes ascending positions and turns them around again.
+                        targets.reverse();
+                    }
+                    Direction::Backward => {}
+                }
+            }
             (targets, index.segments.clone())
         };
-        fetch(&segments, &targets, direction)
+        fetch(&segments, &targets, options.direction)
+    }
+
+    /// The last position recorded at or before `time` (the store's head as of then), or `None` when
+    /// nothing was recorded by then.
+    pub fn position_at(&self, time: Timestamp) -> Option<Position> {
+        self.index().position_at(time).map(Position::new)
     }
 
     /// [`Store::read_stream`] on tokio's blocking pool.

@@ -44,6 +44,8 @@ struct PendingAppend {
     first_position: u64,
     /// Each event's id and the offset of its record from the start of the frame.
     events: Vec<(EventId, usize)>,
+    /// The events themselves, for the secondary indexes.
+    new_events: Vec<NewEvent>,
 }
 
 /// One commit group under construction.
@@ -138,7 +140,7 @@ impl<'a> Group<'a> {
         }))
     }
 
-    fn admit(&mut self, request: Request) {
+    fn admit(&mut self, mut request: Request) {
         let replay = if request.client_ids { self.replay(&request) } else { Ok(None) };
         let outcome = match replay {
             Err(error) => Err(error),
@@ -146,7 +148,7 @@ impl<'a> Group<'a> {
             Ok(None) => {
                 let actual = self.head(&request.stream);
                 if request.expected.is_satisfied_by(actual) {
-                    Ok(AppendOutcome::Committed(self.write(&request, actual)))
+                    Ok(AppendOutcome::Committed(self.write(&mut request, actual)))
                 } else {
                     Ok(AppendOutcome::WrongExpectedRevision {
                         stream: request.stream.clone(),
@@ -159,7 +161,7 @@ impl<'a> Group<'a> {
         self.replies.push((request.reply, outcome));
     }
 
-    fn write(&mut self, request: &Request, actual: Option<StreamRevision>) -> AppendResult {
+    fn write(&mut self, request: &mut Request, actual: Option<StreamRevision>) -> AppendResult {
         let first_revision = actual.map_or(0, |revision| revision.value() + 1);
         let first_position = self.first_position + self.event_count;
         let append_index = self.appends.len();
@@ -182,7 +184,13 @@ impl<'a> Group<'a> {
         let count = request.events.len() as u64;
         self.event_count += count;
         self.heads.insert(request.stream.clone(), first_revision + count - 1);
-        self.appends.push(PendingAppend { stream: request.stream.clone(), first_revision, first_position, events });
+        self.appends.push(PendingAppend {
+            stream: request.stream.clone(),
+            first_revision,
+            first_position,
+            events,
+            new_events: std::mem::take(&mut request.events),
+        });
         AppendResult {
             first_revision: StreamRevision::new(first_revision),
             last_revision: StreamRevision::new(first_revision + count - 1),
@@ -259,17 +267,23 @@ pub(crate) fn run(
                     // The committer computed all of this from the index itself: a mismatch is a bug
                     // that would corrupt the indexes, so it stops the process rather than go on.
                     let stream = index.stream_number(append.stream.as_str()).expect("a valid stream id");
-                    for (offset, &(_, frame_offset)) in append.events.iter().enumerate() {
+                    for (offset, (&(_, frame_offset), event)) in
+                        append.events.iter().zip(&append.new_events).enumerate()
+                    {
                         let record_offset = written.offset + frame_offset as u64;
                         index
-                            .push(PushEvent {
-                                position: append.first_position + offset as u64,
-                                revision: append.first_revision + offset as u64,
-                                stream,
-                                recorded_at,
-                                segment: written.segment,
-                                offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
-                            })
+                            .push(
+                                PushEvent {
+                                    position: append.first_position + offset as u64,
+                                    revision: append.first_revision + offset as u64,
+                                    stream,
+                                    event_type: event.event_type().as_str(),
+                                    recorded_at,
+                                    segment: written.segment,
+                                    offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
+                                },
+                                event.tags().iter().map(|tag| tag.as_str()),
+                            )
                             .expect("the committer's events extend the index");
                     }
                 }

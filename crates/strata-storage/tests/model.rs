@@ -7,10 +7,18 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
-use strata_core::{EventId, ExpectedRevision, Position, StreamRevision};
-use strata_storage::{AppendError, AppendOutcome, Direction, Options, ReadFrom, SimStorage, Store};
+use std::sync::Arc;
+use strata_core::{EventId, EventType, ExpectedRevision, NewEvent, Position, StreamRevision, Tag, Timestamp};
+use strata_storage::{
+    AppendError, AppendOutcome, Direction, Filter, ManualClock, Options, ReadFrom, ReadOptions, SimStorage, Store,
+};
 
 const STREAMS: [&str; 4] = ["a", "b-1", "b-2", "c"];
+const TYPES: [&str; 3] = ["Opened", "Deposited", "Withdrawn"];
+const TAGS: [&str; 3] = ["region:eu", "region:us", "vip:yes"];
+const CATEGORIES: [&str; 4] = ["a", "b", "c", "z"];
+const PREFIXES: [&str; 4] = ["b-", "a", "b-2", "x"];
+const START_MICROS: i64 = 1_700_000_000_000_000;
 const EVENT_BYTES_MAX: usize = 1500;
 const SEGMENT_SIZE_BYTES: u64 = 4096;
 
@@ -23,9 +31,23 @@ enum Expect {
     ExactWrong,
 }
 
+/// One event to append: payload size, type, and a bit mask over `TAGS`.
+type EventSpec = (usize, usize, u8);
+
+#[derive(Debug, Clone)]
+struct FilterSpec {
+    category: Option<usize>,
+    types: Vec<usize>,
+    prefix: Option<usize>,
+    tags: Vec<usize>,
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: usize, expect: Expect, sizes: Vec<usize>, oversized: bool },
+    Append { stream: usize, expect: Expect, events: Vec<EventSpec>, oversized: bool },
+    AdvanceClock { micros: i64 },
+    ReadFiltered { filter: FilterSpec, from: Option<u64>, backward: bool, limit: usize, until: Until },
+    ReadStreamAsOf { stream: usize, until: Until },
     Retry { append: usize, expect: Expect },
     ReadStream { stream: usize, from: Option<u64>, backward: bool, limit: usize },
     ReadAll { from: Option<u64>, backward: bool, limit: usize },
@@ -43,10 +65,41 @@ fn expect_strategy() -> impl Strategy<Value = Expect> {
     ]
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Now,
+    Position(u64),
+    /// Microseconds after the clock's start.
+    Time(i64),
+}
+
+fn until_strategy() -> impl Strategy<Value = Until> {
     prop_oneof![
-        10 => (0..STREAMS.len(), expect_strategy(), prop::collection::vec(0usize..900, 0..5), prop::bool::weighted(0.05))
-            .prop_map(|(stream, expect, sizes, oversized)| Op::Append { stream, expect, sizes, oversized }),
+        2 => Just(Until::Now),
+        1 => (0u64..40).prop_map(Until::Position),
+        1 => (-5i64..200).prop_map(Until::Time),
+    ]
+}
+
+fn filter_strategy() -> impl Strategy<Value = FilterSpec> {
+    (
+        prop::option::weighted(0.4, 0..CATEGORIES.len()),
+        prop::collection::vec(0..TYPES.len(), 0..3),
+        prop::option::weighted(0.3, 0..PREFIXES.len()),
+        prop::collection::vec(0..TAGS.len(), 0..3),
+    )
+        .prop_map(|(category, types, prefix, tags)| FilterSpec { category, types, prefix, tags })
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let event = (0usize..900, 0..TYPES.len(), 0u8..8);
+    prop_oneof![
+        10 => (0..STREAMS.len(), expect_strategy(), prop::collection::vec(event, 0..5), prop::bool::weighted(0.05))
+            .prop_map(|(stream, expect, events, oversized)| Op::Append { stream, expect, events, oversized }),
+        2 => (0i64..30).prop_map(|micros| Op::AdvanceClock { micros }),
+        4 => (filter_strategy(), prop::option::of(0u64..60), any::<bool>(), 0usize..8, until_strategy())
+            .prop_map(|(filter, from, backward, limit, until)| Op::ReadFiltered { filter, from, backward, limit, until }),
+        2 => (0..STREAMS.len(), until_strategy()).prop_map(|(stream, until)| Op::ReadStreamAsOf { stream, until }),
         2 => (0usize..40, expect_strategy()).prop_map(|(append, expect)| Op::Retry { append, expect }),
         3 => (0..STREAMS.len(), prop::option::of(0u64..12), any::<bool>(), 0usize..6)
             .prop_map(|(stream, from, backward, limit)| Op::ReadStream { stream, from, backward, limit }),
@@ -62,10 +115,37 @@ struct ModelEvent {
     id: EventId,
     stream: &'static str,
     data: String,
+    event_type: &'static str,
+    tags: Vec<&'static str>,
+    recorded_micros: i64,
 }
 
-/// Stream, events (id and data), first position.
-type CommittedAppend = (&'static str, Vec<(EventId, String)>, u64);
+/// An event as the model appends it.
+#[derive(Debug, Clone, PartialEq)]
+struct ModelNew {
+    id: EventId,
+    data: String,
+    event_type: &'static str,
+    tags: Vec<&'static str>,
+}
+
+impl ModelNew {
+    fn to_new_event(&self) -> NewEvent {
+        event(&self.data).with_id(self.id).with_tags(self.tags.iter().map(|t| Tag::new(*t).unwrap()).collect()).unwrap()
+    }
+}
+
+fn with_type(event: NewEvent, event_type: &str) -> NewEvent {
+    let data = event.data().clone();
+    let mut typed = NewEvent::new(EventType::new(event_type).unwrap(), data).with_tags(event.tags().to_vec()).unwrap();
+    if let Some(id) = event.id() {
+        typed = typed.with_id(id);
+    }
+    typed
+}
+
+/// Stream, events, first position.
+type CommittedAppend = (&'static str, Vec<ModelNew>, u64);
 
 #[derive(Default)]
 struct Model {
@@ -74,6 +154,8 @@ struct Model {
     /// Committed appends, for retries.
     appends: Vec<CommittedAppend>,
     next_id: u128,
+    clock: Arc<ManualClock>,
+    clock_micros: i64,
 }
 
 impl Model {
@@ -91,20 +173,51 @@ impl Model {
         }
     }
 
-    fn commit(&mut self, stream: &'static str, events: Vec<(EventId, String)>) -> (u64, u64) {
+    fn commit(&mut self, stream: &'static str, events: Vec<ModelNew>) -> (u64, u64) {
         let first_position = self.log.len() as u64;
         let first_revision = self.head(stream).map_or(0, |h| h + 1);
-        for (id, data) in &events {
+        // The store records max(clock, last recorded time).
+        let recorded_micros = self.log.last().map_or(self.clock_micros, |e| e.recorded_micros.max(self.clock_micros));
+        for new in &events {
             self.streams.entry(stream).or_default().push(self.log.len() as u64);
-            self.log.push(ModelEvent { id: *id, stream, data: data.clone() });
+            self.log.push(ModelEvent {
+                id: new.id,
+                stream,
+                data: new.data.clone(),
+                event_type: new.event_type,
+                tags: new.tags.clone(),
+                recorded_micros,
+            });
         }
         self.appends.push((stream, events, first_position));
         (first_position, first_revision)
     }
 }
 
-fn options(storage: &SimStorage) -> Options {
-    Options { event_bytes_max: EVENT_BYTES_MAX, ..sim_options(storage, SEGMENT_SIZE_BYTES) }
+fn options(storage: &SimStorage, clock: &Arc<ManualClock>) -> Options {
+    Options { event_bytes_max: EVENT_BYTES_MAX, clock: clock.clone(), ..sim_options(storage, SEGMENT_SIZE_BYTES) }
+}
+
+impl Model {
+    /// How many positions a read as of `until` sees.
+    fn visible_len(&self, until: Until) -> u64 {
+        let len = self.log.len() as u64;
+        match until {
+            Until::Now => len,
+            Until::Position(position) => len.min(position + 1),
+            Until::Time(offset) => {
+                self.log.iter().filter(|e| e.recorded_micros <= START_MICROS + offset).count() as u64
+            }
+        }
+    }
+}
+
+fn read_options(until: Until, options: ReadOptions) -> ReadOptions {
+    match until {
+        Until::Now => options,
+        Until::Position(position) => options.until_position(Position::new(position)),
+        Until::Time(offset) => options.until_time(Timestamp::from_micros(START_MICROS + offset)),
+    }
 }
 
 fn check_append(
@@ -112,10 +225,10 @@ fn check_append(
     model: &mut Model,
     stream: &'static str,
     expected: ExpectedRevision,
-    events: Vec<(EventId, String)>,
+    events: Vec<ModelNew>,
     invalid: bool,
 ) {
-    let new_events = events.iter().map(|(id, data)| event(data).with_id(*id)).collect();
+    let new_events = events.iter().map(|e| with_type(e.to_new_event(), e.event_type)).collect();
     let result = store.append_blocking(common::stream(stream), expected, new_events);
     if invalid {
         assert!(matches!(result, Err(AppendError::Invalid(_))), "{result:?}");
@@ -143,22 +256,28 @@ fn check_reads(store: &Store, model: &Model) {
 
 fn run(ops: Vec<Op>) {
     let mut storage = SimStorage::new();
-    let mut store = Store::open_with(DIR, options(&storage)).unwrap();
-    let mut model = Model::default();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(START_MICROS)));
+    let mut store = Store::open_with(DIR, options(&storage, &clock)).unwrap();
+    let mut model = Model { clock: clock.clone(), clock_micros: START_MICROS, ..Model::default() };
     for op in ops {
         match op {
-            Op::Append { stream, expect, sizes, oversized } => {
+            Op::Append { stream, expect, events, oversized } => {
                 let stream = STREAMS[stream];
                 let expected = model.expected(stream, &expect);
-                let mut events: Vec<(EventId, String)> = sizes
+                let mut events: Vec<ModelNew> = events
                     .iter()
-                    .map(|&size| {
+                    .map(|&(size, event_type, tag_mask)| {
                         model.next_id += 1;
-                        (id(model.next_id), format!("{}{}", model.next_id, "x".repeat(size)))
+                        ModelNew {
+                            id: id(model.next_id),
+                            data: format!("{}{}", model.next_id, "x".repeat(size)),
+                            event_type: TYPES[event_type],
+                            tags: (0..TAGS.len()).filter(|i| tag_mask & (1 << i) != 0).map(|i| TAGS[i]).collect(),
+                        }
                     })
                     .collect();
                 if oversized && !events.is_empty() {
-                    events[0].1 = "y".repeat(EVENT_BYTES_MAX + 1);
+                    events[0].data = "y".repeat(EVENT_BYTES_MAX + 1);
                 }
                 let invalid = events.is_empty() || oversized;
                 check_append(&store, &mut model, stream, expected, events, invalid);
@@ -169,7 +288,7 @@ fn run(ops: Vec<Op>) {
                 }
                 let (stream, events, first_position) = model.appends[append % model.appends.len()].clone();
                 let expected = model.expected(stream, &expect);
-                let new_events = events.iter().map(|(id, data)| event(data).with_id(*id)).collect();
+                let new_events = events.iter().map(|e| with_type(e.to_new_event(), e.event_type)).collect();
                 let outcome = store.append_blocking(common::stream(stream), expected, new_events).unwrap();
                 let result = outcome.committed().expect("a retry is recognised whatever its expectation");
                 assert!(result.replayed);
@@ -230,16 +349,77 @@ fn run(ops: Vec<Op>) {
                     .collect();
                 assert_eq!(got, want);
             }
+            Op::AdvanceClock { micros } => {
+                model.clock_micros += micros;
+                model.clock.advance_micros(micros);
+            }
+            Op::ReadFiltered { filter: spec, from, backward, limit, until } => {
+                let filter = Filter {
+                    category: spec.category.map(|c| CATEGORIES[c].to_owned()),
+                    event_types: spec.types.iter().map(|&t| EventType::new(TYPES[t]).unwrap()).collect(),
+                    stream_prefix: spec.prefix.map(|p| PREFIXES[p].to_owned()),
+                    tags: spec.tags.iter().map(|&t| Tag::new(TAGS[t]).unwrap()).collect(),
+                };
+                let matches = |e: &ModelEvent| {
+                    spec.category.is_none_or(|c| e.stream.split('-').next() == Some(CATEGORIES[c]))
+                        && (spec.types.is_empty() || spec.types.iter().any(|&t| TYPES[t] == e.event_type))
+                        && spec.prefix.is_none_or(|p| e.stream.starts_with(PREFIXES[p]))
+                        && spec.tags.iter().all(|&t| e.tags.contains(&TAGS[t]))
+                };
+                let len = model.visible_len(until);
+                let visible: Vec<u64> = (0..len).filter(|&p| matches(&model.log[p as usize])).collect();
+                let expected: Vec<u64> = if backward {
+                    let last = from.unwrap_or(u64::MAX);
+                    visible.iter().rev().copied().filter(|&p| p <= last).take(limit).collect()
+                } else {
+                    visible.iter().copied().filter(|&p| p >= from.unwrap_or(0)).take(limit).collect()
+                };
+                let base = if backward { ReadOptions::backward(limit) } else { ReadOptions::forward(limit) };
+                let from_place = from
+                    .map_or(if backward { ReadFrom::End } else { ReadFrom::Start }, |p| ReadFrom::At(Position::new(p)));
+                let events = store.read_all_with(from_place, &read_options(until, base), &filter).unwrap();
+                let got: Vec<u64> = events.iter().map(|e| e.position.value()).collect();
+                assert_eq!(got, expected, "{filter:?} until {until:?}");
+                for event in &events {
+                    let m = &model.log[event.position.value() as usize];
+                    assert_eq!((event.id, event.event_type.as_str()), (m.id, m.event_type));
+                    assert_eq!(event.recorded_at.as_micros(), m.recorded_micros);
+                }
+            }
+            Op::ReadStreamAsOf { stream, until } => {
+                let name = STREAMS[stream];
+                let len = model.visible_len(until);
+                let expected: Vec<u64> = model
+                    .streams
+                    .get(name)
+                    .map(|p| p.iter().copied().filter(|&p| p < len).collect())
+                    .unwrap_or_default();
+                let result = store.read_stream_with(
+                    &common::stream(name),
+                    ReadFrom::Start,
+                    &read_options(until, ReadOptions::forward(1000)),
+                );
+                if expected.is_empty() {
+                    assert!(result.is_err(), "{name} had no events as of {until:?}");
+                } else {
+                    let got: Vec<u64> = result.unwrap().iter().map(|e| e.position.value()).collect();
+                    assert_eq!(got, expected, "{name} as of {until:?}");
+                }
+                if let Until::Time(offset) = until {
+                    let at = store.position_at(Timestamp::from_micros(START_MICROS + offset));
+                    assert_eq!(at, len.checked_sub(1).map(Position::new));
+                }
+            }
             Op::Reopen => {
                 drop(store);
-                store = Store::open_with(DIR, options(&storage)).unwrap();
+                store = Store::open_with(DIR, options(&storage, &clock)).unwrap();
             }
             Op::Crash { seed } => {
                 // Everything acknowledged was synced, so a power loss now loses nothing of the model.
                 let image = storage.crash_image(seed);
                 drop(store);
                 storage = image;
-                store = Store::open_with(DIR, options(&storage)).unwrap();
+                store = Store::open_with(DIR, options(&storage, &clock)).unwrap();
             }
         }
         check_reads(&store, &model);

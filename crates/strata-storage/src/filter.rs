@@ -1,0 +1,133 @@
+//! Filtered reads of the global log: which positions match a [`Filter`], found by leapfrogging over
+//! the secondary indexes' sorted position lists instead of reading every event.
+
+use crate::index::Index;
+use strata_core::{EventType, Tag};
+
+/// Which events of the global log a read returns. Every condition given must hold; an empty filter
+/// matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// The event's stream is in this category (the stream id before its first `-`).
+    pub category: Option<String>,
+    /// The event has one of these types.
+    pub event_types: Vec<EventType>,
+    /// The event's stream id starts with this.
+    pub stream_prefix: Option<String>,
+    /// The event carries every one of these tags.
+    pub tags: Vec<Tag>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self == &Filter::default()
+    }
+}
+
+/// A filter bound to an index: sorted lists that must all contain a position, plus a check on the
+/// stream name for the prefix.
+pub(crate) struct Matcher<'a> {
+    index: &'a Index,
+    /// Each constraint is a union of sorted lists (several event types) or a single list.
+    constraints: Vec<Vec<&'a [u64]>>,
+    stream_prefix: Option<&'a str>,
+    /// A named category, type or tag that nothing has: nothing matches.
+    impossible: bool,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(index: &'a Index, filter: &'a Filter) -> Self {
+        let mut impossible = false;
+        let mut constraints = Vec::new();
+        let mut list = |lists: Vec<&'a [u64]>| {
+            if lists.is_empty() {
+                impossible = true;
+            }
+            constraints.push(lists);
+        };
+        if let Some(category) = &filter.category {
+            list(index.categories.get(category.as_str()).map(Vec::as_slice).into_iter().collect());
+        }
+        if !filter.event_types.is_empty() {
+            list(
+                filter
+                    .event_types
+                    .iter()
+                    .filter_map(|t| index.event_types.get(t.as_str()).map(Vec::as_slice))
+                    .collect(),
+            );
+        }
+        for tag in &filter.tags {
+            list(index.tags.get(tag.as_str()).map(Vec::as_slice).into_iter().collect());
+        }
+        Self { index, constraints, stream_prefix: filter.stream_prefix.as_deref(), impossible }
+    }
+
+    fn prefix_matches(&self, position: u64) -> bool {
+        self.stream_prefix.is_none_or(|prefix| {
+            let location = self.index.location(position).expect("a position below the head");
+            self.index.stream_name(location.stream).as_str().starts_with(prefix)
+        })
+    }
+
+    /// The first matching position in `from..end`.
+    pub fn next(&self, mut from: u64, end: u64) -> Option<u64> {
+        if self.impossible {
+            return None;
+        }
+        while from < end {
+            // Leapfrog: move to the smallest position at or after `from` that every list has.
+            let mut candidate = from;
+            let mut agreed = false;
+            while !agreed {
+                agreed = true;
+                for lists in &self.constraints {
+                    let next =
+                        lists.iter().filter_map(|l| l.get(l.partition_point(|&p| p < candidate)).copied()).min()?;
+                    if next != candidate {
+                        candidate = next;
+                        agreed = false;
+                    }
+                }
+            }
+            if candidate >= end {
+                return None;
+            }
+            if self.prefix_matches(candidate) {
+                return Some(candidate);
+            }
+            from = candidate + 1;
+        }
+        None
+    }
+
+    /// The last matching position in `0..=from`.
+    pub fn previous(&self, from: u64) -> Option<u64> {
+        if self.impossible {
+            return None;
+        }
+        let mut from = Some(from);
+        while let Some(upper) = from {
+            let mut candidate = upper;
+            let mut agreed = false;
+            while !agreed {
+                agreed = true;
+                for lists in &self.constraints {
+                    let previous = lists
+                        .iter()
+                        .filter_map(|l| l.partition_point(|&p| p <= candidate).checked_sub(1).map(|i| l[i]))
+                        .max()?;
+                    if previous != candidate {
+                        candidate = previous;
+                        agreed = false;
+                    }
+                }
+            }
+            if self.prefix_matches(candidate) {
+                return Some(candidate);
+            }
+            from = candidate.checked_sub(1);
+        }
+        None
+    }
+}
