@@ -32,4 +32,6 @@ pub enum ValidationError {
     AppendTooLarge { size_bytes: usize, max_bytes: usize },
     #[error("event id {event_id} appears twice in one append; every event needs its own id")]
     DuplicateEventId { event_id: EventId },
+    #[error("stream {stream} has two expected-revision checks in one append; give each stream one")]
+    DuplicateCheck { stream: String },
 }

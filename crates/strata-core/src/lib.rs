@@ -7,6 +7,7 @@
 //! - [`names`]: [`StreamId`], [`EventType`], [`Tag`], [`ContentType`] — validated names.
 //! - [`event`]: [`EventId`], [`NewEvent`] (before commit) and [`RecordedEvent`] (after commit).
 //! - [`position`]: [`StreamRevision`], [`Position`], [`ExpectedRevision`].
+//! - [`query`]: [`Query`], events by type and tags, for DCB append conditions and reads.
 //! - [`time`]: [`Timestamp`], microseconds since the Unix epoch, and its RFC 3339 form.
 //! - [`error`]: [`ValidationError`], what is wrong with a request and how to fix it.
 //!
@@ -18,6 +19,7 @@ pub mod event;
 pub mod limits;
 pub mod names;
 pub mod position;
+pub mod query;
 pub mod time;
 
 mod shared_str;
@@ -26,4 +28,5 @@ pub use error::ValidationError;
 pub use event::{EventId, NewEvent, RecordedEvent};
 pub use names::{ContentType, EventType, StreamId, Tag};
 pub use position::{ExpectedRevision, Position, StreamRevision};
+pub use query::{Query, QueryItem};
 pub use time::Timestamp;

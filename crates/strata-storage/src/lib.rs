@@ -40,6 +40,6 @@ pub use log::RecoveryReport;
 pub use read::{Direction, ReadFrom, ReadOptions};
 pub use sim::SimStorage;
 pub use store::{
-    AppendOutcome, AppendResult, LOCK_FILE_NAME, Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX,
-    SEGMENT_SIZE_BYTES_MIN, Store,
+    AppendCondition, AppendOutcome, AppendResult, LOCK_FILE_NAME, MultiAppend, MultiAppendOutcome, MultiAppendResult,
+    Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };

@@ -4,12 +4,12 @@
 //! blocking receive goes through a mutex and a condition variable.
 
 use crate::error::AppendError;
-use crate::store::AppendOutcome;
+use crate::store::MultiAppendOutcome;
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use tokio::sync::oneshot;
 
-pub(crate) type AppendReply = Result<AppendOutcome, AppendError>;
+pub(crate) type AppendReply = Result<MultiAppendOutcome, AppendError>;
 
 /// The committer's end. Dropping it unanswered (the committer stopped) answers `Closed`.
 #[derive(Debug)]

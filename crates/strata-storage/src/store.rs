@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use strata_core::limits::{APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX_CEILING, EVENT_BYTES_MAX_DEFAULT};
 use strata_core::{
-    EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
+    EventId, ExpectedRevision, NewEvent, Position, Query, StreamId, StreamRevision, Timestamp, ValidationError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,6 +84,98 @@ impl AppendOutcome {
         match self {
             AppendOutcome::Committed(result) => Some(result),
             AppendOutcome::WrongExpectedRevision { .. } => None,
+        }
+    }
+}
+
+/// Several streams' events as one atomic append (DESIGN.md: `append_multi`, `POST /v1/append`).
+#[derive(Debug, Clone, Default)]
+pub struct MultiAppend {
+    /// The events in the order they get positions, each with its stream.
+    pub events: Vec<(StreamId, NewEvent)>,
+    /// Expected revisions, also of streams the append does not write; one per stream at most.
+    pub checks: Vec<(StreamId, ExpectedRevision)>,
+    /// A DCB condition: fail if an event matching the query exists after a position.
+    pub condition: Option<AppendCondition>,
+}
+
+impl MultiAppend {
+    /// A single-stream append.
+    pub fn to_stream(stream: StreamId, expected: ExpectedRevision, events: Vec<NewEvent>) -> Self {
+        Self {
+            events: events.into_iter().map(|event| (stream.clone(), event)).collect(),
+            checks: vec![(stream, expected)],
+            condition: None,
+        }
+    }
+}
+
+/// Dynamic Consistency Boundary: the append fails if any event matching `query` exists at a position
+/// greater than `after` (anywhere, when `after` is `None`) — typically the position up to which the
+/// caller read the events its decision was based on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendCondition {
+    pub query: Query,
+    pub after: Option<Position>,
+}
+
+/// What a multi-stream append produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiAppendResult {
+    pub first_position: Position,
+    pub last_position: Position,
+    /// Per stream written, in the order of each stream's first event.
+    pub streams: Vec<StreamAppendResult>,
+    /// The recorded time of the events; `None` for a replay.
+    pub recorded_at: Option<Timestamp>,
+    /// The events were already committed by an earlier append with the same ids; nothing was written.
+    pub replayed: bool,
+}
+
+/// The revisions one stream got in a multi-stream append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppendResult {
+    pub stream: StreamId,
+    pub first_revision: StreamRevision,
+    pub last_revision: StreamRevision,
+}
+
+/// The result of a multi-stream append that reached the committer. Failed checks and conditions are
+/// outcomes the caller must handle, not errors; nothing was written for them.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiAppendOutcome {
+    Committed(MultiAppendResult),
+    /// This check failed; `actual` is the stream's last revision (`None`: no stream).
+    WrongExpectedRevision {
+        stream: StreamId,
+        expected: ExpectedRevision,
+        actual: Option<StreamRevision>,
+    },
+    /// The condition found an event matching its query, the first at `position`.
+    ConditionFailed {
+        position: Position,
+    },
+}
+
+impl AppendOutcome {
+    fn from_single(outcome: MultiAppendOutcome) -> Self {
+        match outcome {
+            MultiAppendOutcome::Committed(result) => {
+                let [stream] = &result.streams[..] else { unreachable!("a single-stream append writes one stream") };
+                AppendOutcome::Committed(AppendResult {
+                    first_revision: stream.first_revision,
+                    last_revision: stream.last_revision,
+                    first_position: result.first_position,
+                    last_position: result.last_position,
+                    recorded_at: result.recorded_at,
+                    replayed: result.replayed,
+                })
+            }
+            MultiAppendOutcome::WrongExpectedRevision { stream, expected, actual } => {
+                AppendOutcome::WrongExpectedRevision { stream, expected, actual }
+            }
+            MultiAppendOutcome::ConditionFailed { .. } => unreachable!("a single-stream append has no condition"),
         }
     }
 }
@@ -192,10 +284,8 @@ impl Store {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        let (reply, receiver) = oneshot::channel();
-        let request = self.prepare(stream, expected, events, Reply::Task(reply))?;
-        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
-        receiver.await.map_err(|_| AppendError::Closed)?
+        let append = MultiAppend::to_stream(stream, expected, events);
+        self.append_multi(append).await.map(AppendOutcome::from_single)
     }
 
     /// [`Store::append`] for threads outside an async runtime (it panics inside one: use `append` there).
@@ -205,8 +295,24 @@ impl Store {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
+        let append = MultiAppend::to_stream(stream, expected, events);
+        self.append_multi_blocking(append).map(AppendOutcome::from_single)
+    }
+
+    /// Appends events to several streams as one atomic, durable batch, if every check holds and the
+    /// condition (if any) finds no matching event. A failed check or condition writes nothing and
+    /// says which one failed.
+    pub async fn append_multi(&self, append: MultiAppend) -> Result<MultiAppendOutcome, AppendError> {
+        let (reply, receiver) = oneshot::channel();
+        let request = self.prepare(append, Reply::Task(reply))?;
+        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
+        receiver.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// [`Store::append_multi`] for threads outside an async runtime.
+    pub fn append_multi_blocking(&self, append: MultiAppend) -> Result<MultiAppendOutcome, AppendError> {
         let (reply, receiver) = reply::for_this_thread();
-        let request = self.prepare(stream, expected, events, reply)?;
+        let request = self.prepare(append, reply)?;
         self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
         receiver.wait()
     }
@@ -216,28 +322,34 @@ impl Store {
     }
 
     /// Checks everything that does not depend on the store's state, on the caller's thread.
-    fn prepare(
-        &self,
-        stream: StreamId,
-        expected: ExpectedRevision,
-        mut events: Vec<NewEvent>,
-        reply: Reply,
-    ) -> Result<Request, AppendError> {
+    fn prepare(&self, append: MultiAppend, reply: Reply) -> Result<Request, AppendError> {
         if let Some(reason) = self.inner.shared.poisoned.get() {
             return Err(AppendError::Poisoned { reason: reason.clone() });
         }
-        stream.check_not_reserved()?;
+        let MultiAppend { mut events, checks, condition } = append;
         if events.is_empty() {
             return Err(ValidationError::EmptyBatch.into());
         }
         if events.len() > APPEND_EVENTS_MAX {
             return Err(ValidationError::TooManyEvents { count: events.len(), max: APPEND_EVENTS_MAX }.into());
         }
+        let mut checked = HashSet::with_capacity_and_hasher(checks.len(), foldhash::fast::RandomState::default());
+        for (stream, _) in &checks {
+            stream.check_not_reserved()?;
+            if !checked.insert(stream) {
+                return Err(ValidationError::DuplicateCheck { stream: stream.to_string() }.into());
+            }
+        }
         let mut ids = HashSet::with_capacity_and_hasher(events.len(), foldhash::fast::RandomState::default());
         let mut size_bytes = 0;
         let mut encoded_bytes = 0;
-        let client_ids = events.iter().any(|event| event.id().is_some());
-        for event in &mut events {
+        let client_ids = events.iter().any(|(_, event)| event.id().is_some());
+        let mut last_checked_stream: Option<StreamId> = None;
+        for (stream, event) in &mut events {
+            if last_checked_stream.as_ref() != Some(stream) {
+                stream.check_not_reserved()?;
+                last_checked_stream = Some(stream.clone());
+            }
             event.event_type().check_not_reserved()?;
             let client_id = event.id().is_some();
             let id = event.id_or_insert_with(|| self.generate_id());
@@ -255,7 +367,7 @@ impl Store {
                 return Err(ValidationError::DuplicateEventId { event_id: id }.into());
             }
             size_bytes += event.size_bytes();
-            encoded_bytes += record_encoded_len(&stream, event);
+            encoded_bytes += record_encoded_len(stream, event);
         }
         if size_bytes > APPEND_BYTES_MAX {
             return Err(ValidationError::AppendTooLarge { size_bytes, max_bytes: APPEND_BYTES_MAX }.into());
@@ -267,7 +379,7 @@ impl Store {
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }
-        Ok(Request { stream, expected, events, encoded_bytes, client_ids, reply })
+        Ok(Request { events, checks, condition, encoded_bytes, client_ids, reply })
     }
 
     /// A UUIDv7 whose time part comes from the store's clock (74 random bits make it unique).

@@ -1,14 +1,20 @@
 //! The committer: the one thread that writes. It takes every append queued since its last fdatasync,
-//! checks each against the indexes and the appends before it in the same group, writes the accepted
-//! ones as one frame, syncs once, publishes them to readers and only then answers (group commit).
+//! checks each against the indexes and the appends before it in the same group — idempotency, then
+//! expected revisions, then the DCB condition — writes the accepted ones as one frame, syncs once,
+//! publishes them to readers and only then answers (group commit).
+//!
+//! Because one thread decides every append in position order, and each decision sees the appends
+//! admitted before it in the same group, two appends whose checks or conditions conflict can never
+//! both commit.
 
 use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
+use crate::filter::{Filter, Matcher};
 use crate::format::{FrameBuilder, RecordFields};
 use crate::index::{IdEntry, IdIndex, Index, PushEvent};
 use crate::log::LogWriter;
 use crate::reply::{AppendReply, Reply};
-use crate::store::{AppendOutcome, AppendResult};
+use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use strata_core::{EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp};
@@ -25,9 +31,11 @@ pub(crate) struct Shared {
 /// One validated append, with every event id assigned.
 #[derive(Debug)]
 pub(crate) struct Request {
-    pub stream: StreamId,
-    pub expected: ExpectedRevision,
-    pub events: Vec<NewEvent>,
+    /// The events in the order they get positions, each with its stream.
+    pub events: Vec<(StreamId, NewEvent)>,
+    /// Expected revisions, also of streams the append does not write; at most one per stream.
+    pub checks: Vec<(StreamId, ExpectedRevision)>,
+    pub condition: Option<AppendCondition>,
     /// Bytes its records take in a frame.
     pub encoded_bytes: usize,
     /// Whether the client chose any of the ids. When the store generated them all (UUIDv7), the
@@ -36,16 +44,16 @@ pub(crate) struct Request {
     pub reply: Reply,
 }
 
-/// An append written into the current frame, to be indexed once the frame is durable.
+/// An event written into the current frame, to be indexed once the frame is durable. Its position
+/// is the group's first position plus its index in [`Group::events`].
 #[derive(Debug)]
-struct PendingAppend {
+struct PendingEvent {
+    id: EventId,
     stream: StreamId,
-    first_revision: u64,
-    first_position: u64,
-    /// Each event's id and the offset of its record from the start of the frame.
-    events: Vec<(EventId, usize)>,
-    /// The events themselves, for the secondary indexes.
-    new_events: Vec<NewEvent>,
+    revision: u64,
+    /// Offset of its record from the start of the frame.
+    frame_offset: usize,
+    event: NewEvent,
 }
 
 /// One commit group under construction.
@@ -55,12 +63,11 @@ struct Group<'a> {
     frame: &'a mut FrameBuilder,
     first_position: u64,
     recorded_at: Timestamp,
-    appends: Vec<PendingAppend>,
-    event_count: u64,
+    events: Vec<PendingEvent>,
     /// Last revision of each stream written in this group (the group's view on top of the index).
     heads: HashMap<StreamId, u64>,
-    /// Client-chosen ids written in this group: (append, event) indexes into `appends`.
-    ids: HashMap<EventId, (usize, usize)>,
+    /// Client-chosen ids written in this group: index into `events`.
+    ids: HashMap<EventId, usize>,
     replies: Vec<(Reply, AppendReply)>,
 }
 
@@ -74,8 +81,7 @@ impl<'a> Group<'a> {
             frame,
             first_position,
             recorded_at,
-            appends: Vec::new(),
-            event_count: 0,
+            events: Vec::new(),
             heads: HashMap::new(),
             ids: HashMap::new(),
             replies: Vec::new(),
@@ -91,113 +97,158 @@ impl<'a> Group<'a> {
 
     fn lookup_id(&self, id: &EventId) -> Option<IdEntry> {
         match self.ids.get(id) {
-            Some(&(append, event)) => {
-                let append = &self.appends[append];
+            Some(&at) => {
+                let event = &self.events[at];
                 Some(IdEntry {
-                    stream: append.stream.clone(),
-                    revision: StreamRevision::new(append.first_revision + event as u64),
-                    position: Position::new(append.first_position + event as u64),
+                    stream: event.stream.clone(),
+                    revision: StreamRevision::new(event.revision),
+                    position: Position::new(self.first_position + at as u64),
                 })
             }
             None => self.committed_ids.get(id).map(|position| self.index.describe(position)),
         }
     }
 
-    /// Recognises a retry: all of the request's ids committed (or in this group) consecutively in its
-    /// stream, in order. Some but not all of them is an error.
-    fn replay(&self, request: &Request) -> Result<Option<AppendResult>, AppendError> {
-        let ids: Vec<EventId> =
-            request.events.iter().map(|e| e.id().expect("ids are assigned before queueing")).collect();
-        let Some(first) = self.lookup_id(&ids[0]) else {
-            return match ids[1..].iter().find_map(|id| self.lookup_id(id).map(|entry| (*id, entry))) {
+    /// Recognises a retry: every id of the request already committed (or in this group), each in the
+    /// stream the request gives it, at consecutive positions. Some but not all of them is an error.
+    fn replay(&self, request: &Request) -> Result<Option<MultiAppendResult>, AppendError> {
+        let id_of = |at: usize| request.events[at].1.id().expect("ids are assigned before queueing");
+        let Some(first) = self.lookup_id(&id_of(0)) else {
+            return match (1..request.events.len()).find_map(|at| self.lookup_id(&id_of(at)).map(|e| (id_of(at), e))) {
                 Some((event_id, entry)) => Err(partial_duplicate(event_id, entry)),
                 None => Ok(None),
             };
         };
-        if first.stream != request.stream {
-            return Err(partial_duplicate(ids[0], first));
-        }
-        let mut last = first.clone();
-        for (offset, id) in ids.iter().enumerate().skip(1) {
-            match self.lookup_id(id) {
+        let mut entries = Vec::with_capacity(request.events.len());
+        for (at, (stream, _)) in request.events.iter().enumerate() {
+            let entry = if at == 0 { Some(first.clone()) } else { self.lookup_id(&id_of(at)) };
+            match entry {
                 Some(entry)
-                    if entry.stream == request.stream
-                        && entry.revision.value() == first.revision.value() + offset as u64 =>
+                    if entry.stream == *stream && entry.position.value() == first.position.value() + at as u64 =>
                 {
-                    last = entry;
+                    entries.push(entry);
                 }
-                Some(entry) => return Err(partial_duplicate(*id, entry)),
-                None => return Err(partial_duplicate(ids[0], first)),
+                Some(entry) => return Err(partial_duplicate(id_of(at), entry)),
+                None => return Err(partial_duplicate(id_of(0), first)),
             }
         }
-        Ok(Some(AppendResult {
-            first_revision: first.revision,
-            last_revision: last.revision,
+        let mut streams = StreamResults::default();
+        for entry in &entries {
+            streams.record(&entry.stream, entry.revision);
+        }
+        Ok(Some(MultiAppendResult {
             first_position: first.position,
-            last_position: last.position,
+            last_position: entries.last().expect("at least one event").position,
+            streams: streams.results,
             recorded_at: None,
             replayed: true,
         }))
+    }
+
+    /// The first event at or after `condition.after + 1` that matches its query — committed, or
+    /// admitted earlier in this group.
+    fn condition_violation(&self, condition: &AppendCondition) -> Option<Position> {
+        let from = condition.after.map_or(0, |after| after.value() + 1);
+        let committed = condition
+            .query
+            .items
+            .iter()
+            .filter_map(|item| {
+                let filter = Filter { event_types: item.types.clone(), tags: item.tags.clone(), ..Filter::default() };
+                Matcher::new(self.index, &filter).next(from, self.first_position)
+            })
+            .min();
+        let pending = || {
+            let skip = from.saturating_sub(self.first_position) as usize;
+            self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
+                let tags = pending.event.tags().iter().map(|tag| tag.as_str());
+                condition
+                    .query
+                    .matches(pending.event.event_type().as_str(), tags)
+                    .then_some(self.first_position + at as u64)
+            })
+        };
+        committed.or_else(pending).map(Position::new)
     }
 
     fn admit(&mut self, mut request: Request) {
         let replay = if request.client_ids { self.replay(&request) } else { Ok(None) };
         let outcome = match replay {
             Err(error) => Err(error),
-            Ok(Some(result)) => Ok(AppendOutcome::Committed(result)),
+            Ok(Some(result)) => Ok(MultiAppendOutcome::Committed(result)),
             Ok(None) => {
-                let actual = self.head(&request.stream);
-                if request.expected.is_satisfied_by(actual) {
-                    Ok(AppendOutcome::Committed(self.write(&mut request, actual)))
-                } else {
-                    Ok(AppendOutcome::WrongExpectedRevision {
-                        stream: request.stream.clone(),
-                        expected: request.expected,
+                let failed_check = request.checks.iter().find_map(|(stream, expected)| {
+                    let actual = self.head(stream);
+                    (!expected.is_satisfied_by(actual)).then(|| MultiAppendOutcome::WrongExpectedRevision {
+                        stream: stream.clone(),
+                        expected: *expected,
                         actual,
                     })
+                });
+                let violation = || {
+                    let condition = request.condition.as_ref()?;
+                    self.condition_violation(condition).map(|position| MultiAppendOutcome::ConditionFailed { position })
+                };
+                match failed_check.or_else(violation) {
+                    Some(failure) => Ok(failure),
+                    None => Ok(MultiAppendOutcome::Committed(self.write(&mut request))),
                 }
             }
         };
         self.replies.push((request.reply, outcome));
     }
 
-    fn write(&mut self, request: &mut Request, actual: Option<StreamRevision>) -> AppendResult {
-        let first_revision = actual.map_or(0, |revision| revision.value() + 1);
-        let first_position = self.first_position + self.event_count;
-        let append_index = self.appends.len();
-        let mut events = Vec::with_capacity(request.events.len());
-        for (offset, event) in request.events.iter().enumerate() {
+    fn write(&mut self, request: &mut Request) -> MultiAppendResult {
+        let first_position = self.first_position + self.events.len() as u64;
+        let mut streams = StreamResults::default();
+        for (stream, event) in std::mem::take(&mut request.events) {
             let id = event.id().expect("ids are assigned before queueing");
+            let revision = self.head(&stream).map_or(0, |revision| revision.value() + 1);
+            let position = self.first_position + self.events.len() as u64;
             let frame_offset = self.frame.push_record(RecordFields {
-                position: first_position + offset as u64,
-                revision: first_revision + offset as u64,
+                position,
+                revision,
                 recorded_at: self.recorded_at,
                 id,
-                stream: &request.stream,
-                event,
+                stream: &stream,
+                event: &event,
             });
             if request.client_ids {
-                self.ids.insert(id, (append_index, offset));
+                self.ids.insert(id, self.events.len());
             }
-            events.push((id, frame_offset));
+            streams.record(&stream, StreamRevision::new(revision));
+            self.heads.insert(stream.clone(), revision);
+            self.events.push(PendingEvent { id, stream, revision, frame_offset, event });
         }
-        let count = request.events.len() as u64;
-        self.event_count += count;
-        self.heads.insert(request.stream.clone(), first_revision + count - 1);
-        self.appends.push(PendingAppend {
-            stream: request.stream.clone(),
-            first_revision,
-            first_position,
-            events,
-            new_events: std::mem::take(&mut request.events),
-        });
-        AppendResult {
-            first_revision: StreamRevision::new(first_revision),
-            last_revision: StreamRevision::new(first_revision + count - 1),
+        MultiAppendResult {
             first_position: Position::new(first_position),
-            last_position: Position::new(first_position + count - 1),
+            last_position: Position::new(self.first_position + self.events.len() as u64 - 1),
+            streams: streams.results,
             recorded_at: Some(self.recorded_at),
             replayed: false,
+        }
+    }
+}
+
+/// First and last revision written per stream, in order of each stream's first event.
+#[derive(Default)]
+struct StreamResults {
+    results: Vec<StreamAppendResult>,
+    by_stream: HashMap<StreamId, usize>,
+}
+
+impl StreamResults {
+    fn record(&mut self, stream: &StreamId, revision: StreamRevision) {
+        match self.by_stream.get(stream) {
+            Some(&at) => self.results[at].last_revision = revision,
+            None => {
+                self.by_stream.insert(stream.clone(), self.results.len());
+                self.results.push(StreamAppendResult {
+                    stream: stream.clone(),
+                    first_revision: revision,
+                    last_revision: revision,
+                });
+            }
         }
     }
 }
@@ -238,9 +289,9 @@ pub(crate) fn run(
             }
             group.admit(request);
         }
-        let Group { first_position, appends, replies, .. } = group;
+        let Group { first_position, events, replies, .. } = group;
         drop(index);
-        if appends.is_empty() {
+        if events.is_empty() {
             for (reply, outcome) in replies {
                 reply.send(outcome);
             }
@@ -249,11 +300,9 @@ pub(crate) fn run(
         // While the disk writes the frame, index its event ids (the committer's own map: readers never
         // look there, and if the sync fails the store is poisoned and never consults it again).
         let written = log.write_frame(frame.finish(), first_position).and_then(|written| {
-            for append in &appends {
-                for (offset, &(id, _)) in append.events.iter().enumerate() {
-                    // Client ids were checked at admission; generated ones are fresh UUIDv7s.
-                    ids.insert(id, append.first_position + offset as u64).expect("event ids are unique");
-                }
+            for (at, event) in events.iter().enumerate() {
+                // Client ids were checked at admission; generated ones are fresh UUIDv7s.
+                ids.insert(event.id, first_position + at as u64).expect("event ids are unique");
             }
             log.sync().map(|()| written)
         });
@@ -263,29 +312,30 @@ pub(crate) fn run(
                 if let Some(segment) = written.new_segment {
                     index.segments.push(segment);
                 }
-                for append in &appends {
-                    // The committer computed all of this from the index itself: a mismatch is a bug
-                    // that would corrupt the indexes, so it stops the process rather than go on.
-                    let stream = index.stream_number(append.stream.as_str()).expect("a valid stream id");
-                    for (offset, (&(_, frame_offset), event)) in
-                        append.events.iter().zip(&append.new_events).enumerate()
-                    {
-                        let record_offset = written.offset + frame_offset as u64;
-                        index
-                            .push(
-                                PushEvent {
-                                    position: append.first_position + offset as u64,
-                                    revision: append.first_revision + offset as u64,
-                                    stream,
-                                    event_type: event.event_type().as_str(),
-                                    recorded_at,
-                                    segment: written.segment,
-                                    offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
-                                },
-                                event.tags().iter().map(|tag| tag.as_str()),
-                            )
-                            .expect("the committer's events extend the index");
-                    }
+                // The committer computed all of this from the index itself: a mismatch is a bug that
+                // would corrupt the indexes, so it stops the process rather than go on.
+                let mut last_stream: Option<(&StreamId, u32)> = None;
+                for (at, pending) in events.iter().enumerate() {
+                    let stream = match last_stream {
+                        Some((name, number)) if name == &pending.stream => number,
+                        _ => index.stream_number(pending.stream.as_str()).expect("a valid stream id"),
+                    };
+                    last_stream = Some((&pending.stream, stream));
+                    let record_offset = written.offset + pending.frame_offset as u64;
+                    index
+                        .push(
+                            PushEvent {
+                                position: first_position + at as u64,
+                                revision: pending.revision,
+                                stream,
+                                event_type: pending.event.event_type().as_str(),
+                                recorded_at,
+                                segment: written.segment,
+                                offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
+                            },
+                            pending.event.tags().iter().map(|tag| tag.as_str()),
+                        )
+                        .expect("the committer's events extend the index");
                 }
                 drop(index);
                 for (reply, outcome) in replies {
