@@ -2,7 +2,7 @@
 //! the secondary indexes' sorted position lists instead of reading every event.
 
 use crate::index::Index;
-use strata_core::{EventType, Tag};
+use strata_core::{EventType, Query, Tag};
 
 /// Which events of the global log a read returns. Every condition given must hold; an empty filter
 /// matches everything.
@@ -16,6 +16,8 @@ pub struct Filter {
     pub stream_prefix: Option<String>,
     /// The event carries every one of these tags.
     pub tags: Vec<Tag>,
+    /// The event matches this query (one of its items) — the filter of a DCB decision.
+    pub query: Option<Query>,
 }
 
 impl Filter {
@@ -24,9 +26,36 @@ impl Filter {
     }
 }
 
-/// A filter bound to an index: sorted lists that must all contain a position, plus a check on the
-/// stream name for the prefix.
+/// A filter bound to an index: any of several conjunctions (one per query item, or just one).
 pub(crate) struct Matcher<'a> {
+    alternatives: Vec<Conjunction<'a>>,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(index: &'a Index, filter: &'a Filter) -> Self {
+        let alternatives = match &filter.query {
+            None => vec![Conjunction::new(index, filter, &[], &[])],
+            // An empty query matches nothing: no alternatives.
+            Some(query) => {
+                query.items.iter().map(|item| Conjunction::new(index, filter, &item.types, &item.tags)).collect()
+            }
+        };
+        Self { alternatives }
+    }
+
+    /// The first matching position in `from..end`.
+    pub fn next(&self, from: u64, end: u64) -> Option<u64> {
+        self.alternatives.iter().filter_map(|c| c.next(from, end)).min()
+    }
+
+    /// The last matching position in `0..=from`.
+    pub fn previous(&self, from: u64) -> Option<u64> {
+        self.alternatives.iter().filter_map(|c| c.previous(from)).max()
+    }
+}
+
+/// Sorted lists that must all contain a position, plus a check on the stream name for the prefix.
+struct Conjunction<'a> {
     index: &'a Index,
     /// Each constraint is a union of sorted lists (several event types) or a single list.
     constraints: Vec<Vec<&'a [u64]>>,
@@ -35,8 +64,8 @@ pub(crate) struct Matcher<'a> {
     impossible: bool,
 }
 
-impl<'a> Matcher<'a> {
-    pub fn new(index: &'a Index, filter: &'a Filter) -> Self {
+impl<'a> Conjunction<'a> {
+    fn new(index: &'a Index, filter: &'a Filter, more_types: &'a [EventType], more_tags: &'a [Tag]) -> Self {
         let mut impossible = false;
         let mut constraints = Vec::new();
         let mut list = |lists: Vec<&'a [u64]>| {
@@ -48,16 +77,12 @@ impl<'a> Matcher<'a> {
         if let Some(category) = &filter.category {
             list(index.categories.get(category.as_str()).map(Vec::as_slice).into_iter().collect());
         }
-        if !filter.event_types.is_empty() {
-            list(
-                filter
-                    .event_types
-                    .iter()
-                    .filter_map(|t| index.event_types.get(t.as_str()).map(Vec::as_slice))
-                    .collect(),
-            );
+        for types in [&filter.event_types[..], more_types] {
+            if !types.is_empty() {
+                list(types.iter().filter_map(|t| index.event_types.get(t.as_str()).map(Vec::as_slice)).collect());
+            }
         }
-        for tag in &filter.tags {
+        for tag in filter.tags.iter().chain(more_tags) {
             list(index.tags.get(tag.as_str()).map(Vec::as_slice).into_iter().collect());
         }
         Self { index, constraints, stream_prefix: filter.stream_prefix.as_deref(), impossible }
@@ -70,8 +95,7 @@ impl<'a> Matcher<'a> {
         })
     }
 
-    /// The first matching position in `from..end`.
-    pub fn next(&self, mut from: u64, end: u64) -> Option<u64> {
+    fn next(&self, mut from: u64, end: u64) -> Option<u64> {
         if self.impossible {
             return None;
         }
@@ -101,8 +125,7 @@ impl<'a> Matcher<'a> {
         None
     }
 
-    /// The last matching position in `0..=from`.
-    pub fn previous(&self, from: u64) -> Option<u64> {
+    fn previous(&self, from: u64) -> Option<u64> {
         if self.impossible {
             return None;
         }

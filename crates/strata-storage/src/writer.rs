@@ -149,15 +149,8 @@ impl<'a> Group<'a> {
     /// admitted earlier in this group.
     fn condition_violation(&self, condition: &AppendCondition) -> Option<Position> {
         let from = condition.after.map_or(0, |after| after.value() + 1);
-        let committed = condition
-            .query
-            .items
-            .iter()
-            .filter_map(|item| {
-                let filter = Filter { event_types: item.types.clone(), tags: item.tags.clone(), ..Filter::default() };
-                Matcher::new(self.index, &filter).next(from, self.first_position)
-            })
-            .min();
+        let filter = Filter { query: Some(condition.query.clone()), ..Filter::default() };
+        let committed = Matcher::new(self.index, &filter).next(from, self.first_position);
         let pending = || {
             let skip = from.saturating_sub(self.first_position) as usize;
             self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {

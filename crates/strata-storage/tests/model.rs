@@ -8,7 +8,9 @@ use common::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
-use strata_core::{EventId, EventType, ExpectedRevision, NewEvent, Position, StreamRevision, Tag, Timestamp};
+use strata_core::{
+    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, StreamRevision, Tag, Timestamp,
+};
 use strata_storage::{
     AppendError, AppendOutcome, Direction, Filter, ManualClock, Options, ReadFrom, ReadOptions, SimStorage, Store,
 };
@@ -40,6 +42,8 @@ struct FilterSpec {
     types: Vec<usize>,
     prefix: Option<usize>,
     tags: Vec<usize>,
+    /// Query items: (types, tags) indexes, OR-ed.
+    query: Option<Vec<(Vec<usize>, Vec<usize>)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +86,15 @@ fn until_strategy() -> impl Strategy<Value = Until> {
 }
 
 fn filter_strategy() -> impl Strategy<Value = FilterSpec> {
+    let item = (prop::collection::vec(0..TYPES.len(), 0..3), prop::collection::vec(0..TAGS.len(), 0..3));
     (
         prop::option::weighted(0.4, 0..CATEGORIES.len()),
         prop::collection::vec(0..TYPES.len(), 0..3),
         prop::option::weighted(0.3, 0..PREFIXES.len()),
         prop::collection::vec(0..TAGS.len(), 0..3),
+        prop::option::weighted(0.4, prop::collection::vec(item, 0..3)),
     )
-        .prop_map(|(category, types, prefix, tags)| FilterSpec { category, types, prefix, tags })
+        .prop_map(|(category, types, prefix, tags, query)| FilterSpec { category, types, prefix, tags, query })
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -359,12 +365,29 @@ fn run(ops: Vec<Op>) {
                     event_types: spec.types.iter().map(|&t| EventType::new(TYPES[t]).unwrap()).collect(),
                     stream_prefix: spec.prefix.map(|p| PREFIXES[p].to_owned()),
                     tags: spec.tags.iter().map(|&t| Tag::new(TAGS[t]).unwrap()).collect(),
+                    query: spec.query.as_ref().map(|items| {
+                        Query::new(
+                            items
+                                .iter()
+                                .map(|(types, tags)| QueryItem {
+                                    types: types.iter().map(|&t| EventType::new(TYPES[t]).unwrap()).collect(),
+                                    tags: tags.iter().map(|&t| Tag::new(TAGS[t]).unwrap()).collect(),
+                                })
+                                .collect(),
+                        )
+                    }),
                 };
                 let matches = |e: &ModelEvent| {
                     spec.category.is_none_or(|c| e.stream.split('-').next() == Some(CATEGORIES[c]))
                         && (spec.types.is_empty() || spec.types.iter().any(|&t| TYPES[t] == e.event_type))
                         && spec.prefix.is_none_or(|p| e.stream.starts_with(PREFIXES[p]))
                         && spec.tags.iter().all(|&t| e.tags.contains(&TAGS[t]))
+                        && spec.query.as_ref().is_none_or(|items| {
+                            items.iter().any(|(types, tags)| {
+                                (types.is_empty() || types.iter().any(|&t| TYPES[t] == e.event_type))
+                                    && tags.iter().all(|&t| e.tags.contains(&TAGS[t]))
+                            })
+                        })
                 };
                 let len = model.visible_len(until);
                 let visible: Vec<u64> = (0..len).filter(|&p| matches(&model.log[p as usize])).collect();
