@@ -21,3 +21,5 @@ pub const APPEND_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const APPEND_EVENTS_MAX: usize = 10_000;
 /// Most events one read returns; a larger `limit` is clamped (page with the returned positions).
 pub const READ_EVENTS_MAX: usize = 100_000;
+/// Most stream names one listing returns; a larger `limit` is clamped (page with `after`).
+pub const STREAMS_LIST_MAX: usize = 10_000;

@@ -57,6 +57,8 @@ pub(crate) struct Index {
     len: u64,
     streams: Vec<StreamEntry>,
     stream_numbers: FastMap<StreamId, u32>,
+    /// Every stream name, sorted, for listings by prefix.
+    pub stream_names: std::collections::BTreeSet<StreamId>,
     last_recorded_at: Option<Timestamp>,
     /// Where recorded time changes: `(first position, time)`, times non-decreasing. One entry per
     /// commit group at most (a group shares one time), so "as of a time" is a binary search.
@@ -142,6 +144,12 @@ impl Index {
         (after > 0).then(|| end - 1)
     }
 
+    /// The recorded time of a committed position.
+    pub fn recorded_at(&self, position: u64) -> Timestamp {
+        let at = self.times.partition_point(|&(first_position, _)| first_position <= position);
+        self.times[at.checked_sub(1).expect("a committed position has a time")].1
+    }
+
     pub fn stream_name(&self, number: u32) -> &StreamId {
         &self.streams[number as usize].id
     }
@@ -197,6 +205,7 @@ impl Index {
         let id = StreamId::new(stream).map_err(|error| format!("invalid stream id: {error}"))?;
         let number = u32::try_from(self.streams.len()).map_err(|_| "more than 2^32 streams".to_owned())?;
         self.streams.push(StreamEntry { id: id.clone(), positions: Vec::new() });
+        self.stream_names.insert(id.clone());
         self.stream_numbers.insert(id, number);
         Ok(number)
     }

@@ -8,7 +8,8 @@
 //! - `index`: in-memory indexes from position, stream and event id to record locations.
 //! - `writer`: the committer thread — group commit, expected-revision and idempotency checks.
 //! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
-//!   filtered reads of the global log (category, types, stream prefix, tags) and "as of" reads.
+//!   filtered reads of the global log (category, types, stream prefix, tags, DCB query) and "as of"
+//!   reads, and `streams` for listings and stream facts.
 //! - [`clock`]: where recorded time comes from.
 //!
 //! # Invariants
@@ -30,6 +31,7 @@ mod log;
 mod read;
 mod reply;
 mod store;
+mod streams;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -43,3 +45,4 @@ pub use store::{
     AppendCondition, AppendOutcome, AppendResult, LOCK_FILE_NAME, MultiAppend, MultiAppendOutcome, MultiAppendResult,
     Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };
+pub use streams::StreamInfo;

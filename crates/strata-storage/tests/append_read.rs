@@ -378,3 +378,35 @@ async fn sixty_four_tasks_on_one_stream_with_exact_and_retries_lose_nothing() {
     // 64 writers on one stream must have collided; if not, the test did not test the race.
     assert!(conflicts > 0);
 }
+
+#[test]
+fn streams_are_listed_by_prefix_in_pages_and_described() {
+    let storage = SimStorage::new();
+    let clock = std::sync::Arc::new(strata_storage::ManualClock::new(strata_core::Timestamp::from_micros(1_000)));
+    let options = strata_storage::Options { clock: clock.clone(), ..sim_options(&storage, SEGMENT) };
+    let store = Store::open_with(DIR, options.clone()).unwrap();
+    for name in ["account-2", "account-10", "order-1", "account-1", "accountant"] {
+        commit(&store, name, ExpectedRevision::Any, vec![event("{}")]);
+        clock.advance_micros(10);
+    }
+    commit(&store, "account-1", ExpectedRevision::Any, vec![event("{}"), event("{}")]);
+    let names = |prefix, after, limit| {
+        store.list_streams(prefix, after, limit).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(names("account-", None, 10), ["account-1", "account-10", "account-2"]);
+    assert_eq!(names("account-", None, 2), ["account-1", "account-10"]);
+    assert_eq!(names("account-", Some("account-10"), 2), ["account-2"]);
+    assert_eq!(names("", Some("accountant"), 10), ["order-1"]);
+    assert_eq!(names("zzz", None, 10), Vec::<String>::new());
+
+    let info = store.stream_info("account-1").unwrap();
+    assert_eq!((info.last_revision.value(), info.event_count), (2, 3));
+    assert_eq!((info.first_position.value(), info.last_position.value()), (3, 6));
+    assert_eq!((info.first_recorded_at.as_micros(), info.last_recorded_at.as_micros()), (1_030, 1_050));
+    assert!(store.stream_info("nope").is_none());
+    // The same after a reopen: rebuilt from the log.
+    drop(store);
+    let store = Store::open_with(DIR, options).unwrap();
+    assert_eq!(store.stream_info("account-1").unwrap(), info);
+    assert_eq!(store.list_streams("", None, 100).len(), 5);
+}
