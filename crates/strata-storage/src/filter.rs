@@ -26,6 +26,9 @@ impl Filter {
     }
 }
 
+/// Up to this many streams, a stream prefix is matched through their position lists.
+const PREFIX_STREAMS_AS_LISTS_MAX: usize = 64;
+
 /// A filter bound to an index: any of several conjunctions (one per query item, or just one).
 pub(crate) struct Matcher<'a> {
     alternatives: Vec<Conjunction<'a>>,
@@ -85,7 +88,28 @@ impl<'a> Conjunction<'a> {
         for tag in filter.tags.iter().chain(more_tags) {
             list(index.tags.get(tag.as_str()).map(Vec::as_slice).into_iter().collect());
         }
-        Self { index, constraints, stream_prefix: filter.stream_prefix.as_deref(), impossible }
+        // A prefix that few streams have becomes the union of their positions; one that many have is
+        // checked per candidate instead (a union of thousands of lists costs more per step than it saves).
+        let mut stream_prefix = filter.stream_prefix.as_deref();
+        if let Some(prefix) = stream_prefix {
+            let streams: Vec<_> = index
+                .stream_names
+                .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+                .take_while(|name| name.as_str().starts_with(prefix))
+                .take(PREFIX_STREAMS_AS_LISTS_MAX + 1)
+                .collect();
+            if streams.len() <= PREFIX_STREAMS_AS_LISTS_MAX {
+                list(
+                    streams
+                        .iter()
+                        .filter_map(|name| index.stream(name.as_str()))
+                        .map(|e| e.positions.as_slice())
+                        .collect(),
+                );
+                stream_prefix = None;
+            }
+        }
+        Self { index, constraints, stream_prefix, impossible }
     }
 
     fn prefix_matches(&self, position: u64) -> bool {

@@ -410,3 +410,35 @@ fn streams_are_listed_by_prefix_in_pages_and_described() {
     assert_eq!(store.stream_info("account-1").unwrap(), info);
     assert_eq!(store.list_streams("", None, 100).len(), 5);
 }
+
+/// A stream prefix is matched through the streams' position lists when few streams have it, and per
+/// event when many do; both ways give the same events.
+#[test]
+fn prefix_filters_agree_whether_few_or_many_streams_match() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 1 << 20);
+    for n in 0..300u32 {
+        // 100 streams under "many-", 3 under "few-", and others.
+        let name = match n % 3 {
+            0 => format!("many-{}", n % 100),
+            1 => format!("few-{}", n % 3),
+            _ => format!("other-{n}"),
+        };
+        commit(&store, &name, ExpectedRevision::Any, vec![event("{}")]);
+    }
+    let all = read_everything(&store);
+    for prefix in ["many-", "few-", "few-1", "many-1", "nothing-"] {
+        let filter = strata_storage::Filter { stream_prefix: Some(prefix.to_owned()), ..Default::default() };
+        let expected: Vec<u64> =
+            all.iter().filter(|e| e.stream.as_str().starts_with(prefix)).map(|e| e.position.value()).collect();
+        for (from, options) in [
+            (ReadFrom::Start, strata_storage::ReadOptions::forward(1000)),
+            (ReadFrom::End, strata_storage::ReadOptions::backward(1000)),
+        ] {
+            let mut got: Vec<u64> =
+                store.read_all_with(from, &options, &filter).unwrap().iter().map(|e| e.position.value()).collect();
+            got.sort();
+            assert_eq!(got, expected, "prefix {prefix:?}");
+        }
+    }
+}
