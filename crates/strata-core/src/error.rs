@@ -34,4 +34,14 @@ pub enum ValidationError {
     DuplicateEventId { event_id: EventId },
     #[error("stream {stream} has two expected-revision checks in one append; give each stream one")]
     DuplicateCheck { stream: String },
+    #[error(
+        "the append condition's query has no items; give at least one (an item with no types and no tags \
+         matches every event)"
+    )]
+    EmptyQuery,
+    #[error(
+        "the append condition's position {after} is beyond the head of the log ({head}); use the position \
+         up to which the decision's events were read"
+    )]
+    ConditionAfterHead { after: u64, head: String },
 }

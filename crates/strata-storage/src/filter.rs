@@ -119,62 +119,77 @@ impl<'a> Conjunction<'a> {
         })
     }
 
-    fn next(&self, mut from: u64, end: u64) -> Option<u64> {
+    fn next(&self, from: u64, end: u64) -> Option<u64> {
         if self.impossible {
             return None;
         }
-        while from < end {
-            // Leapfrog: move to the smallest position at or after `from` that every list has.
-            let mut candidate = from;
-            let mut agreed = false;
-            while !agreed {
-                agreed = true;
-                for lists in &self.constraints {
-                    let next =
-                        lists.iter().filter_map(|l| l.get(l.partition_point(|&p| p < candidate)).copied()).min()?;
-                    if next != candidate {
-                        candidate = next;
-                        agreed = false;
-                    }
-                }
-            }
-            if candidate >= end {
-                return None;
-            }
-            if self.prefix_matches(candidate) {
-                return Some(candidate);
-            }
-            from = candidate + 1;
-        }
-        None
+        first_common(&self.constraints, from, end, |position| self.prefix_matches(position))
     }
 
     fn previous(&self, from: u64) -> Option<u64> {
         if self.impossible {
             return None;
         }
-        let mut from = Some(from);
-        while let Some(upper) = from {
-            let mut candidate = upper;
-            let mut agreed = false;
-            while !agreed {
-                agreed = true;
-                for lists in &self.constraints {
-                    let previous = lists
-                        .iter()
-                        .filter_map(|l| l.partition_point(|&p| p <= candidate).checked_sub(1).map(|i| l[i]))
-                        .max()?;
-                    if previous != candidate {
-                        candidate = previous;
-                        agreed = false;
-                    }
+        last_common(&self.constraints, from, |position| self.prefix_matches(position))
+    }
+}
+
+/// The first position in `from..end` that every constraint (a union of sorted lists) contains and
+/// `accept` takes. Leapfrog: each constraint jumps to its first position at or after the candidate,
+/// until all agree. Every step moves the candidate forward, so it ends.
+pub(crate) fn first_common(
+    constraints: &[Vec<&[u64]>],
+    mut from: u64,
+    end: u64,
+    accept: impl Fn(u64) -> bool,
+) -> Option<u64> {
+    while from < end {
+        let mut candidate = from;
+        let mut agreed = false;
+        while !agreed {
+            agreed = true;
+            for lists in constraints {
+                let next = lists.iter().filter_map(|l| l.get(l.partition_point(|&p| p < candidate)).copied()).min()?;
+                if next != candidate {
+                    candidate = next;
+                    agreed = false;
                 }
             }
-            if self.prefix_matches(candidate) {
-                return Some(candidate);
-            }
-            from = candidate.checked_sub(1);
         }
-        None
+        if candidate >= end {
+            return None;
+        }
+        if accept(candidate) {
+            return Some(candidate);
+        }
+        from = candidate + 1;
     }
+    None
+}
+
+/// The last position in `0..=from` that every constraint contains and `accept` takes.
+pub(crate) fn last_common(constraints: &[Vec<&[u64]>], from: u64, accept: impl Fn(u64) -> bool) -> Option<u64> {
+    let mut from = Some(from);
+    while let Some(upper) = from {
+        let mut candidate = upper;
+        let mut agreed = false;
+        while !agreed {
+            agreed = true;
+            for lists in constraints {
+                let previous = lists
+                    .iter()
+                    .filter_map(|l| l.partition_point(|&p| p <= candidate).checked_sub(1).map(|i| l[i]))
+                    .max()?;
+                if previous != candidate {
+                    candidate = previous;
+                    agreed = false;
+                }
+            }
+        }
+        if accept(candidate) {
+            return Some(candidate);
+        }
+        from = candidate.checked_sub(1);
+    }
+    None
 }

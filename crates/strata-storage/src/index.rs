@@ -16,7 +16,7 @@ use std::sync::Arc;
 use strata_core::{EventId, Position, StreamId, StreamRevision, Timestamp};
 
 /// Seeded per process, so ids chosen by clients cannot be aimed at one hash bucket.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 const ID_SHARDS: usize = 64;
 const LOCATION_CHUNK: usize = 1 << 16;
@@ -250,8 +250,10 @@ impl Index {
     }
 }
 
-fn push_posting(map: &mut FastMap<String, Vec<u64>>, key: &str, position: u64) {
+pub(crate) fn push_posting(map: &mut FastMap<String, Vec<u64>>, key: &str, position: u64) {
     match map.get_mut(key) {
+        // An event that carries a tag twice is listed once.
+        Some(positions) if positions.last() == Some(&position) => {}
         Some(positions) => positions.push(position),
         None => {
             map.insert(key.to_owned(), vec![position]);

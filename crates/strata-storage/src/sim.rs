@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 const SECTOR_BYTES: usize = 512;
 
@@ -38,6 +38,10 @@ struct Faults {
     crashed: AtomicBool,
     fail_syncs: AtomicBool,
     fail_writes: AtomicBool,
+    /// While true, `sync_data` waits: lets tests hold the committer inside a commit.
+    syncs_held: Mutex<bool>,
+    syncs_released: Condvar,
+    syncs_waiting: AtomicU64,
 }
 
 impl Default for Faults {
@@ -48,6 +52,9 @@ impl Default for Faults {
             crashed: AtomicBool::new(false),
             fail_syncs: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
+            syncs_held: Mutex::new(false),
+            syncs_released: Condvar::new(),
+            syncs_waiting: AtomicU64::new(0),
         }
     }
 }
@@ -142,6 +149,17 @@ impl SimStorage {
     /// crash can keep (Linux marks such pages clean); the disk stays usable otherwise.
     pub fn fail_syncs(&self, fail: bool) {
         self.faults.fail_syncs.store(fail, Ordering::SeqCst);
+    }
+
+    /// While held, every `sync_data` waits (the disk is slow), so appends queue up behind a commit.
+    pub fn hold_syncs(&self, held: bool) {
+        *self.faults.syncs_held.lock().unwrap() = held;
+        self.faults.syncs_released.notify_all();
+    }
+
+    /// How many `sync_data` calls are waiting on [`SimStorage::hold_syncs`].
+    pub fn syncs_waiting(&self) -> u64 {
+        self.faults.syncs_waiting.load(Ordering::SeqCst)
     }
 
     /// Makes every file write fail with an IO error.
@@ -335,6 +353,13 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.faults.mutate()?;
+        let mut held = self.faults.syncs_held.lock().unwrap();
+        while *held {
+            self.faults.syncs_waiting.fetch_add(1, Ordering::SeqCst);
+            held = self.faults.syncs_released.wait(held).unwrap();
+            self.faults.syncs_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(held);
         if self.faults.fail_syncs.load(Ordering::SeqCst) {
             // As Linux does after a failed writeback: the pages stay readable but are marked clean, so
             // these writes will never reach the disk unless written again.

@@ -327,6 +327,9 @@ impl Store {
             return Err(AppendError::Poisoned { reason: reason.clone() });
         }
         let MultiAppend { mut events, checks, condition } = append;
+        if condition.as_ref().is_some_and(|condition| condition.query.items.is_empty()) {
+            return Err(ValidationError::EmptyQuery.into());
+        }
         if events.is_empty() {
             return Err(ValidationError::EmptyBatch.into());
         }
@@ -397,6 +400,11 @@ impl Store {
     /// The last revision of `stream`, or `None` when it has no events.
     pub fn stream_revision(&self, stream: &str) -> Option<StreamRevision> {
         self.index().stream_head(stream)
+    }
+
+    /// Appends queued for the committer and not yet taken into a commit group.
+    pub fn queued_appends(&self) -> usize {
+        self.inner.queue.as_ref().map_or(0, |queue| queue.max_capacity() - queue.capacity())
     }
 
     /// What recovery found when this store was opened.

@@ -9,15 +9,16 @@
 
 use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
-use crate::filter::{Filter, Matcher};
+use crate::filter::{Filter, Matcher, first_common};
 use crate::format::{FrameBuilder, RecordFields};
-use crate::index::{IdEntry, IdIndex, Index, PushEvent};
+use crate::index::{FastMap, IdEntry, IdIndex, Index, PushEvent, push_posting};
 use crate::log::LogWriter;
 use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
-use strata_core::{EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp};
+use strata_core::{
+    EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
+};
 use tokio::sync::mpsc;
 
 /// State shared by the writer and every reader.
@@ -65,9 +66,14 @@ struct Group<'a> {
     recorded_at: Timestamp,
     events: Vec<PendingEvent>,
     /// Last revision of each stream written in this group (the group's view on top of the index).
-    heads: HashMap<StreamId, u64>,
+    heads: FastMap<StreamId, u64>,
     /// Client-chosen ids written in this group: index into `events`.
-    ids: HashMap<EventId, usize>,
+    ids: FastMap<EventId, usize>,
+    /// Positions of this group's events by type and by tag, for conditions; built only when a
+    /// condition needs them, and only for the events not listed yet (`listed`).
+    types: FastMap<String, Vec<u64>>,
+    tags: FastMap<String, Vec<u64>>,
+    listed: usize,
     replies: Vec<(Reply, AppendReply)>,
 }
 
@@ -82,8 +88,11 @@ impl<'a> Group<'a> {
             first_position,
             recorded_at,
             events: Vec::new(),
-            heads: HashMap::new(),
-            ids: HashMap::new(),
+            heads: FastMap::default(),
+            ids: FastMap::default(),
+            types: FastMap::default(),
+            tags: FastMap::default(),
+            listed: 0,
             replies: Vec::new(),
         }
     }
@@ -145,23 +154,47 @@ impl<'a> Group<'a> {
         }))
     }
 
-    /// The first event at or after `condition.after + 1` that matches its query — committed, or
-    /// admitted earlier in this group.
-    fn condition_violation(&self, condition: &AppendCondition) -> Option<Position> {
+    /// The first event after `condition.after` that matches its query — committed, or admitted
+    /// earlier in this group. The caller has checked that `after` lies below the group.
+    fn condition_violation(&mut self, condition: &AppendCondition) -> Option<Position> {
         let from = condition.after.map_or(0, |after| after.value() + 1);
         let filter = Filter { query: Some(condition.query.clone()), ..Filter::default() };
-        let committed = Matcher::new(self.index, &filter).next(from, self.first_position);
-        let pending = || {
-            let skip = from.saturating_sub(self.first_position) as usize;
-            self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
-                let tags = pending.event.tags().iter().map(|tag| tag.as_str());
-                condition
-                    .query
-                    .matches(pending.event.event_type().as_str(), tags)
-                    .then_some(self.first_position + at as u64)
+        if let Some(position) = Matcher::new(self.index, &filter).next(from, self.first_position) {
+            return Some(Position::new(position));
+        }
+        for at in self.listed..self.events.len() {
+            let position = self.first_position + at as u64;
+            let event = &self.events[at].event;
+            push_posting(&mut self.types, event.event_type().as_str(), position);
+            for tag in event.tags() {
+                push_posting(&mut self.tags, tag.as_str(), position);
+            }
+        }
+        self.listed = self.events.len();
+        let end = self.first_position + self.events.len() as u64;
+        let from = from.max(self.first_position);
+        condition
+            .query
+            .items
+            .iter()
+            .filter_map(|item| {
+                let mut constraints = Vec::new();
+                if !item.types.is_empty() {
+                    constraints.push(
+                        item.types.iter().filter_map(|t| self.types.get(t.as_str()).map(Vec::as_slice)).collect(),
+                    );
+                }
+                for tag in &item.tags {
+                    constraints.push(self.tags.get(tag.as_str()).map(Vec::as_slice).into_iter().collect());
+                }
+                // A constraint with no list (a type or tag nobody in the group has) matches nothing.
+                if constraints.iter().any(|lists: &Vec<&[u64]>| lists.is_empty()) {
+                    return None;
+                }
+                first_common(&constraints, from, end, |_| true)
             })
-        };
-        committed.or_else(pending).map(Position::new)
+            .min()
+            .map(Position::new)
     }
 
     fn admit(&mut self, mut request: Request) {
@@ -178,13 +211,26 @@ impl<'a> Group<'a> {
                         actual,
                     })
                 });
-                let violation = || {
-                    let condition = request.condition.as_ref()?;
-                    self.condition_violation(condition).map(|position| MultiAppendOutcome::ConditionFailed { position })
-                };
-                match failed_check.or_else(violation) {
-                    Some(failure) => Ok(failure),
-                    None => Ok(MultiAppendOutcome::Committed(self.write(&mut request))),
+                // A condition can only refer to a position the client read: at most the committed head.
+                let after_head = request
+                    .condition
+                    .as_ref()
+                    .and_then(|c| c.after)
+                    .filter(|after| after.value() >= self.first_position);
+                if let Some(after) = after_head {
+                    let head =
+                        self.first_position.checked_sub(1).map_or("the log is empty".to_owned(), |h| h.to_string());
+                    Err(ValidationError::ConditionAfterHead { after: after.value(), head }.into())
+                } else {
+                    let failure = failed_check.or_else(|| {
+                        let condition = request.condition.as_ref()?;
+                        self.condition_violation(condition)
+                            .map(|position| MultiAppendOutcome::ConditionFailed { position })
+                    });
+                    match failure {
+                        Some(failure) => Ok(failure),
+                        None => Ok(MultiAppendOutcome::Committed(self.write(&mut request))),
+                    }
                 }
             }
         };
@@ -194,9 +240,24 @@ impl<'a> Group<'a> {
     fn write(&mut self, request: &mut Request) -> MultiAppendResult {
         let first_position = self.first_position + self.events.len() as u64;
         let mut streams = StreamResults::default();
+        // Consecutive events of one stream (the common case) cost one head look-up for the run.
+        let mut run: Option<(StreamId, u64, u64)> = None; // stream, first revision, next revision
         for (stream, event) in std::mem::take(&mut request.events) {
+            let revision = match &mut run {
+                Some((run_stream, _, next)) if *run_stream == stream => {
+                    *next += 1;
+                    *next - 1
+                }
+                _ => {
+                    if let Some((run_stream, first, next)) = run.take() {
+                        self.end_run(&mut streams, run_stream, first, next);
+                    }
+                    let revision = self.head(&stream).map_or(0, |revision| revision.value() + 1);
+                    run = Some((stream.clone(), revision, revision + 1));
+                    revision
+                }
+            };
             let id = event.id().expect("ids are assigned before queueing");
-            let revision = self.head(&stream).map_or(0, |revision| revision.value() + 1);
             let position = self.first_position + self.events.len() as u64;
             let frame_offset = self.frame.push_record(RecordFields {
                 position,
@@ -209,9 +270,10 @@ impl<'a> Group<'a> {
             if request.client_ids {
                 self.ids.insert(id, self.events.len());
             }
-            streams.record(&stream, StreamRevision::new(revision));
-            self.heads.insert(stream.clone(), revision);
             self.events.push(PendingEvent { id, stream, revision, frame_offset, event });
+        }
+        if let Some((run_stream, first, next)) = run {
+            self.end_run(&mut streams, run_stream, first, next);
         }
         MultiAppendResult {
             first_position: Position::new(first_position),
@@ -221,13 +283,20 @@ impl<'a> Group<'a> {
             replayed: false,
         }
     }
+
+    /// Records a run of revisions `first..next` of `stream` in the group's heads and the result.
+    fn end_run(&mut self, streams: &mut StreamResults, stream: StreamId, first: u64, next: u64) {
+        streams.record(&stream, StreamRevision::new(first));
+        streams.record(&stream, StreamRevision::new(next - 1));
+        self.heads.insert(stream, next - 1);
+    }
 }
 
 /// First and last revision written per stream, in order of each stream's first event.
 #[derive(Default)]
 struct StreamResults {
     results: Vec<StreamAppendResult>,
-    by_stream: HashMap<StreamId, usize>,
+    by_stream: FastMap<StreamId, usize>,
 }
 
 impl StreamResults {

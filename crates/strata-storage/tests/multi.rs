@@ -278,3 +278,102 @@ fn a_course_never_exceeds_its_capacity_and_unrelated_appends_never_fail() {
     assert_eq!(admitted, CAPACITY);
     assert_eq!(subscribed(&store, store.head_position()), CAPACITY, "the course holds exactly its capacity");
 }
+
+fn claim(stream_name: &str, name: &str, after: Option<u64>) -> MultiAppend {
+    let tag = format!("username:{name}");
+    MultiAppend {
+        events: vec![(stream(stream_name), typed("UsernameClaimed", std::slice::from_ref(&tag)))],
+        checks: vec![],
+        condition: Some(AppendCondition { query: query("UsernameClaimed", &tag), after: after.map(Position::new) }),
+    }
+}
+
+/// Conflicting conditional appends forced into one commit group (the disk is held while they queue):
+/// the first wins, the others see its event although it is not committed yet.
+#[test]
+fn conditions_see_events_admitted_earlier_in_the_same_group() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, SEGMENT);
+    storage.hold_syncs(true);
+    let blocker = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    // The committer is inside the blocker's commit: these three queue up and form the next group.
+    let contenders: Vec<_> = [("users-1", None), ("users-2", None), ("users-3", Some(0))]
+        .into_iter()
+        .map(|(stream_name, after)| {
+            let store = store.clone();
+            std::thread::spawn(move || store.append_multi_blocking(claim(stream_name, "ann", after)).unwrap())
+        })
+        .collect();
+    while store.queued_appends() < 3 {
+        std::thread::yield_now();
+    }
+    storage.hold_syncs(false);
+    blocker.join().unwrap();
+    let outcomes: Vec<MultiAppendOutcome> = contenders.into_iter().map(|h| h.join().unwrap()).collect();
+    let winners: Vec<_> = outcomes.iter().filter(|o| matches!(o, MultiAppendOutcome::Committed(_))).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let MultiAppendOutcome::Committed(won) = winners[0] else { unreachable!() };
+    for outcome in &outcomes {
+        if let MultiAppendOutcome::ConditionFailed { position } = outcome {
+            assert_eq!(*position, won.first_position, "a refusal points at the claim that won");
+        }
+    }
+    assert_eq!(store.head_position(), Some(Position::new(1)));
+}
+
+#[test]
+fn a_condition_position_beyond_the_head_or_an_empty_query_is_refused() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, SEGMENT);
+    commit(&store, "a", ExpectedRevision::Any, vec![event("{}")]);
+    for after in [1, 1000, u64::MAX] {
+        let error = store.append_multi_blocking(claim("users-1", "ann", Some(after))).unwrap_err();
+        assert!(matches!(error, AppendError::Invalid(ValidationError::ConditionAfterHead { .. })), "{error}");
+        assert!(error.to_string().contains("beyond the head of the log (0)"), "{error}");
+    }
+    committed(store.append_multi_blocking(claim("users-1", "ann", Some(0))).unwrap());
+    let empty = MultiAppend {
+        events: vec![(stream("a"), event("{}"))],
+        checks: vec![],
+        condition: Some(AppendCondition { query: Query::default(), after: None }),
+    };
+    assert!(matches!(store.append_multi_blocking(empty), Err(AppendError::Invalid(ValidationError::EmptyQuery))));
+    assert_eq!(store.head_position(), Some(Position::new(1)));
+}
+
+#[test]
+fn checks_and_a_condition_together_and_interleaved_streams_get_gapless_revisions() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, SEGMENT);
+    commit(&store, "a", ExpectedRevision::Any, vec![event("{}")]);
+    let append = |expected_a| MultiAppend {
+        events: vec![
+            (stream("a"), typed("T", &["k:1".into()])),
+            (stream("b"), event("{}")),
+            (stream("a"), event("{}")),
+            (stream("b"), event("{}")),
+            (stream("a"), event("{}")),
+        ],
+        checks: vec![(stream("a"), expected_a)],
+        condition: Some(AppendCondition { query: query("T", "k:1"), after: Some(Position::new(0)) }),
+    };
+    // A failing check is reported before the condition is looked at.
+    let outcome = store.append_multi_blocking(append(ExpectedRevision::NoStream)).unwrap();
+    assert!(matches!(outcome, MultiAppendOutcome::WrongExpectedRevision { .. }), "{outcome:?}");
+    let result =
+        committed(store.append_multi_blocking(append(ExpectedRevision::Exact(StreamRevision::new(0)))).unwrap());
+    let revisions: Vec<(&str, u64, u64)> =
+        result.streams.iter().map(|s| (s.stream.as_str(), s.first_revision.value(), s.last_revision.value())).collect();
+    assert_eq!(revisions, [("a", 1, 3), ("b", 0, 1)]);
+    let a = store.read_stream(&stream("a"), ReadFrom::Start, strata_storage::Direction::Forward, 10).unwrap();
+    assert_eq!(a.iter().map(|e| e.revision.value()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    // Its own event now matches: the same condition fails, pointing at it.
+    let outcome = store.append_multi_blocking(append(ExpectedRevision::Any)).unwrap();
+    assert_eq!(outcome, MultiAppendOutcome::ConditionFailed { position: Position::new(1) });
+}
