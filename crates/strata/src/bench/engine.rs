@@ -1,24 +1,22 @@
 //! The scenarios that drive the embedded engine through its public API, as an application would.
 
-use super::account;
 use super::drive::drive;
+use super::layout::{self, HOT_STREAM_EVENTS_MAX, Layout};
 use super::stats::Measurement;
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use strata_core::{ExpectedRevision, NewEvent, Position, StreamId};
-use strata_storage::{Direction, Options, ReadFrom, Store};
+use strata_core::{ExpectedRevision, NewEvent, Position, Query, StreamId};
+use strata_storage::{
+    AppendCondition, Direction, Filter, MultiAppend, MultiAppendOutcome, Options, ReadFrom, ReadOptions, Store,
+};
 
-/// Events per append when building the store that the read and open scenarios use.
-const BUILD_APPEND_EVENTS: u64 = 100;
-/// Streams the built store spreads its events over, so the stream index has a realistic size.
-const BUILD_STREAMS: u64 = 10_000;
 /// Threads appending concurrently while building: enough for group commit to merge their appends
 /// into large frames, so the build is bound by the disk's bandwidth rather than by fdatasync latency.
 const BUILD_THREADS: usize = 16;
-/// Events per `read_all` call in the scan.
+/// Events per `read_all` call in the scans, filtered or not.
 const READ_BATCH_EVENTS: usize = 10_000;
 
 fn open(dir: &Path) -> Result<Store> {
@@ -72,20 +70,63 @@ pub fn append_batch(
     Ok(measurement)
 }
 
-/// Creates a store in `dir` holding `events` copies of `event`, spread round-robin over
-/// [`BUILD_STREAMS`] streams in appends of [`BUILD_APPEND_EVENTS`].
-pub fn build_store(dir: &Path, event: &NewEvent, events: u64) -> Result<Store> {
+/// One writer thread per entry of `writers`, each appending its event alone to its stream, in a loop,
+/// under a DCB condition: that no event matching its query exists after the writer's own previous
+/// append. Only the writer itself appends such events, so the condition always holds; what is measured
+/// is the committer evaluating it. Uses a fresh store in `dir`, removed afterwards.
+pub fn append_conditional(dir: &Path, writers: &[ConditionalWriter], duration: Duration) -> Result<Measurement> {
     let store = open(dir)?;
-    let appends = events.div_ceil(BUILD_APPEND_EVENTS);
+    let calls = writers
+        .iter()
+        .map(|writer| {
+            let store = &store;
+            // Where the writer's previous append went: its condition looks for matching events after it.
+            let mut after = None;
+            move || {
+                let append = MultiAppend {
+                    events: vec![(writer.stream.clone(), writer.event.clone())],
+                    checks: Vec::new(),
+                    condition: Some(AppendCondition { query: writer.query.clone(), after }),
+                };
+                let stream = &writer.stream;
+                match store.append_multi_blocking(append).with_context(|| format!("append to {stream}"))? {
+                    MultiAppendOutcome::Committed(result) => {
+                        after = Some(result.last_position);
+                        Ok(())
+                    }
+                    refused => bail!("a conditional append to {stream} after {after:?} was refused: {refused:?}"),
+                }
+            }
+        })
+        .collect();
+    let measurement = drive(calls, 1, duration)?;
+    remove_store(store)?;
+    Ok(measurement)
+}
+
+/// A writer of `append_conditional_64`: what it appends, where, and the query its condition checks.
+#[derive(Debug)]
+pub struct ConditionalWriter {
+    pub stream: StreamId,
+    pub event: NewEvent,
+    pub query: Query,
+}
+
+/// Creates a store in `dir` holding the events of `layout`, appended by [`BUILD_THREADS`] threads.
+pub fn build_store(dir: &Path, layout: &Layout) -> Result<Store> {
+    let store = open(dir)?;
     let next_append = AtomicU64::new(0);
     let build = || -> Result<()> {
         loop {
             let number = next_append.fetch_add(1, Ordering::Relaxed);
-            if number >= appends {
+            if number >= layout.appends() {
                 return Ok(());
             }
-            let count = BUILD_APPEND_EVENTS.min(events - number * BUILD_APPEND_EVENTS);
-            append(&store, &account(number % BUILD_STREAMS)?, vec![event.clone(); count as usize])?;
+            let append = MultiAppend { events: layout.append(number)?, checks: Vec::new(), condition: None };
+            match store.append_multi_blocking(append).with_context(|| format!("build append {number}"))? {
+                MultiAppendOutcome::Committed(_) => {}
+                refused => bail!("build append {number}, without checks or condition, was refused: {refused:?}"),
+            }
         }
     };
     thread::scope(|scope| {
@@ -96,7 +137,7 @@ pub fn build_store(dir: &Path, event: &NewEvent, events: u64) -> Result<Store> {
         builders.into_iter().try_for_each(|builder| builder.join().expect("builder thread panicked"))
     })?;
     let head = store.head_position().map_or(0, |head| head.value() + 1);
-    ensure!(head == events, "built a store of {head} events instead of {events}");
+    ensure!(head == layout.events(), "built a store of {head} events instead of {}", layout.events());
     Ok(store)
 }
 
@@ -122,6 +163,67 @@ pub fn read_all_pass(store: &Store, events: u64) -> Result<Measurement> {
     let elapsed = began.elapsed();
     ensure!(next == events, "read {next} events from a store of {events}");
     Ok(Measurement { events, elapsed, latencies_ns: Vec::new() })
+}
+
+/// One reader reading whole streams of `streams`, each `events_per_stream` long, in turn, in a loop,
+/// for `duration`: one call reads one stream forwards with a limit of [`HOT_STREAM_EVENTS_MAX`].
+pub fn read_streams(
+    store: &Store,
+    streams: &[StreamId],
+    events_per_stream: u64,
+    duration: Duration,
+) -> Result<Measurement> {
+    let mut turn = 0;
+    let call = || {
+        let stream = &streams[turn % streams.len()];
+        turn += 1;
+        read_stream(store, stream, events_per_stream)
+    };
+    drive(vec![call], events_per_stream, duration)
+}
+
+/// Reads `stream` from its start, checking that all of its `events` came back, in order.
+pub fn read_stream(store: &Store, stream: &StreamId, events: u64) -> Result<()> {
+    let read = store
+        .read_stream(stream, ReadFrom::Start, Direction::Forward, HOT_STREAM_EVENTS_MAX as usize)
+        .with_context(|| format!("read {stream}"))?;
+    let last = read.last().map(|event| event.revision.value());
+    ensure!(
+        read.len() as u64 == events && last == events.checked_sub(1),
+        "a read of {stream} returned {} events up to revision {last:?}, not {events}",
+        read.len()
+    );
+    Ok(())
+}
+
+/// Reads every event of the global log that matches `filter`, forwards, [`READ_BATCH_EVENTS`] at a
+/// time, checking that each matches, that positions ascend, and that `expected` events came back.
+pub fn read_filtered_pass(store: &Store, filter: &Filter, expected: u64) -> Result<Measurement> {
+    let options = ReadOptions::forward(READ_BATCH_EVENTS);
+    let began = Instant::now();
+    let mut next = 0;
+    let mut matched = 0;
+    loop {
+        let page = store
+            .read_all_with(ReadFrom::At(Position::new(next)), &options, filter)
+            .with_context(|| format!("read the log from position {next} with {filter:?}"))?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            let position = event.position.value();
+            ensure!(position >= next, "a filtered read from position {next} returned position {position}");
+            ensure!(
+                layout::matches(filter, &event.stream, &event.event_type, &event.tags),
+                "{filter:?} returned the event at position {position}, which does not match it"
+            );
+            next = position + 1;
+        }
+        matched += page.len() as u64;
+    }
+    let elapsed = began.elapsed();
+    ensure!(matched == expected, "{filter:?} returned {matched} events; {expected} match it");
+    Ok(Measurement { events: matched, elapsed, latencies_ns: Vec::new() })
 }
 
 /// How long [`Store::open`] takes on the closed store in `dir` of `events` events: recovery reads and

@@ -8,6 +8,7 @@
 //! - this file: the command line, the workload, and the order in which scenarios and rounds run.
 //! - `raw`: the baselines, the same bytes made durable by a trivial loop.
 //! - `engine`: the scenarios that drive the embedded engine.
+//! - `layout`: the store the read and open scenarios share — its streams, types and tags.
 //! - `drive`: the load loop both sides share (threads, timing, latency samples).
 //! - `stats`: measurements and percentiles.
 //! - `report`: rows, the table and the JSON lines.
@@ -16,23 +17,27 @@
 mod disk;
 mod drive;
 mod engine;
+mod layout;
 mod raw;
 mod report;
 mod stats;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand, ValueEnum};
+use engine::ConditionalWriter;
+use layout::Layout;
 use raw::RawFile;
 use report::{Baseline, Format, Report, Row, Target};
 use stats::Measurement;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use strata_core::{EventType, NewEvent, StreamId};
+use strata_core::{EventType, NewEvent, Query, QueryItem, StreamId, Tag};
 use strata_storage::format::record_encoded_len;
+use strata_storage::{Filter, Store};
 
 /// Size of each event's data: a small JSON document, typical of business events.
 pub const PAYLOAD_BYTES: usize = 200;
-/// Concurrent writers in `append_concurrent_64` and its baseline.
+/// Concurrent writers in `append_concurrent_64`, `append_conditional_64` and their baselines.
 const CONCURRENT_WRITERS: u64 = 64;
 /// Events per append in `append_batch_1000` and its baseline.
 const BATCH_EVENTS: u64 = 1_000;
@@ -44,6 +49,8 @@ const SCAN_EVENTS_PER_SEC_MIN: f64 = 10e6;
 const CONCURRENT_RATIO_MIN: f64 = 0.8;
 /// `append_batch_1000` must reach this fraction of raw batched writes.
 const BATCH_RATIO_MIN: f64 = 0.7;
+/// A whole read of a 1,000-event stream (`read_stream_1000`) must take at most this long at p99.
+const READ_STREAM_P99_US_MAX: f64 = 2_000.0;
 
 const RAW_GROUP_COMMIT: &str = "raw_group_commit_64";
 const RAW_BATCH: &str = "raw_batch_1000";
@@ -75,7 +82,7 @@ struct EngineArgs {
     /// Rounds per scenario; baseline and Strata alternate, one of each per round.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
-    /// Events in the store that read_all_scan reads and open_1m opens.
+    /// Events in the store that the read scenarios read and open_1m opens.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// A scenario to run (repeatable). [default: all]
@@ -88,13 +95,22 @@ enum Scenario {
     /// 64 threads, each appending single events to its own stream.
     #[value(name = "append_concurrent_64")]
     AppendConcurrent64,
+    /// 64 threads, each appending single events under a DCB condition on its own earlier events.
+    #[value(name = "append_conditional_64")]
+    AppendConditional64,
     /// One thread appending 1,000 events per call.
     #[value(name = "append_batch_1000")]
     AppendBatch1000,
     /// A full forward read of the global log.
     #[value(name = "read_all_scan")]
     ReadAllScan,
-    /// Opening (recovering) the store that read_all_scan read.
+    /// Whole reads of 1,000-event streams whose events are spread through the log.
+    #[value(name = "read_stream_1000")]
+    ReadStream1000,
+    /// Full reads of the log filtered by a category, an event type and a tag (a row each).
+    #[value(name = "read_filtered")]
+    ReadFiltered,
+    /// Opening (recovering) the store the read scenarios read.
     #[value(name = "open_1m")]
     Open1m,
 }
@@ -103,8 +119,11 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::AppendConcurrent64 => "append_concurrent_64",
+            Scenario::AppendConditional64 => "append_conditional_64",
             Scenario::AppendBatch1000 => "append_batch_1000",
             Scenario::ReadAllScan => "read_all_scan",
+            Scenario::ReadStream1000 => "read_stream_1000",
+            Scenario::ReadFiltered => "read_filtered",
             Scenario::Open1m => "open_1m",
         }
     }
@@ -127,7 +146,7 @@ struct Plan<'a> {
 }
 
 fn run_engine(args: EngineArgs) -> Result<()> {
-    let selected = |scenario| args.scenarios.is_empty() || args.scenarios.contains(&scenario);
+    let selected = |scenario: Scenario| args.scenarios.is_empty() || args.scenarios.contains(&scenario);
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::Builder::new()
         .prefix("strata-bench-")
@@ -146,11 +165,14 @@ fn run_engine(args: EngineArgs) -> Result<()> {
     if selected(Scenario::AppendConcurrent64) {
         append_concurrent(&plan, &mut report)?;
     }
+    if selected(Scenario::AppendConditional64) {
+        append_conditional(&plan, &mut report)?;
+    }
     if selected(Scenario::AppendBatch1000) {
         append_batch(&plan, &mut report)?;
     }
-    if selected(Scenario::ReadAllScan) || selected(Scenario::Open1m) {
-        read_and_open(&plan, args.events, selected(Scenario::ReadAllScan), selected(Scenario::Open1m), &mut report)?;
+    if STORE_SCENARIOS.iter().any(|&scenario| selected(scenario)) {
+        read_and_open(&plan, args.events, &selected, &mut report)?;
     }
     report.finish();
     let dir = temp.path().to_path_buf();
@@ -210,15 +232,20 @@ impl Plan<'_> {
     }
 }
 
-/// Emits the baseline's row, then Strata's with its ratio to the baseline and its target.
-fn report_pair(report: &mut Report, names: [&'static str; 2], mut paired: Paired, target: Target) {
+/// Emits the baseline's row, then Strata's with its ratio to the baseline and its target (if any).
+/// A baseline paired with two scenarios gets a row the first time only, so that no two rows share
+/// a name; each Strata row still carries the rate of the baseline rounds it alternated with.
+fn report_pair(report: &mut Report, names: [&'static str; 2], mut paired: Paired, target: Option<Target>) {
     let baseline = Row::measured(names[0], &mut paired.baseline);
-    let strata = Row::measured(names[1], &mut paired.strata).target(target).against(Baseline {
+    let mut strata = Row::measured(names[1], &mut paired.strata).against(Baseline {
         scenario: names[0],
         events_per_sec: baseline.events_per_sec,
         round_ratios: paired.round_ratios,
     });
-    report.emit(baseline);
+    strata.target = target;
+    if !report.has(names[0]) {
+        report.emit(baseline);
+    }
     report.emit(strata);
 }
 
@@ -247,8 +274,42 @@ fn append_concurrent(plan: &Plan, report: &mut Report) -> Result<()> {
             engine::append_concurrent(&dir, &streams, &plan.event, plan.round)
         },
     )?;
-    report_pair(report, names, paired, Target::RatioMin(CONCURRENT_RATIO_MIN));
+    report_pair(report, names, paired, Some(Target::RatioMin(CONCURRENT_RATIO_MIN)));
     Ok(())
+}
+
+/// 64 writers like `append_concurrent_64`'s, but each append carries a DCB condition — no event of
+/// the writer's type and tag after its previous append — which never fails: what it costs is the
+/// committer evaluating 64 conditions per group. Against raw group commit of the same bytes.
+fn append_conditional(plan: &Plan, report: &mut Report) -> Result<()> {
+    let names = [RAW_GROUP_COMMIT, Scenario::AppendConditional64.name()];
+    eprintln!("{}: {CONCURRENT_WRITERS} writers, one event per append, each under a condition", names[1]);
+    let writers = (0..CONCURRENT_WRITERS).map(|number| conditional_writer(plan, number)).collect::<Result<Vec<_>>>()?;
+    let raw_events: Vec<Vec<u8>> = writers.iter().map(|writer| record_bytes(&writer.stream, &writer.event)).collect();
+    // Not the file of `append_concurrent_64`'s baseline, which may exist: each run creates its own.
+    let mut raw_file = RawFile::create(&plan.dir.join(format!("{}-{}.raw", names[0], names[1])))?;
+    let paired = plan.alternate(
+        names,
+        |_| raw::group_commit(&mut raw_file, &raw_events, plan.round),
+        |round| {
+            let dir = plan.dir.join(format!("{}-{round}", names[1]));
+            engine::append_conditional(&dir, &writers, plan.round)
+        },
+    )?;
+    report_pair(report, names, paired, None);
+    Ok(())
+}
+
+/// Writer `number` of `append_conditional_64`: it appends to `account-{number}` events of one of the
+/// layout's types, tagged `writer:{number}`, and its condition queries exactly that type and tag.
+fn conditional_writer(plan: &Plan, number: u64) -> Result<ConditionalWriter> {
+    let event_type = EventType::new(layout::EVENT_TYPES[number as usize % layout::EVENT_TYPES.len()])?;
+    let tag = Tag::new(format!("writer:{number}"))?;
+    Ok(ConditionalWriter {
+        stream: account(number)?,
+        event: NewEvent::new(event_type.clone(), plan.event.data().clone()).with_tags(vec![tag.clone()])?,
+        query: Query::new(vec![QueryItem { types: vec![event_type], tags: vec![tag] }]),
+    })
 }
 
 /// One writer appending 1,000 events per call, against raw batched writes of the same bytes.
@@ -266,54 +327,150 @@ fn append_batch(plan: &Plan, report: &mut Report) -> Result<()> {
             engine::append_batch(&dir, &stream, &plan.event, BATCH_EVENTS, plan.round)
         },
     )?;
-    report_pair(report, names, paired, Target::RatioMin(BATCH_RATIO_MIN));
+    report_pair(report, names, paired, Some(Target::RatioMin(BATCH_RATIO_MIN)));
     Ok(())
 }
 
-/// Builds one store of `events` events, scans it (`read_all_scan`), closes it and times opening it
-/// (`open_1m`). Neither has a baseline.
-fn read_and_open(plan: &Plan, events: u64, scan: bool, open: bool, report: &mut Report) -> Result<()> {
+/// The scenarios that read or open the one store built from a [`Layout`]. None has a baseline.
+const STORE_SCENARIOS: [Scenario; 4] =
+    [Scenario::ReadAllScan, Scenario::ReadStream1000, Scenario::ReadFiltered, Scenario::Open1m];
+
+/// Builds one store of `events` events, runs the selected read scenarios on it, closes it and times
+/// opening it (`open_1m`).
+fn read_and_open(plan: &Plan, events: u64, selected: &dyn Fn(Scenario) -> bool, report: &mut Report) -> Result<()> {
     let dir = plan.dir.join("store");
+    let layout = Layout::new(events, plan.event.data().clone())?;
     eprintln!("building a store of {} events", report::thousands(events as f64));
     let began = Instant::now();
-    let store = engine::build_store(&dir, &plan.event, events).context("build the store to read")?;
+    let store = engine::build_store(&dir, &layout).context("build the store to read")?;
     eprintln!("  built in {:.1} s", began.elapsed().as_secs_f64());
-    if scan {
-        let name = Scenario::ReadAllScan.name();
-        // The first pass brings the segments into the page cache, so rounds measure the engine, not the disk.
-        engine::read_all_pass(&store, events).context("warm-up read")?;
-        let mut total = Measurement::default();
-        for round in 0..plan.rounds {
-            let mut pass =
-                engine::read_all_pass(&store, events).with_context(|| format!("{name} round {}", round + 1))?;
-            progress(round, plan.rounds, name, &mut pass, None);
-            total.absorb(pass);
-        }
-        report.emit(Row::measured(name, &mut total).target(Target::EventsPerSecMin(SCAN_EVENTS_PER_SEC_MIN)));
+    if selected(Scenario::ReadAllScan) {
+        read_all_scan(plan, &store, events, report)?;
+    }
+    if selected(Scenario::ReadStream1000) {
+        read_stream(plan, &store, &layout, report)?;
+    }
+    if selected(Scenario::ReadFiltered) {
+        read_filtered(plan, &store, &layout, report)?;
     }
     // Every handle must be gone before the store can be opened again: the directory is locked.
     drop(store);
-    if open {
-        let name = Scenario::Open1m.name();
-        let mut seconds = Vec::with_capacity(OPEN_REPEATS);
-        for repeat in 0..OPEN_REPEATS {
-            disk::settle(plan.dir)?;
-            let elapsed = engine::time_open(&dir, events).with_context(|| format!("{name} repeat {}", repeat + 1))?;
-            eprintln!("  open {}/{OPEN_REPEATS}  {name:<22} {:.3} s", repeat + 1, elapsed.as_secs_f64());
-            seconds.push(elapsed.as_secs_f64());
-        }
-        seconds.sort_by(f64::total_cmp);
-        let median = seconds[seconds.len() / 2];
-        report.emit(Row {
-            scenario: name,
-            events,
-            events_per_sec: events as f64 / median,
-            mb_per_sec: None,
-            latency: None,
-            seconds: Some(median),
-            baseline: None,
-            target: None,
-        });
+    if selected(Scenario::Open1m) {
+        open(plan, &dir, events, report)?;
     }
+    Ok(())
+}
+
+/// `read_all_scan`: whole forward reads of the log, after one that brings it into the page cache.
+fn read_all_scan(plan: &Plan, store: &Store, events: u64, report: &mut Report) -> Result<()> {
+    let name = Scenario::ReadAllScan.name();
+    // The first pass brings the segments into the page cache, so rounds measure the engine, not the disk.
+    engine::read_all_pass(store, events).context("warm-up read")?;
+    let mut total = Measurement::default();
+    for round in 0..plan.rounds {
+        let mut pass = engine::read_all_pass(store, events).with_context(|| format!("{name} round {}", round + 1))?;
+        progress(round, plan.rounds, name, &mut pass, None);
+        total.absorb(pass);
+    }
+    report.emit(Row::measured(name, &mut total).target(Target::EventsPerSecMin(SCAN_EVENTS_PER_SEC_MIN)));
+    Ok(())
+}
+
+/// `read_stream_1000`: one reader reading the hot streams whole, in turn, warm; latency per read.
+fn read_stream(plan: &Plan, store: &Store, layout: &Layout, report: &mut Report) -> Result<()> {
+    let name = Scenario::ReadStream1000.name();
+    let (streams, events_per_stream) = (layout.hot_streams(), layout.hot_stream_events());
+    ensure!(
+        events_per_stream > 0,
+        "{name}: a store of {} events is too small for streams spread through it; pass a larger --events",
+        layout.events()
+    );
+    eprintln!(
+        "{name}: one reader, whole reads of {} streams of {events_per_stream} events each spread through the log",
+        streams.len()
+    );
+    // Brings the streams' records into the page cache (the build may have left some out).
+    for stream in streams {
+        engine::read_stream(store, stream, events_per_stream).context("warm-up read")?;
+    }
+    let mut total = Measurement::default();
+    for round in 0..plan.rounds {
+        let mut reads = engine::read_streams(store, streams, events_per_stream, plan.round)
+            .with_context(|| format!("{name} round {}", round + 1))?;
+        progress(round, plan.rounds, name, &mut reads, None);
+        total.absorb(reads);
+    }
+    let row = Row::measured(name, &mut total);
+    // The target is for streams of 1,000 events: a shorter stream passing it would prove nothing.
+    if events_per_stream == layout::HOT_STREAM_EVENTS_MAX {
+        report.emit(row.target(Target::P99UsMax(READ_STREAM_P99_US_MAX)));
+    } else {
+        eprintln!("{name}: no target for streams of {events_per_stream} events; the store is too small for 1,000");
+        report.emit(row);
+    }
+    Ok(())
+}
+
+/// `read_filtered`: full forward reads of the log through a filter on a category, an event type and
+/// a tag, each a row of its own, after one pass that warms the page cache.
+fn read_filtered(plan: &Plan, store: &Store, layout: &Layout, report: &mut Report) -> Result<()> {
+    let (category, event_type, tag) = (layout::CATEGORIES[0], layout::EVENT_TYPES[0], layout::tag(0)?);
+    let filters = [
+        (
+            "read_filtered_category",
+            format!("category {category}"),
+            Filter { category: Some(category.to_owned()), ..Filter::default() },
+        ),
+        (
+            "read_filtered_type",
+            format!("type {event_type}"),
+            Filter { event_types: vec![EventType::new(event_type)?], ..Filter::default() },
+        ),
+        ("read_filtered_tag", format!("tag {tag}"), Filter { tags: vec![tag], ..Filter::default() }),
+    ];
+    for (name, condition, filter) in filters {
+        let expected = layout.count_matching(&filter)?;
+        eprintln!(
+            "{name}: {} of {} events ({:.1}%) have {condition}",
+            report::thousands(expected as f64),
+            report::thousands(layout.events() as f64),
+            expected as f64 * 100.0 / layout.events() as f64
+        );
+        engine::read_filtered_pass(store, &filter, expected).context("warm-up read")?;
+        let mut total = Measurement::default();
+        for round in 0..plan.rounds {
+            let mut pass = engine::read_filtered_pass(store, &filter, expected)
+                .with_context(|| format!("{name} round {}", round + 1))?;
+            progress(round, plan.rounds, name, &mut pass, None);
+            total.absorb(pass);
+        }
+        let seconds = total.elapsed.as_secs_f64() / f64::from(plan.rounds);
+        report.emit(Row { seconds: Some(seconds), ..Row::measured(name, &mut total) });
+    }
+    Ok(())
+}
+
+/// `open_1m`: the median time of opening the closed store.
+fn open(plan: &Plan, dir: &Path, events: u64, report: &mut Report) -> Result<()> {
+    let name = Scenario::Open1m.name();
+    let mut seconds = Vec::with_capacity(OPEN_REPEATS);
+    for repeat in 0..OPEN_REPEATS {
+        disk::settle(plan.dir)?;
+        let elapsed = engine::time_open(dir, events).with_context(|| format!("{name} repeat {}", repeat + 1))?;
+        eprintln!("  open {}/{OPEN_REPEATS}  {name:<22} {:.3} s", repeat + 1, elapsed.as_secs_f64());
+        seconds.push(elapsed.as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    report.emit(Row {
+        scenario: name,
+        events,
+        events_per_sec: events as f64 / median,
+        mb_per_sec: None,
+        latency: None,
+        seconds: Some(median),
+        baseline: None,
+        target: None,
+    });
     Ok(())
 }

@@ -20,6 +20,8 @@ pub enum Target {
     RatioMin(f64),
     /// At least this many events per second.
     EventsPerSecMin(f64),
+    /// A p99 latency of at most this many microseconds.
+    P99UsMax(f64),
 }
 
 /// The measurement a row is compared with, taken in the same run, round by round.
@@ -79,6 +81,7 @@ impl Row {
         match self.target? {
             Target::RatioMin(min) => self.ratio().map(|ratio| ratio >= min),
             Target::EventsPerSecMin(min) => Some(self.events_per_sec >= min),
+            Target::P99UsMax(max) => self.latency.map(|latency| latency.p99_us <= max),
         }
     }
 
@@ -90,6 +93,10 @@ impl Row {
         };
         let target_events_per_sec = match self.target {
             Some(Target::EventsPerSecMin(min)) => Some(min),
+            _ => None,
+        };
+        let target_p99_us = match self.target {
+            Some(Target::P99UsMax(max)) => Some(max),
             _ => None,
         };
         let mut object = json!({
@@ -105,6 +112,7 @@ impl Row {
             "round_ratios": self.baseline.as_ref().map(|b| b.round_ratios.iter().map(|r| round(*r, 3)).collect::<Vec<_>>()),
             "target_ratio": target_ratio,
             "target_events_per_sec": target_events_per_sec,
+            "target_p99_us": target_p99_us,
             "pass": self.pass(),
             "events": self.events,
         });
@@ -124,11 +132,13 @@ impl Row {
             latency(|l| l.p50_us),
             latency(|l| l.p99_us),
             latency(|l| l.p999_us),
+            self.seconds.map_or_else(dash, |seconds| format!("{seconds:.3}")),
             self.baseline.as_ref().map_or_else(dash, |b| thousands(b.events_per_sec)),
             self.ratio().map_or_else(dash, |ratio| format!("{ratio:.2}")),
             match self.target {
                 Some(Target::RatioMin(min)) => format!("≥ {min:.2}"),
                 Some(Target::EventsPerSecMin(min)) => format!("≥ {} M/s", min / 1e6),
+                Some(Target::P99UsMax(max)) => format!("p99 ≤ {} µs", thousands(max)),
                 None => dash(),
             },
             match self.pass() {
@@ -140,8 +150,19 @@ impl Row {
     }
 }
 
-const HEADER: [&str; 10] =
-    ["scenario", "events/s", "MB/s", "p50 µs", "p99 µs", "p99.9 µs", "baseline ev/s", "ratio", "target", "result"];
+const HEADER: [&str; 11] = [
+    "scenario",
+    "events/s",
+    "MB/s",
+    "p50 µs",
+    "p99 µs",
+    "p99.9 µs",
+    "seconds",
+    "baseline ev/s",
+    "ratio",
+    "target",
+    "result",
+];
 
 #[derive(Debug)]
 pub struct Report {
@@ -152,6 +173,11 @@ pub struct Report {
 impl Report {
     pub fn new(format: Format) -> Report {
         Report { format, rows: Vec::new() }
+    }
+
+    /// Whether a row of `scenario` was emitted already.
+    pub fn has(&self, scenario: &str) -> bool {
+        self.rows.iter().any(|row| row.scenario == scenario)
     }
 
     /// Records a row; in JSON it is printed at once, so a later failure does not lose it.
@@ -196,7 +222,9 @@ fn table(rows: &[Row]) -> String {
     }
     out.push_str(&format!(
         "\nratio: Strata's events/s over the baseline's, measured in alternating rounds of the same run.\n\
-         latency: per append call, from the call to the durable acknowledgement. MB/s: {PAYLOAD_BYTES} B of payload per event.\n"
+         latency: per call — an append, from the call to the durable acknowledgement; a stream read, of the whole stream.\n\
+         seconds: one pass over the store (filtered reads: the mean of the rounds) or one open (the median).\n\
+         MB/s: {PAYLOAD_BYTES} B of payload per event. A baseline's own row is shown once, with the rate of its first pairing.\n"
     ));
     out
 }
@@ -268,5 +296,21 @@ mod tests {
         .target(Target::RatioMin(0.8));
         assert_eq!(row.pass(), Some(true));
         assert!(table(&[row]).contains("PASS"));
+    }
+
+    #[test]
+    fn a_latency_target_passes_at_the_threshold_and_needs_samples() {
+        let row = |latencies_ns| {
+            Row::measured(
+                "read",
+                &mut Measurement { events: 1, elapsed: std::time::Duration::from_secs(1), latencies_ns },
+            )
+            .target(Target::P99UsMax(2_000.0))
+        };
+        assert_eq!(row(vec![2_000_000]).pass(), Some(true));
+        assert_eq!(row(vec![2_000_001]).pass(), Some(false));
+        assert_eq!(row(vec![]).pass(), None);
+        assert_eq!(row(vec![1]).to_json()["target_p99_us"], json!(2_000.0));
+        assert!(table(&[row(vec![2_000_001])]).contains("p99 ≤ 2,000 µs"));
     }
 }
