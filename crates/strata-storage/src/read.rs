@@ -18,8 +18,16 @@ use strata_core::{Position, RecordedEvent, StreamId, StreamRevision, Timestamp};
 
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
 const READ_SPAN_BYTES_MAX: u64 = 1 << 20;
-/// Bytes read past the start of the last record of a span, hoping to cover it whole.
-const RECORD_GUESS_BYTES: u64 = 4096;
+/// A record joins the read of the one before it only if it starts at most this far after it:
+/// reading the bytes in between must be cheaper than a read of its own. Records farther apart (a
+/// stream's events among others', sparse filter matches) are read one by one.
+const READ_GAP_BYTES_MAX: u64 = 8 << 10;
+/// Bytes read past the start of the last record of a span, hoping to cover it whole (a typical
+/// record is a few hundred bytes; a longer one costs a second read).
+const RECORD_GUESS_BYTES: u64 = 1024;
+/// Spans at least this large come from the buffer pool; smaller ones are plain allocations (cheap
+/// at that size, and a small event must not pin a large pooled buffer).
+const POOLED_SPAN_BYTES_MIN: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -262,9 +270,10 @@ fn fetch(
         let start = targets[first].1;
         let mut end = first + 1;
         while end < targets.len() {
-            let next = targets[end].1;
-            if next.segment != start.segment || u64::from(next.offset) >= u64::from(start.offset) + READ_SPAN_BYTES_MAX
-            {
+            let (previous, next) = (targets[end - 1].1, targets[end].1);
+            let near = next.offset > previous.offset && u64::from(next.offset - previous.offset) <= READ_GAP_BYTES_MAX;
+            let within_span = u64::from(next.offset) < u64::from(start.offset) + READ_SPAN_BYTES_MAX;
+            if next.segment != start.segment || !near || !within_span {
                 break;
             }
             end += 1;
@@ -306,8 +315,8 @@ fn fetch(
 
 /// Read buffers, recycled. Events share the buffer they were read into (no copy per event), so a
 /// buffer is free again only when the last event reading from it is dropped; then it returns here.
-/// Without the pool every read would allocate, fault in and zero a fresh buffer, and how much that
-/// costs would depend on the allocator's mood (glibc maps and unmaps buffers of this size).
+/// Without the pool every large read would allocate, fault in and zero a fresh buffer, and how much
+/// that costs would depend on the allocator's mood (glibc maps and unmaps buffers of this size).
 static BUFFER_POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Buffers kept for reuse; more are freed.
 const BUFFER_POOL_MAX: usize = 32;
@@ -334,6 +343,12 @@ impl Drop for PooledBuffer {
 }
 
 fn read_bytes(segment: &SegmentFile, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+    if len < POOLED_SPAN_BYTES_MIN {
+        let mut buffer = vec![0u8; len];
+        read_exact_at(&*segment.file, &mut buffer, offset)
+            .map_err(|e| StorageError::new("read", &segment.path, e))?;
+        return Ok(Bytes::from(buffer));
+    }
     let mut buffer = BUFFER_POOL.lock().expect("buffer pool lock").pop().unwrap_or_default();
     // Only growth is zeroed; the rest is overwritten by the read.
     buffer.resize(len, 0);
