@@ -35,6 +35,18 @@ pub(crate) struct Matcher<'a> {
 }
 
 impl<'a> Matcher<'a> {
+    /// Events matching `query` (an append condition's), with no other constraint.
+    pub fn for_query(index: &'a Index, query: &'a Query) -> Self {
+        static NO_FILTER: std::sync::LazyLock<Filter> = std::sync::LazyLock::new(Filter::default);
+        Self {
+            alternatives: query
+                .items
+                .iter()
+                .map(|item| Conjunction::new(index, &NO_FILTER, &item.types, &item.tags))
+                .collect(),
+        }
+    }
+
     pub fn new(index: &'a Index, filter: &'a Filter) -> Self {
         let alternatives = match &filter.query {
             None => vec![Conjunction::new(index, filter, &[], &[])],

@@ -345,8 +345,7 @@ impl Drop for PooledBuffer {
 fn read_bytes(segment: &SegmentFile, offset: u64, len: usize) -> Result<Bytes, ReadError> {
     if len < POOLED_SPAN_BYTES_MIN {
         let mut buffer = vec![0u8; len];
-        read_exact_at(&*segment.file, &mut buffer, offset)
-            .map_err(|e| StorageError::new("read", &segment.path, e))?;
+        read_exact_at(&*segment.file, &mut buffer, offset).map_err(|e| StorageError::new("read", &segment.path, e))?;
         return Ok(Bytes::from(buffer));
     }
     let mut buffer = BUFFER_POOL.lock().expect("buffer pool lock").pop().unwrap_or_default();

@@ -9,7 +9,7 @@
 
 use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
-use crate::filter::{Filter, Matcher, first_common};
+use crate::filter::{Matcher, first_common};
 use crate::format::{FrameBuilder, RecordFields};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, PushEvent, push_posting};
 use crate::log::LogWriter;
@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     /// Set once, at the first failed write or sync; from then on appends are refused.
     pub poisoned: OnceLock<String>,
 }
+
+/// Up to this many of a group's events, a condition checks each of them; beyond, it searches
+/// position lists of the group's types and tags (built once, extended as the group grows).
+const GROUP_EVENTS_SCANNED_MAX: usize = 256;
 
 /// One validated append, with every event id assigned.
 #[derive(Debug)]
@@ -158,9 +162,17 @@ impl<'a> Group<'a> {
     /// earlier in this group. The caller has checked that `after` lies below the group.
     fn condition_violation(&mut self, condition: &AppendCondition) -> Option<Position> {
         let from = condition.after.map_or(0, |after| after.value() + 1);
-        let filter = Filter { query: Some(condition.query.clone()), ..Filter::default() };
-        if let Some(position) = Matcher::new(self.index, &filter).next(from, self.first_position) {
+        if let Some(position) = Matcher::for_query(self.index, &condition.query).next(from, self.first_position) {
             return Some(Position::new(position));
+        }
+        let skip = from.saturating_sub(self.first_position) as usize;
+        if self.events.len().saturating_sub(skip) <= GROUP_EVENTS_SCANNED_MAX {
+            // A few events: checking each is cheaper than listing them.
+            return self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
+                let tags = pending.event.tags().iter().map(|tag| tag.as_str());
+                let matches = condition.query.matches(pending.event.event_type().as_str(), tags);
+                matches.then(|| Position::new(self.first_position + at as u64))
+            });
         }
         for at in self.listed..self.events.len() {
             let position = self.first_position + at as u64;

@@ -377,3 +377,49 @@ fn checks_and_a_condition_together_and_interleaved_streams_get_gapless_revisions
     let outcome = store.append_multi_blocking(append(ExpectedRevision::Any)).unwrap();
     assert_eq!(outcome, MultiAppendOutcome::ConditionFailed { position: Position::new(1) });
 }
+
+/// The same in a large group, where conditions search position lists of the group's events instead
+/// of checking each: a 300-event append whose last event claims "ann" shares the group with two
+/// conditional claims.
+#[test]
+fn conditions_see_earlier_events_of_a_large_group() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, SEGMENT);
+    storage.hold_syncs(true);
+    let blocker = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    let mut bulk: Vec<NewEvent> = (0..299).map(|_| typed("Noise", &["username:ann".into()])).collect();
+    bulk.push(typed("UsernameClaimed", &["username:ann".into()]));
+    let bulk_append = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "bulk", ExpectedRevision::Any, bulk))
+    };
+    while store.queued_appends() < 1 {
+        std::thread::yield_now();
+    }
+    let contenders: Vec<_> = ["ann", "bob"]
+        .into_iter()
+        .map(|name| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.append_multi_blocking(claim(&format!("users-{name}"), name, Some(0))).unwrap()
+            })
+        })
+        .collect();
+    while store.queued_appends() < 3 {
+        std::thread::yield_now();
+    }
+    storage.hold_syncs(false);
+    blocker.join().unwrap();
+    let bulk_result = bulk_append.join().unwrap();
+    let outcomes: Vec<_> = contenders.into_iter().map(|h| h.join().unwrap()).collect();
+    // "ann" was claimed by the bulk append's last event, in the same group; "bob" is free.
+    assert_eq!(outcomes[0], MultiAppendOutcome::ConditionFailed { position: bulk_result.last_position });
+    assert!(matches!(outcomes[1], MultiAppendOutcome::Committed(_)), "{:?}", outcomes[1]);
+    assert_eq!(bulk_result.first_position, Position::new(1), "the bulk append opened the group");
+}
