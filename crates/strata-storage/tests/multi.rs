@@ -288,12 +288,9 @@ fn claim(stream_name: &str, name: &str, after: Option<u64>) -> MultiAppend {
     }
 }
 
-/// Conflicting conditional appends forced into one commit group (the disk is held while they queue):
-/// the first wins, the others see its event although it is not committed yet.
-#[test]
-fn conditions_see_events_admitted_earlier_in_the_same_group() {
-    let storage = SimStorage::new();
-    let store = open_sim(&storage, SEGMENT);
+/// Holds the committer inside the commit of a first append (the disk's syncs wait), so that appends
+/// queued meanwhile form the next commit group together. Release with `hold_syncs(false)`.
+fn hold_committer(storage: &SimStorage, store: &Store) -> std::thread::JoinHandle<strata_storage::AppendResult> {
     storage.hold_syncs(true);
     let blocker = {
         let store = store.clone();
@@ -302,6 +299,22 @@ fn conditions_see_events_admitted_earlier_in_the_same_group() {
     while storage.syncs_waiting() == 0 {
         std::thread::yield_now();
     }
+    blocker
+}
+
+fn wait_until_queued(store: &Store, appends: usize) {
+    while store.queued_appends() < appends {
+        std::thread::yield_now();
+    }
+}
+
+/// Conflicting conditional appends forced into one commit group (the disk is held while they queue):
+/// the first wins, the others see its event although it is not committed yet.
+#[test]
+fn conditions_see_events_admitted_earlier_in_the_same_group() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, SEGMENT);
+    let blocker = hold_committer(&storage, &store);
     // The committer is inside the blocker's commit: these three queue up and form the next group.
     let contenders: Vec<_> = [("users-1", None), ("users-2", None), ("users-3", Some(0))]
         .into_iter()
@@ -310,9 +323,7 @@ fn conditions_see_events_admitted_earlier_in_the_same_group() {
             std::thread::spawn(move || store.append_multi_blocking(claim(stream_name, "ann", after)).unwrap())
         })
         .collect();
-    while store.queued_appends() < 3 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 3);
     storage.hold_syncs(false);
     blocker.join().unwrap();
     let outcomes: Vec<MultiAppendOutcome> = contenders.into_iter().map(|h| h.join().unwrap()).collect();
@@ -385,23 +396,14 @@ fn checks_and_a_condition_together_and_interleaved_streams_get_gapless_revisions
 fn conditions_see_earlier_events_of_a_large_group() {
     let storage = SimStorage::new();
     let store = open_sim(&storage, SEGMENT);
-    storage.hold_syncs(true);
-    let blocker = {
-        let store = store.clone();
-        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
+    let blocker = hold_committer(&storage, &store);
     let mut bulk: Vec<NewEvent> = (0..299).map(|_| typed("Noise", &["username:ann".into()])).collect();
     bulk.push(typed("UsernameClaimed", &["username:ann".into()]));
     let bulk_append = {
         let store = store.clone();
         std::thread::spawn(move || commit(&store, "bulk", ExpectedRevision::Any, bulk))
     };
-    while store.queued_appends() < 1 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 1);
     let contenders: Vec<_> = ["ann", "bob"]
         .into_iter()
         .map(|name| {
@@ -411,9 +413,7 @@ fn conditions_see_earlier_events_of_a_large_group() {
             })
         })
         .collect();
-    while store.queued_appends() < 3 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 3);
     storage.hold_syncs(false);
     blocker.join().unwrap();
     let bulk_result = bulk_append.join().unwrap();
