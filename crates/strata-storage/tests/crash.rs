@@ -14,15 +14,40 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use strata_core::{EventId, ExpectedRevision, NewEvent, RecordedEvent};
-use strata_storage::{AppendError, AppendOutcome, AppendResult, Direction, ReadFrom, SimStorage, Store};
+use strata_storage::{
+    AppendError, Direction, MultiAppend, MultiAppendOutcome, MultiAppendResult, ReadFrom, SimStorage, Store,
+};
 
 /// One append as a writer thread issued it, and what came back.
 #[derive(Debug, Clone)]
 struct Attempt {
-    stream: String,
-    events: Vec<NewEvent>,
-    acknowledged: Option<AppendResult>,
+    /// Each event with its stream: one stream, or (a multi-stream append) two interleaved.
+    events: Vec<(String, NewEvent)>,
+    acknowledged: Option<Acknowledged>,
     refused: bool,
+}
+
+/// Where an acknowledged append's events are: its first position and each event's revision.
+#[derive(Debug, Clone)]
+struct Acknowledged {
+    first_position: u64,
+    revisions: Vec<u64>,
+}
+
+impl Acknowledged {
+    fn of_multi(result: &MultiAppendResult, events: &[(String, NewEvent)]) -> Self {
+        let mut next: HashMap<&str, u64> =
+            result.streams.iter().map(|s| (s.stream.as_str(), s.first_revision.value())).collect();
+        let revisions = events
+            .iter()
+            .map(|(stream, _)| {
+                let revision = next.get_mut(stream.as_str()).expect("every written stream is in the result");
+                *revision += 1;
+                *revision - 1
+            })
+            .collect();
+        Self { first_position: result.first_position.value(), revisions }
+    }
 }
 
 fn cases() -> std::ops::Range<u64> {
@@ -122,30 +147,38 @@ fn run_case(seed: u64) -> CaseOutcome {
 fn write_until_failure(store: &Store, seed: u64, thread: u64, attempts: &Mutex<Vec<Attempt>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     for n in 0u128.. {
-        let stream = format!("s-{}", rng.random_range(0..4));
+        // A third of the appends write two streams at once, interleaved: atomic across streams.
+        let streams: Vec<String> = if rng.random_bool(0.33) {
+            let first = rng.random_range(0..4);
+            vec![format!("s-{first}"), format!("s-{}", (first + 1) % 4)]
+        } else {
+            vec![format!("s-{}", rng.random_range(0..4))]
+        };
         let count = rng.random_range(1..=4);
-        let events: Vec<NewEvent> = (0..count)
+        let events: Vec<(String, NewEvent)> = (0..count)
             .map(|i| {
                 let size = if rng.random_bool(0.2) { rng.random_range(500..1500) } else { rng.random_range(0..64) };
                 let id = (u128::from(thread) << 64) | (n << 8) | i;
                 // Some payloads hold long zero runs, as binary data does: tears through them must
                 // still be told from rot.
                 let data = if rng.random_bool(0.15) { format!("{}end", "\0".repeat(size)) } else { "x".repeat(size) };
-                event(&data).with_id(id_of(id))
+                (streams[i as usize % streams.len()].clone(), event(&data).with_id(id_of(id)))
             })
             .collect();
         let index = {
             let mut attempts = attempts.lock().unwrap();
-            attempts.push(Attempt {
-                stream: stream.clone(),
-                events: events.clone(),
-                acknowledged: None,
-                refused: false,
-            });
+            attempts.push(Attempt { events: events.clone(), acknowledged: None, refused: false });
             attempts.len() - 1
         };
-        match store.append_blocking(common::stream(&stream), ExpectedRevision::Any, events) {
-            Ok(AppendOutcome::Committed(result)) => attempts.lock().unwrap()[index].acknowledged = Some(result),
+        let append = MultiAppend {
+            events: events.iter().map(|(stream, event)| (common::stream(stream), event.clone())).collect(),
+            checks: vec![],
+            condition: None,
+        };
+        match store.append_multi_blocking(append) {
+            Ok(MultiAppendOutcome::Committed(result)) => {
+                attempts.lock().unwrap()[index].acknowledged = Some(Acknowledged::of_multi(&result, &events));
+            }
             Ok(outcome) => panic!("seed {seed}: unexpected {outcome:?}"),
             // Too large for these small segments: refused before anything is written; verify checks
             // that none of it shows up.
@@ -170,18 +203,18 @@ fn verify(seed: u64, store: &Store, attempts: &[Attempt]) {
     let mut accounted = 0;
     for attempt in attempts {
         let present: Vec<Option<&&RecordedEvent>> =
-            attempt.events.iter().map(|e| by_id.get(&e.id().unwrap())).collect();
+            attempt.events.iter().map(|(_, e)| by_id.get(&e.id().unwrap())).collect();
         let count = present.iter().filter(|p| p.is_some()).count();
         if attempt.refused {
             assert_eq!(count, 0, "seed {seed}: a refused append was written");
         }
-        if let Some(result) = &attempt.acknowledged {
+        if let Some(acknowledged) = &attempt.acknowledged {
             assert_eq!(count, attempt.events.len(), "seed {seed}: an acknowledged event is missing");
-            for (offset, (written, read)) in attempt.events.iter().zip(&present).enumerate() {
+            for (offset, ((stream, written), read)) in attempt.events.iter().zip(&present).enumerate() {
                 let read = read.unwrap();
-                assert_eq!(read.position.value(), result.first_position.value() + offset as u64, "seed {seed}");
-                assert_eq!(read.revision.value(), result.first_revision.value() + offset as u64, "seed {seed}");
-                assert_eq!(read.stream.as_str(), attempt.stream, "seed {seed}");
+                assert_eq!(read.position.value(), acknowledged.first_position + offset as u64, "seed {seed}");
+                assert_eq!(read.revision.value(), acknowledged.revisions[offset], "seed {seed}");
+                assert_eq!(read.stream.as_str(), stream, "seed {seed}");
                 assert_eq!(&read.data, written.data(), "seed {seed}");
             }
         } else {
