@@ -12,7 +12,8 @@ use strata_core::{
     EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, StreamRevision, Tag, Timestamp,
 };
 use strata_storage::{
-    AppendError, AppendOutcome, Direction, Filter, ManualClock, Options, ReadFrom, ReadOptions, SimStorage, Store,
+    AppendCondition, AppendError, AppendOutcome, Direction, Filter, ManualClock, MultiAppend, MultiAppendOutcome,
+    Options, ReadFrom, ReadOptions, SimStorage, Store,
 };
 
 const STREAMS: [&str; 4] = ["a", "b-1", "b-2", "c"];
@@ -48,15 +49,51 @@ struct FilterSpec {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: usize, expect: Expect, events: Vec<EventSpec>, oversized: bool },
-    AdvanceClock { micros: i64 },
-    ReadFiltered { filter: FilterSpec, from: Option<u64>, backward: bool, limit: usize, until: Until },
-    ReadStreamAsOf { stream: usize, until: Until },
-    Retry { append: usize, expect: Expect },
-    ReadStream { stream: usize, from: Option<u64>, backward: bool, limit: usize },
-    ReadAll { from: Option<u64>, backward: bool, limit: usize },
+    Append {
+        stream: usize,
+        expect: Expect,
+        events: Vec<EventSpec>,
+        oversized: bool,
+    },
+    /// Events for several streams, checks on any streams, and maybe a DCB condition.
+    AppendMulti {
+        events: Vec<(usize, EventSpec)>,
+        checks: Vec<(usize, Expect)>,
+        condition: Option<ConditionSpec>,
+    },
+    AdvanceClock {
+        micros: i64,
+    },
+    ReadFiltered {
+        filter: FilterSpec,
+        from: Option<u64>,
+        backward: bool,
+        limit: usize,
+        until: Until,
+    },
+    ReadStreamAsOf {
+        stream: usize,
+        until: Until,
+    },
+    Retry {
+        append: usize,
+        expect: Expect,
+    },
+    ReadStream {
+        stream: usize,
+        from: Option<u64>,
+        backward: bool,
+        limit: usize,
+    },
+    ReadAll {
+        from: Option<u64>,
+        backward: bool,
+        limit: usize,
+    },
     Reopen,
-    Crash { seed: u64 },
+    Crash {
+        seed: u64,
+    },
 }
 
 fn expect_strategy() -> impl Strategy<Value = Expect> {
@@ -67,6 +104,14 @@ fn expect_strategy() -> impl Strategy<Value = Expect> {
         3 => Just(Expect::ExactCurrent),
         1 => Just(Expect::ExactWrong),
     ]
+}
+
+/// Query items as (types, tags) indexes, and `after` as an offset back from the head (`None`: no
+/// position; an offset of 0 is the head itself; negative values lie beyond the head).
+#[derive(Debug, Clone)]
+struct ConditionSpec {
+    items: Vec<(Vec<usize>, Vec<usize>)>,
+    after_back: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +148,19 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         10 => (0..STREAMS.len(), expect_strategy(), prop::collection::vec(event, 0..5), prop::bool::weighted(0.05))
             .prop_map(|(stream, expect, events, oversized)| Op::Append { stream, expect, events, oversized }),
         2 => (0i64..30).prop_map(|micros| Op::AdvanceClock { micros }),
+        4 => (
+            prop::collection::vec((0..STREAMS.len(), (0usize..200, 0..TYPES.len(), 0u8..8)), 0..5),
+            prop::collection::vec((0..STREAMS.len(), expect_strategy()), 0..3),
+            prop::option::of((
+                prop::collection::vec((prop::collection::vec(0..TYPES.len(), 0..2), prop::collection::vec(0..TAGS.len(), 0..2)), 0..3),
+                prop::option::of(-2i64..8),
+            )),
+        )
+            .prop_map(|(events, checks, condition)| Op::AppendMulti {
+                events,
+                checks,
+                condition: condition.map(|(items, after_back)| ConditionSpec { items, after_back }),
+            }),
         4 => (filter_strategy(), prop::option::of(0u64..60), any::<bool>(), 0usize..8, until_strategy())
             .prop_map(|(filter, from, backward, limit, until)| Op::ReadFiltered { filter, from, backward, limit, until }),
         2 => (0..STREAMS.len(), until_strategy()).prop_map(|(stream, until)| Op::ReadStreamAsOf { stream, until }),
@@ -253,6 +311,118 @@ fn check_append(
     }
 }
 
+fn query_of(items: &[(Vec<usize>, Vec<usize>)]) -> Query {
+    Query::new(
+        items
+            .iter()
+            .map(|(types, tags)| QueryItem {
+                types: types.iter().map(|&t| EventType::new(TYPES[t]).unwrap()).collect(),
+                tags: tags.iter().map(|&t| Tag::new(TAGS[t]).unwrap()).collect(),
+            })
+            .collect(),
+    )
+}
+
+fn check_append_multi(
+    store: &Store,
+    model: &mut Model,
+    events: Vec<(usize, EventSpec)>,
+    checks: Vec<(usize, Expect)>,
+    condition: Option<ConditionSpec>,
+) {
+    let events: Vec<(&'static str, ModelNew)> = events
+        .iter()
+        .map(|&(stream, (size, event_type, tag_mask))| {
+            model.next_id += 1;
+            let new = ModelNew {
+                id: id(model.next_id),
+                data: format!("{}{}", model.next_id, "m".repeat(size)),
+                event_type: TYPES[event_type],
+                tags: (0..TAGS.len()).filter(|i| tag_mask & (1 << i) != 0).map(|i| TAGS[i]).collect(),
+            };
+            (STREAMS[stream], new)
+        })
+        .collect();
+    let checks: Vec<(&'static str, ExpectedRevision)> =
+        checks.iter().map(|(stream, expect)| (STREAMS[*stream], model.expected(STREAMS[*stream], expect))).collect();
+    let head = model.log.len() as i64 - 1;
+    let condition = condition.map(|spec| {
+        let after = spec.after_back.map(|back| head - back).filter(|&after| after >= 0).map(|a| a as u64);
+        (spec.items, after)
+    });
+    let append = MultiAppend {
+        events: events
+            .iter()
+            .map(|(stream, new)| (common::stream(stream), with_type(new.to_new_event(), new.event_type)))
+            .collect(),
+        checks: checks.iter().map(|(stream, expected)| (common::stream(stream), *expected)).collect(),
+        condition: condition
+            .as_ref()
+            .map(|(items, after)| AppendCondition { query: query_of(items), after: after.map(Position::new) }),
+    };
+    let result = store.append_multi_blocking(append);
+
+    // What the model expects, in the engine's order: request rules, then the condition's position,
+    // then the checks in order, then the condition.
+    let mut checked = std::collections::HashSet::new();
+    let invalid = events.is_empty()
+        || !checks.iter().all(|(stream, _)| checked.insert(*stream))
+        || condition.as_ref().is_some_and(|(items, _)| items.is_empty());
+    if invalid {
+        assert!(matches!(result, Err(AppendError::Invalid(_))), "{result:?}");
+        return;
+    }
+    if let Some((_, Some(after))) = &condition {
+        if *after as i64 > head {
+            assert!(matches!(result, Err(AppendError::Invalid(_))), "after {after} beyond head {head}: {result:?}");
+            return;
+        }
+    }
+    let outcome = result.expect("a valid multi-append");
+    for (stream, expected) in &checks {
+        let actual = model.head(stream).map(StreamRevision::new);
+        if !expected.is_satisfied_by(actual) {
+            let wanted = MultiAppendOutcome::WrongExpectedRevision {
+                stream: common::stream(stream),
+                expected: *expected,
+                actual,
+            };
+            assert_eq!(outcome, wanted);
+            return;
+        }
+    }
+    if let Some((items, after)) = &condition {
+        let from = after.map_or(0, |a| a + 1) as usize;
+        let violation = model.log.iter().enumerate().skip(from).find(|(_, e)| {
+            items.iter().any(|(types, tags)| {
+                (types.is_empty() || types.iter().any(|&t| TYPES[t] == e.event_type))
+                    && tags.iter().all(|&t| e.tags.contains(&TAGS[t]))
+            })
+        });
+        if let Some((position, _)) = violation {
+            assert_eq!(outcome, MultiAppendOutcome::ConditionFailed { position: Position::new(position as u64) });
+            return;
+        }
+    }
+    let MultiAppendOutcome::Committed(result) = outcome else { panic!("expected a commit, got {outcome:?}") };
+    assert_eq!(result.first_position.value(), model.log.len() as u64);
+    let recorded_micros = model.log.last().map_or(model.clock_micros, |e| e.recorded_micros.max(model.clock_micros));
+    for (stream, new) in events {
+        let revision = model.head(stream).map_or(0, |h| h + 1);
+        let written = result.streams.iter().find(|s| s.stream.as_str() == stream).expect("the stream is in the result");
+        assert!(written.first_revision.value() <= revision && revision <= written.last_revision.value());
+        model.streams.entry(stream).or_default().push(model.log.len() as u64);
+        model.log.push(ModelEvent {
+            id: new.id,
+            stream,
+            data: new.data,
+            event_type: new.event_type,
+            tags: new.tags,
+            recorded_micros,
+        });
+    }
+}
+
 fn check_reads(store: &Store, model: &Model) {
     assert_eq!(store.head_position(), model.log.len().checked_sub(1).map(|p| Position::new(p as u64)));
     for stream in STREAMS {
@@ -354,6 +524,9 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 assert_eq!(got, want);
+            }
+            Op::AppendMulti { events, checks, condition } => {
+                check_append_multi(&store, &mut model, events, checks, condition)
             }
             Op::AdvanceClock { micros } => {
                 model.clock_micros += micros;
