@@ -6,6 +6,7 @@
 //! - [`limits`]: every size and count limit, as `*_MAX` constants.
 //! - [`names`]: [`StreamId`], [`EventType`], [`Tag`], [`ContentType`] — validated names.
 //! - [`event`]: [`EventId`], [`NewEvent`] (before commit) and [`RecordedEvent`] (after commit).
+//! - [`metadata`]: [`StreamMetadata`], rules applied when a stream is read.
 //! - [`position`]: [`StreamRevision`], [`Position`], [`ExpectedRevision`].
 //! - [`query`]: [`Query`], events by type and tags, for DCB append conditions and reads.
 //! - [`time`]: [`Timestamp`], microseconds since the Unix epoch, and its RFC 3339 form.
@@ -17,6 +18,7 @@
 pub mod error;
 pub mod event;
 pub mod limits;
+pub mod metadata;
 pub mod names;
 pub mod position;
 pub mod query;
@@ -26,6 +28,7 @@ mod shared_str;
 
 pub use error::ValidationError;
 pub use event::{EventId, NewEvent, RecordedEvent};
+pub use metadata::StreamMetadata;
 pub use names::{ContentType, EventType, StreamId, Tag};
 pub use position::{ExpectedRevision, Position, StreamRevision};
 pub use query::{Query, QueryItem};

@@ -72,6 +72,10 @@ pub enum AppendError {
          reopened, and reading after the reopen tells whether it was"
     )]
     OutcomeUnknown { reason: String },
+    #[error("stream {stream} is deleted for good (tombstoned): it can never be written again")]
+    StreamDeleted { stream: StreamId },
+    #[error("stream {stream} has no events: there is nothing to delete")]
+    StreamNotFound { stream: StreamId },
     #[error("the store is closed")]
     Closed,
 }
@@ -82,6 +86,8 @@ pub enum AppendError {
 pub enum ReadError {
     #[error("stream {stream} not found")]
     StreamNotFound { stream: StreamId },
+    #[error("stream {stream} is deleted for good (tombstoned)")]
+    StreamDeleted { stream: StreamId },
     #[error(transparent)]
     Corrupted(#[from] Corruption),
     #[error(transparent)]

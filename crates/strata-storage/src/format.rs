@@ -341,6 +341,7 @@ pub struct RecordKey<'a> {
     pub event_type: &'a str,
     /// The encoded tags (`u16` length + bytes each); see [`RecordKey::tags`].
     tags: &'a [u8],
+    pub data: &'a [u8],
 }
 
 impl<'a> RecordKey<'a> {
@@ -431,6 +432,7 @@ pub fn decode_record_key(record: &[u8]) -> Result<RecordKey<'_>, String> {
         stream,
         event_type,
         tags: &record[layout.tags.0..layout.tags.1],
+        data: &record[layout.data.0..layout.data.1],
     })
 }
 

@@ -10,10 +10,11 @@
 //! shards that rehash one at a time.
 
 use crate::io::StorageFile;
+use crate::system::{self, SystemChange};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_core::{EventId, Position, StreamId, StreamRevision, Timestamp};
+use strata_core::{EventId, Position, StreamId, StreamMetadata, StreamRevision, Timestamp};
 
 /// Seeded per process, so ids chosen by clients cannot be aimed at one hash bucket.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -67,6 +68,9 @@ pub(crate) struct Index {
     pub categories: FastMap<String, Vec<u64>>,
     pub event_types: FastMap<String, Vec<u64>>,
     pub tags: FastMap<String, Vec<u64>>,
+    /// Per-stream metadata and deletions, from the events of the system stream.
+    metadata: FastMap<String, StreamMetadata>,
+    tombstoned: FastMap<String, ()>,
     pub segments: Vec<SegmentFile>,
 }
 
@@ -142,6 +146,55 @@ impl Index {
         let after = self.times.partition_point(|&(_, recorded_at)| recorded_at <= time);
         let end = self.times.get(after).map_or(self.len, |&(first_position, _)| first_position);
         (after > 0).then(|| end - 1)
+    }
+
+    /// Applies an event of the system stream (metadata, soft delete, tombstone); other events are
+    /// ignored. An error when its data does not decode (recovery reports corruption).
+    pub fn apply_system_event(&mut self, stream: &str, event_type: &str, data: &[u8]) -> Result<(), String> {
+        if stream != system::SYSTEM_STREAM {
+            return Ok(());
+        }
+        match system::decode(event_type, data)? {
+            None => {}
+            Some(SystemChange::Metadata { stream, metadata }) => {
+                self.metadata.insert(stream, metadata);
+            }
+            Some(SystemChange::Deleted { stream, truncate_before }) => {
+                let metadata = self.metadata.entry(stream).or_default();
+                let before = metadata.truncate_before.map_or(0, StreamRevision::value);
+                metadata.truncate_before = Some(StreamRevision::new(before.max(truncate_before)));
+            }
+            Some(SystemChange::Tombstone { stream }) => {
+                self.tombstoned.insert(stream, ());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn metadata(&self, stream: &str) -> Option<&StreamMetadata> {
+        self.metadata.get(stream)
+    }
+
+    pub fn is_tombstoned(&self, stream: &str) -> bool {
+        self.tombstoned.contains_key(stream)
+    }
+
+    /// The first revision of `stream` that reads show under its metadata, at time `now`, among its
+    /// first `revisions` revisions.
+    pub fn first_visible_revision(&self, stream: &StreamEntry, revisions: u64, now: Timestamp) -> u64 {
+        let Some(metadata) = self.metadata.get(stream.id.as_str()) else { return 0 };
+        let mut first = metadata.truncate_before.map_or(0, StreamRevision::value);
+        if let Some(max_count) = metadata.max_count {
+            first = first.max(revisions.saturating_sub(max_count));
+        }
+        if let Some(max_age) = metadata.max_age_seconds {
+            let cutoff =
+                now.as_micros().saturating_sub(i64::try_from(max_age.saturating_mul(1_000_000)).unwrap_or(i64::MAX));
+            let positions = &stream.positions[..revisions as usize];
+            let young = positions.partition_point(|&p| self.recorded_at(p).as_micros() < cutoff);
+            first = first.max(young as u64);
+        }
+        first.min(revisions)
     }
 
     /// The recorded time of a committed position.

@@ -32,6 +32,7 @@ mod read;
 mod reply;
 mod store;
 mod streams;
+mod system;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -461,6 +461,9 @@ fn scan_segment(
                             key.tags(),
                         )
                         .map_err(|reason| corrupt(record_at, reason))?;
+                    index
+                        .apply_system_event(key.stream, key.event_type, key.data)
+                        .map_err(|reason| corrupt(record_at, reason))?;
                     count += 1;
                 }
                 if count != event_count {

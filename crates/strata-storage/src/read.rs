@@ -88,26 +88,34 @@ impl ReadOptions {
 /// The indexes `0..len` that a read of at most `limit` (clamped to [`READ_EVENTS_MAX`]) from `from` in
 /// `direction` covers, in ascending order.
 fn span(len: u64, from: ReadFrom<u64>, direction: Direction, limit: usize) -> std::ops::Range<u64> {
+    span_within(0, len, from, direction, limit)
+}
+
+/// The same within `first..len`: nothing before `first` is read, and `Start` means `first`.
+fn span_within(first: u64, len: u64, from: ReadFrom<u64>, direction: Direction, limit: usize) -> std::ops::Range<u64> {
     let limit = limit.min(READ_EVENTS_MAX) as u64;
+    if first >= len {
+        return len..len;
+    }
     match direction {
         Direction::Forward => {
             let start = match from {
-                ReadFrom::Start => 0,
+                ReadFrom::Start => first,
                 ReadFrom::End => len,
-                ReadFrom::At(at) => at.min(len),
+                ReadFrom::At(at) => at.clamp(first, len),
             };
             start..start.saturating_add(limit).min(len)
         }
         Direction::Backward => {
-            if len == 0 {
-                return 0..0;
-            }
             let last = match from {
-                ReadFrom::Start => 0,
+                ReadFrom::Start => first,
                 ReadFrom::End => len - 1,
                 ReadFrom::At(at) => at.min(len - 1),
             };
-            (last + 1).saturating_sub(limit)..last + 1
+            if last < first {
+                return first..first;
+            }
+            (last + 1).saturating_sub(limit).max(first)..last + 1
         }
     }
 }
@@ -141,17 +149,29 @@ impl Store {
         from: ReadFrom<StreamRevision>,
         options: &ReadOptions,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        let now = self.now();
         let (targets, segments) = {
             let index = self.index();
-            let visible_len = options.visible_len(&index);
-            let positions = index.stream(stream.as_str()).map_or(&[][..], |entry| entry.positions.as_slice());
-            let positions = &positions[..positions.partition_point(|&p| p < visible_len)];
-            if positions.is_empty() {
-                return Err(ReadError::StreamNotFound { stream: stream.clone() });
+            if index.is_tombstoned(stream.as_str()) {
+                return Err(ReadError::StreamDeleted { stream: stream.clone() });
             }
-            let revisions =
-                span(positions.len() as u64, map_from(from, StreamRevision::value), options.direction, options.limit);
-            let positions = &positions[revisions.start as usize..revisions.end as usize];
+            let visible_len = options.visible_len(&index);
+            let not_found = || ReadError::StreamNotFound { stream: stream.clone() };
+            let entry = index.stream(stream.as_str()).ok_or_else(not_found)?;
+            let revisions = entry.positions.partition_point(|&p| p < visible_len) as u64;
+            // Metadata (truncate_before, max_count, max_age; a soft delete) hides the oldest revisions.
+            let first_visible = index.first_visible_revision(entry, revisions, now);
+            if first_visible >= revisions {
+                return Err(not_found());
+            }
+            let span = span_within(
+                first_visible,
+                revisions,
+                map_from(from, StreamRevision::value),
+                options.direction,
+                options.limit,
+            );
+            let positions = &entry.positions[span.start as usize..span.end as usize];
             let targets: Vec<(u64, Location)> =
                 positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))).collect();
             (targets, index.segments.clone())

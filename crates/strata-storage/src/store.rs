@@ -7,7 +7,8 @@ use crate::index::Index;
 use crate::io::{OsStorage, Storage, path_in};
 use crate::log::{LogWriter, RecoveryReport, recover};
 use crate::reply::{self, Reply};
-use crate::writer::{self, Request, Shared};
+use crate::system;
+use crate::writer::{self, Request, Shared, SystemOperation};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use strata_core::limits::{APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX_CEILING, EVENT_BYTES_MAX_DEFAULT};
 use strata_core::{
-    EventId, ExpectedRevision, NewEvent, Position, Query, StreamId, StreamRevision, Timestamp, ValidationError,
+    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, StreamId, StreamMetadata, StreamRevision,
+    Timestamp, ValidationError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +31,12 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4 << 10;
 pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64;
 /// Appends waiting for the committer; beyond this, `append` waits (back-pressure).
 const QUEUE_REQUESTS_MAX: usize = 16_384;
+/// Upper bound of a `$deleted` event's record (a stream id of at most 256 bytes and 8 bytes of data).
+const SYSTEM_EVENT_BYTES_MAX: usize = 512;
+
+fn system_stream() -> StreamId {
+    StreamId::new(system::SYSTEM_STREAM).expect("a valid name")
+}
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -303,16 +311,128 @@ impl Store {
     /// condition (if any) finds no matching event. A failed check or condition writes nothing and
     /// says which one failed.
     pub async fn append_multi(&self, append: MultiAppend) -> Result<MultiAppendOutcome, AppendError> {
-        let (reply, receiver) = oneshot::channel();
-        let request = self.prepare(append, Reply::Task(reply))?;
-        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
-        receiver.await.map_err(|_| AppendError::Closed)?
+        self.submit(append, None).await
     }
 
     /// [`Store::append_multi`] for threads outside an async runtime.
     pub fn append_multi_blocking(&self, append: MultiAppend) -> Result<MultiAppendOutcome, AppendError> {
+        self.submit_blocking(append, None)
+    }
+
+    /// Replaces `stream`'s metadata (applied to its reads from now on). Durable like an append: it is
+    /// an event of the system stream `$streams`.
+    pub async fn set_stream_metadata(
+        &self,
+        stream: StreamId,
+        metadata: &StreamMetadata,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = self.metadata_append(stream, metadata)?;
+        self.submit(append, Some(operation)).await
+    }
+
+    /// [`Store::set_stream_metadata`] for threads outside an async runtime.
+    pub fn set_stream_metadata_blocking(
+        &self,
+        stream: StreamId,
+        metadata: &StreamMetadata,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = self.metadata_append(stream, metadata)?;
+        self.submit_blocking(append, Some(operation))
+    }
+
+    /// Soft-deletes `stream` if `expected` holds: it reads as not found, and a later append continues
+    /// after its last revision (becoming visible again from there). Its events stay in the global log
+    /// until scavenged.
+    pub async fn delete_stream(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = Self::deletion(stream, expected, false);
+        self.submit(append, Some(operation)).await
+    }
+
+    /// [`Store::delete_stream`] for threads outside an async runtime.
+    pub fn delete_stream_blocking(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = Self::deletion(stream, expected, false);
+        self.submit_blocking(append, Some(operation))
+    }
+
+    /// Deletes `stream` for good if `expected` holds: reads and appends answer
+    /// [`ReadError::StreamDeleted`](crate::ReadError::StreamDeleted) /
+    /// [`AppendError::StreamDeleted`] from then on. It cannot be undone.
+    pub async fn tombstone_stream(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = Self::deletion(stream, expected, true);
+        self.submit(append, Some(operation)).await
+    }
+
+    /// [`Store::tombstone_stream`] for threads outside an async runtime.
+    pub fn tombstone_stream_blocking(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (append, operation) = Self::deletion(stream, expected, true);
+        self.submit_blocking(append, Some(operation))
+    }
+
+    /// `stream`'s metadata, if any was set (or a soft delete set its `truncate_before`).
+    pub fn stream_metadata(&self, stream: &str) -> Option<StreamMetadata> {
+        self.index().metadata(stream).cloned()
+    }
+
+    fn metadata_append(
+        &self,
+        stream: StreamId,
+        metadata: &StreamMetadata,
+    ) -> Result<(MultiAppend, SystemOperation), AppendError> {
+        stream.check_not_reserved()?;
+        let data = system::encode_metadata(stream.as_str(), metadata);
+        let event = NewEvent::new(EventType::new(system::METADATA_TYPE).expect("a valid type"), data);
+        let append = MultiAppend { events: vec![(system_stream(), event)], checks: vec![], condition: None };
+        Ok((append, SystemOperation::SetMetadata(stream)))
+    }
+
+    fn deletion(stream: StreamId, expected: ExpectedRevision, tombstone: bool) -> (MultiAppend, SystemOperation) {
+        let checks = vec![(stream.clone(), expected)];
+        if tombstone {
+            let data = system::encode_tombstone(stream.as_str());
+            let event = NewEvent::new(EventType::new(system::TOMBSTONE_TYPE).expect("a valid type"), data);
+            (
+                MultiAppend { events: vec![(system_stream(), event)], checks, condition: None },
+                SystemOperation::Tombstone(stream),
+            )
+        } else {
+            (MultiAppend { events: vec![], checks, condition: None }, SystemOperation::SoftDelete(stream))
+        }
+    }
+
+    async fn submit(
+        &self,
+        append: MultiAppend,
+        system: Option<SystemOperation>,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        let (reply, receiver) = oneshot::channel();
+        let request = self.prepare(append, system, Reply::Task(reply))?;
+        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
+        receiver.await.map_err(|_| AppendError::Closed)?
+    }
+
+    fn submit_blocking(
+        &self,
+        append: MultiAppend,
+        system: Option<SystemOperation>,
+    ) -> Result<MultiAppendOutcome, AppendError> {
         let (reply, receiver) = reply::for_this_thread();
-        let request = self.prepare(append, reply)?;
+        let request = self.prepare(append, system, reply)?;
         self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
         receiver.wait()
     }
@@ -322,7 +442,12 @@ impl Store {
     }
 
     /// Checks everything that does not depend on the store's state, on the caller's thread.
-    fn prepare(&self, append: MultiAppend, reply: Reply) -> Result<Request, AppendError> {
+    fn prepare(
+        &self,
+        append: MultiAppend,
+        system: Option<SystemOperation>,
+        reply: Reply,
+    ) -> Result<Request, AppendError> {
         if let Some(reason) = self.inner.shared.poisoned.get() {
             return Err(AppendError::Poisoned { reason: reason.clone() });
         }
@@ -330,8 +455,12 @@ impl Store {
         if condition.as_ref().is_some_and(|condition| condition.query.items.is_empty()) {
             return Err(ValidationError::EmptyQuery.into());
         }
-        if events.is_empty() {
+        let soft_delete = matches!(system, Some(SystemOperation::SoftDelete(_)));
+        if events.is_empty() && !soft_delete {
             return Err(ValidationError::EmptyBatch.into());
+        }
+        if let Some(operation) = &system {
+            operation.target().check_not_reserved()?;
         }
         if events.len() > APPEND_EVENTS_MAX {
             return Err(ValidationError::TooManyEvents { count: events.len(), max: APPEND_EVENTS_MAX }.into());
@@ -349,11 +478,14 @@ impl Store {
         let client_ids = events.iter().any(|(_, event)| event.id().is_some());
         let mut last_checked_stream: Option<StreamId> = None;
         for (stream, event) in &mut events {
-            if last_checked_stream.as_ref() != Some(stream) {
-                stream.check_not_reserved()?;
-                last_checked_stream = Some(stream.clone());
+            // Only the store itself writes the system stream, for a system operation.
+            if system.is_none() {
+                if last_checked_stream.as_ref() != Some(stream) {
+                    stream.check_not_reserved()?;
+                    last_checked_stream = Some(stream.clone());
+                }
+                event.event_type().check_not_reserved()?;
             }
-            event.event_type().check_not_reserved()?;
             let client_id = event.id().is_some();
             let id = event.id_or_insert_with(|| self.generate_id());
             if event.payload_bytes() > self.inner.event_bytes_max {
@@ -382,7 +514,15 @@ impl Store {
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }
-        Ok(Request { events, checks, condition, encoded_bytes, client_ids, reply })
+        // Room for the `$deleted` event the committer adds to a soft delete.
+        let encoded_bytes = encoded_bytes + if soft_delete { SYSTEM_EVENT_BYTES_MAX } else { 0 };
+        let generated_id = soft_delete.then(|| self.generate_id());
+        Ok(Request { events, checks, condition, encoded_bytes, client_ids, system, generated_id, reply })
+    }
+
+    /// Now, by the store's clock (for metadata's `max_age_seconds` at read time).
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     /// A UUIDv7 whose time part comes from the store's clock (74 random bits make it unique).

@@ -5,10 +5,12 @@ use std::ops::Bound;
 use strata_core::limits::STREAMS_LIST_MAX;
 use strata_core::{Position, StreamId, StreamRevision, Timestamp};
 
-/// Facts about one stream that has events.
+/// Facts about one stream that has events its reads show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
     pub stream: StreamId,
+    /// The first revision reads show (above 0 when metadata or a soft delete hides older ones).
+    pub first_revision: StreamRevision,
     pub last_revision: StreamRevision,
     pub event_count: u64,
     pub first_position: Position,
@@ -18,15 +20,24 @@ pub struct StreamInfo {
 }
 
 impl Store {
-    /// Facts about `stream`, or `None` when it has no events.
+    /// Facts about `stream`'s visible events, or `None` when reads would not find it (no events,
+    /// all hidden by metadata or a soft delete, or tombstoned).
     pub fn stream_info(&self, stream: &str) -> Option<StreamInfo> {
+        let now = self.now();
         let index = self.index();
+        if index.is_tombstoned(stream) {
+            return None;
+        }
         let entry = index.stream(stream)?;
-        let (&first, &last) = (entry.positions.first()?, entry.positions.last()?);
+        let revisions = entry.positions.len() as u64;
+        let first_visible = index.first_visible_revision(entry, revisions, now);
+        let visible = entry.positions.get(first_visible as usize..)?;
+        let (&first, &last) = (visible.first()?, visible.last()?);
         Some(StreamInfo {
             stream: entry.id.clone(),
-            last_revision: StreamRevision::new(entry.positions.len() as u64 - 1),
-            event_count: entry.positions.len() as u64,
+            first_revision: StreamRevision::new(first_visible),
+            last_revision: StreamRevision::new(revisions - 1),
+            event_count: revisions - first_visible,
             first_position: Position::new(first),
             last_position: Position::new(last),
             first_recorded_at: index.recorded_at(first),
@@ -35,8 +46,10 @@ impl Store {
     }
 
     /// Names of streams that start with `prefix`, in byte order, after `after` (exclusive; for
-    /// paging), at most `limit` (and at most [`STREAMS_LIST_MAX`]).
+    /// paging), at most `limit` (and at most [`STREAMS_LIST_MAX`]). Deleted streams (tombstoned, or
+    /// with every event hidden) are left out.
     pub fn list_streams(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<StreamId> {
+        let now = self.now();
         let index = self.index();
         let start = match after {
             Some(after) if after >= prefix => Bound::Excluded(after),
@@ -46,6 +59,11 @@ impl Store {
             .stream_names
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|name| name.as_str().starts_with(prefix))
+            .filter(|name| {
+                let entry = index.stream(name.as_str()).expect("listed streams are indexed");
+                let revisions = entry.positions.len() as u64;
+                !index.is_tombstoned(name.as_str()) && index.first_visible_revision(entry, revisions, now) < revisions
+            })
             .take(limit.min(STREAMS_LIST_MAX))
             .cloned()
             .collect()

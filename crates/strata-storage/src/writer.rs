@@ -15,9 +15,10 @@ use crate::index::{FastMap, IdEntry, IdIndex, Index, PushEvent, push_posting};
 use crate::log::LogWriter;
 use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
+use crate::system;
 use std::sync::{Arc, OnceLock, RwLock};
 use strata_core::{
-    EventId, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
+    EventId, EventType, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
 };
 use tokio::sync::mpsc;
 
@@ -46,7 +47,39 @@ pub(crate) struct Request {
     /// Whether the client chose any of the ids. When the store generated them all (UUIDv7), the
     /// append cannot be a retry and its ids need no look-up.
     pub client_ids: bool,
+    /// A change to a stream's metadata or existence, written as an event of the system stream.
+    pub system: Option<SystemOperation>,
+    /// An id generated for an event the committer creates (a soft delete's).
+    pub generated_id: Option<EventId>,
     pub reply: Reply,
+}
+
+/// What a system request does to its target stream.
+#[derive(Debug)]
+pub(crate) enum SystemOperation {
+    /// `events` holds the `$metadata` event.
+    SetMetadata(StreamId),
+    /// The committer writes the `$deleted` event: the target's last revision is only known here.
+    SoftDelete(StreamId),
+    /// `events` holds the `$tombstone` event.
+    Tombstone(StreamId),
+}
+
+impl SystemOperation {
+    pub fn target(&self) -> &StreamId {
+        match self {
+            SystemOperation::SetMetadata(stream)
+            | SystemOperation::SoftDelete(stream)
+            | SystemOperation::Tombstone(stream) => stream,
+        }
+    }
+}
+
+impl Request {
+    /// The id of a soft delete's `$deleted` event, generated with the request.
+    fn deleted_event_id(&self) -> EventId {
+        self.generated_id.expect("a soft delete carries an id for its event")
+    }
 }
 
 /// An event written into the current frame, to be indexed once the frame is durable. Its position
@@ -78,6 +111,8 @@ struct Group<'a> {
     types: FastMap<String, Vec<u64>>,
     tags: FastMap<String, Vec<u64>>,
     listed: usize,
+    /// Streams tombstoned by an append admitted earlier in this group.
+    tombstoned: FastMap<StreamId, ()>,
     replies: Vec<(Reply, AppendReply)>,
 }
 
@@ -97,6 +132,7 @@ impl<'a> Group<'a> {
             types: FastMap::default(),
             tags: FastMap::default(),
             listed: 0,
+            tombstoned: FastMap::default(),
             replies: Vec::new(),
         }
     }
@@ -209,8 +245,25 @@ impl<'a> Group<'a> {
             .map(Position::new)
     }
 
+    fn is_tombstoned(&self, stream: &StreamId) -> bool {
+        self.tombstoned.contains_key(stream) || self.index.is_tombstoned(stream.as_str())
+    }
+
+    /// The first stream the request touches (writes, checks or targets) that is tombstoned.
+    fn tombstoned_stream(&self, request: &Request) -> Option<StreamId> {
+        let written = request.events.iter().map(|(stream, _)| stream);
+        let checked = request.checks.iter().map(|(stream, _)| stream);
+        let target = request.system.iter().map(SystemOperation::target);
+        written.chain(checked).chain(target).find(|stream| self.is_tombstoned(stream)).cloned()
+    }
+
     fn admit(&mut self, mut request: Request) {
         let replay = if request.client_ids { self.replay(&request) } else { Ok(None) };
+        let tombstoned = || self.tombstoned_stream(&request).map(|stream| AppendError::StreamDeleted { stream });
+        let replay = match replay {
+            Ok(None) => tombstoned().map_or(Ok(None), Err),
+            other => other,
+        };
         let outcome = match replay {
             Err(error) => Err(error),
             Ok(Some(result)) => Ok(MultiAppendOutcome::Committed(result)),
@@ -239,9 +292,27 @@ impl<'a> Group<'a> {
                         self.condition_violation(condition)
                             .map(|position| MultiAppendOutcome::ConditionFailed { position })
                     });
-                    match failure {
-                        Some(failure) => Ok(failure),
-                        None => Ok(MultiAppendOutcome::Committed(self.write(&mut request))),
+                    match (failure, &request.system) {
+                        (Some(failure), _) => Ok(failure),
+                        (None, Some(SystemOperation::SoftDelete(target))) => match self.head(target) {
+                            None => Err(AppendError::StreamNotFound { stream: target.clone() }),
+                            Some(head) => {
+                                let data = system::encode_deleted(target.as_str(), head.value() + 1);
+                                let event =
+                                    NewEvent::new(EventType::new(system::DELETED_TYPE).expect("a valid type"), data)
+                                        .with_id(request.deleted_event_id());
+                                request
+                                    .events
+                                    .push((StreamId::new(system::SYSTEM_STREAM).expect("a valid name"), event));
+                                Ok(MultiAppendOutcome::Committed(self.write(&mut request)))
+                            }
+                        },
+                        (None, system) => {
+                            if let Some(SystemOperation::Tombstone(target)) = system {
+                                self.tombstoned.insert(target.clone(), ());
+                            }
+                            Ok(MultiAppendOutcome::Committed(self.write(&mut request)))
+                        }
                     }
                 }
             }
@@ -410,6 +481,13 @@ pub(crate) fn run(
                             pending.event.tags().iter().map(|tag| tag.as_str()),
                         )
                         .expect("the committer's events extend the index");
+                    index
+                        .apply_system_event(
+                            pending.stream.as_str(),
+                            pending.event.event_type().as_str(),
+                            pending.event.data(),
+                        )
+                        .expect("the committer encodes system events itself");
                 }
                 drop(index);
                 for (reply, outcome) in replies {

@@ -1,0 +1,135 @@
+//! System events: stream metadata, soft deletes and tombstones are events in the reserved stream
+//! [`SYSTEM_STREAM`], so they are durable, ordered and recovered like every other event. Their data
+//! is a small binary encoding (little-endian):
+//!
+//! ```text
+//! target_len u16 | target stream id
+//! $metadata:  flags u8 (1 max_age_seconds, 2 max_count, 4 truncate_before) | u64 per flag set | custom bytes
+//! $deleted:   truncate_before u64 (the stream's last revision + 1 when it was deleted)
+//! $tombstone: nothing more
+//! ```
+
+use strata_core::{StreamMetadata, StreamRevision};
+
+pub const SYSTEM_STREAM: &str = "$streams";
+pub const METADATA_TYPE: &str = "$metadata";
+pub const DELETED_TYPE: &str = "$deleted";
+pub const TOMBSTONE_TYPE: &str = "$tombstone";
+
+const MAX_AGE: u8 = 1;
+const MAX_COUNT: u8 = 2;
+const TRUNCATE_BEFORE: u8 = 4;
+
+/// A decoded system event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SystemChange {
+    Metadata { stream: String, metadata: StreamMetadata },
+    Deleted { stream: String, truncate_before: u64 },
+    Tombstone { stream: String },
+}
+
+fn target(stream: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(2 + stream.len() + 32);
+    data.extend_from_slice(&(stream.len() as u16).to_le_bytes());
+    data.extend_from_slice(stream.as_bytes());
+    data
+}
+
+pub(crate) fn encode_metadata(stream: &str, metadata: &StreamMetadata) -> Vec<u8> {
+    let mut data = target(stream);
+    let fields = [
+        (MAX_AGE, metadata.max_age_seconds),
+        (MAX_COUNT, metadata.max_count),
+        (TRUNCATE_BEFORE, metadata.truncate_before.map(StreamRevision::value)),
+    ];
+    data.push(fields.iter().filter(|(_, value)| value.is_some()).fold(0, |flags, (flag, _)| flags | flag));
+    for value in fields.iter().filter_map(|(_, value)| *value) {
+        data.extend_from_slice(&value.to_le_bytes());
+    }
+    data.extend_from_slice(&metadata.custom);
+    data
+}
+
+pub(crate) fn encode_deleted(stream: &str, truncate_before: u64) -> Vec<u8> {
+    let mut data = target(stream);
+    data.extend_from_slice(&truncate_before.to_le_bytes());
+    data
+}
+
+pub(crate) fn encode_tombstone(stream: &str) -> Vec<u8> {
+    target(stream)
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+    what: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        let (taken, rest) = self.rest.split_at_checked(len).ok_or_else(|| format!("{} data cut short", self.what))?;
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn field(&mut self, flags: u8, flag: u8) -> Result<Option<u64>, String> {
+        if flags & flag != 0 { self.u64().map(Some) } else { Ok(None) }
+    }
+}
+
+/// Decodes a system event; `None` for an event type that is not a system change.
+pub(crate) fn decode(event_type: &str, data: &[u8]) -> Result<Option<SystemChange>, String> {
+    if ![METADATA_TYPE, DELETED_TYPE, TOMBSTONE_TYPE].contains(&event_type) {
+        return Ok(None);
+    }
+    let mut reader = Reader { rest: data, what: event_type };
+    let len = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes")) as usize;
+    let stream =
+        std::str::from_utf8(reader.take(len)?).map_err(|_| format!("{event_type} target is not UTF-8"))?.to_owned();
+    let change = match event_type {
+        METADATA_TYPE => {
+            let flags = reader.take(1)?[0];
+            let max_age_seconds = reader.field(flags, MAX_AGE)?;
+            let max_count = reader.field(flags, MAX_COUNT)?;
+            let truncate_before = reader.field(flags, TRUNCATE_BEFORE)?.map(StreamRevision::new);
+            let custom = bytes::Bytes::copy_from_slice(reader.rest);
+            SystemChange::Metadata {
+                stream,
+                metadata: StreamMetadata { max_age_seconds, max_count, truncate_before, custom },
+            }
+        }
+        DELETED_TYPE => SystemChange::Deleted { stream, truncate_before: reader.u64()? },
+        _ => SystemChange::Tombstone { stream },
+    };
+    Ok(Some(change))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_events_round_trip() {
+        let metadata = StreamMetadata {
+            max_age_seconds: Some(60),
+            max_count: None,
+            truncate_before: Some(StreamRevision::new(7)),
+            custom: bytes::Bytes::from_static(b"{\"owner\":\"ann\"}"),
+        };
+        let decoded = decode(METADATA_TYPE, &encode_metadata("account-1", &metadata)).unwrap();
+        assert_eq!(decoded, Some(SystemChange::Metadata { stream: "account-1".into(), metadata }));
+        let decoded = decode(DELETED_TYPE, &encode_deleted("a", 9)).unwrap();
+        assert_eq!(decoded, Some(SystemChange::Deleted { stream: "a".into(), truncate_before: 9 }));
+        assert_eq!(
+            decode(TOMBSTONE_TYPE, &encode_tombstone("b")).unwrap(),
+            Some(SystemChange::Tombstone { stream: "b".into() })
+        );
+        assert_eq!(decode("Other", b"").unwrap(), None);
+        assert!(decode(DELETED_TYPE, &encode_tombstone("a")).is_err());
+        assert!(decode(METADATA_TYPE, &[5, 0, b'a']).is_err());
+    }
+}
