@@ -9,11 +9,12 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use strata_core::{
-    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, StreamRevision, Tag, Timestamp,
+    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, StreamMetadata, StreamRevision, Tag,
+    Timestamp,
 };
 use strata_storage::{
     AppendCondition, AppendError, AppendOutcome, Direction, Filter, ManualClock, MultiAppend, MultiAppendOutcome,
-    Options, ReadFrom, ReadOptions, SimStorage, Store,
+    Options, ReadError, ReadFrom, ReadOptions, SimStorage, Store,
 };
 
 const STREAMS: [&str; 4] = ["a", "b-1", "b-2", "c"];
@@ -63,6 +64,19 @@ enum Op {
     },
     AdvanceClock {
         micros: i64,
+    },
+    SetMetadata {
+        stream: usize,
+        truncate_before: Option<u64>,
+        max_count: Option<u64>,
+    },
+    SoftDelete {
+        stream: usize,
+        expect: Expect,
+    },
+    Tombstone {
+        stream: usize,
+        expect: Expect,
     },
     ReadFiltered {
         filter: FilterSpec,
@@ -171,6 +185,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(from, backward, limit)| Op::ReadAll { from, backward, limit }),
         1 => Just(Op::Reopen),
         1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
+        1 => (0..STREAMS.len(), prop::option::of(0u64..6), prop::option::of(0u64..4))
+            .prop_map(|(stream, truncate_before, max_count)| Op::SetMetadata { stream, truncate_before, max_count }),
+        1 => (0..STREAMS.len(), expect_strategy()).prop_map(|(stream, expect)| Op::SoftDelete { stream, expect }),
+        1 => (0..STREAMS.len(), expect_strategy()).prop_map(|(stream, expect)| Op::Tombstone { stream, expect }),
     ]
 }
 
@@ -182,6 +200,8 @@ struct ModelEvent {
     event_type: &'static str,
     tags: Vec<&'static str>,
     recorded_micros: i64,
+    /// An event of the system stream: its id and data are the store's own, not compared.
+    system: bool,
 }
 
 /// An event as the model appends it.
@@ -220,11 +240,38 @@ struct Model {
     next_id: u128,
     clock: Arc<ManualClock>,
     clock_micros: i64,
+    /// Per stream: metadata (truncate_before, max_count) and tombstones.
+    metadata: HashMap<&'static str, (Option<u64>, Option<u64>)>,
+    tombstoned: std::collections::HashSet<&'static str>,
 }
 
 impl Model {
     fn head(&self, stream: &str) -> Option<u64> {
         self.streams.get(stream).and_then(|p| p.len().checked_sub(1)).map(|r| r as u64)
+    }
+
+    /// The first revision stream reads show, among the first `revisions`.
+    fn first_visible(&self, stream: &str, revisions: u64) -> u64 {
+        let (truncate_before, max_count) = self.metadata.get(stream).copied().unwrap_or_default();
+        let mut first = truncate_before.unwrap_or(0);
+        if let Some(max_count) = max_count {
+            first = first.max(revisions.saturating_sub(max_count));
+        }
+        first.min(revisions)
+    }
+
+    fn record_system(&mut self, event_type: &'static str) {
+        let recorded_micros = self.log.last().map_or(self.clock_micros, |e| e.recorded_micros.max(self.clock_micros));
+        self.streams.entry("$streams").or_default().push(self.log.len() as u64);
+        self.log.push(ModelEvent {
+            id: EventId::from_bytes([0; 16]),
+            stream: "$streams",
+            data: String::new(),
+            event_type,
+            tags: vec![],
+            recorded_micros,
+            system: true,
+        });
     }
 
     fn expected(&self, stream: &str, expect: &Expect) -> ExpectedRevision {
@@ -251,6 +298,7 @@ impl Model {
                 event_type: new.event_type,
                 tags: new.tags.clone(),
                 recorded_micros,
+                system: false,
             });
         }
         self.appends.push((stream, events, first_position));
@@ -296,6 +344,10 @@ fn check_append(
     let result = store.append_blocking(common::stream(stream), expected, new_events);
     if invalid {
         assert!(matches!(result, Err(AppendError::Invalid(_))), "{result:?}");
+        return;
+    }
+    if model.tombstoned.contains(stream) {
+        assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
         return;
     }
     let actual = model.head(stream).map(StreamRevision::new);
@@ -372,6 +424,11 @@ fn check_append_multi(
         assert!(matches!(result, Err(AppendError::Invalid(_))), "{result:?}");
         return;
     }
+    let touched = events.iter().map(|(stream, _)| *stream).chain(checks.iter().map(|(stream, _)| *stream));
+    if let Some(stream) = touched.clone().find(|stream| model.tombstoned.contains(stream)) {
+        assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{stream} is tombstoned: {result:?}");
+        return;
+    }
     if let Some((_, Some(after))) = &condition {
         if *after as i64 > head {
             assert!(matches!(result, Err(AppendError::Invalid(_))), "after {after} beyond head {head}: {result:?}");
@@ -419,6 +476,7 @@ fn check_append_multi(
             event_type: new.event_type,
             tags: new.tags,
             recorded_micros,
+            system: false,
         });
     }
 }
@@ -477,16 +535,22 @@ fn run(ops: Vec<Op>) {
                     ReadFrom::At(StreamRevision::new(r))
                 });
                 let result = store.read_stream(&common::stream(name), from_place, direction, limit);
-                let Some(positions) = model.streams.get(name) else {
-                    assert!(result.is_err(), "{name} has no events");
+                if model.tombstoned.contains(name) {
+                    assert!(matches!(result, Err(ReadError::StreamDeleted { .. })), "{name}: {result:?}");
                     continue;
-                };
+                }
+                let positions = model.streams.get(name).cloned().unwrap_or_default();
                 let len = positions.len() as u64;
+                let first = model.first_visible(name, len);
+                if first >= len {
+                    assert!(matches!(result, Err(ReadError::StreamNotFound { .. })), "{name}: {result:?}");
+                    continue;
+                }
                 let expected: Vec<u64> = if backward {
                     let last = from.unwrap_or(len - 1).min(len - 1);
-                    (0..=last).rev().take(limit).collect()
+                    if last < first { vec![] } else { (first..=last).rev().take(limit).collect() }
                 } else {
-                    (from.unwrap_or(0)..len).take(limit).collect()
+                    (from.unwrap_or(first).max(first)..len).take(limit).collect()
                 };
                 let events = result.unwrap();
                 let got: Vec<(u64, u64, EventId)> =
@@ -512,15 +576,22 @@ fn run(ops: Vec<Op>) {
                     (from.unwrap_or(0)..len).take(limit).collect()
                 };
                 let events = store.read_all(from_place, direction, limit).unwrap();
-                let got: Vec<(u64, EventId, &str, String)> = events
+                // System events are compared by stream and type: their ids and data are the store's.
+                let got: Vec<(u64, Option<EventId>, &str, String)> = events
                     .iter()
-                    .map(|e| (e.position.value(), e.id, e.stream.as_str(), String::from_utf8(e.data.to_vec()).unwrap()))
+                    .map(|e| {
+                        let system = e.stream.as_str() == "$streams";
+                        let shown =
+                            if system { e.event_type.to_string() } else { String::from_utf8(e.data.to_vec()).unwrap() };
+                        (e.position.value(), (!system).then_some(e.id), e.stream.as_str(), shown)
+                    })
                     .collect();
-                let want: Vec<(u64, EventId, &str, String)> = expected
+                let want: Vec<(u64, Option<EventId>, &str, String)> = expected
                     .iter()
                     .map(|&p| {
                         let m = &model.log[p as usize];
-                        (p, m.id, m.stream, m.data.clone())
+                        let shown = if m.system { m.event_type.to_owned() } else { m.data.clone() };
+                        (p, (!m.system).then_some(m.id), m.stream, shown)
                     })
                     .collect();
                 assert_eq!(got, want);
@@ -578,25 +649,35 @@ fn run(ops: Vec<Op>) {
                 assert_eq!(got, expected, "{filter:?} until {until:?}");
                 for event in &events {
                     let m = &model.log[event.position.value() as usize];
-                    assert_eq!((event.id, event.event_type.as_str()), (m.id, m.event_type));
+                    assert_eq!(event.event_type.as_str(), m.event_type);
+                    if !m.system {
+                        assert_eq!(event.id, m.id);
+                    }
                     assert_eq!(event.recorded_at.as_micros(), m.recorded_micros);
                 }
             }
             Op::ReadStreamAsOf { stream, until } => {
                 let name = STREAMS[stream];
                 let len = model.visible_len(until);
-                let expected: Vec<u64> = model
+                let positions: Vec<u64> = model
                     .streams
                     .get(name)
                     .map(|p| p.iter().copied().filter(|&p| p < len).collect())
                     .unwrap_or_default();
+                let first = model.first_visible(name, positions.len() as u64) as usize;
+                let expected = &positions[first..];
                 let result = store.read_stream_with(
                     &common::stream(name),
                     ReadFrom::Start,
                     &read_options(until, ReadOptions::forward(1000)),
                 );
-                if expected.is_empty() {
-                    assert!(result.is_err(), "{name} had no events as of {until:?}");
+                if model.tombstoned.contains(name) {
+                    assert!(matches!(result, Err(ReadError::StreamDeleted { .. })), "{result:?}");
+                } else if expected.is_empty() {
+                    assert!(
+                        matches!(result, Err(ReadError::StreamNotFound { .. })),
+                        "{name} as of {until:?}: {result:?}"
+                    );
                 } else {
                     let got: Vec<u64> = result.unwrap().iter().map(|e| e.position.value()).collect();
                     assert_eq!(got, expected, "{name} as of {until:?}");
@@ -604,6 +685,59 @@ fn run(ops: Vec<Op>) {
                 if let Until::Time(offset) = until {
                     let at = store.position_at(Timestamp::from_micros(START_MICROS + offset));
                     assert_eq!(at, len.checked_sub(1).map(Position::new));
+                }
+            }
+            Op::SetMetadata { stream, truncate_before, max_count } => {
+                let name = STREAMS[stream];
+                let metadata = StreamMetadata {
+                    truncate_before: truncate_before.map(StreamRevision::new),
+                    max_count,
+                    ..StreamMetadata::default()
+                };
+                let result = store.set_stream_metadata_blocking(common::stream(name), &metadata);
+                if model.tombstoned.contains(name) {
+                    assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
+                } else {
+                    assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
+                    model.metadata.insert(name, (truncate_before, max_count));
+                    model.record_system("$metadata");
+                }
+            }
+            Op::SoftDelete { stream, expect } => {
+                let name = STREAMS[stream];
+                let expected = model.expected(name, &expect);
+                let result = store.delete_stream_blocking(common::stream(name), expected);
+                let actual = model.head(name).map(StreamRevision::new);
+                if model.tombstoned.contains(name) {
+                    assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
+                } else if !expected.is_satisfied_by(actual) {
+                    let wanted =
+                        MultiAppendOutcome::WrongExpectedRevision { stream: common::stream(name), expected, actual };
+                    assert_eq!(result.unwrap(), wanted);
+                } else if let Some(head) = actual {
+                    assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
+                    let entry = model.metadata.entry(name).or_default();
+                    entry.0 = Some(entry.0.unwrap_or(0).max(head.value() + 1));
+                    model.record_system("$deleted");
+                } else {
+                    assert!(matches!(result, Err(AppendError::StreamNotFound { .. })), "{result:?}");
+                }
+            }
+            Op::Tombstone { stream, expect } => {
+                let name = STREAMS[stream];
+                let expected = model.expected(name, &expect);
+                let result = store.tombstone_stream_blocking(common::stream(name), expected);
+                let actual = model.head(name).map(StreamRevision::new);
+                if model.tombstoned.contains(name) {
+                    assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
+                } else if !expected.is_satisfied_by(actual) {
+                    let wanted =
+                        MultiAppendOutcome::WrongExpectedRevision { stream: common::stream(name), expected, actual };
+                    assert_eq!(result.unwrap(), wanted);
+                } else {
+                    assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
+                    model.tombstoned.insert(name);
+                    model.record_system("$tombstone");
                 }
             }
             Op::Reopen => {
