@@ -1,7 +1,8 @@
-//! The in-memory indexes: position → record location, stream → positions, event id → position.
+//! The in-memory indexes: position → record location, stream → positions, event id → position,
+//! category / event type / tag → positions, recorded time → position, stream metadata and tombstones.
 //!
 //! Built by one sequential pass over the log at open and extended by the committer after each commit.
-//! They cost about 50 bytes per event; persistent, bounded-memory indexes are the next step
+//! They cost about 80 bytes per event; persistent, bounded-memory indexes are the next step
 //! (see `docs/design.md`, "Indexes").
 //!
 //! Growth never stalls commits for long: the committer extends the [`Index`] under its write lock, so
