@@ -1,11 +1,12 @@
 //! The scenarios that drive the embedded engine through its public API, as an application would.
 
 use super::drive::drive;
-use super::layout::{self, HOT_STREAM_EVENTS_MAX, Layout};
+use super::layout::{self, Build, HOT_STREAM_EVENTS_MAX};
+use super::report;
 use super::stats::Measurement;
 use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use strata_core::{ExpectedRevision, NewEvent, Position, Query, StreamId};
@@ -16,6 +17,10 @@ use strata_storage::{
 /// Threads appending concurrently while building: enough for group commit to merge their appends
 /// into large frames, so the build is bound by the disk's bandwidth rather than by fdatasync latency.
 const BUILD_THREADS: usize = 16;
+/// How often a build says how far it got.
+const BUILD_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the thread waiting for the builders looks whether they are done.
+const BUILD_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Events per `read_all` call in the scans, filtered or not.
 const READ_BATCH_EVENTS: usize = 10_000;
 
@@ -113,32 +118,64 @@ pub struct ConditionalWriter {
 }
 
 /// Creates a store in `dir` holding the events of `layout`, appended by [`BUILD_THREADS`] threads.
-pub fn build_store(dir: &Path, layout: &Layout) -> Result<Store> {
+/// A build that takes a while says every [`BUILD_PROGRESS_INTERVAL`] how far it got, on stderr.
+pub fn build_store(dir: &Path, layout: &impl Build) -> Result<Store> {
     let store = open(dir)?;
     let next_append = AtomicU64::new(0);
+    // Set by a builder that failed, so that the others stop rather than finish a build of minutes.
+    let failed = AtomicBool::new(false);
     let build = || -> Result<()> {
-        loop {
+        while !failed.load(Ordering::Relaxed) {
             let number = next_append.fetch_add(1, Ordering::Relaxed);
             if number >= layout.appends() {
-                return Ok(());
+                break;
             }
-            let append = MultiAppend { events: layout.append(number)?, checks: Vec::new(), condition: None };
-            match store.append_multi_blocking(append).with_context(|| format!("build append {number}"))? {
-                MultiAppendOutcome::Committed(_) => {}
-                refused => bail!("build append {number}, without checks or condition, was refused: {refused:?}"),
-            }
+            build_append(&store, layout, number).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
         }
+        Ok(())
     };
+    let began = Instant::now();
     thread::scope(|scope| {
         let mut builders = Vec::with_capacity(BUILD_THREADS);
         for _ in 0..BUILD_THREADS {
-            builders.push(thread::Builder::new().spawn_scoped(scope, build).context("spawn a builder thread")?);
+            let spawned = thread::Builder::new().spawn_scoped(scope, build);
+            builders.push(
+                spawned.inspect_err(|_| failed.store(true, Ordering::Relaxed)).context("spawn a builder thread")?,
+            );
+        }
+        let mut reported = began;
+        while !builders.iter().all(|builder| builder.is_finished()) {
+            thread::sleep(BUILD_POLL_INTERVAL);
+            if reported.elapsed() >= BUILD_PROGRESS_INTERVAL {
+                reported = Instant::now();
+                let (written, seconds) = (events_in(&store), began.elapsed().as_secs_f64());
+                let total = report::thousands(layout.events() as f64);
+                eprintln!(
+                    "  {:>width$} of {total} events written in {seconds:.0} s ({} events/s)",
+                    report::thousands(written as f64),
+                    report::thousands(written as f64 / seconds),
+                    width = total.len()
+                );
+            }
         }
         builders.into_iter().try_for_each(|builder| builder.join().expect("builder thread panicked"))
     })?;
-    let head = store.head_position().map_or(0, |head| head.value() + 1);
+    let head = events_in(&store);
     ensure!(head == layout.events(), "built a store of {head} events instead of {}", layout.events());
     Ok(store)
+}
+
+fn build_append(store: &Store, layout: &impl Build, number: u64) -> Result<()> {
+    let append = MultiAppend { events: layout.append(number)?, checks: Vec::new(), condition: None };
+    match store.append_multi_blocking(append).with_context(|| format!("build append {number}"))? {
+        MultiAppendOutcome::Committed(_) => Ok(()),
+        refused => bail!("build append {number}, without checks or condition, was refused: {refused:?}"),
+    }
+}
+
+/// Events committed to `store` so far.
+fn events_in(store: &Store) -> u64 {
+    store.head_position().map_or(0, |head| head.value() + 1)
 }
 
 /// Reads the whole global log forwards, [`READ_BATCH_EVENTS`] at a time, checking that positions are
@@ -226,13 +263,13 @@ pub fn read_filtered_pass(store: &Store, filter: &Filter, expected: u64) -> Resu
     Ok(Measurement { events: matched, elapsed, latencies_ns: Vec::new() })
 }
 
-/// How long [`Store::open`] takes on the closed store in `dir` of `events` events: recovery reads and
-/// verifies every frame and rebuilds the indexes.
-pub fn time_open(dir: &Path, events: u64) -> Result<Duration> {
+/// Opens the closed store in `dir` of `events` events, and says how long [`Store::open`] took:
+/// recovery reads and verifies every frame and rebuilds the indexes.
+pub fn time_open(dir: &Path, events: u64) -> Result<(Store, Duration)> {
     let began = Instant::now();
     let store = open(dir)?;
     let elapsed = began.elapsed();
     let recovered = store.recovery_report().events;
     ensure!(recovered == events, "recovered {recovered} events from a store of {events}");
-    Ok(elapsed)
+    Ok((store, elapsed))
 }

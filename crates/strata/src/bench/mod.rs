@@ -8,16 +8,18 @@
 //! - this file: the command line, the workload, and the order in which scenarios and rounds run.
 //! - `raw`: the baselines, the same bytes made durable by a trivial loop.
 //! - `engine`: the scenarios that drive the embedded engine.
-//! - `layout`: the store the read and open scenarios share — its streams, types and tags.
+//! - `layout`: the stores the read and open scenarios build — their streams, types and tags.
 //! - `drive`: the load loop both sides share (threads, timing, latency samples).
 //! - `stats`: measurements and percentiles.
 //! - `report`: rows, the table and the JSON lines.
 //! - `disk`: settling the file system between measurements, spotting tmpfs.
+//! - `memory`: the process's resident memory.
 
 mod disk;
 mod drive;
 mod engine;
 mod layout;
+mod memory;
 mod raw;
 mod report;
 mod stats;
@@ -25,7 +27,7 @@ mod stats;
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand, ValueEnum};
 use engine::ConditionalWriter;
-use layout::Layout;
+use layout::{Build, Layout, ManyStreams};
 use raw::RawFile;
 use report::{Baseline, Format, Report, Row, Target};
 use stats::Measurement;
@@ -41,8 +43,14 @@ pub const PAYLOAD_BYTES: usize = 200;
 const CONCURRENT_WRITERS: u64 = 64;
 /// Events per append in `append_batch_1000` and its baseline.
 const BATCH_EVENTS: u64 = 1_000;
-/// How many times `open_1m` opens the store; the median is reported.
+/// How many times `open_1m` and `open_10m` open their store; the median is reported.
 const OPEN_REPEATS: usize = 3;
+/// Streams `open_10m` reads whole after its last open, before it takes the resident memory.
+const OPEN_10M_READ_STREAMS: u64 = 100;
+/// `open_10m` must open its store of 10 M events in at most this many seconds (the median)…
+const OPEN_10M_SECONDS_MAX: f64 = 1.0;
+/// … and the process must then hold at most this much resident memory, in MiB.
+const OPEN_10M_RSS_MIB_MAX: f64 = 256.0;
 /// `read_all_scan` must read at least this many events per second.
 const SCAN_EVENTS_PER_SEC_MIN: f64 = 10e6;
 /// `append_concurrent_64` must reach this fraction of raw group commit.
@@ -85,7 +93,11 @@ struct EngineArgs {
     /// Events in the store that the read scenarios read and open_1m opens.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
-    /// A scenario to run (repeatable). [default: all]
+    /// Events in the store that open_10m builds and opens, in appends of 10 to one stream, over up to
+    /// 1,000,000 streams.
+    #[arg(long = "events-10m", value_name = "N", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events_10m: u64,
+    /// A scenario to run (repeatable). [default: all but open_10m]
     #[arg(long = "scenario", value_name = "NAME", value_enum)]
     scenarios: Vec<Scenario>,
 }
@@ -113,6 +125,10 @@ enum Scenario {
     /// Opening (recovering) the store the read scenarios read.
     #[value(name = "open_1m")]
     Open1m,
+    /// Opening a store of 10 M events in 1 M streams, then the resident memory. Only when named: it
+    /// takes minutes and about 3 GB of disk.
+    #[value(name = "open_10m")]
+    Open10m,
 }
 
 impl Scenario {
@@ -125,7 +141,13 @@ impl Scenario {
             Scenario::ReadStream1000 => "read_stream_1000",
             Scenario::ReadFiltered => "read_filtered",
             Scenario::Open1m => "open_1m",
+            Scenario::Open10m => "open_10m",
         }
+    }
+
+    /// Whether the scenario runs when none is named: all do but those too slow for every run.
+    fn by_default(self) -> bool {
+        self != Scenario::Open10m
     }
 }
 
@@ -146,7 +168,9 @@ struct Plan<'a> {
 }
 
 fn run_engine(args: EngineArgs) -> Result<()> {
-    let selected = |scenario: Scenario| args.scenarios.is_empty() || args.scenarios.contains(&scenario);
+    let selected = |scenario: Scenario| {
+        if args.scenarios.is_empty() { scenario.by_default() } else { args.scenarios.contains(&scenario) }
+    };
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::Builder::new()
         .prefix("strata-bench-")
@@ -173,6 +197,9 @@ fn run_engine(args: EngineArgs) -> Result<()> {
     }
     if STORE_SCENARIOS.iter().any(|&scenario| selected(scenario)) {
         read_and_open(&plan, args.events, &selected, &mut report)?;
+    }
+    if selected(Scenario::Open10m) {
+        open_10m(&plan, args.events_10m, &mut report)?;
     }
     report.finish();
     let dir = temp.path().to_path_buf();
@@ -242,7 +269,7 @@ fn report_pair(report: &mut Report, names: [&'static str; 2], mut paired: Paired
         events_per_sec: baseline.events_per_sec,
         round_ratios: paired.round_ratios,
     });
-    strata.target = target;
+    strata.targets.extend(target);
     if !report.has(names[0]) {
         report.emit(baseline);
     }
@@ -453,24 +480,72 @@ fn read_filtered(plan: &Plan, store: &Store, layout: &Layout, report: &mut Repor
 /// `open_1m`: the median time of opening the closed store.
 fn open(plan: &Plan, dir: &Path, events: u64, report: &mut Report) -> Result<()> {
     let name = Scenario::Open1m.name();
+    let (store, seconds) = open_repeatedly(plan, name, dir, events)?;
+    drop(store);
+    report.emit(Row::timed(name, events, seconds));
+    Ok(())
+}
+
+/// `open_10m`: builds a store of many short streams, closes it, and takes the median time of opening
+/// it; then, with the store as the last open left it, reads [`OPEN_10M_READ_STREAMS`] of its streams
+/// whole and takes the process's resident memory — what a server holds once it has started on a large
+/// store and served a few reads.
+fn open_10m(plan: &Plan, events: u64, report: &mut Report) -> Result<()> {
+    let name = Scenario::Open10m.name();
+    let dir = plan.dir.join(name);
+    let layout = ManyStreams::new(events, plan.event.data().clone())?;
+    eprintln!(
+        "{name}: building a store of {} events in {} streams",
+        report::thousands(events as f64),
+        report::thousands(layout.streams() as f64)
+    );
+    let began = Instant::now();
+    let store = engine::build_store(&dir, &layout).context("build the store to open")?;
+    eprintln!("  built in {:.1} s", began.elapsed().as_secs_f64());
+    // The only handle: dropping it closes the store and releases the directory's lock.
+    drop(store);
+    // What the build freed is not the opened store's to account for.
+    memory::release_freed();
+    if let Some(mib) = memory::resident_mib()? {
+        eprintln!("  resident memory before opening: {} MiB", report::thousands(mib));
+    }
+    let (store, seconds) = open_repeatedly(plan, name, &dir, events)?;
+    let streams = layout.sample(OPEN_10M_READ_STREAMS)?;
+    let began = Instant::now();
+    for (stream, stream_events) in &streams {
+        engine::read_stream(&store, stream, *stream_events).context("read a stream of the opened store")?;
+    }
+    eprintln!("  read {} whole streams in {:.1} ms", streams.len(), began.elapsed().as_secs_f64() * 1e3);
+    let rss_mib = memory::resident_mib()?;
+    match rss_mib {
+        Some(mib) => eprintln!("  resident memory with the store open: {} MiB", report::thousands(mib)),
+        None => eprintln!("{name}: no /proc/self/status here, so no resident memory to report"),
+    }
+    drop(store);
+    report.emit(
+        Row { rss_mib, ..Row::timed(name, events, seconds) }
+            .target(Target::SecondsMax(OPEN_10M_SECONDS_MAX))
+            .target(Target::RssMibMax(OPEN_10M_RSS_MIB_MAX)),
+    );
+    Ok(())
+}
+
+/// Opens the closed store in `dir` of `events` events [`OPEN_REPEATS`] times, closing it in between;
+/// returns the store the last open left open, and the median time of an open in seconds.
+fn open_repeatedly(plan: &Plan, name: &str, dir: &Path, events: u64) -> Result<(Store, f64)> {
     let mut seconds = Vec::with_capacity(OPEN_REPEATS);
+    let mut store = None;
     for repeat in 0..OPEN_REPEATS {
+        // Every handle must be gone before the store can be opened again: the directory is locked.
+        drop(store.take());
         disk::settle(plan.dir)?;
-        let elapsed = engine::time_open(dir, events).with_context(|| format!("{name} repeat {}", repeat + 1))?;
+        let (opened, elapsed) =
+            engine::time_open(dir, events).with_context(|| format!("{name} repeat {}", repeat + 1))?;
         eprintln!("  open {}/{OPEN_REPEATS}  {name:<22} {:.3} s", repeat + 1, elapsed.as_secs_f64());
         seconds.push(elapsed.as_secs_f64());
+        store = Some(opened);
     }
     seconds.sort_by(f64::total_cmp);
-    let median = seconds[seconds.len() / 2];
-    report.emit(Row {
-        scenario: name,
-        events,
-        events_per_sec: events as f64 / median,
-        mb_per_sec: None,
-        latency: None,
-        seconds: Some(median),
-        baseline: None,
-        target: None,
-    });
-    Ok(())
+    let store = store.expect("OPEN_REPEATS is at least one");
+    Ok((store, seconds[seconds.len() / 2]))
 }

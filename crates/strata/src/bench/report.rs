@@ -2,7 +2,7 @@
 
 use super::PAYLOAD_BYTES;
 use super::stats::{Latency, Measurement};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,48 @@ pub enum Target {
     EventsPerSecMin(f64),
     /// A p99 latency of at most this many microseconds.
     P99UsMax(f64),
+    /// At most this many seconds.
+    SecondsMax(f64),
+    /// At most this many MiB of resident memory.
+    RssMibMax(f64),
 }
+
+impl Target {
+    /// The row's field the target is about, by its JSON name; its threshold is `target_` and this.
+    fn quantity(self) -> &'static str {
+        match self {
+            Target::RatioMin(_) => "ratio",
+            Target::EventsPerSecMin(_) => "events_per_sec",
+            Target::P99UsMax(_) => "p99_us",
+            Target::SecondsMax(_) => "seconds",
+            Target::RssMibMax(_) => "rss_mib",
+        }
+    }
+
+    fn threshold(self) -> f64 {
+        match self {
+            Target::RatioMin(value)
+            | Target::EventsPerSecMin(value)
+            | Target::P99UsMax(value)
+            | Target::SecondsMax(value)
+            | Target::RssMibMax(value) => value,
+        }
+    }
+
+    /// For the table: what the target demands, in the row's own units.
+    fn cell(self) -> String {
+        match self {
+            Target::RatioMin(min) => format!("≥ {min:.2}"),
+            Target::EventsPerSecMin(min) => format!("≥ {} M/s", min / 1e6),
+            Target::P99UsMax(max) => format!("p99 ≤ {} µs", thousands(max)),
+            Target::SecondsMax(max) => format!("≤ {max} s"),
+            Target::RssMibMax(max) => format!("RSS ≤ {} MiB", thousands(max)),
+        }
+    }
+}
+
+/// Every quantity a target can be about, so that each row's JSON has all the `target_` fields.
+const TARGET_QUANTITIES: [&str; 5] = ["ratio", "events_per_sec", "p99_us", "seconds", "rss_mib"];
 
 /// The measurement a row is compared with, taken in the same run, round by round.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +83,11 @@ pub struct Row {
     pub mb_per_sec: Option<f64>,
     pub latency: Option<Latency>,
     pub seconds: Option<f64>,
+    /// The whole process's resident memory at the end of the scenario, in MiB.
+    pub rss_mib: Option<f64>,
     pub baseline: Option<Baseline>,
-    pub target: Option<Target>,
+    /// All must be met for the row to pass.
+    pub targets: Vec<Target>,
 }
 
 impl Row {
@@ -57,8 +101,24 @@ impl Row {
             mb_per_sec: Some(events_per_sec * PAYLOAD_BYTES as f64 / 1e6),
             latency: measurement.latency(),
             seconds: None,
+            rss_mib: None,
             baseline: None,
-            target: None,
+            targets: Vec::new(),
+        }
+    }
+
+    /// A row for `events` handled in one go that took `seconds` (an open of a store of `events`).
+    pub fn timed(scenario: &'static str, events: u64, seconds: f64) -> Row {
+        Row {
+            scenario,
+            events,
+            events_per_sec: events as f64 / seconds,
+            mb_per_sec: None,
+            latency: None,
+            seconds: Some(seconds),
+            rss_mib: None,
+            baseline: None,
+            targets: Vec::new(),
         }
     }
 
@@ -67,8 +127,9 @@ impl Row {
         self
     }
 
+    /// Adds `target` to those the row must meet.
     pub fn target(mut self, target: Target) -> Row {
-        self.target = Some(target);
+        self.targets.push(target);
         self
     }
 
@@ -76,29 +137,39 @@ impl Row {
         self.baseline.as_ref().map(|baseline| self.events_per_sec / baseline.events_per_sec)
     }
 
-    /// Whether the target is met; `None` without a target.
-    fn pass(&self) -> Option<bool> {
-        match self.target? {
+    /// Whether `target` is met; `None` when the row lacks the quantity it is about.
+    fn meets(&self, target: Target) -> Option<bool> {
+        match target {
             Target::RatioMin(min) => self.ratio().map(|ratio| ratio >= min),
             Target::EventsPerSecMin(min) => Some(self.events_per_sec >= min),
             Target::P99UsMax(max) => self.latency.map(|latency| latency.p99_us <= max),
+            Target::SecondsMax(max) => self.seconds.map(|seconds| seconds <= max),
+            Target::RssMibMax(max) => self.rss_mib.map(|mib| mib <= max),
+        }
+    }
+
+    /// Whether every target is met: `Some(false)` as soon as one is missed, `None` without targets or
+    /// when one cannot be judged.
+    fn pass(&self) -> Option<bool> {
+        let each: Vec<Option<bool>> = self.targets.iter().map(|&target| self.meets(target)).collect();
+        if each.contains(&Some(false)) {
+            Some(false)
+        } else if each.is_empty() || each.contains(&None) {
+            None
+        } else {
+            Some(true)
         }
     }
 
     fn to_json(&self) -> Value {
         let latency = |pick: fn(&Latency) -> f64| self.latency.as_ref().map(|latency| round(pick(latency), 1));
-        let target_ratio = match self.target {
-            Some(Target::RatioMin(min)) => Some(min),
-            _ => None,
-        };
-        let target_events_per_sec = match self.target {
-            Some(Target::EventsPerSecMin(min)) => Some(min),
-            _ => None,
-        };
-        let target_p99_us = match self.target {
-            Some(Target::P99UsMax(max)) => Some(max),
-            _ => None,
-        };
+        // Per target, by quantity, whether it was met: with two targets `pass` alone hides which one missed.
+        let pass_each = (!self.targets.is_empty()).then(|| {
+            self.targets
+                .iter()
+                .map(|&target| (target.quantity().to_owned(), json!(self.meets(target))))
+                .collect::<Map<_, _>>()
+        });
         let mut object = json!({
             "scenario": self.scenario,
             "events_per_sec": round(self.events_per_sec, 0),
@@ -110,14 +181,19 @@ impl Row {
             "baseline_events_per_sec": self.baseline.as_ref().map(|b| round(b.events_per_sec, 0)),
             "ratio": self.ratio().map(|ratio| round(ratio, 3)),
             "round_ratios": self.baseline.as_ref().map(|b| b.round_ratios.iter().map(|r| round(*r, 3)).collect::<Vec<_>>()),
-            "target_ratio": target_ratio,
-            "target_events_per_sec": target_events_per_sec,
-            "target_p99_us": target_p99_us,
             "pass": self.pass(),
+            "pass_each": pass_each,
             "events": self.events,
         });
+        for quantity in TARGET_QUANTITIES {
+            let threshold = self.targets.iter().find(|target| target.quantity() == quantity).map(|t| t.threshold());
+            object[format!("target_{quantity}")] = json!(threshold);
+        }
         if let Some(seconds) = self.seconds {
             object["seconds"] = json!(round(seconds, 4));
+        }
+        if let Some(mib) = self.rss_mib {
+            object["rss_mib"] = json!(round(mib, 1));
         }
         object
     }
@@ -133,24 +209,30 @@ impl Row {
             latency(|l| l.p99_us),
             latency(|l| l.p999_us),
             self.seconds.map_or_else(dash, |seconds| format!("{seconds:.3}")),
+            self.rss_mib.map_or_else(dash, thousands),
             self.baseline.as_ref().map_or_else(dash, |b| thousands(b.events_per_sec)),
             self.ratio().map_or_else(dash, |ratio| format!("{ratio:.2}")),
-            match self.target {
-                Some(Target::RatioMin(min)) => format!("≥ {min:.2}"),
-                Some(Target::EventsPerSecMin(min)) => format!("≥ {} M/s", min / 1e6),
-                Some(Target::P99UsMax(max)) => format!("p99 ≤ {} µs", thousands(max)),
-                None => dash(),
+            // One entry per target, in the same order in both columns: "≤ 1 s / RSS ≤ 256 MiB", "PASS / MISS".
+            if self.targets.is_empty() {
+                dash()
+            } else {
+                self.targets.iter().map(|target| target.cell()).collect::<Vec<_>>().join(" / ")
             },
-            match self.pass() {
-                Some(true) => "PASS".to_owned(),
-                Some(false) => "MISS".to_owned(),
-                None => dash(),
+            if self.targets.is_empty() {
+                dash()
+            } else {
+                let result = |target| match self.meets(target) {
+                    Some(true) => "PASS",
+                    Some(false) => "MISS",
+                    None => "-",
+                };
+                self.targets.iter().map(|&target| result(target)).collect::<Vec<_>>().join(" / ")
             },
         ]
     }
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 12] = [
     "scenario",
     "events/s",
     "MB/s",
@@ -158,6 +240,7 @@ const HEADER: [&str; 11] = [
     "p99 µs",
     "p99.9 µs",
     "seconds",
+    "RSS MiB",
     "baseline ev/s",
     "ratio",
     "target",
@@ -224,6 +307,7 @@ fn table(rows: &[Row]) -> String {
         "\nratio: Strata's events/s over the baseline's, measured in alternating rounds of the same run.\n\
          latency: per call — an append, from the call to the durable acknowledgement; a stream read, of the whole stream.\n\
          seconds: one pass over the store (filtered reads: the mean of the rounds) or one open (the median).\n\
+         RSS MiB: the whole process's resident memory (VmRSS) with the store open, after reading some of its streams.\n\
          MB/s: {PAYLOAD_BYTES} B of payload per event. A baseline's own row is shown once, with the rate of its first pairing.\n"
     ));
     out
@@ -267,21 +351,15 @@ mod tests {
 
     #[test]
     fn json_rows_have_the_required_keys_with_nulls_where_they_do_not_apply() {
-        let row = Row {
-            scenario: "open_1m",
-            events: 10,
-            events_per_sec: 20.0,
-            mb_per_sec: None,
-            latency: None,
-            seconds: Some(0.5),
-            baseline: None,
-            target: None,
-        };
+        let row = Row::timed("open_1m", 10, 0.5);
         let json = row.to_json();
         for key in ["scenario", "events_per_sec", "p50_us", "p99_us", "baseline_events_per_sec", "ratio"] {
             assert!(json.get(key).is_some(), "{key} is missing");
         }
-        assert_eq!(json["ratio"], Value::Null);
+        for key in ["ratio", "target_ratio", "target_seconds", "target_rss_mib", "pass", "pass_each"] {
+            assert_eq!(json[key], Value::Null, "{key}");
+        }
+        assert_eq!(json["events_per_sec"], json!(20.0));
         assert_eq!(json["seconds"], json!(0.5));
     }
 
@@ -312,5 +390,27 @@ mod tests {
         assert_eq!(row(vec![]).pass(), None);
         assert_eq!(row(vec![1]).to_json()["target_p99_us"], json!(2_000.0));
         assert!(table(&[row(vec![2_000_001])]).contains("p99 ≤ 2,000 µs"));
+    }
+
+    #[test]
+    fn a_row_with_two_targets_passes_only_if_both_are_met_and_says_which_missed() {
+        let row = |seconds, rss_mib| {
+            Row { rss_mib: Some(rss_mib), ..Row::timed("open_10m", 10, seconds) }
+                .target(Target::SecondsMax(1.0))
+                .target(Target::RssMibMax(256.0))
+        };
+        assert_eq!(row(1.0, 256.0).pass(), Some(true));
+        let missed = row(0.9, 800.0);
+        assert_eq!(missed.pass(), Some(false));
+        let json = missed.to_json();
+        assert_eq!(json["pass_each"], json!({"seconds": true, "rss_mib": false}));
+        assert_eq!((json["target_seconds"].clone(), json["target_rss_mib"].clone()), (json!(1.0), json!(256.0)));
+        assert_eq!(json["rss_mib"], json!(800.0));
+        let table = table(&[missed]);
+        assert!(table.contains("≤ 1 s / RSS ≤ 256 MiB") && table.contains("PASS / MISS"), "{table}");
+        // Without the memory (not Linux), the row cannot pass, but a missed time still fails it.
+        let unknown = |seconds| Row { rss_mib: None, ..row(seconds, 0.0) };
+        assert_eq!(unknown(0.5).pass(), None);
+        assert_eq!(unknown(2.0).pass(), Some(false));
     }
 }
