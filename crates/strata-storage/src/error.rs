@@ -72,6 +72,8 @@ pub enum AppendError {
          reopened, and reading after the reopen tells whether it was"
     )]
     OutcomeUnknown { reason: String },
+    #[error("the append was not written ({reason}); nothing was stored: retry when there is room again")]
+    NotWritten { reason: String },
     #[error("stream {stream} is deleted for good (tombstoned): it can never be written again")]
     StreamDeleted { stream: StreamId },
     #[error("stream {stream} has no events: there is nothing to delete")]

@@ -55,11 +55,24 @@ pub(crate) struct LogWriter {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     segment_size_bytes: u64,
-    active: SegmentFile,
+    /// The segment frames go to; `None` when the last one is sealed (or there is none yet) and the
+    /// next could not be created yet — the next frame creates it.
+    active: Option<SegmentFile>,
+    /// The active segment's number, or the number of the segment to create next.
     active_segment: u32,
     write_offset: u64,
     /// The next segment, being zero-filled in the background so that rolling over does not stall commits.
     prepared: Option<JoinHandle<std::io::Result<Arc<dyn StorageFile>>>>,
+}
+
+/// Why a frame was not written.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// A write or sync failed: what is on disk is unknown; the store must stop writing.
+    Failed(StorageError),
+    /// The segment the frame needed could not be created (a full disk, no file descriptors): nothing
+    /// of the frame was written, and the next frame tries again.
+    NotWritten(StorageError),
 }
 
 /// Where a frame landed.
@@ -81,18 +94,24 @@ impl LogWriter {
     /// Writes one frame whose first event is at `first_position` and starts its writeback; seals the
     /// active segment and opens the next one first when the frame does not fit. [`LogWriter::sync`]
     /// makes it durable; in between the committer does CPU work while the disk works.
-    pub fn write_frame(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, StorageError> {
+    pub fn write_frame(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, WriteError> {
         assert!(frame.len() <= Self::frame_capacity_bytes(self.segment_size_bytes), "frame larger than a segment");
         let mut new_segment = None;
         // The active segment keeps the size it was created with; new segments get the configured size.
-        if self.write_offset + (frame.len() + SEAL_FRAME_BYTES) as u64 > self.active.len_bytes {
-            self.roll_over(first_position)?;
-            new_segment = Some(self.active.clone());
+        let fits =
+            |active: &SegmentFile| self.write_offset + (frame.len() + SEAL_FRAME_BYTES) as u64 <= active.len_bytes;
+        if !self.active.as_ref().is_some_and(fits) {
+            if self.active.is_some() {
+                self.seal(first_position).map_err(WriteError::Failed)?;
+            }
+            let created = self.create_next(first_position).map_err(WriteError::NotWritten)?;
+            new_segment = Some(created);
         }
+        let active = self.active.as_ref().expect("a segment to write to");
         let offset = self.write_offset;
-        let path = &self.active.path;
-        self.active.file.write_all_at(frame, offset).map_err(|e| StorageError::new("write", path, e))?;
-        self.active.file.start_writeback(offset, frame.len() as u64);
+        let path = &active.path;
+        active.file.write_all_at(frame, offset).map_err(|e| WriteError::Failed(StorageError::new("write", path, e)))?;
+        active.file.start_writeback(offset, frame.len() as u64);
         self.write_offset += frame.len() as u64;
         self.prepare_next_when_started();
         Ok(FrameWritten { segment: self.active_segment, offset, new_segment })
@@ -100,18 +119,23 @@ impl LogWriter {
 
     /// Makes every frame written so far durable.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", &self.active.path, e))
+        let active = self.active.as_ref().expect("a frame was written");
+        active.file.sync_data().map_err(|e| StorageError::new("fdatasync", &active.path, e))
     }
 
-    fn roll_over(&mut self, next_position: u64) -> Result<(), StorageError> {
-        let path = &self.active.path;
+    /// Closes the active segment with a seal frame, durably.
+    fn seal(&mut self, next_position: u64) -> Result<(), StorageError> {
+        let active = self.active.take().expect("an active segment to seal");
         let seal = seal_frame(next_position);
-        self.active
-            .file
-            .write_all_at(&seal, self.write_offset)
-            .map_err(|e| StorageError::new("write seal", path, e))?;
-        self.active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
-        let segment = self.active_segment + 1;
+        let path = &active.path;
+        active.file.write_all_at(&seal, self.write_offset).map_err(|e| StorageError::new("write seal", path, e))?;
+        active.file.sync_data().map_err(|e| StorageError::new("fdatasync", path, e))?;
+        self.active_segment += 1;
+        Ok(())
+    }
+
+    /// Creates the next segment, whose first event is at `next_position`, and makes it active.
+    fn create_next(&mut self, next_position: u64) -> Result<SegmentFile, StorageError> {
         // Never wait for the zero-filling: when appends outrun it, allocate this segment instead (its
         // fdatasyncs cost a little more) and keep the zero-filled one for the next roll-over.
         let source = match self.prepared.take() {
@@ -126,23 +150,19 @@ impl LogWriter {
             }
             None => SegmentSource::Allocate,
         };
-        self.active = create_segment(
-            &*self.storage,
-            &self.dir,
-            SegmentHeader { segment, first_position: next_position },
-            self.segment_size_bytes,
-            source,
-        )?;
-        self.active_segment = segment;
+        let header = SegmentHeader { segment: self.active_segment, first_position: next_position };
+        let created = create_segment(&*self.storage, &self.dir, header, self.segment_size_bytes, source)?;
+        self.active = Some(created.clone());
         self.write_offset = SEGMENT_HEADER_BYTES;
-        Ok(())
+        Ok(created)
     }
 
     /// Starts zero-filling the next segment in the background once the active one is 1/16 full: early
     /// enough that under sustained load (zero-filling runs at about the speed data arrives) it is ready
     /// before it is needed, late enough that a small store never pays for it.
     fn prepare_next_when_started(&mut self) {
-        if self.prepared.is_some() || self.write_offset < self.active.len_bytes / 16 {
+        let Some(active) = &self.active else { return };
+        if self.prepared.is_some() || self.write_offset < active.len_bytes / 16 {
             return;
         }
         let storage = self.storage.clone();
@@ -276,15 +296,21 @@ pub(crate) fn recover(
     }
 
     let (active, active_segment, write_offset) = if end.sealed {
-        // A new store, or the last segment was sealed just before a crash: open the next one.
+        // A new store, or the last segment was sealed just before a crash: create the next one now,
+        // with time to zero-fill it. If that fails (a full disk), the store still opens for reading,
+        // and the first append tries again.
         let segment = segments.len() as u32;
         let header = SegmentHeader { segment, first_position: index.next_position() };
-        let file = create_segment(&*storage, dir, header, segment_size_bytes, SegmentSource::ZeroFill)?;
-        index.segments.push(file.clone());
-        (file, segment, SEGMENT_HEADER_BYTES)
+        match create_segment(&*storage, dir, header, segment_size_bytes, SegmentSource::ZeroFill) {
+            Ok(file) => {
+                index.segments.push(file.clone());
+                (Some(file), segment, SEGMENT_HEADER_BYTES)
+            }
+            Err(_) => (None, segment, SEGMENT_HEADER_BYTES),
+        }
     } else {
         let last = index.segments.last().expect("an unsealed segment exists").clone();
-        (last, segments.len() as u32 - 1, end.end_offset)
+        (Some(last), segments.len() as u32 - 1, end.end_offset)
     };
     // A rename whose directory sync a crash interrupted may still be only in memory.
     storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;

@@ -38,6 +38,7 @@ struct Faults {
     crashed: AtomicBool,
     fail_syncs: AtomicBool,
     fail_writes: AtomicBool,
+    fail_creates: AtomicBool,
     /// While true, `sync_data` waits: lets tests hold the committer inside a commit.
     syncs_held: Mutex<bool>,
     syncs_released: Condvar,
@@ -52,6 +53,7 @@ impl Default for Faults {
             crashed: AtomicBool::new(false),
             fail_syncs: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
+            fail_creates: AtomicBool::new(false),
             syncs_held: Mutex::new(false),
             syncs_released: Condvar::new(),
             syncs_waiting: AtomicU64::new(0),
@@ -160,6 +162,11 @@ impl SimStorage {
     /// How many `sync_data` calls are waiting on [`SimStorage::hold_syncs`].
     pub fn syncs_waiting(&self) -> u64 {
         self.faults.syncs_waiting.load(Ordering::SeqCst)
+    }
+
+    /// Makes the creation of new files fail, as on a full disk (existing files stay writable).
+    pub fn fail_creates(&self, fail: bool) {
+        self.faults.fail_creates.store(fail, Ordering::SeqCst);
     }
 
     /// Makes every file write fail with an IO error.
@@ -284,6 +291,9 @@ impl Storage for SimStorage {
         }
         if !create {
             return Err(not_found(path));
+        }
+        if self.faults.fail_creates.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated: no space left on device"));
         }
         self.faults.mutate()?;
         let file = Arc::new(SimFile { data: Mutex::new(SimFileData::default()), faults: self.faults.clone() });

@@ -12,7 +12,7 @@ use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::format::{FrameBuilder, RecordFields};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, PushEvent, push_posting};
-use crate::log::LogWriter;
+use crate::log::{LogWriter, WriteError};
 use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
 use crate::system;
@@ -449,7 +449,7 @@ pub(crate) fn run(
                 // Client ids were checked at admission; generated ones are fresh UUIDv7s.
                 ids.insert(event.id, first_position + at as u64).expect("event ids are unique");
             }
-            log.sync().map(|()| written)
+            log.sync().map(|()| written).map_err(WriteError::Failed)
         });
         match written {
             Ok(written) => {
@@ -494,7 +494,15 @@ pub(crate) fn run(
                     reply.send(outcome);
                 }
             }
-            Err(error) => {
+            Err(WriteError::NotWritten(error)) => {
+                // Nothing of the frame reached the log, and the log is intact: answer, and let the
+                // next group try to create the segment again.
+                let reason = poison_reason(&error);
+                for (reply, _) in replies {
+                    reply.send(Err(AppendError::NotWritten { reason: reason.clone() }));
+                }
+            }
+            Err(WriteError::Failed(error)) => {
                 // After a failed write or fdatasync the state of the file is unknown (the page cache may
                 // have dropped the dirty pages): refuse all further writes until the store is reopened
                 // and recovery has read back what is really on disk.

@@ -439,3 +439,48 @@ fn prefix_filters_agree_whether_few_or_many_streams_match() {
         assert_eq!(positions(ReadFrom::End, strata_storage::ReadOptions::backward(1000)), backward, "{prefix:?}");
     }
 }
+
+/// A full disk when a new segment is needed: the append is refused as not written, the store is not
+/// poisoned, and once there is room again the same append succeeds; a store whose last segment is
+/// sealed opens on a full disk (for reading) and creates its next segment at the first append.
+#[test]
+fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 4 << 10);
+    let mut written = 0;
+    // Fill the first segment until the next 1 KiB event needs a new one.
+    while store.read_all(ReadFrom::Start, Direction::Forward, 1000).unwrap().len() < 3 {
+        commit(&store, "s", ExpectedRevision::Any, vec![event(&"x".repeat(1000))]);
+        written += 1;
+    }
+    storage.fail_creates(true);
+    let mut refused = 0;
+    for _ in 0..5 {
+        match store.append_blocking(stream("s"), ExpectedRevision::Any, vec![event(&"x".repeat(1000))]) {
+            Ok(_) => written += 1,
+            Err(AppendError::NotWritten { reason }) => {
+                assert!(reason.contains("no space left"), "{reason}");
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused > 0, "the test must reach a roll-over");
+    assert!(store.poison_reason().is_none());
+    assert_eq!(read_everything(&store).len(), written);
+    // The store closes with its last segment sealed and no next one; it opens on the full disk.
+    drop(store);
+    let store = open_sim(&storage, 4 << 10);
+    assert_eq!(read_everything(&store).len(), written);
+    assert!(matches!(
+        store.append_blocking(stream("s"), ExpectedRevision::Any, vec![event("{}")]),
+        Err(AppendError::NotWritten { .. })
+    ));
+    storage.fail_creates(false);
+    let result =
+        commit(&store, "s", ExpectedRevision::Exact(StreamRevision::new(written as u64 - 1)), vec![event("{}")]);
+    assert_eq!(result.first_position.value(), written as u64);
+    drop(store);
+    let store = open_sim(&storage, 4 << 10);
+    assert_eq!(read_everything(&store).len(), written + 1);
+}
