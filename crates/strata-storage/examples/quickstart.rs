@@ -4,7 +4,18 @@
 //! `cargo run --release -p strata-storage --example quickstart [DATA_DIR]` (default `./strata-data`).
 
 use strata_core::{EventId, EventType, ExpectedRevision, NewEvent, StreamId, StreamRevision};
-use strata_storage::{AppendOutcome, Direction, ReadFrom, Store};
+use strata_storage::{AppendOutcome, Direction, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions, Store};
+
+/// The balance of an account from its events (amounts are in the JSON data).
+fn balance(store: &Store, account: &StreamId, options: &ReadOptions) -> Result<i64, Box<dyn std::error::Error>> {
+    let mut balance = 0;
+    for event in store.read_stream_with(account, ReadFrom::Start, options)? {
+        let text = String::from_utf8_lossy(&event.data);
+        let amount: i64 = text.split(':').nth(1).unwrap_or("0").trim_end_matches('}').parse()?;
+        balance += if event.event_type.as_str() == "MoneyWithdrawn" { -amount } else { amount };
+    }
+    Ok(balance)
+}
 
 fn describe(outcome: &AppendOutcome) -> String {
     match outcome {
@@ -63,6 +74,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(&event.data)
         );
     }
+    // A transfer: one atomic append to two streams, each with its expected revision.
+    let savings = StreamId::new(format!("{account}-savings"))?;
+    let before_transfer = store.head_position().expect("events were appended");
+    let transfer = MultiAppend {
+        events: vec![
+            (account.clone(), NewEvent::new(EventType::new("MoneyWithdrawn")?, r#"{"amount":50}"#)),
+            (savings.clone(), NewEvent::new(deposited, r#"{"amount":50}"#)),
+        ],
+        checks: vec![
+            (account.clone(), ExpectedRevision::Exact(StreamRevision::new(1))),
+            (savings.clone(), ExpectedRevision::NoStream),
+        ],
+        condition: None,
+    };
+    if let MultiAppendOutcome::Committed(result) = store.append_multi_blocking(transfer)? {
+        println!("transfer committed at positions {}..={}", result.first_position, result.last_position);
+    }
+
+    // Time travel: the balance now, and as it was before the transfer.
+    let now = balance(&store, &account, &ReadOptions::forward(1000))?;
+    let then = balance(&store, &account, &ReadOptions::forward(1000).until_position(before_transfer))?;
+    println!("balance of {account}: {now} now, {then} as of position {before_transfer}");
+
     let last = store.read_all(ReadFrom::End, Direction::Backward, 1)?;
     println!("head of the global log: position {}", last[0].position);
     Ok(())
