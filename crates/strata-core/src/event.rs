@@ -148,5 +148,109 @@ pub struct RecordedEvent {
     pub content_type: Option<ContentType>,
     pub data: Bytes,
     pub metadata: Bytes,
-    pub tags: Vec<Tag>,
+    pub tags: Tags,
+}
+
+/// The tags of a recorded event, kept as they are stored — each a little-endian `u16` length and the
+/// tag's bytes — and shared with the buffer the event was read from, so reading tagged events
+/// allocates nothing per event.
+///
+/// # Invariants
+/// `encoded` is a well-formed list of `count` tags, each valid UTF-8; the only constructors check it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Tags {
+    encoded: Bytes,
+    count: usize,
+}
+
+impl Tags {
+    /// Encodes `tags`.
+    pub fn from_tags(tags: &[Tag]) -> Self {
+        let mut encoded = Vec::with_capacity(tags.iter().map(|t| 2 + t.as_str().len()).sum());
+        for tag in tags {
+            encoded.extend_from_slice(&(tag.as_str().len() as u16).to_le_bytes());
+            encoded.extend_from_slice(tag.as_bytes());
+        }
+        Self { encoded: encoded.into(), count: tags.len() }
+    }
+
+    /// Accepts `count` stored tags (validated when they were written and come back under a checksum):
+    /// only the structure and UTF-8, which memory safety needs, are checked again.
+    pub fn from_stored_encoding(encoded: Bytes, count: usize) -> Result<Self, ValidationError> {
+        if count > TAGS_PER_EVENT_MAX {
+            return Err(ValidationError::TooManyTags { count, max: TAGS_PER_EVENT_MAX });
+        }
+        let mut rest = &encoded[..];
+        for _ in 0..count {
+            let invalid = || ValidationError::InvalidUtf8 { what: "tag" };
+            let len = usize::from(u16::from_le_bytes(rest.get(..2).ok_or_else(invalid)?.try_into().expect("2 bytes")));
+            let tag = rest.get(2..2 + len).ok_or_else(invalid)?;
+            std::str::from_utf8(tag).map_err(|_| invalid())?;
+            rest = &rest[2 + len..];
+        }
+        if !rest.is_empty() {
+            return Err(ValidationError::InvalidUtf8 { what: "tag list" });
+        }
+        Ok(Self { encoded, count })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        let mut rest = &self.encoded[..];
+        std::iter::from_fn(move || {
+            let len = usize::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?));
+            let (tag, remaining) = rest[2..].split_at(len);
+            rest = remaining;
+            // SAFETY: the constructors checked that every tag is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(tag) })
+        })
+    }
+
+    pub fn contains(&self, tag: &str) -> bool {
+        self.iter().any(|t| t == tag)
+    }
+
+    /// The tags as validated values (allocates).
+    pub fn to_vec(&self) -> Vec<Tag> {
+        self.iter().filter_map(|t| Tag::new(t).ok()).collect()
+    }
+}
+
+impl fmt::Debug for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_refuse_malformed_encodings() {
+        let list = vec![Tag::new("account:42").unwrap(), Tag::new("region:é").unwrap()];
+        let tags = Tags::from_tags(&list);
+        assert_eq!(tags.iter().collect::<Vec<_>>(), ["account:42", "region:é"]);
+        assert_eq!((tags.len(), tags.to_vec()), (2, list.clone()));
+        assert!(tags.contains("region:é") && !tags.contains("region"));
+        assert_eq!(format!("{tags:?}"), r#"["account:42", "region:é"]"#);
+        let encoded = Tags::from_tags(&list).encoded;
+        assert_eq!(Tags::from_stored_encoding(encoded.clone(), 2).unwrap(), tags);
+        for (bytes, count) in [
+            (encoded.slice(..encoded.len() - 1), 2),      // cut short
+            (encoded.clone(), 1),                         // trailing bytes
+            (Bytes::from_static(b"\x02\x00\xff\xfe"), 1), // not UTF-8
+            (Bytes::new(), TAGS_PER_EVENT_MAX + 1),       // too many
+        ] {
+            assert!(Tags::from_stored_encoding(bytes, count).is_err());
+        }
+        assert!(Tags::default().is_empty());
+    }
 }

@@ -27,7 +27,7 @@ pub mod time;
 mod shared_str;
 
 pub use error::ValidationError;
-pub use event::{EventId, NewEvent, RecordedEvent};
+pub use event::{EventId, NewEvent, RecordedEvent, Tags};
 pub use metadata::StreamMetadata;
 pub use names::{ContentType, EventType, StreamId, Tag};
 pub use position::{ExpectedRevision, Position, StreamRevision};

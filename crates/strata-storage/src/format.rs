@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use strata_core::limits::TAGS_PER_EVENT_MAX;
 use strata_core::{
-    ContentType, EventId, EventType, NewEvent, Position, RecordedEvent, StreamId, StreamRevision, Tag, Timestamp,
+    ContentType, EventId, EventType, NewEvent, Position, RecordedEvent, StreamId, StreamRevision, Tags, Timestamp,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -452,13 +452,8 @@ pub fn decode_record(buffer: &Bytes, offset: usize) -> Result<(RecordedEvent, us
     } else {
         Some(ContentType::from_stored_bytes(slice(layout.content_type)).map_err(|e| invalid("content type", e))?)
     };
-    let (mut at, _, tag_count) = layout.tags;
-    let mut tags = Vec::with_capacity(tag_count);
-    for _ in 0..tag_count {
-        let tag_len = usize::from(u16_at(record, at));
-        tags.push(Tag::from_stored_bytes(slice((at + 2, at + 2 + tag_len))).map_err(|e| invalid("tag", e))?);
-        at += 2 + tag_len;
-    }
+    let (tags_start, tags_end, tag_count) = layout.tags;
+    let tags = Tags::from_stored_encoding(slice((tags_start, tags_end)), tag_count).map_err(|e| invalid("tags", e))?;
     let event = RecordedEvent {
         id: EventId::from_bytes(record[32..48].try_into().expect("16 bytes")),
         stream,
@@ -509,6 +504,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(FrameBody, Vec<RecordKey<'_>>), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_core::Tag;
 
     fn event(data: &'static str) -> NewEvent {
         NewEvent::new(EventType::new("Happened").unwrap(), data)
@@ -596,6 +592,7 @@ mod tests {
 mod decoder_properties {
     use super::*;
     use proptest::prelude::*;
+    use strata_core::Tag;
 
     fn valid_frame(data_len: usize, tags: usize) -> Vec<u8> {
         let stream = StreamId::new("s-1").unwrap();

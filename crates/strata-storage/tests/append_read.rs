@@ -211,7 +211,8 @@ fn events_come_back_exactly_as_written() {
     assert_eq!(read.event_type, *written.event_type());
     assert_eq!(read.data, written.data());
     assert_eq!(read.metadata, written.metadata());
-    assert_eq!(read.tags, written.tags());
+    assert_eq!(read.tags.to_vec(), written.tags());
+    assert!(read.tags.contains("region:eu") && read.tags.len() == 2);
     assert_eq!(read.content_type.as_ref(), written.content_type());
     assert_eq!(read.recorded_at.to_string(), "2023-11-14T22:13:20.000000Z");
 }

@@ -251,7 +251,7 @@ pub fn read_filtered_pass(store: &Store, filter: &Filter, expected: u64) -> Resu
             let position = event.position.value();
             ensure!(position >= next, "a filtered read from position {next} returned position {position}");
             ensure!(
-                layout::matches(filter, &event.stream, &event.event_type, &event.tags),
+                layout::matches(filter, &event.stream, &event.event_type, event.tags.iter()),
                 "{filter:?} returned the event at position {position}, which does not match it"
             );
             next = position + 1;
