@@ -164,7 +164,7 @@ pub struct Tags {
 }
 
 impl Tags {
-    /// Encodes `tags`.
+    /// Encodes `tags` (each at most [`crate::limits::TAG_BYTES_MAX`] bytes by `Tag`'s invariant).
     pub fn from_tags(tags: &[Tag]) -> Self {
         let mut encoded = Vec::with_capacity(tags.iter().map(|t| 2 + t.as_str().len()).sum());
         for tag in tags {
@@ -206,8 +206,8 @@ impl Tags {
         let mut rest = &self.encoded[..];
         std::iter::from_fn(move || {
             let len = usize::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?));
-            let (tag, remaining) = rest[2..].split_at(len);
-            rest = remaining;
+            let tag = rest.get(2..2 + len)?;
+            rest = &rest[2 + len..];
             // SAFETY: the constructors checked that every tag is valid UTF-8.
             Some(unsafe { std::str::from_utf8_unchecked(tag) })
         })
@@ -217,9 +217,11 @@ impl Tags {
         self.iter().any(|t| t == tag)
     }
 
-    /// The tags as validated values (allocates).
+    /// The tags as values (allocates).
     pub fn to_vec(&self) -> Vec<Tag> {
-        self.iter().filter_map(|t| Tag::new(t).ok()).collect()
+        self.iter()
+            .map(|t| Tag::from_stored_bytes(Bytes::copy_from_slice(t.as_bytes())).expect("tags were checked when made"))
+            .collect()
     }
 }
 

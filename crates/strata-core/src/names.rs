@@ -25,7 +25,7 @@ fn shared_from_bytes(what: &'static str, bytes: Bytes) -> Result<SharedStr, Vali
 }
 
 macro_rules! validated_name {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $check:path) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $check:path) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name(SharedStr);
@@ -61,6 +61,13 @@ macro_rules! validated_name {
             /// Accepts bytes that were validated when they were written and have come back under a
             /// checksum (a stored record): only UTF-8, which memory safety needs, is checked again.
             pub fn from_stored_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+                // Lengths too: encoders store them in fixed-size fields and rely on the limits.
+                if bytes.is_empty() {
+                    return Err(ValidationError::Empty { what: $what });
+                }
+                if bytes.len() > $max {
+                    return Err(ValidationError::TooLong { what: $what, actual_bytes: bytes.len(), max_bytes: $max });
+                }
                 Ok(Self(shared_from_bytes($what, bytes)?))
             }
 
@@ -131,22 +138,22 @@ validated_name!(
     ///
     /// Names starting with `$` are reserved for the system: they are valid here (the system writes
     /// them) and refused at the public append edges (see [`StreamId::is_reserved`]).
-    StreamId, "stream id", check_stream_id
+    StreamId, "stream id", STREAM_ID_BYTES_MAX, check_stream_id
 );
 
 validated_name!(
     /// The name of what happened, in the past tense (`MoneyDeposited`): 1–256 bytes, no control characters.
-    EventType, "event type", check_event_type
+    EventType, "event type", EVENT_TYPE_BYTES_MAX, check_event_type
 );
 
 validated_name!(
     /// A `key:value` label on an event (`account:42`), indexed for queries and consistency boundaries.
-    Tag, "tag", check_tag
+    Tag, "tag", TAG_BYTES_MAX, check_tag
 );
 
 validated_name!(
     /// The media type of an event's data when it is not JSON (`application/octet-stream`).
-    ContentType, "content type", check_content_type
+    ContentType, "content type", CONTENT_TYPE_BYTES_MAX, check_content_type
 );
 
 impl StreamId {
@@ -209,6 +216,10 @@ mod tests {
         let reserved = StreamId::new("$all").unwrap();
         assert!(reserved.is_reserved());
         assert!(reserved.check_not_reserved().is_err());
+        // Stored names are checked for length too (encoders rely on the limits).
+        assert!(StreamId::from_stored_bytes(Bytes::from(vec![b'a'; 257])).is_err());
+        assert!(Tag::from_stored_bytes(Bytes::from(vec![b'a'; 70_000])).is_err());
+        assert!(EventType::from_stored_bytes(Bytes::new()).is_err());
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub(crate) struct Index {
     pub tags: FastMap<String, Vec<u64>>,
     /// Per-stream metadata and deletions, from the events of the system stream.
     metadata: FastMap<String, StreamMetadata>,
+    /// Soft deletes: the revision before which a stream reads as deleted. Kept apart from the
+    /// metadata, so that setting metadata later cannot bring deleted events back.
+    deleted_before: FastMap<String, u64>,
     tombstoned: FastMap<String, ()>,
     pub segments: Vec<SegmentFile>,
 }
@@ -161,9 +164,8 @@ impl Index {
                 self.metadata.insert(stream, metadata);
             }
             Some(SystemChange::Deleted { stream, truncate_before }) => {
-                let metadata = self.metadata.entry(stream).or_default();
-                let before = metadata.truncate_before.map_or(0, StreamRevision::value);
-                metadata.truncate_before = Some(StreamRevision::new(before.max(truncate_before)));
+                let before = self.deleted_before.entry(stream).or_default();
+                *before = (*before).max(truncate_before);
             }
             Some(SystemChange::Tombstone { stream }) => {
                 self.tombstoned.insert(stream, ());
@@ -180,11 +182,13 @@ impl Index {
         self.tombstoned.contains_key(stream)
     }
 
-    /// The first revision of `stream` that reads show under its metadata, at time `now`, among its
-    /// first `revisions` revisions.
-    pub fn first_visible_revision(&self, stream: &StreamEntry, revisions: u64, now: Timestamp) -> u64 {
-        let Some(metadata) = self.metadata.get(stream.id.as_str()) else { return 0 };
-        let mut first = metadata.truncate_before.map_or(0, StreamRevision::value);
+    /// The first revision of `stream` that reads show at time `now`: after a soft delete, and under
+    /// its metadata as it is today (also for reads as of the past).
+    pub fn first_visible_revision(&self, stream: &StreamEntry, now: Timestamp) -> u64 {
+        let revisions = stream.positions.len() as u64;
+        let deleted_before = self.deleted_before.get(stream.id.as_str()).copied().unwrap_or(0);
+        let Some(metadata) = self.metadata.get(stream.id.as_str()) else { return deleted_before.min(revisions) };
+        let mut first = metadata.truncate_before.map_or(0, StreamRevision::value).max(deleted_before);
         if let Some(max_count) = metadata.max_count {
             first = first.max(revisions.saturating_sub(max_count));
         }

@@ -47,6 +47,9 @@ pub struct RecoveryReport {
     pub torn_tail_saved_to: Option<std::path::PathBuf>,
     /// Leftover half-prepared segment files that were removed.
     pub preparing_files_removed: u32,
+    /// Why the next segment could not be created at open (a full disk): the store is readable, and
+    /// the first append tries again.
+    pub next_segment_deferred: Option<String>,
 }
 
 /// The writer's side of the log: the active segment and where the next frame goes.
@@ -104,7 +107,7 @@ impl LogWriter {
             if self.active.is_some() {
                 self.seal(first_position).map_err(WriteError::Failed)?;
             }
-            let created = self.create_next(first_position).map_err(WriteError::NotWritten)?;
+            let created = self.create_next(first_position)?;
             new_segment = Some(created);
         }
         let active = self.active.as_ref().expect("a segment to write to");
@@ -135,7 +138,7 @@ impl LogWriter {
     }
 
     /// Creates the next segment, whose first event is at `next_position`, and makes it active.
-    fn create_next(&mut self, next_position: u64) -> Result<SegmentFile, StorageError> {
+    fn create_next(&mut self, next_position: u64) -> Result<SegmentFile, WriteError> {
         // Never wait for the zero-filling: when appends outrun it, allocate this segment instead (its
         // fdatasyncs cost a little more) and keep the zero-filled one for the next roll-over.
         let source = match self.prepared.take() {
@@ -190,8 +193,12 @@ impl LogWriter {
 /// Creates a zero-filled, synced file under its preparing name.
 fn prepare_segment_file(storage: &dyn Storage, path: &Path, size_bytes: u64) -> std::io::Result<Arc<dyn StorageFile>> {
     let file = storage.open_file(path, true)?;
-    file.extend_zeroed(size_bytes)?;
-    file.sync_data()?;
+    let filled = file.extend_zeroed(size_bytes).and_then(|()| file.sync_data());
+    if let Err(error) = filled {
+        // Give the space back (a half-filled file would hold it until the next open).
+        let _ = storage.remove_file(path);
+        return Err(error);
+    }
     Ok(file)
 }
 
@@ -214,29 +221,34 @@ fn create_segment(
     header: SegmentHeader,
     size_bytes: u64,
     source: SegmentSource,
-) -> Result<SegmentFile, StorageError> {
+) -> Result<SegmentFile, WriteError> {
+    // Getting the space can fail for want of room or descriptors: nothing is written then. Once the
+    // file exists at full size, any failure is an IO failure of unknown effect.
     let (preparing, file) = match source {
         SegmentSource::Prepared(file) => (path_in(dir, PREPARED_NAME), file),
         SegmentSource::ZeroFill => {
             let preparing = path_in(dir, &preparing_name(header.segment));
             let file = prepare_segment_file(storage, &preparing, size_bytes)
-                .map_err(|e| StorageError::new("prepare segment", &preparing, e))?;
+                .map_err(|e| WriteError::NotWritten(StorageError::new("prepare segment", &preparing, e)))?;
             (preparing, file)
         }
         SegmentSource::Allocate => {
             let preparing = path_in(dir, &preparing_name(header.segment));
-            let file = storage
-                .open_file(&preparing, true)
-                .and_then(|file| file.allocate(size_bytes).map(|()| file))
-                .map_err(|e| StorageError::new("allocate segment", &preparing, e))?;
+            let allocated =
+                storage.open_file(&preparing, true).and_then(|file| file.allocate(size_bytes).map(|()| file));
+            let file = allocated.map_err(|e| {
+                let _ = storage.remove_file(&preparing);
+                WriteError::NotWritten(StorageError::new("allocate segment", &preparing, e))
+            })?;
             (preparing, file)
         }
     };
-    file.write_all_at(&encode_segment_header(header), 0).map_err(|e| StorageError::new("write", &preparing, e))?;
-    file.sync_data().map_err(|e| StorageError::new("fdatasync", &preparing, e))?;
+    let failed = |operation, path: &Path, e| WriteError::Failed(StorageError::new(operation, path, e));
+    file.write_all_at(&encode_segment_header(header), 0).map_err(|e| failed("write", &preparing, e))?;
+    file.sync_data().map_err(|e| failed("fdatasync", &preparing, e))?;
     let path = path_in(dir, &segment_name(header.segment));
-    storage.rename(&preparing, &path).map_err(|e| StorageError::new("rename", &preparing, e))?;
-    storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+    storage.rename(&preparing, &path).map_err(|e| failed("rename", &preparing, e))?;
+    storage.sync_dir(dir).map_err(|e| failed("sync directory", dir, e))?;
     Ok(SegmentFile { file, path, len_bytes: size_bytes })
 }
 
@@ -306,7 +318,11 @@ pub(crate) fn recover(
                 index.segments.push(file.clone());
                 (Some(file), segment, SEGMENT_HEADER_BYTES)
             }
-            Err(_) => (None, segment, SEGMENT_HEADER_BYTES),
+            Err(WriteError::NotWritten(error)) => {
+                report.next_segment_deferred = Some(error.to_string());
+                (None, segment, SEGMENT_HEADER_BYTES)
+            }
+            Err(WriteError::Failed(error)) => return Err(error.into()),
         }
     } else {
         let last = index.segments.last().expect("an unsealed segment exists").clone();

@@ -160,7 +160,7 @@ impl Store {
             let entry = index.stream(stream.as_str()).ok_or_else(not_found)?;
             let revisions = entry.positions.partition_point(|&p| p < visible_len) as u64;
             // Metadata (truncate_before, max_count, max_age; a soft delete) hides the oldest revisions.
-            let first_visible = index.first_visible_revision(entry, revisions, now);
+            let first_visible = index.first_visible_revision(entry, now);
             if first_visible >= revisions {
                 return Err(not_found());
             }

@@ -30,7 +30,7 @@ impl Store {
         }
         let entry = index.stream(stream)?;
         let revisions = entry.positions.len() as u64;
-        let first_visible = index.first_visible_revision(entry, revisions, now);
+        let first_visible = index.first_visible_revision(entry, now);
         let visible = entry.positions.get(first_visible as usize..)?;
         let (&first, &last) = (visible.first()?, visible.last()?);
         Some(StreamInfo {
@@ -62,7 +62,7 @@ impl Store {
             .filter(|name| {
                 let entry = index.stream(name.as_str()).expect("listed streams are indexed");
                 let revisions = entry.positions.len() as u64;
-                !index.is_tombstoned(name.as_str()) && index.first_visible_revision(entry, revisions, now) < revisions
+                !index.is_tombstoned(name.as_str()) && index.first_visible_revision(entry, now) < revisions
             })
             .take(limit.min(STREAMS_LIST_MAX))
             .cloned()

@@ -113,7 +113,10 @@ struct Group<'a> {
     listed: usize,
     /// Streams tombstoned by an append admitted earlier in this group.
     tombstoned: FastMap<StreamId, ()>,
-    replies: Vec<(Reply, AppendReply)>,
+    /// Each request's reply, outcome, and whether the outcome depends on committed state alone (it
+    /// wrote nothing and was decided before any event of the group): such an outcome stays true if
+    /// the group's frame cannot be written.
+    replies: Vec<(Reply, AppendReply, bool)>,
 }
 
 impl<'a> Group<'a> {
@@ -258,6 +261,7 @@ impl<'a> Group<'a> {
     }
 
     fn admit(&mut self, mut request: Request) {
+        let independent = self.events.is_empty();
         let replay = if request.client_ids { self.replay(&request) } else { Ok(None) };
         let tombstoned = || self.tombstoned_stream(&request).map(|stream| AppendError::StreamDeleted { stream });
         let replay = match replay {
@@ -317,7 +321,8 @@ impl<'a> Group<'a> {
                 }
             }
         };
-        self.replies.push((request.reply, outcome));
+        let independent = independent && self.events.is_empty();
+        self.replies.push((request.reply, outcome, independent));
     }
 
     fn write(&mut self, request: &mut Request) -> MultiAppendResult {
@@ -437,7 +442,7 @@ pub(crate) fn run(
         let Group { first_position, events, replies, .. } = group;
         drop(index);
         if events.is_empty() {
-            for (reply, outcome) in replies {
+            for (reply, outcome, _) in replies {
                 reply.send(outcome);
             }
             continue;
@@ -490,7 +495,7 @@ pub(crate) fn run(
                         .expect("the committer encodes system events itself");
                 }
                 drop(index);
-                for (reply, outcome) in replies {
+                for (reply, outcome, _) in replies {
                     reply.send(outcome);
                 }
             }
@@ -498,8 +503,9 @@ pub(crate) fn run(
                 // Nothing of the frame reached the log, and the log is intact: answer, and let the
                 // next group try to create the segment again.
                 let reason = poison_reason(&error);
-                for (reply, _) in replies {
-                    reply.send(Err(AppendError::NotWritten { reason: reason.clone() }));
+                for (reply, outcome, independent) in replies {
+                    let not_written = || Err(AppendError::NotWritten { reason: reason.clone() });
+                    reply.send(if independent { outcome } else { not_written() });
                 }
             }
             Err(WriteError::Failed(error)) => {
@@ -508,8 +514,9 @@ pub(crate) fn run(
                 // and recovery has read back what is really on disk.
                 let reason = poison_reason(&error);
                 let _ = shared.poisoned.set(reason.clone());
-                for (reply, _) in replies {
-                    reply.send(Err(AppendError::OutcomeUnknown { reason: reason.clone() }));
+                for (reply, outcome, independent) in replies {
+                    let unknown = || Err(AppendError::OutcomeUnknown { reason: reason.clone() });
+                    reply.send(if independent { outcome } else { unknown() });
                 }
             }
         }

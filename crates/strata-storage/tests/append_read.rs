@@ -473,6 +473,8 @@ fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
     drop(store);
     let store = open_sim(&storage, 4 << 10);
     assert_eq!(read_everything(&store).len(), written);
+    let deferred = store.recovery_report().next_segment_deferred.clone().expect("the open says why");
+    assert!(deferred.contains("no space left"), "{deferred}");
     assert!(matches!(
         store.append_blocking(stream("s"), ExpectedRevision::Any, vec![event("{}")]),
         Err(AppendError::NotWritten { .. })

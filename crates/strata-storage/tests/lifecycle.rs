@@ -202,3 +202,65 @@ fn system_operations_refuse_reserved_streams() {
     let error = store.tombstone_stream_blocking(stream("$all"), ExpectedRevision::Any).unwrap_err();
     assert!(matches!(error, AppendError::Invalid(ValidationError::Reserved { .. })), "{error}");
 }
+
+/// Metadata set after a soft delete (for anything: a max count, custom data) does not bring the
+/// deleted events back: the delete keeps its own floor.
+#[test]
+fn metadata_set_after_a_soft_delete_does_not_undelete() {
+    let storage = SimStorage::new();
+    let clock = clock();
+    let store = with_events(&storage, &clock, "s", 3);
+    let _ = store.delete_stream_blocking(stream("s"), ExpectedRevision::Any).unwrap();
+    let metadata = StreamMetadata { custom: bytes::Bytes::from_static(b"{}"), ..StreamMetadata::default() };
+    let _ = store.set_stream_metadata_blocking(stream("s"), &metadata).unwrap();
+    assert!(matches!(
+        revisions(&store, "s", ReadFrom::Start, Direction::Forward),
+        Err(ReadError::StreamNotFound { .. })
+    ));
+    assert_eq!(store.stream_metadata("s"), Some(metadata));
+    drop(store);
+    let store = Store::open_with(DIR, Options { clock, ..sim_options(&storage, SEGMENT) }).unwrap();
+    assert!(matches!(
+        revisions(&store, "s", ReadFrom::Start, Direction::Forward),
+        Err(ReadError::StreamNotFound { .. })
+    ));
+}
+
+/// A soft delete queued right behind an append to the same stream, in one commit group, deletes that
+/// append's event too: the committer computes the delete's revision from the group's view.
+#[test]
+fn a_soft_delete_in_the_same_group_covers_the_append_before_it() {
+    let storage = SimStorage::new();
+    let clock = clock();
+    let store = with_events(&storage, &clock, "s", 1);
+    storage.hold_syncs(true);
+    let blocker = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    let append = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "s", ExpectedRevision::Any, vec![event("{}")]))
+    };
+    while store.queued_appends() < 1 {
+        std::thread::yield_now();
+    }
+    let delete = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete_stream_blocking(stream("s"), ExpectedRevision::Any).unwrap())
+    };
+    while store.queued_appends() < 2 {
+        std::thread::yield_now();
+    }
+    storage.hold_syncs(false);
+    blocker.join().unwrap();
+    assert_eq!(append.join().unwrap().first_revision, StreamRevision::new(1));
+    assert!(matches!(delete.join().unwrap(), MultiAppendOutcome::Committed(_)));
+    assert!(matches!(
+        revisions(&store, "s", ReadFrom::Start, Direction::Forward),
+        Err(ReadError::StreamNotFound { .. })
+    ));
+}

@@ -240,8 +240,9 @@ struct Model {
     next_id: u128,
     clock: Arc<ManualClock>,
     clock_micros: i64,
-    /// Per stream: metadata (truncate_before, max_count) and tombstones.
+    /// Per stream: metadata (truncate_before, max_count), soft deletes and tombstones.
     metadata: HashMap<&'static str, (Option<u64>, Option<u64>)>,
+    deleted_before: HashMap<&'static str, u64>,
     tombstoned: std::collections::HashSet<&'static str>,
 }
 
@@ -250,10 +251,11 @@ impl Model {
         self.streams.get(stream).and_then(|p| p.len().checked_sub(1)).map(|r| r as u64)
     }
 
-    /// The first revision stream reads show, among the first `revisions`.
-    fn first_visible(&self, stream: &str, revisions: u64) -> u64 {
+    /// The first revision stream reads show, by today's metadata and soft deletes.
+    fn first_visible(&self, stream: &str) -> u64 {
+        let revisions = self.streams.get(stream).map_or(0, |p| p.len() as u64);
         let (truncate_before, max_count) = self.metadata.get(stream).copied().unwrap_or_default();
-        let mut first = truncate_before.unwrap_or(0);
+        let mut first = truncate_before.unwrap_or(0).max(self.deleted_before.get(stream).copied().unwrap_or(0));
         if let Some(max_count) = max_count {
             first = first.max(revisions.saturating_sub(max_count));
         }
@@ -541,7 +543,7 @@ fn run(ops: Vec<Op>) {
                 }
                 let positions = model.streams.get(name).cloned().unwrap_or_default();
                 let len = positions.len() as u64;
-                let first = model.first_visible(name, len);
+                let first = model.first_visible(name);
                 if first >= len {
                     assert!(matches!(result, Err(ReadError::StreamNotFound { .. })), "{name}: {result:?}");
                     continue;
@@ -664,7 +666,7 @@ fn run(ops: Vec<Op>) {
                     .get(name)
                     .map(|p| p.iter().copied().filter(|&p| p < len).collect())
                     .unwrap_or_default();
-                let first = model.first_visible(name, positions.len() as u64) as usize;
+                let first = (model.first_visible(name) as usize).min(positions.len());
                 let expected = &positions[first..];
                 let result = store.read_stream_with(
                     &common::stream(name),
@@ -716,8 +718,8 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(result.unwrap(), wanted);
                 } else if let Some(head) = actual {
                     assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
-                    let entry = model.metadata.entry(name).or_default();
-                    entry.0 = Some(entry.0.unwrap_or(0).max(head.value() + 1));
+                    let before = model.deleted_before.entry(name).or_default();
+                    *before = (*before).max(head.value() + 1);
                     model.record_system("$deleted");
                 } else {
                     assert!(matches!(result, Err(AppendError::StreamNotFound { .. })), "{result:?}");
