@@ -165,28 +165,17 @@ fn an_append_after_a_tombstone_in_the_same_group_is_refused() {
     let storage = SimStorage::new();
     let clock = clock();
     let store = with_events(&storage, &clock, "s", 1);
-    storage.hold_syncs(true);
-    let blocker = {
-        let store = store.clone();
-        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
+    let blocker = hold_committer(&storage, &store);
     let tombstone = {
         let store = store.clone();
         std::thread::spawn(move || store.tombstone_stream_blocking(stream("s"), ExpectedRevision::Any))
     };
-    while store.queued_appends() < 1 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 1);
     let append = {
         let store = store.clone();
         std::thread::spawn(move || store.append_blocking(stream("s"), ExpectedRevision::Any, vec![event("{}")]))
     };
-    while store.queued_appends() < 2 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 2);
     storage.hold_syncs(false);
     blocker.join().unwrap();
     assert!(matches!(tombstone.join().unwrap(), Ok(MultiAppendOutcome::Committed(_))));
@@ -233,28 +222,17 @@ fn a_soft_delete_in_the_same_group_covers_the_append_before_it() {
     let storage = SimStorage::new();
     let clock = clock();
     let store = with_events(&storage, &clock, "s", 1);
-    storage.hold_syncs(true);
-    let blocker = {
-        let store = store.clone();
-        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
+    let blocker = hold_committer(&storage, &store);
     let append = {
         let store = store.clone();
         std::thread::spawn(move || commit(&store, "s", ExpectedRevision::Any, vec![event("{}")]))
     };
-    while store.queued_appends() < 1 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 1);
     let delete = {
         let store = store.clone();
         std::thread::spawn(move || store.delete_stream_blocking(stream("s"), ExpectedRevision::Any).unwrap())
     };
-    while store.queued_appends() < 2 {
-        std::thread::yield_now();
-    }
+    wait_until_queued(&store, 2);
     storage.hold_syncs(false);
     blocker.join().unwrap();
     assert_eq!(append.join().unwrap().first_revision, StreamRevision::new(1));

@@ -288,26 +288,6 @@ fn claim(stream_name: &str, name: &str, after: Option<u64>) -> MultiAppend {
     }
 }
 
-/// Holds the committer inside the commit of a first append (the disk's syncs wait), so that appends
-/// queued meanwhile form the next commit group together. Release with `hold_syncs(false)`.
-fn hold_committer(storage: &SimStorage, store: &Store) -> std::thread::JoinHandle<strata_storage::AppendResult> {
-    storage.hold_syncs(true);
-    let blocker = {
-        let store = store.clone();
-        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
-    };
-    while storage.syncs_waiting() == 0 {
-        std::thread::yield_now();
-    }
-    blocker
-}
-
-fn wait_until_queued(store: &Store, appends: usize) {
-    while store.queued_appends() < appends {
-        std::thread::yield_now();
-    }
-}
-
 /// Conflicting conditional appends forced into one commit group (the disk is held while they queue):
 /// the first wins, the others see its event although it is not committed yet.
 #[test]

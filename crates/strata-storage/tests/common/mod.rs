@@ -58,3 +58,23 @@ pub fn read_everything(store: &Store) -> Vec<RecordedEvent> {
         events.extend(page);
     }
 }
+
+/// Holds the committer inside the commit of a first append (the disk's syncs wait), so that appends
+/// queued meanwhile form the next commit group together. Release with `hold_syncs(false)`.
+pub fn hold_committer(storage: &SimStorage, store: &Store) -> std::thread::JoinHandle<strata_storage::AppendResult> {
+    storage.hold_syncs(true);
+    let blocker = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, "blocker", ExpectedRevision::Any, vec![event("{}")]))
+    };
+    while storage.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    blocker
+}
+
+pub fn wait_until_queued(store: &Store, appends: usize) {
+    while store.queued_appends() < appends {
+        std::thread::yield_now();
+    }
+}
