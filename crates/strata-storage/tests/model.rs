@@ -483,6 +483,35 @@ fn check_append_multi(
     }
 }
 
+/// A soft delete or a tombstone, decided as the committer does: a tombstoned stream first, then the
+/// expected revision, then (for a soft delete) whether there is anything to delete.
+fn check_deletion(store: &Store, model: &mut Model, name: &'static str, expect: &Expect, tombstone: bool) {
+    let expected = model.expected(name, expect);
+    let result = if tombstone {
+        store.tombstone_stream_blocking(common::stream(name), expected)
+    } else {
+        store.delete_stream_blocking(common::stream(name), expected)
+    };
+    let actual = model.head(name).map(StreamRevision::new);
+    if model.tombstoned.contains(name) {
+        assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
+    } else if !expected.is_satisfied_by(actual) {
+        let wanted = MultiAppendOutcome::WrongExpectedRevision { stream: common::stream(name), expected, actual };
+        assert_eq!(result.unwrap(), wanted);
+    } else if tombstone {
+        assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
+        model.tombstoned.insert(name);
+        model.record_system("$tombstone");
+    } else if let Some(head) = actual {
+        assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
+        let before = model.deleted_before.entry(name).or_default();
+        *before = (*before).max(head.value() + 1);
+        model.record_system("$deleted");
+    } else {
+        assert!(matches!(result, Err(AppendError::StreamNotFound { .. })), "{result:?}");
+    }
+}
+
 fn check_reads(store: &Store, model: &Model) {
     assert_eq!(store.head_position(), model.log.len().checked_sub(1).map(|p| Position::new(p as u64)));
     for stream in STREAMS {
@@ -705,43 +734,8 @@ fn run(ops: Vec<Op>) {
                     model.record_system("$metadata");
                 }
             }
-            Op::SoftDelete { stream, expect } => {
-                let name = STREAMS[stream];
-                let expected = model.expected(name, &expect);
-                let result = store.delete_stream_blocking(common::stream(name), expected);
-                let actual = model.head(name).map(StreamRevision::new);
-                if model.tombstoned.contains(name) {
-                    assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
-                } else if !expected.is_satisfied_by(actual) {
-                    let wanted =
-                        MultiAppendOutcome::WrongExpectedRevision { stream: common::stream(name), expected, actual };
-                    assert_eq!(result.unwrap(), wanted);
-                } else if let Some(head) = actual {
-                    assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
-                    let before = model.deleted_before.entry(name).or_default();
-                    *before = (*before).max(head.value() + 1);
-                    model.record_system("$deleted");
-                } else {
-                    assert!(matches!(result, Err(AppendError::StreamNotFound { .. })), "{result:?}");
-                }
-            }
-            Op::Tombstone { stream, expect } => {
-                let name = STREAMS[stream];
-                let expected = model.expected(name, &expect);
-                let result = store.tombstone_stream_blocking(common::stream(name), expected);
-                let actual = model.head(name).map(StreamRevision::new);
-                if model.tombstoned.contains(name) {
-                    assert!(matches!(result, Err(AppendError::StreamDeleted { .. })), "{result:?}");
-                } else if !expected.is_satisfied_by(actual) {
-                    let wanted =
-                        MultiAppendOutcome::WrongExpectedRevision { stream: common::stream(name), expected, actual };
-                    assert_eq!(result.unwrap(), wanted);
-                } else {
-                    assert!(matches!(result, Ok(MultiAppendOutcome::Committed(_))), "{result:?}");
-                    model.tombstoned.insert(name);
-                    model.record_system("$tombstone");
-                }
-            }
+            Op::SoftDelete { stream, expect } => check_deletion(&store, &mut model, STREAMS[stream], &expect, false),
+            Op::Tombstone { stream, expect } => check_deletion(&store, &mut model, STREAMS[stream], &expect, true),
             Op::Reopen => {
                 drop(store);
                 store = Store::open_with(DIR, options(&storage, &clock)).unwrap();
