@@ -32,4 +32,4 @@ pub use metadata::StreamMetadata;
 pub use names::{ContentType, EventType, StreamId, Tag};
 pub use position::{ExpectedRevision, Position, StreamRevision};
 pub use query::{Query, QueryItem};
-pub use time::Timestamp;
+pub use time::{Timestamp, TimestampParseError};

@@ -10,6 +10,8 @@
 //! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
 //!   filtered reads of the global log (category, types, stream prefix, tags, DCB query) and "as of"
 //!   reads, and `streams` for listings and stream facts.
+//! - `subscription`: [`Subscription`], catch-up then live reads that wait on the head watch.
+//! - [`stats`]: counters and latency histograms (fsync) for metrics.
 //! - [`clock`]: where recorded time comes from.
 //!
 //! # Invariants
@@ -23,6 +25,7 @@ pub mod clock;
 pub mod format;
 pub mod io;
 pub mod sim;
+pub mod stats;
 
 mod error;
 mod filter;
@@ -32,6 +35,7 @@ mod read;
 mod reply;
 mod store;
 mod streams;
+mod subscription;
 mod system;
 mod writer;
 
@@ -42,8 +46,10 @@ pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;
 pub use read::{Direction, ReadFrom, ReadOptions};
 pub use sim::SimStorage;
+pub use stats::StoreStats;
 pub use store::{
     AppendCondition, AppendOutcome, AppendResult, LOCK_FILE_NAME, MultiAppend, MultiAppendOutcome, MultiAppendResult,
     Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };
 pub use streams::StreamInfo;
+pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, Subscription, SubscriptionMessage};

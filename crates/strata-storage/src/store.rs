@@ -257,7 +257,13 @@ impl Store {
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
         let (index, ids, log, report) = recover(storage, &dir, options.segment_size_bytes)?;
-        let shared = Arc::new(Shared { index: RwLock::new(index), poisoned: OnceLock::new() });
+        let (next_position, _) = tokio::sync::watch::channel(index.next_position());
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            poisoned: OnceLock::new(),
+            next_position,
+            stats: Default::default(),
+        });
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let writer = {
@@ -537,9 +543,25 @@ impl Store {
         self.index().next_position().checked_sub(1).map(Position::new)
     }
 
+    /// Whether `stream` is deleted for good (tombstoned).
+    pub fn is_tombstoned(&self, stream: &str) -> bool {
+        self.index().is_tombstoned(stream)
+    }
+
     /// The last revision of `stream`, or `None` when it has no events.
     pub fn stream_revision(&self, stream: &str) -> Option<StreamRevision> {
         self.index().stream_head(stream)
+    }
+
+    /// The engine's counters since the store was opened (commits, events, bytes, fsync latency).
+    pub fn stats(&self) -> crate::stats::StoreStats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Watches the log's next position (the head plus one; 0 for an empty store), updated after each
+    /// commit is visible to reads.
+    pub(crate) fn watch_next_position(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.shared.next_position.subscribe()
     }
 
     /// Appends queued for the committer and not yet taken into a commit group.

@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     pub index: RwLock<Index>,
     /// Set once, at the first failed write or sync; from then on appends are refused.
     pub poisoned: OnceLock<String>,
+    /// The index's next position, sent after every commit is published to readers: subscriptions wait
+    /// on it instead of polling.
+    pub next_position: tokio::sync::watch::Sender<u64>,
+    pub stats: crate::stats::EngineStats,
 }
 
 /// Up to this many of a group's events, a condition checks each of them; beyond, it searches
@@ -449,12 +453,17 @@ pub(crate) fn run(
         }
         // While the disk writes the frame, index its event ids (the committer's own map: readers never
         // look there, and if the sync fails the store is poisoned and never consults it again).
-        let written = log.write_frame(frame.finish(), first_position).and_then(|written| {
+        let frame_bytes = frame.finish();
+        let frame_len = frame_bytes.len() as u64;
+        let written = log.write_frame(frame_bytes, first_position).and_then(|written| {
             for (at, event) in events.iter().enumerate() {
                 // Client ids were checked at admission; generated ones are fresh UUIDv7s.
                 ids.insert(event.id, first_position + at as u64).expect("event ids are unique");
             }
-            log.sync().map(|()| written).map_err(WriteError::Failed)
+            let sync_started = std::time::Instant::now();
+            let synced = log.sync().map(|()| written).map_err(WriteError::Failed);
+            shared.stats.fsync.record(sync_started.elapsed());
+            synced
         });
         match written {
             Ok(written) => {
@@ -494,7 +503,13 @@ pub(crate) fn run(
                         )
                         .expect("the committer encodes system events itself");
                 }
+                let next_position = index.next_position();
                 drop(index);
+                shared.next_position.send_replace(next_position);
+                let relaxed = std::sync::atomic::Ordering::Relaxed;
+                shared.stats.commits.fetch_add(1, relaxed);
+                shared.stats.events.fetch_add(events.len() as u64, relaxed);
+                shared.stats.bytes.fetch_add(frame_len, relaxed);
                 for (reply, outcome, _) in replies {
                     reply.send(outcome);
                 }

@@ -1,12 +1,14 @@
 //! The `strata` command line.
 //!
 //! Codemap:
+//! - `cmd`: one file per command (`serve`, …).
 //! - `bench`: `strata bench engine`, the embedded engine measured against the physical limit.
 //!
 //! Exit codes: 0 on success; 1 on any error, after printing the error and its causes to stderr;
 //! 2 for a command line clap cannot parse.
 
 mod bench;
+mod cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API over a data directory (stops cleanly on SIGTERM / Ctrl-C).
+    Serve(cmd::serve::ServeArgs),
     /// Measure throughput and latency side by side with the physical limit of this machine.
     Bench(bench::BenchArgs),
 }
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

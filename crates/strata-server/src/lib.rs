@@ -1,0 +1,150 @@
+//! Strata's HTTP API (DESIGN.md §5): `strata serve` over an embedded [`Store`].
+//!
+//! Codemap — one file per operation at the edge, each parsing its request, calling the engine and
+//! rendering its answer:
+//! - `append`: `POST /v1/streams/{stream}`, `POST /v1/append` (multi-stream, checks, DCB condition).
+//! - `read`: `GET /v1/streams/{stream}`, `GET /v1/all` (filters, as-of).
+//! - `subscribe`: `GET /v1/subscribe` (Server-Sent Events over the engine's subscriptions).
+//! - `streams`: listing, stream info, soft and hard delete, metadata.
+//! - `system`: health, info, OpenAPI, unknown routes; `metrics`: `GET /metrics`.
+//! - `wire`: the JSON shapes and their conversion; `extract`: bodies (capped, time-limited), strict
+//!   query strings, stream ids from paths; `error`: the one place failures become status codes.
+//!
+//! # Invariants
+//! - Only this crate knows HTTP; the engine knows nothing of it.
+//! - Every request body is capped ([`extract::REQUEST_BODY_BYTES_MAX`]) before it is parsed, and
+//!   every failure is answered as `{"error": {"code", "message", …}}`; a panic in a handler is
+//!   answered with 500 `internal` and does not take the server down.
+
+mod append;
+mod error;
+pub mod extract;
+mod metrics;
+mod read;
+mod state;
+mod streams;
+mod subscribe;
+mod system;
+mod wire;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::time::Duration;
+use strata_storage::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use utoipa::OpenApi as _;
+
+/// The address `strata serve` listens on by default.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:2113";
+/// A client must send a request's headers within this time, or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Interval of SSE heartbeats.
+    pub heartbeat: Duration,
+    /// On shutdown, how long in-flight requests get to finish before connections are dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_secs(15), shutdown_grace: Duration::from_secs(10) }
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Strata", description = "A durable event store: streams, one gapless global log, subscriptions."),
+    paths(
+        append::append, append::append_multi, read::read_stream, read::read_all, subscribe::subscribe,
+        streams::list, streams::info, streams::delete, streams::get_metadata, streams::put_metadata,
+        system::health, system::info, system::openapi, metrics::metrics,
+    ),
+    tags((name = "streams"), (name = "subscriptions"), (name = "operations"))
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/streams", get(streams::list))
+        .route("/v1/streams/{stream}", post(append::append).get(read::read_stream).delete(streams::delete))
+        .route("/v1/streams/{stream}/info", get(streams::info))
+        .route("/v1/streams/{stream}/metadata", get(streams::get_metadata).put(streams::put_metadata))
+        .route("/v1/append", post(append::append_multi))
+        .route("/v1/all", get(read::read_all))
+        .route("/v1/subscribe", get(subscribe::subscribe))
+        .route("/v1/health", get(system::health))
+        .route("/v1/info", get(system::info))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(system::unknown_route)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
+            use axum::response::IntoResponse;
+            ApiError::internal("the server failed to answer this request (a bug; it is logged)").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops accepting, ends subscriptions,
+/// lets in-flight requests finish (up to `options.shutdown_grace`) and returns. The store closes
+/// when its last clone is dropped (in-flight commits finish first).
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (shutting_down, shutdown_watch) = watch::channel(false);
+    let app = router(AppState::new(store, options.heartbeat, shutdown_watch));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        eprintln!("strata: accepting a connection failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = shutting_down.send(true);
+    drop(app);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            eprintln!("strata: some requests did not finish within {:?}; closing anyway", options.shutdown_grace);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `GET /v1/streams/{stream}` and `GET /v1/all`: pages of events, forwards or backwards, filtered,
+//! and "as of" a position or a time.
+
+use crate::error::ApiError;
+use crate::extract::{Params, StreamPath, json_param, parse_u64};
+use crate::state::AppState;
+use crate::wire::{QueryJson, write_page};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use strata_core::limits::READ_EVENTS_MAX;
+use strata_core::{EventType, Position, StreamRevision, Tag, Timestamp};
+use strata_storage::{Direction, Filter, ReadFrom, ReadOptions};
+
+/// Events per page when the request gives no `limit`.
+pub const READ_LIMIT_DEFAULT: usize = 1_000;
+
+const STREAM_PARAMS: &[&str] = &["from", "direction", "limit", "until_position", "until_time"];
+const ALL_PARAMS: &[&str] = &[
+    "from",
+    "direction",
+    "limit",
+    "until_position",
+    "until_time",
+    "category",
+    "types",
+    "stream_prefix",
+    "tags",
+    "query",
+];
+
+/// Reads a page of one stream's events.
+#[utoipa::path(get, path = "/v1/streams/{stream}", tag = "streams",
+    params(
+        ("stream" = String, Path, description = "The stream id"),
+        ("from" = Option<String>, Query, description = "A revision, `start` or `end` (default: start forwards, end backwards)"),
+        ("direction" = Option<String>, Query, description = "`forward` (default) or `backward`"),
+        ("limit" = Option<u64>, Query, description = "At most this many events (default 1000, at most 100000)"),
+        ("until_position" = Option<u64>, Query, description = "Read as of this position"),
+        ("until_time" = Option<String>, Query, description = "Read as of this RFC 3339 time"),
+    ),
+    responses(
+        (status = 200, body = crate::wire::ReadResponse),
+        (status = 400, description = "invalid_request"), (status = 404, description = "stream_not_found"),
+        (status = 410, description = "stream_deleted"),
+    ))]
+pub async fn read_stream(
+    State(state): State<AppState>,
+    StreamPath(stream): StreamPath,
+    mut params: Params,
+) -> Result<Response, ApiError> {
+    let (from, options) = page_params(&mut params)?;
+    params.finish(STREAM_PARAMS)?;
+    let from = map_from(from, StreamRevision::new);
+    let store = state.store.clone();
+    let events = tokio::task::spawn_blocking(move || store.read_stream_with(&stream, from, &options))
+        .await
+        .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
+    let next = next_from(events.last().map(|event| event.revision.value()), events.len(), &options);
+    Ok(json_response(write_page(&events, next)))
+}
+
+/// Reads a page of the global log, optionally filtered.
+#[utoipa::path(get, path = "/v1/all", tag = "streams",
+    params(
+        ("from" = Option<String>, Query, description = "A position, `start` or `end`"),
+        ("direction" = Option<String>, Query, description = "`forward` (default) or `backward`"),
+        ("limit" = Option<u64>, Query, description = "At most this many events (default 1000, at most 100000)"),
+        ("until_position" = Option<u64>, Query, description = "Read as of this position"),
+        ("until_time" = Option<String>, Query, description = "Read as of this RFC 3339 time"),
+        ("category" = Option<String>, Query, description = "Streams of this category (the id before the first `-`)"),
+        ("types" = Option<String>, Query, description = "Event types, comma-separated or repeated"),
+        ("stream_prefix" = Option<String>, Query, description = "Streams whose id starts with this"),
+        ("tags" = Option<String>, Query, description = "Tags the event must all carry, comma-separated or repeated"),
+        ("query" = Option<String>, Query, description = "A DCB query as JSON: {\"items\":[{\"types\":[..],\"tags\":[..]}]}"),
+    ),
+    responses((status = 200, body = crate::wire::ReadResponse), (status = 400, description = "invalid_request")))]
+pub async fn read_all(State(state): State<AppState>, mut params: Params) -> Result<Response, ApiError> {
+    let (from, options) = page_params(&mut params)?;
+    let filter = filter_params(&mut params)?;
+    params.finish(ALL_PARAMS)?;
+    let from = map_from(from, Position::new);
+    let store = state.store.clone();
+    let events = tokio::task::spawn_blocking(move || store.read_all_with(from, &options, &filter))
+        .await
+        .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
+    let next = next_from(events.last().map(|event| event.position.value()), events.len(), &options);
+    Ok(json_response(write_page(&events, next)))
+}
+
+pub fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Where the next page starts, or `None` when this one did not fill (it reached the end).
+fn next_from(last: Option<u64>, count: usize, options: &ReadOptions) -> Option<u64> {
+    let last = last?;
+    if count < options.limit {
+        return None;
+    }
+    match options.direction {
+        Direction::Forward => last.checked_add(1),
+        Direction::Backward => last.checked_sub(1),
+    }
+}
+
+fn map_from<T>(from: ReadFrom<u64>, make: impl Fn(u64) -> T) -> ReadFrom<T> {
+    match from {
+        ReadFrom::Start => ReadFrom::Start,
+        ReadFrom::End => ReadFrom::End,
+        ReadFrom::At(at) => ReadFrom::At(make(at)),
+    }
+}
+
+/// `from`, `direction`, `limit`, `until_position`, `until_time`.
+pub fn page_params(params: &mut Params) -> Result<(ReadFrom<u64>, ReadOptions), ApiError> {
+    let direction = match params.take("direction")?.as_deref() {
+        None | Some("forward") => Direction::Forward,
+        Some("backward") => Direction::Backward,
+        Some(other) => {
+            return Err(ApiError::invalid(format!("direction must be forward or backward, got {other:?}")));
+        }
+    };
+    let from = parse_from(params.take("from")?.as_deref())?.unwrap_or(match direction {
+        Direction::Forward => ReadFrom::Start,
+        Direction::Backward => ReadFrom::End,
+    });
+    let limit = match params.take_u64("limit")? {
+        None => READ_LIMIT_DEFAULT,
+        Some(limit) if (1..=READ_EVENTS_MAX as u64).contains(&limit) => limit as usize,
+        Some(limit) => {
+            return Err(ApiError::invalid(format!("limit must be between 1 and {READ_EVENTS_MAX}, got {limit}")));
+        }
+    };
+    let mut options = ReadOptions { direction, limit, until_position: None, until_time: None };
+    options.until_position = params.take_u64("until_position")?.map(Position::new);
+    options.until_time = params.take("until_time")?.map(|text| parse_time("until_time", &text)).transpose()?;
+    Ok((from, options))
+}
+
+/// `start`, `end` or a number.
+pub fn parse_from(text: Option<&str>) -> Result<Option<ReadFrom<u64>>, ApiError> {
+    Ok(match text {
+        None => None,
+        Some("start") => Some(ReadFrom::Start),
+        Some("end") => Some(ReadFrom::End),
+        Some(text) => Some(ReadFrom::At(
+            parse_u64("from", text)
+                .map_err(|error| ApiError::invalid(format!("{} (or start / end)", error.message)))?,
+        )),
+    })
+}
+
+pub fn parse_time(name: &str, text: &str) -> Result<Timestamp, ApiError> {
+    text.parse::<Timestamp>().map_err(|error| ApiError::invalid(format!("{name}: {error}")))
+}
+
+/// `category`, `types`, `stream_prefix`, `tags`, `query`.
+pub fn filter_params(params: &mut Params) -> Result<Filter, ApiError> {
+    let mut filter = Filter { category: params.take("category")?, ..Filter::default() };
+    if filter.category.as_deref() == Some("") {
+        return Err(ApiError::invalid("category must not be empty"));
+    }
+    filter.stream_prefix = params.take("stream_prefix")?;
+    filter.event_types = params
+        .take_list("types")
+        .into_iter()
+        .map(|name| EventType::new(name).map_err(|error| ApiError::from(error).at("types")))
+        .collect::<Result<_, _>>()?;
+    filter.tags = params
+        .take_list("tags")
+        .into_iter()
+        .map(|tag| Tag::new(tag).map_err(|error| ApiError::from(error).at("tags")))
+        .collect::<Result<_, _>>()?;
+    if let Some(query) = params.take("query")? {
+        let query: QueryJson = json_param("query", &query)?;
+        filter.query = Some(query.into_query()?);
+    }
+    Ok(filter)
+}

@@ -1,0 +1,173 @@
+//! Subscriptions: a stream of events from a starting point, first catching up from the log, then live.
+//!
+//! A subscription holds no buffer of its own and the committer never waits for it: it reads the log
+//! like any reader, in batches, and when it reaches the head it waits on the head watch (sent after
+//! each commit is visible). Catch-up and live are the same loop, so the hand-off can neither skip nor
+//! repeat an event, and a slow consumer costs the writers nothing — it simply reads older events later.
+
+use crate::error::ReadError;
+use crate::filter::Filter;
+use crate::read::{Direction, ReadFrom, ReadOptions};
+use crate::store::Store;
+use strata_core::{Position, RecordedEvent, StreamId, StreamRevision};
+use tokio::sync::watch;
+
+/// Events read per batch (and so the most a subscription holds at once).
+pub const SUBSCRIPTION_BATCH_EVENTS_MAX: usize = 1_000;
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionMessage {
+    /// The next events, in order, never empty.
+    Events(Vec<RecordedEvent>),
+    /// Every event committed before this moment has been delivered; from here on the subscription is
+    /// live. Sent once.
+    CaughtUp,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    All { filter: Filter, next_position: u64 },
+    Stream { stream: StreamId, next_revision: u64 },
+}
+
+/// A subscription to the global log (filtered) or to one stream; see [`Store::subscribe_all`] and
+/// [`Store::subscribe_stream`]. Dropping it ends it.
+#[derive(Debug)]
+pub struct Subscription {
+    store: Store,
+    source: Source,
+    /// Where `source`'s cursor starts, resolved lazily (`End` depends on the head when first polled).
+    start_at_end: bool,
+    head: watch::Receiver<u64>,
+    caught_up: bool,
+    batch_events_max: usize,
+}
+
+impl Store {
+    /// Subscribes to the global log from `from` (inclusive; `End`: only events committed from now
+    /// on), events matching `filter` only.
+    pub fn subscribe_all(&self, from: ReadFrom<Position>, filter: Filter) -> Subscription {
+        let next_position = match from {
+            ReadFrom::Start | ReadFrom::End => 0,
+            ReadFrom::At(position) => position.value(),
+        };
+        self.subscription(Source::All { filter, next_position }, matches!(from, ReadFrom::End))
+    }
+
+    /// Subscribes to `stream` from revision `from` (inclusive; `End`: only events appended from now
+    /// on). The stream need not exist yet. Events hidden by the stream's metadata are skipped.
+    pub fn subscribe_stream(&self, stream: StreamId, from: ReadFrom<StreamRevision>) -> Subscription {
+        let next_revision = match from {
+            ReadFrom::Start | ReadFrom::End => 0,
+            ReadFrom::At(revision) => revision.value(),
+        };
+        self.subscription(Source::Stream { stream, next_revision }, matches!(from, ReadFrom::End))
+    }
+
+    fn subscription(&self, source: Source, start_at_end: bool) -> Subscription {
+        let head = self.watch_next_position();
+        let mut subscription = Subscription {
+            store: self.clone(),
+            source,
+            start_at_end: false,
+            head,
+            caught_up: false,
+            batch_events_max: SUBSCRIPTION_BATCH_EVENTS_MAX,
+        };
+        if start_at_end {
+            // Resolved now, not at the first poll: events committed after `subscribe` returns are seen.
+            let next_position = *subscription.head.borrow();
+            match &mut subscription.source {
+                Source::All { next_position: next, .. } => *next = next_position,
+                Source::Stream { stream, next_revision } => {
+                    *next_revision = self.stream_revision(stream.as_str()).map_or(0, |r| r.value() + 1);
+                }
+            }
+            subscription.start_at_end = true;
+        }
+        subscription
+    }
+}
+
+impl Subscription {
+    /// Reads at most this many events per batch (1 to [`SUBSCRIPTION_BATCH_EVENTS_MAX`]).
+    pub fn with_batch_events_max(mut self, batch_events_max: usize) -> Self {
+        self.batch_events_max = batch_events_max.clamp(1, SUBSCRIPTION_BATCH_EVENTS_MAX);
+        self
+    }
+
+    /// Whether it started at the end of the log (it then has nothing to catch up on).
+    pub fn started_at_end(&self) -> bool {
+        self.start_at_end
+    }
+
+    /// The next message: a batch of events, or the one-time [`SubscriptionMessage::CaughtUp`]. Waits
+    /// while there is nothing new. Fails when the stream is tombstoned, or when reading the log fails
+    /// (the subscription can be resumed from the last event delivered).
+    pub async fn next(&mut self) -> Result<SubscriptionMessage, ReadError> {
+        loop {
+            let head = *self.head.borrow_and_update();
+            if let Some(events) = self.read_batch(head).await? {
+                return Ok(SubscriptionMessage::Events(events));
+            }
+            if !self.caught_up {
+                self.caught_up = true;
+                return Ok(SubscriptionMessage::CaughtUp);
+            }
+            if self.head.changed().await.is_err() {
+                // The store is closing; there will be nothing new. Wait forever like an idle log would,
+                // so that callers shut down on their own terms.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next batch of events below `head` (the next position when it was sampled), advancing the
+    /// cursor; `None` once everything below `head` has been delivered.
+    async fn read_batch(&mut self, head: u64) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
+        let limit = self.batch_events_max;
+        let Some(until) = head.checked_sub(1).map(Position::new) else { return Ok(None) };
+        let store = self.store.clone();
+        let options =
+            ReadOptions { direction: Direction::Forward, limit, until_position: Some(until), until_time: None };
+        match &mut self.source {
+            Source::All { filter, next_position } => {
+                if *next_position >= head {
+                    return Ok(None);
+                }
+                let (from, filter_for_read) = (*next_position, filter.clone());
+                let events = tokio::task::spawn_blocking(move || {
+                    store.read_all_with(ReadFrom::At(Position::new(from)), &options, &filter_for_read)
+                })
+                .await
+                .expect("subscription read panicked")?;
+                // Fewer than asked means nothing else matches below `head`.
+                *next_position = match events.last() {
+                    Some(last) if events.len() == limit => last.position.value() + 1,
+                    _ => head,
+                };
+                Ok((!events.is_empty()).then_some(events))
+            }
+            Source::Stream { stream, next_revision } => {
+                let (from, stream_for_read) = (*next_revision, stream.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    store.read_stream_with(&stream_for_read, ReadFrom::At(StreamRevision::new(from)), &options)
+                })
+                .await
+                .expect("subscription read panicked");
+                let events = match read {
+                    Ok(events) => events,
+                    // Not created yet, or every event hidden: nothing to deliver until it is written.
+                    Err(ReadError::StreamNotFound { .. }) => Vec::new(),
+                    Err(error) => return Err(error),
+                };
+                match events.last() {
+                    Some(last) => *next_revision = last.revision.value() + 1,
+                    None => return Ok(None),
+                }
+                Ok(Some(events))
+            }
+        }
+    }
+}

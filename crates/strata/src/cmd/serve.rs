@@ -1,0 +1,68 @@
+//! `strata serve`: the HTTP API over a data directory, until SIGTERM or SIGINT.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use strata_server::{LISTEN_DEFAULT, ServeOptions};
+use strata_storage::Store;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The data directory (created if missing).
+    #[arg(long, default_value = "./strata-data")]
+    pub data: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = LISTEN_DEFAULT)]
+    pub listen: String,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
+    let store = Store::open(&args.data).with_context(|| format!("open the store in {}", args.data.display()))?;
+    let report = store.recovery_report().clone();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listen on {} (is another server running there?)", args.listen))?;
+        let address = listener.local_addr().context("read the listening address")?;
+        eprintln!(
+            "strata: serving {} on http://{address} ({} events in {} segments; head position {})",
+            args.data.display(),
+            report.events,
+            report.segments,
+            store.head_position().map_or("none".to_owned(), |p| p.value().to_string()),
+        );
+        if report.torn_tail_bytes_zeroed > 0 {
+            eprintln!(
+                "strata: recovery zeroed {} bytes of an interrupted write (saved to {})",
+                report.torn_tail_bytes_zeroed,
+                report.torn_tail_saved_to.as_ref().map_or("nowhere".into(), |p| p.display().to_string())
+            );
+        }
+        strata_server::serve(store, listener, ServeOptions::default(), shutdown_signal())
+            .await
+            .context("serve the API")?;
+        eprintln!("strata: stopped accepting; in-flight requests answered; closing the store");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // The runtime's tasks held the last clones of the store: dropping it lets the committer finish
+    // what is queued, sync, and release the directory lock.
+    drop(runtime);
+    eprintln!("strata: store closed");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
