@@ -40,7 +40,7 @@ impl std::str::FromStr for Timestamp {
             let part = bytes.get(range)?;
             part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
         };
-        if bytes.len() < 20 {
+        if bytes.len() < 19 {
             return Err(fail("too short"));
         }
         let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
@@ -69,7 +69,7 @@ impl std::str::FromStr for Timestamp {
         }
         let mut at = 19;
         let mut micros = 0;
-        if bytes[at] == b'.' {
+        if bytes.get(at) == Some(&b'.') {
             at += 1;
             let start = at;
             while at < bytes.len() && bytes[at].is_ascii_digit() {

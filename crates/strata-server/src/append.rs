@@ -1,7 +1,7 @@
 //! `POST /v1/streams/{stream}` and `POST /v1/append`.
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, StreamPath};
+use crate::extract::{JsonBody, Params, StreamPath};
 use crate::metrics::AppendResult as Counted;
 use crate::state::AppState;
 use crate::wire::{
@@ -28,9 +28,11 @@ use strata_storage::{AppendCondition, AppendOutcome, MultiAppend, MultiAppendOut
 pub async fn append(
     State(state): State<AppState>,
     StreamPath(stream): StreamPath,
+    params: Params,
     JsonBody(request): JsonBody<AppendRequest>,
 ) -> Result<Json<AppendResponse>, ApiError> {
     let started = Instant::now();
+    params.finish(&[])?;
     let expected = expected_revision(request.expected_revision.as_ref())?;
     let events = convert_events(request.events, |event, at| {
         if event.stream.is_some() {
@@ -76,9 +78,11 @@ pub async fn append(
     ))]
 pub async fn append_multi(
     State(state): State<AppState>,
+    params: Params,
     JsonBody(request): JsonBody<MultiAppendRequest>,
 ) -> Result<Json<MultiAppendResponse>, ApiError> {
     let started = Instant::now();
+    params.finish(&[])?;
     let mut streams = Vec::with_capacity(request.events.len());
     for (at, event) in request.events.iter().enumerate() {
         let Some(stream) = &event.stream else {

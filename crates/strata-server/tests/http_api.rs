@@ -1,0 +1,422 @@
+//! Every endpoint of the HTTP API, through a real server on a free port: what it answers and the
+//! errors DESIGN.md §5 lists.
+
+mod common;
+
+use common::{SseReader, TestServer};
+use serde_json::{Value, json};
+
+fn event(event_type: &str, data: Value) -> Value {
+    json!({ "type": event_type, "data": data })
+}
+
+async fn append(server: &TestServer, stream: &str, expected: Value, events: Vec<Value>) -> (u16, Value) {
+    server.post(&format!("/v1/streams/{stream}"), &json!({ "expected_revision": expected, "events": events })).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_then_conflict_then_idempotent_retry() {
+    let server = TestServer::start().await;
+    let id = "0195f1c2-1111-7000-8000-000000000001";
+    let body = json!({ "expected_revision": "no_stream", "events": [
+        { "id": id, "type": "Opened", "data": { "owner": "ada" }, "metadata": { "by": "test" }, "tags": ["account:1"] },
+        event("Deposited", json!({ "amount": 10 })),
+    ]});
+    let (status, result) = server.post("/v1/streams/account-1", &body).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(
+        result,
+        json!({ "first_revision": 0, "last_revision": 1, "first_position": 0, "last_position": 1, "replayed": false })
+    );
+
+    // The same expectation again is a conflict that names the stream, the expectation and the truth.
+    let (status, error) = append(&server, "account-1", json!("no_stream"), vec![event("X", json!(1))]).await;
+    assert_eq!(status, 409);
+    assert_eq!(error["error"]["code"], "wrong_expected_revision");
+    assert_eq!(error["error"]["stream"], "account-1");
+    assert_eq!(error["error"]["expected"], "no_stream");
+    assert_eq!(error["error"]["actual"], 1);
+    let (status, error) = append(&server, "account-9", json!(4), vec![event("X", json!(1))]).await;
+    assert_eq!((status, &error["error"]["actual"]), (409, &json!("no_stream")));
+    let (status, error) = append(&server, "account-9", json!("stream_exists"), vec![event("X", json!(1))]).await;
+    assert_eq!((status, &error["error"]["expected"]), (409, &json!("stream_exists")));
+
+    // A retry of an append with ids answers the original result and writes nothing.
+    let retry = json!({ "expected_revision": "no_stream", "events": [
+        { "id": "0195f1c2-1111-7000-8000-000000000002", "type": "Opened", "data": { "owner": "bob" } },
+    ]});
+    let (status, first) = server.post("/v1/streams/account-2", &retry).await;
+    assert_eq!((status, &first["replayed"]), (200, &json!(false)), "{first}");
+    let (status, again) = server.post("/v1/streams/account-2", &retry).await;
+    assert_eq!((status, &again["replayed"]), (200, &json!(true)));
+    assert_eq!(first["first_position"], again["first_position"]);
+    // … and an id reused for a different event is refused, naming it.
+    let (status, error) = server
+        .post(
+            "/v1/streams/account-1",
+            &json!({ "events": [
+                { "id": id, "type": "Other", "data": {} }, event("New", json!({})),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["event_id"], id);
+
+    // Exact revisions and "any".
+    let (status, _) = append(&server, "account-1", json!(1), vec![event("Withdrawn", json!({ "amount": 3 }))]).await;
+    assert_eq!(status, 200);
+    let (status, result) = append(&server, "account-1", json!("any"), vec![event("Deposited", json!(5))]).await;
+    assert_eq!((status, &result["first_revision"]), (200, &json!(3)));
+    let (status, result) =
+        server.post("/v1/streams/account-1", &json!({ "events": [event("Deposited", json!(5))] })).await;
+    assert_eq!((status, &result["first_revision"]), (200, &json!(4)), "expected_revision defaults to any");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_render_events_page_and_travel_in_time() {
+    let server = TestServer::start().await;
+    for n in 0..5 {
+        let (status, _) = append(&server, "order-1", json!("any"), vec![event("Step", json!({ "n": n }))]).await;
+        assert_eq!(status, 200);
+    }
+    let binary = json!({ "events": [{ "type": "Blob", "data_base64": "AAEC/w==", "content_type": "image/png" }] });
+    assert_eq!(server.post("/v1/streams/blob-1", &binary).await.0, 200);
+
+    let (status, page) = server.get("/v1/streams/order-1").await;
+    assert_eq!(status, 200);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(page["next"], Value::Null, "the page reached the end");
+    let first = &events[0];
+    assert_eq!(first["stream"], "order-1");
+    assert_eq!(first["type"], "Step");
+    assert_eq!(first["revision"], 0);
+    assert_eq!(first["position"], 0);
+    assert_eq!(first["data"], json!({ "n": 0 }));
+    assert_eq!(first["metadata"], json!({}));
+    assert_eq!(first["tags"], json!([]));
+    uuid::Uuid::parse_str(first["id"].as_str().unwrap()).unwrap();
+    let recorded_at = first["recorded_at"].as_str().unwrap();
+    assert!(recorded_at.ends_with('Z') && recorded_at.len() == 27, "RFC 3339 with microseconds: {recorded_at}");
+
+    // Paging forwards and backwards with `next`.
+    let (_, page) = server.get("/v1/streams/order-1?from=1&limit=2").await;
+    let revisions: Vec<_> = page["events"].as_array().unwrap().iter().map(|e| e["revision"].clone()).collect();
+    assert_eq!((revisions, &page["next"]), (vec![json!(1), json!(2)], &json!(3)));
+    let (_, page) = server.get("/v1/streams/order-1?direction=backward&limit=2").await;
+    let revisions: Vec<_> = page["events"].as_array().unwrap().iter().map(|e| e["revision"].clone()).collect();
+    assert_eq!((revisions, &page["next"]), (vec![json!(4), json!(3)], &json!(2)));
+    let (_, page) = server.get("/v1/all?from=end&direction=backward&limit=1").await;
+    assert_eq!(page["events"][0]["type"], "Blob");
+    assert_eq!(page["events"][0]["data_base64"], "AAEC/w==");
+    assert_eq!(page["events"][0]["content_type"], "image/png");
+    assert!(page["events"][0].get("data").is_none());
+
+    // As of a position and as of a time.
+    let (_, page) = server.get("/v1/streams/order-1?until_position=2").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    let (_, page) = server.get("/v1/all?until_position=0").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    let (_, all) = server.get("/v1/all").await;
+    let third_time = all["events"][2]["recorded_at"].as_str().unwrap().to_owned();
+    let (_, page) = server.get(&format!("/v1/streams/order-1?until_time={third_time}")).await;
+    let count = page["events"].as_array().unwrap().len();
+    assert!((3..=5).contains(&count), "events recorded at or before the third one's time: {count}");
+    let (status, error) = server.get("/v1/streams/order-1?until_time=1999-01-01T00:00:00Z").await;
+    assert_eq!((status, &error["error"]["code"]), (404, &json!("stream_not_found")), "no events yet then");
+    let (status, page) = server.get("/v1/all?until_time=1999-01-01T00:00:00%2B01:00").await;
+    assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 0));
+
+    let (status, error) = server.get("/v1/streams/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(error["error"]["code"], "stream_not_found");
+    assert_eq!(error["error"]["stream"], "nothing-here");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_reads_of_the_global_log() {
+    let server = TestServer::start().await;
+    let tagged = |event_type: &str, tags: &[&str]| json!({ "type": event_type, "data": {}, "tags": tags });
+    append(&server, "user-1", json!("any"), vec![tagged("Registered", &["user:1", "tenant:a"])]).await;
+    append(&server, "user-2", json!("any"), vec![tagged("Registered", &["user:2", "tenant:b"])]).await;
+    append(&server, "course-1", json!("any"), vec![tagged("Created", &["course:1", "tenant:a"])]).await;
+    append(&server, "user-1", json!("any"), vec![tagged("Renamed", &["user:1", "tenant:a"])]).await;
+
+    let streams_of = |page: &Value| -> Vec<String> {
+        page["events"].as_array().unwrap().iter().map(|e| e["stream"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, page) = server.get("/v1/all?category=user").await;
+    assert_eq!(streams_of(&page), ["user-1", "user-2", "user-1"]);
+    let (_, page) = server.get("/v1/all?types=Created,Renamed").await;
+    assert_eq!(streams_of(&page), ["course-1", "user-1"]);
+    let (_, page) = server.get("/v1/all?types=Created&types=Renamed").await;
+    assert_eq!(streams_of(&page), ["course-1", "user-1"]);
+    let (_, page) = server.get("/v1/all?tags=tenant:a&types=Registered").await;
+    assert_eq!(streams_of(&page), ["user-1"]);
+    let (_, page) = server.get("/v1/all?stream_prefix=user-").await;
+    assert_eq!(streams_of(&page).len(), 3);
+    let query = r#"{"items":[{"tags":["user:2"]},{"types":["Created"]}]}"#;
+    let encoded: String = query.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (status, page) = server.get(&format!("/v1/all?query={encoded}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(streams_of(&page), ["user-2", "course-1"]);
+    let (_, page) = server.get("/v1/all?category=user&direction=backward&limit=1").await;
+    assert_eq!((streams_of(&page), &page["next"]), (vec!["user-1".to_owned()], &json!(2)));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_stream_appends_with_checks_and_conditions() {
+    let server = TestServer::start().await;
+    let transfer = json!({
+        "events": [
+            { "stream": "account-a", "type": "Withdrawn", "data": { "amount": 5 }, "tags": ["transfer:1"] },
+            { "stream": "account-b", "type": "Deposited", "data": { "amount": 5 }, "tags": ["transfer:1"] },
+        ],
+        "checks": [
+            { "stream": "account-a", "expected_revision": "no_stream" },
+            { "stream": "ledger", "expected_revision": "no_stream" },
+        ],
+        "condition": { "query": { "items": [{ "types": ["TransferRefused"] }] } },
+    });
+    let (status, result) = server.post("/v1/append", &transfer).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["first_position"], 0);
+    assert_eq!(result["last_position"], 1);
+    assert_eq!(
+        result["streams"],
+        json!([
+            { "stream": "account-a", "first_revision": 0, "last_revision": 0 },
+            { "stream": "account-b", "first_revision": 0, "last_revision": 0 },
+        ])
+    );
+    // A check on a stream the append does not write.
+    let guarded = json!({
+        "events": [{ "stream": "account-c", "type": "Opened", "data": {} }],
+        "checks": [{ "stream": "account-a", "expected_revision": 7 }],
+    });
+    let (status, error) = server.post("/v1/append", &guarded).await;
+    assert_eq!(status, 409);
+    assert_eq!(error["error"]["code"], "wrong_expected_revision");
+    assert_eq!((&error["error"]["stream"], &error["error"]["actual"]), (&json!("account-a"), &json!(0)));
+    // A DCB condition: a unique username.
+    let claim = |name: &str, after: Option<u64>| {
+        let mut condition =
+            json!({ "query": { "items": [{ "types": ["UsernameClaimed"], "tags": [format!("username:{name}")] }] } });
+        if let Some(after) = after {
+            condition["after"] = json!(after);
+        }
+        json!({
+            "events": [{ "stream": format!("user-{name}"), "type": "UsernameClaimed", "data": {}, "tags": [format!("username:{name}")] }],
+            "condition": condition,
+        })
+    };
+    assert_eq!(server.post("/v1/append", &claim("ada", None)).await.0, 200);
+    let (status, error) = server.post("/v1/append", &claim("ada", None)).await;
+    assert_eq!(status, 409);
+    assert_eq!(error["error"]["code"], "append_condition_failed");
+    assert_eq!(error["error"]["position"], 2);
+    let (status, _) = server.post("/v1/append", &claim("ada", Some(2))).await;
+    assert_eq!(status, 200, "nothing matches after position 2");
+    let (status, error) = server.post("/v1/append", &claim("bob", Some(99))).await;
+    assert_eq!(status, 400, "a condition beyond the head is a mistake: {error}");
+    let (_, page) = server.get("/v1/all").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 4, "failed appends wrote nothing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_lifecycle_list_info_metadata_delete_tombstone() {
+    let server = TestServer::start().await;
+    for stream in ["cart-1", "cart-2", "cart-3", "order-1"] {
+        append(&server, stream, json!("any"), vec![event("A", json!(1)), event("B", json!(2))]).await;
+    }
+    let (status, list) = server.get("/v1/streams?prefix=cart-&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!({ "streams": ["cart-1", "cart-2"], "next": "cart-2" }));
+    let (_, list) = server.get("/v1/streams?prefix=cart-&limit=2&after=cart-2").await;
+    assert_eq!(list, json!({ "streams": ["cart-3"], "next": null }));
+
+    let (status, info) = server.get("/v1/streams/cart-1/info").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["event_count"], 2);
+    assert_eq!((&info["first_revision"], &info["last_revision"]), (&json!(0), &json!(1)));
+    assert_eq!((&info["first_position"], &info["last_position"]), (&json!(0), &json!(1)));
+    assert!(info["first_recorded_at"].as_str().unwrap() <= info["last_recorded_at"].as_str().unwrap());
+    assert_eq!(server.get("/v1/streams/cart-9/info").await.0, 404);
+
+    // Metadata: unset by default, replaced by PUT, applied on read.
+    let (status, metadata) = server.get("/v1/streams/cart-1/metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(metadata, json!({ "max_age_seconds": null, "max_count": null, "truncate_before": null, "custom": {} }));
+    let (status, metadata) =
+        server.put("/v1/streams/cart-1/metadata", &json!({ "max_count": 1, "custom": { "owner": "ada" } })).await;
+    assert_eq!(status, 200, "{metadata}");
+    assert_eq!(metadata["max_count"], 1);
+    assert_eq!(metadata["custom"], json!({ "owner": "ada" }));
+    let (_, page) = server.get("/v1/streams/cart-1").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["events"][0]["revision"], 1);
+
+    // Soft delete: not found, gone from the list; a later append continues after the last revision.
+    let (status, deleted) = server.delete("/v1/streams/cart-2").await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["hard"], false);
+    assert_eq!(server.get("/v1/streams/cart-2").await.0, 404);
+    let (_, list) = server.get("/v1/streams?prefix=cart-").await;
+    assert_eq!(list["streams"], json!(["cart-1", "cart-3"]));
+    let (status, result) = append(&server, "cart-2", json!(1), vec![event("C", json!(3))]).await;
+    assert_eq!((status, &result["first_revision"]), (200, &json!(2)));
+    let (_, page) = server.get("/v1/streams/cart-2").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(server.delete("/v1/streams/never-written").await.0, 404);
+    let (status, error) = server.delete("/v1/streams/cart-3?expected_revision=0").await;
+    assert_eq!((status, &error["error"]["actual"]), (409, &json!(1)));
+
+    // Tombstone: 410 for reads, appends, info and metadata, for good.
+    let (status, deleted) = server.delete("/v1/streams/cart-3?hard=true&expected_revision=1").await;
+    assert_eq!((status, &deleted["hard"]), (200, &json!(true)));
+    for (status, body) in [
+        server.get("/v1/streams/cart-3").await,
+        append(&server, "cart-3", json!("any"), vec![event("D", json!(4))]).await,
+        server.get("/v1/streams/cart-3/info").await,
+        server.get("/v1/streams/cart-3/metadata").await,
+        server.delete("/v1/streams/cart-3").await,
+    ] {
+        assert_eq!(status, 410, "{body}");
+        assert_eq!(body["error"]["code"], "stream_deleted");
+        assert_eq!(body["error"]["stream"], "cart-3");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints() {
+    let server = TestServer::start().await;
+    append(&server, "a-1", json!("any"), vec![event("A", json!(1))]).await;
+    let (status, health) = server.get("/v1/health").await;
+    assert_eq!((status, health), (200, json!({ "status": "ok" })));
+    let (status, info) = server.get("/v1/info").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["head_position"], 0);
+    assert_eq!(info["limits"]["append_events_max"], 10_000);
+    assert_eq!(info["writes_poisoned"], Value::Null);
+
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap();
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        "strata_appends_total{result=\"committed\"} 1",
+        "strata_events_appended_total 1",
+        "strata_append_latency_seconds_count 1",
+        "strata_fsync_latency_seconds_bucket{le=\"+Inf\"} 1",
+        "strata_head_position 0",
+        "strata_subscriptions_open 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+
+    let (status, openapi) = server.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in ["/v1/streams/{stream}", "/v1/append", "/v1/all", "/v1/subscribe", "/v1/streams", "/metrics"] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is not documented");
+    }
+    // The documented event shape is the one reads render.
+    let documented: Vec<&String> =
+        openapi["components"]["schemas"]["RecordedEventJson"]["properties"].as_object().unwrap().keys().collect();
+    let (_, page) = server.get("/v1/all").await;
+    for key in page["events"][0].as_object().unwrap().keys() {
+        assert!(documented.contains(&key), "{key} is rendered but not documented");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_catch_up_then_go_live_and_resume() {
+    let server = TestServer::start().await;
+    append(&server, "a-1", json!("any"), vec![event("A", json!(1)), event("A", json!(2))]).await;
+    append(&server, "b-1", json!("any"), vec![event("B", json!(3))]).await;
+
+    let mut all = SseReader::open(&server.client, &server.url("/v1/subscribe?from=0"), None).await;
+    let mut stream = SseReader::open(&server.client, &server.url("/v1/subscribe?stream=a-1"), None).await;
+    let mut filtered = SseReader::open(&server.client, &server.url("/v1/subscribe?types=B"), None).await;
+    for position in 0..3 {
+        let sse = all.next().await.unwrap();
+        assert_eq!(sse.id.as_deref(), Some(position.to_string().as_str()));
+        let received: Value = serde_json::from_str(&sse.data).unwrap();
+        assert_eq!(received["position"], position);
+    }
+    assert_eq!(all.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    for revision in 0..2 {
+        let received: Value = serde_json::from_str(&stream.next().await.unwrap().data).unwrap();
+        assert_eq!((&received["stream"], &received["revision"]), (&json!("a-1"), &json!(revision)));
+    }
+    assert_eq!(stream.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    let only: Value = serde_json::from_str(&filtered.next().await.unwrap().data).unwrap();
+    assert_eq!(only["type"], "B");
+    assert_eq!(filtered.next().await.unwrap().event.as_deref(), Some("caught_up"));
+
+    // Live.
+    append(&server, "a-1", json!("any"), vec![event("A", json!(4))]).await;
+    append(&server, "b-1", json!("any"), vec![event("B", json!(5))]).await;
+    assert_eq!(all.next().await.unwrap().id.as_deref(), Some("3"));
+    assert_eq!(all.next().await.unwrap().id.as_deref(), Some("4"));
+    let live: Value = serde_json::from_str(&stream.next().await.unwrap().data).unwrap();
+    assert_eq!((&live["revision"], &live["position"]), (&json!(2), &json!(3)));
+    assert_eq!(filtered.next().await.unwrap().id.as_deref(), Some("4"));
+    let (status, _) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+
+    // Resume with Last-Event-ID: right after the last event received, for the log and for a stream.
+    drop(all);
+    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe"), Some(2)).await;
+    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("3"));
+    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("4"));
+    assert_eq!(resumed.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe?stream=a-1"), Some(1)).await;
+    let resumed_event: Value = serde_json::from_str(&resumed.next().await.unwrap().data).unwrap();
+    assert_eq!(resumed_event["revision"], 2);
+    let (status, error) = server
+        .client
+        .get(server.url("/v1/subscribe?stream=a-1"))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|s| (s, ()))
+        .unwrap();
+    assert_eq!((status, error), (400, ()), "position 2 is an event of b-1");
+
+    // From the end: only new events.
+    let mut tail = SseReader::open(&server.client, &server.url("/v1/subscribe?from=end"), None).await;
+    assert_eq!(tail.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    append(&server, "c-1", json!("any"), vec![event("C", json!(6))]).await;
+    assert_eq!(tail.next().await.unwrap().id.as_deref(), Some("5"));
+
+    // A stream tombstoned while subscribed ends with an error event; shutdown ends the others.
+    server.delete("/v1/streams/a-1?hard=true").await;
+    let ended = stream.next().await.unwrap();
+    assert_eq!(ended.event.as_deref(), Some("error"), "{ended:?}");
+    assert!(stream.next().await.is_none());
+    let tombstone: Value = serde_json::from_str(&tail.next().await.unwrap().data).unwrap();
+    assert_eq!((&tombstone["stream"], &tombstone["type"]), (&json!("$streams"), &json!("$tombstone")));
+    server.stop().await;
+    assert!(tail.next().await.is_none(), "shutdown ends subscriptions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_idle_subscriptions_alive() {
+    let options = strata_server::ServeOptions { heartbeat: std::time::Duration::from_millis(50), ..Default::default() };
+    let server = TestServer::start_with(options).await;
+    let mut idle = SseReader::open(&server.client, &server.url("/v1/subscribe"), None).await;
+    assert_eq!(idle.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    // Heartbeats are comments; the reader counts those that arrive before the next event.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    append(&server, "a-1", json!("any"), vec![event("A", json!(1))]).await;
+    assert_eq!(idle.next().await.unwrap().id.as_deref(), Some("0"));
+    assert!(idle.comments >= 1, "no heartbeat in 200 ms at a 50 ms interval");
+    server.stop().await;
+}
