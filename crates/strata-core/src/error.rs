@@ -44,4 +44,14 @@ pub enum ValidationError {
          up to which the decision's events were read"
     )]
     ConditionAfterHead { after: u64, head: String },
+    #[error(
+        "an imported event was recorded at {recorded_at}, before the latest event of the store ({latest}); \
+         recorded times never go backwards: import into a new store, or import events in their original order"
+    )]
+    RecordedTimeBackwards { recorded_at: String, latest: String },
+    #[error(
+        "the import gives stream {stream} revision {actual} where revision {expected} comes next; \
+         import a whole export, in its order"
+    )]
+    ImportRevisionGap { stream: String, expected: u64, actual: u64 },
 }

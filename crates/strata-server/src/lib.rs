@@ -6,6 +6,7 @@
 //! - `read`: `GET /v1/streams/{stream}`, `GET /v1/all` (filters, as-of).
 //! - `subscribe`: `GET /v1/subscribe` (Server-Sent Events over the engine's subscriptions).
 //! - `streams`: listing, stream info, soft and hard delete, metadata.
+//! - `import`: `POST /v1/import` (exported events, keeping ids and recorded times).
 //! - `system`: health, info, OpenAPI, unknown routes; `metrics`: `GET /metrics`.
 //! - `wire`: the JSON shapes and their conversion; `extract`: bodies (capped, time-limited), strict
 //!   query strings, stream ids from paths; `error`: the one place failures become status codes.
@@ -19,6 +20,7 @@
 mod append;
 mod error;
 pub mod extract;
+mod import;
 mod metrics;
 mod read;
 mod state;
@@ -26,6 +28,11 @@ mod streams;
 mod subscribe;
 mod system;
 mod wire;
+
+/// The JSON of events, shared with the command line (export, import).
+pub mod render {
+    pub use crate::wire::{parse_exported_event, write_event, write_string};
+}
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -64,7 +71,7 @@ impl Default for ServeOptions {
 #[openapi(
     info(title = "Strata", description = "A durable event store: streams, one gapless global log, subscriptions."),
     paths(
-        append::append, append::append_multi, read::read_stream, read::read_all, subscribe::subscribe,
+        append::append, append::append_multi, import::import, read::read_stream, read::read_all, subscribe::subscribe,
         streams::list, streams::info, streams::delete, streams::get_metadata, streams::put_metadata,
         system::health, system::info, system::openapi, metrics::metrics,
     ),
@@ -85,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{stream}/info", get(streams::info))
         .route("/v1/streams/{stream}/metadata", get(streams::get_metadata).put(streams::put_metadata))
         .route("/v1/append", post(append::append_multi))
+        .route("/v1/import", post(import::import))
         .route("/v1/all", get(read::read_all))
         .route("/v1/subscribe", get(subscribe::subscribe))
         .route("/v1/health", get(system::health))

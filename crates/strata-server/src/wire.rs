@@ -370,3 +370,82 @@ pub fn write_page(events: &[RecordedEvent], next: Option<u64>) -> Vec<u8> {
     out.push(b'}');
     out
 }
+
+/// An event as exported (one NDJSON line of `strata export`, one element of `POST /v1/import`):
+/// the shape reads render.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEventJson {
+    pub id: String,
+    pub stream: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub revision: u64,
+    /// Informational: an import appends in order, and keeps positions when the target is empty.
+    pub position: u64,
+    pub recorded_at: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+    pub data_base64: Option<String>,
+    pub content_type: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Box<RawValue>,
+    pub tags: Vec<String>,
+}
+
+/// Parses one exported event (a line of an export) back into the engine's event.
+pub fn parse_exported_event(line: &[u8]) -> Result<RecordedEvent, ApiError> {
+    let exported: ExportedEventJson =
+        serde_json::from_slice(line).map_err(|error| ApiError::invalid(format!("not an exported event: {error}")))?;
+    exported.into_recorded()
+}
+
+impl ExportedEventJson {
+    pub fn into_recorded(self) -> Result<RecordedEvent, ApiError> {
+        let uuid = uuid::Uuid::parse_str(&self.id)
+            .map_err(|error| ApiError::invalid(format!("id {:?} is not a UUID: {error}", self.id)))?;
+        let (data, content_type) = match (self.data, self.data_base64, self.content_type) {
+            (Some(data), None, None) => (bytes::Bytes::copy_from_slice(data.get().as_bytes()), None),
+            (None, Some(encoded), Some(content_type)) => {
+                let data = BASE64
+                    .decode(encoded.as_bytes())
+                    .map_err(|error| ApiError::invalid(format!("data_base64 is not valid base64: {error}")))?;
+                let content_type =
+                    ContentType::new(content_type).map_err(|error| ApiError::from(error).at("content_type"))?;
+                (bytes::Bytes::from(data), Some(content_type))
+            }
+            _ => {
+                return Err(ApiError::invalid("an exported event has either data, or data_base64 with content_type"));
+            }
+        };
+        // Empty metadata is rendered as `{}`; anything else is kept byte for byte.
+        let metadata = match self.metadata.get() {
+            "{}" => bytes::Bytes::new(),
+            other if other.starts_with('{') => bytes::Bytes::copy_from_slice(other.as_bytes()),
+            other => return Err(ApiError::invalid(format!("metadata must be a JSON object, got {other}"))),
+        };
+        let tags = self
+            .tags
+            .into_iter()
+            .map(|tag| Tag::new(tag).map_err(|error| ApiError::from(error).at("tags")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if tags.len() > strata_core::limits::TAGS_PER_EVENT_MAX {
+            return Err(ApiError::invalid(format!("an event carries {} tags; the limit is 32", tags.len())));
+        }
+        Ok(RecordedEvent {
+            id: EventId::from_uuid(uuid),
+            stream: StreamId::new(self.stream).map_err(|error| ApiError::from(error).at("stream"))?,
+            event_type: EventType::new(self.event_type).map_err(|error| ApiError::from(error).at("type"))?,
+            revision: StreamRevision::new(self.revision),
+            position: strata_core::Position::new(self.position),
+            recorded_at: self
+                .recorded_at
+                .parse()
+                .map_err(|error: strata_core::TimestampParseError| ApiError::invalid(error.to_string()))?,
+            content_type,
+            data,
+            metadata,
+            tags: strata_core::Tags::from_tags(&tags),
+        })
+    }
+}

@@ -9,15 +9,15 @@ use crate::log::{LogWriter, RecoveryReport, recover};
 use crate::reply::{self, Reply};
 use crate::system;
 use crate::writer::{self, Request, Shared, SystemOperation};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use strata_core::limits::{APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX_CEILING, EVENT_BYTES_MAX_DEFAULT};
 use strata_core::{
-    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, StreamId, StreamMetadata, StreamRevision,
-    Timestamp, ValidationError,
+    EventId, EventType, ExpectedRevision, NewEvent, Position, Query, RecordedEvent, StreamId, StreamMetadata,
+    StreamRevision, Timestamp, ValidationError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -421,6 +421,71 @@ impl Store {
         }
     }
 
+    /// Imports events exported from a store (`strata import`): each keeps its id, stream, revision,
+    /// recorded time, payload and tags, and they are appended in the order given, as one atomic batch.
+    /// System events (`$streams`: metadata, deletions) are imported too and take effect.
+    ///
+    /// Each stream's first event in the batch must follow the stream's head here (its revision is
+    /// checked like an exact expected revision), and recorded times must not go backwards — neither
+    /// within the batch nor from the store's latest event. A batch already imported is answered as a
+    /// replay (its ids are committed), so an interrupted import can simply be run again.
+    pub fn import_blocking(&self, events: Vec<RecordedEvent>) -> Result<MultiAppendOutcome, AppendError> {
+        let (reply, receiver) = reply::for_this_thread();
+        let request = self.prepare_import(events, reply)?;
+        self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
+        receiver.wait()
+    }
+
+    fn prepare_import(&self, events: Vec<RecordedEvent>, reply: Reply) -> Result<Request, AppendError> {
+        let mut checks: Vec<(StreamId, ExpectedRevision)> = Vec::new();
+        let mut heads: HashMap<StreamId, u64> = HashMap::new();
+        let mut times = Vec::with_capacity(events.len());
+        let mut append = MultiAppend { events: Vec::with_capacity(events.len()), checks: Vec::new(), condition: None };
+        for recorded in events {
+            let expected_next = heads.get(&recorded.stream).map(|head| head + 1);
+            match expected_next {
+                None => checks.push((
+                    recorded.stream.clone(),
+                    match recorded.revision.value().checked_sub(1) {
+                        None => ExpectedRevision::NoStream,
+                        Some(previous) => ExpectedRevision::Exact(StreamRevision::new(previous)),
+                    },
+                )),
+                Some(next) if next != recorded.revision.value() => {
+                    return Err(ValidationError::ImportRevisionGap {
+                        stream: recorded.stream.to_string(),
+                        expected: next,
+                        actual: recorded.revision.value(),
+                    }
+                    .into());
+                }
+                Some(_) => {}
+            }
+            heads.insert(recorded.stream.clone(), recorded.revision.value());
+            if times.last().is_some_and(|last: &Timestamp| recorded.recorded_at < *last) {
+                let latest = times.last().expect("checked").to_string();
+                return Err(ValidationError::RecordedTimeBackwards {
+                    recorded_at: recorded.recorded_at.to_string(),
+                    latest,
+                }
+                .into());
+            }
+            times.push(recorded.recorded_at);
+            let mut event = NewEvent::new(recorded.event_type, recorded.data)
+                .with_id(recorded.id)
+                .with_metadata(recorded.metadata)
+                .with_tags(recorded.tags.to_vec())?;
+            if let Some(content_type) = recorded.content_type {
+                event = event.with_content_type(content_type);
+            }
+            append.events.push((recorded.stream, event));
+        }
+        append.checks = checks;
+        let mut request = self.prepare(append, Some(SystemOperation::Import), reply)?;
+        request.recorded_times = Some(times);
+        Ok(request)
+    }
+
     async fn submit(
         &self,
         append: MultiAppend,
@@ -465,15 +530,18 @@ impl Store {
         if events.is_empty() && !soft_delete {
             return Err(ValidationError::EmptyBatch.into());
         }
-        if let Some(operation) = &system {
-            operation.target().check_not_reserved()?;
+        let import = matches!(system, Some(SystemOperation::Import));
+        if let Some(target) = system.as_ref().and_then(SystemOperation::target) {
+            target.check_not_reserved()?;
         }
         if events.len() > APPEND_EVENTS_MAX {
             return Err(ValidationError::TooManyEvents { count: events.len(), max: APPEND_EVENTS_MAX }.into());
         }
         let mut checked = HashSet::with_capacity_and_hasher(checks.len(), foldhash::fast::RandomState::default());
         for (stream, _) in &checks {
-            stream.check_not_reserved()?;
+            if !import {
+                stream.check_not_reserved()?;
+            }
             if !checked.insert(stream) {
                 return Err(ValidationError::DuplicateCheck { stream: stream.to_string() }.into());
             }
@@ -523,7 +591,17 @@ impl Store {
         // Room for the `$deleted` event the committer adds to a soft delete.
         let encoded_bytes = encoded_bytes + if soft_delete { SYSTEM_EVENT_BYTES_MAX } else { 0 };
         let generated_id = soft_delete.then(|| self.generate_id());
-        Ok(Request { events, checks, condition, encoded_bytes, client_ids, system, generated_id, reply })
+        Ok(Request {
+            events,
+            checks,
+            condition,
+            encoded_bytes,
+            client_ids,
+            system,
+            generated_id,
+            recorded_times: None,
+            reply,
+        })
     }
 
     /// Now, by the store's clock (for metadata's `max_age_seconds` at read time).

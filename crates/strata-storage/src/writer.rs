@@ -55,6 +55,9 @@ pub(crate) struct Request {
     pub system: Option<SystemOperation>,
     /// An id generated for an event the committer creates (a soft delete's).
     pub generated_id: Option<EventId>,
+    /// An import's recorded times, one per event, non-decreasing (checked by `prepare`); `None`:
+    /// the events are recorded now.
+    pub recorded_times: Option<Vec<Timestamp>>,
     pub reply: Reply,
 }
 
@@ -67,14 +70,18 @@ pub(crate) enum SystemOperation {
     SoftDelete(StreamId),
     /// `events` holds the `$tombstone` event.
     Tombstone(StreamId),
+    /// `events` hold exported events, system events among them, with their recorded times.
+    Import,
 }
 
 impl SystemOperation {
-    pub fn target(&self) -> &StreamId {
+    /// The stream whose metadata or existence the operation changes (an import changes many).
+    pub fn target(&self) -> Option<&StreamId> {
         match self {
             SystemOperation::SetMetadata(stream)
             | SystemOperation::SoftDelete(stream)
-            | SystemOperation::Tombstone(stream) => stream,
+            | SystemOperation::Tombstone(stream) => Some(stream),
+            SystemOperation::Import => None,
         }
     }
 }
@@ -95,6 +102,7 @@ struct PendingEvent {
     revision: u64,
     /// Offset of its record from the start of the frame.
     frame_offset: usize,
+    recorded_at: Timestamp,
     event: NewEvent,
 }
 
@@ -104,7 +112,10 @@ struct Group<'a> {
     committed_ids: &'a IdIndex,
     frame: &'a mut FrameBuilder,
     first_position: u64,
+    /// The time of the events appended (not imported) in this group.
     recorded_at: Timestamp,
+    /// The latest recorded time written in this group so far: an import must not go below it.
+    latest_recorded_at: Option<Timestamp>,
     events: Vec<PendingEvent>,
     /// Last revision of each stream written in this group (the group's view on top of the index).
     heads: FastMap<StreamId, u64>,
@@ -133,6 +144,7 @@ impl<'a> Group<'a> {
             frame,
             first_position,
             recorded_at,
+            latest_recorded_at: index.last_recorded_at(),
             events: Vec::new(),
             heads: FastMap::default(),
             ids: FastMap::default(),
@@ -260,7 +272,7 @@ impl<'a> Group<'a> {
     fn tombstoned_stream(&self, request: &Request) -> Option<StreamId> {
         let written = request.events.iter().map(|(stream, _)| stream);
         let checked = request.checks.iter().map(|(stream, _)| stream);
-        let target = request.system.iter().map(SystemOperation::target);
+        let target = request.system.iter().filter_map(SystemOperation::target);
         written.chain(checked).chain(target).find(|stream| self.is_tombstoned(stream)).cloned()
     }
 
@@ -271,6 +283,14 @@ impl<'a> Group<'a> {
         let replay = match replay {
             Ok(None) => tombstoned().map_or(Ok(None), Err),
             other => other,
+        };
+        // Recorded time never goes backwards in the log: `position_at` and as-of reads rely on it.
+        let replay = match (replay, request.recorded_times.as_ref().and_then(|times| times.first())) {
+            (Ok(None), Some(&first)) if self.latest_recorded_at.is_some_and(|latest| first < latest) => {
+                let latest = self.latest_recorded_at.expect("checked").to_string();
+                Err(ValidationError::RecordedTimeBackwards { recorded_at: first.to_string(), latest }.into())
+            }
+            (replay, _) => replay,
         };
         let outcome = match replay {
             Err(error) => Err(error),
@@ -334,7 +354,8 @@ impl<'a> Group<'a> {
         let mut streams = StreamResults::default();
         // Consecutive events of one stream (the common case) cost one head look-up for the run.
         let mut run: Option<(StreamId, u64, u64)> = None; // stream, first revision, next revision
-        for (stream, event) in std::mem::take(&mut request.events) {
+        let times = request.recorded_times.take();
+        for (at, (stream, event)) in std::mem::take(&mut request.events).into_iter().enumerate() {
             let revision = match &mut run {
                 Some((run_stream, _, next)) if *run_stream == stream => {
                     *next += 1;
@@ -351,10 +372,11 @@ impl<'a> Group<'a> {
             };
             let id = event.id().expect("ids are assigned before queueing");
             let position = self.first_position + self.events.len() as u64;
+            let recorded_at = times.as_ref().map_or(self.recorded_at, |times| times[at]);
             let frame_offset = self.frame.push_record(RecordFields {
                 position,
                 revision,
-                recorded_at: self.recorded_at,
+                recorded_at,
                 id,
                 stream: &stream,
                 event: &event,
@@ -362,16 +384,20 @@ impl<'a> Group<'a> {
             if request.client_ids {
                 self.ids.insert(id, self.events.len());
             }
-            self.events.push(PendingEvent { id, stream, revision, frame_offset, event });
+            self.events.push(PendingEvent { id, stream, revision, frame_offset, recorded_at, event });
         }
         if let Some((run_stream, first, next)) = run {
             self.end_run(&mut streams, run_stream, first, next);
         }
+        let latest = self.events.last().expect("a write writes events").recorded_at;
+        self.latest_recorded_at = Some(latest);
+        // Appends after an import with times ahead of the clock take its time, not an earlier one.
+        self.recorded_at = self.recorded_at.max(latest);
         MultiAppendResult {
             first_position: Position::new(first_position),
             last_position: Position::new(self.first_position + self.events.len() as u64 - 1),
             streams: streams.results,
-            recorded_at: Some(self.recorded_at),
+            recorded_at: Some(latest),
             replayed: false,
         }
     }
@@ -488,7 +514,7 @@ pub(crate) fn run(
                                 revision: pending.revision,
                                 stream,
                                 event_type: pending.event.event_type().as_str(),
-                                recorded_at,
+                                recorded_at: pending.recorded_at,
                                 segment: written.segment,
                                 offset: u32::try_from(record_offset).expect("segments are at most 4 GiB"),
                             },

@@ -18,12 +18,36 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    target: cmd::target::TargetArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API over a data directory (stops cleanly on SIGTERM / Ctrl-C).
     Serve(cmd::serve::ServeArgs),
+    /// Append one event to a stream.
+    Append(cmd::events::AppendArgs),
+    /// Read a stream's events.
+    Read(cmd::events::ReadArgs),
+    /// Read the global log, optionally filtered.
+    ReadAll(cmd::events::ReadAllArgs),
+    /// Follow the global log (or a stream) live.
+    Tail(cmd::events::TailArgs),
+    /// List streams.
+    Streams(cmd::events::StreamsArgs),
+    /// Facts about one stream.
+    Info(cmd::events::InfoArgs),
+    /// Write every event, as NDJSON, to a file or standard output (a consistent snapshot).
+    Export(cmd::archive::ExportArgs),
+    /// Append the events of an export, keeping ids, order and recorded times (resumable).
+    Import(cmd::archive::ImportArgs),
+    /// Back up a consistent snapshot, online, to a directory.
+    Backup(cmd::archive::BackupArgs),
+    /// Restore a backup into an empty data directory.
+    Restore(cmd::archive::RestoreArgs),
+    /// Check checksums, positions, ids, revisions and indexes; exit 1 on damage.
+    Verify,
     /// Measure throughput and latency side by side with the physical limit of this machine.
     Bench(bench::BenchArgs),
 }
@@ -45,7 +69,28 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => cmd::serve::run(args, cli.target.data),
         Command::Bench(args) => bench::run(args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let json = cli.target.json;
+            runtime.block_on(async {
+                let target = cmd::target::Target::open(&cli.target)?;
+                match command {
+                    Command::Append(args) => cmd::events::append(&target, args, json).await,
+                    Command::Read(args) => cmd::events::read(&target, args, json).await,
+                    Command::ReadAll(args) => cmd::events::read_all(&target, args, json).await,
+                    Command::Tail(args) => cmd::events::tail(&target, args, json).await,
+                    Command::Streams(args) => cmd::events::streams(&target, args, json).await,
+                    Command::Info(args) => cmd::events::info(&target, args, json).await,
+                    Command::Export(args) => cmd::archive::export(&target, args, json).await,
+                    Command::Import(args) => cmd::archive::import(&target, args, json).await,
+                    Command::Backup(args) => cmd::archive::backup(&target, args, json).await,
+                    Command::Restore(args) => cmd::archive::restore(&target, args, json).await,
+                    Command::Verify => cmd::archive::verify(&target, json).await,
+                    Command::Serve(_) | Command::Bench(_) => unreachable!("handled above"),
+                }
+            })
+        }
     }
 }

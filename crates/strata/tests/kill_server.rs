@@ -13,7 +13,9 @@ const ROUNDS: usize = 3;
 /// Each round kills the server once at least this many appends were acknowledged in it.
 const ACKS_BEFORE_KILL: usize = 400;
 
-/// Starts `strata serve` on a free port and returns it with its base URL.
+/// Starts `strata serve` on a free port and returns it with its base URL. (If it exits before it
+/// listens, the assertion fails the test and the exited child needs no wait.)
+#[allow(clippy::zombie_processes)]
 fn start_server(data: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])

@@ -1,1 +1,6 @@
+//! One file per group of commands; each speaks the HTTP API through a [`target::Target`].
+
+pub mod archive;
+pub mod events;
 pub mod serve;
+pub mod target;

@@ -8,17 +8,14 @@ use strata_storage::Store;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The data directory (created if missing).
-    #[arg(long, default_value = "./strata-data")]
-    pub data: PathBuf,
     /// The address to listen on.
     #[arg(long, default_value = LISTEN_DEFAULT)]
     pub listen: String,
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
+pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
-    let store = Store::open(&args.data).with_context(|| format!("open the store in {}", args.data.display()))?;
+    let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
     let report = store.recovery_report().clone();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -27,7 +24,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let address = listener.local_addr().context("read the listening address")?;
         eprintln!(
             "strata: serving {} on http://{address} ({} events in {} segments; head position {})",
-            args.data.display(),
+            data.display(),
             report.events,
             report.segments,
             store.head_position().map_or("none".to_owned(), |p| p.value().to_string()),

@@ -1,0 +1,98 @@
+//! `Store::import_blocking`: an export of one store imported into another is the same log — ids,
+//! streams, revisions, positions, recorded times, payloads, tags, metadata and deletions — and
+//! importing again is a replay.
+
+mod common;
+
+use common::{commit, event, read_everything, stream};
+use std::sync::Arc;
+use strata_core::{ContentType, EventType, ExpectedRevision, NewEvent, StreamMetadata, Tag, Timestamp};
+use strata_storage::{AppendError, ManualClock, MultiAppendOutcome, Options, Store};
+
+fn open_with_clock(dir: &std::path::Path, clock: Arc<ManualClock>) -> Store {
+    Store::open_with(dir, Options { clock, ..Options::default() }).unwrap()
+}
+
+#[test]
+fn an_imported_export_is_the_same_log_and_a_second_import_is_a_replay() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000)));
+    let source = open_with_clock(source_dir.path(), clock.clone());
+    for n in 0..30 {
+        clock.advance_micros(1_000_003);
+        let tagged = NewEvent::new(EventType::new("Tagged").unwrap(), format!("{{\"n\":{n}}}"))
+            .with_metadata("{\"by\":\"test\"}")
+            .with_tags(vec![Tag::new(format!("n:{n}")).unwrap()])
+            .unwrap();
+        let binary = NewEvent::new(EventType::new("Blob").unwrap(), vec![0u8, 1, 2, 255])
+            .with_content_type(ContentType::new("image/png").unwrap());
+        commit(&source, &format!("s-{}", n % 4), ExpectedRevision::Any, vec![tagged, binary]);
+    }
+    let metadata = StreamMetadata { max_count: Some(3), ..StreamMetadata::default() };
+    let _ = source.set_stream_metadata_blocking(stream("s-0"), &metadata).unwrap();
+    let _ = source.delete_stream_blocking(stream("s-1"), ExpectedRevision::Any).unwrap();
+    let _ = source.tombstone_stream_blocking(stream("s-2"), ExpectedRevision::Any).unwrap();
+    commit(&source, "s-1", ExpectedRevision::Any, vec![event("after the soft delete")]);
+    let exported = read_everything(&source);
+
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = Store::open(target_dir.path()).unwrap();
+    for batch in exported.chunks(7) {
+        let outcome = target.import_blocking(batch.to_vec()).unwrap();
+        assert!(matches!(outcome, MultiAppendOutcome::Committed(ref result) if !result.replayed), "{outcome:?}");
+    }
+    assert_eq!(read_everything(&target), exported);
+    // Metadata and deletions took effect: the streams read the same.
+    for name in ["s-0", "s-1", "s-3"] {
+        let read = |store: &Store| {
+            store
+                .read_stream(&stream(name), strata_storage::ReadFrom::Start, strata_storage::Direction::Forward, 1000)
+                .unwrap()
+        };
+        assert_eq!(read(&target), read(&source), "{name}");
+    }
+    assert!(target.is_tombstoned("s-2"));
+    assert_eq!(target.stream_info("s-0").unwrap().event_count, 3);
+
+    // Again, from the start (an interrupted import run twice): every batch is a replay.
+    for batch in exported.chunks(7) {
+        let outcome = target.import_blocking(batch.to_vec()).unwrap();
+        assert!(matches!(outcome, MultiAppendOutcome::Committed(ref result) if result.replayed), "{outcome:?}");
+    }
+    assert_eq!(read_everything(&target), exported);
+    drop(target);
+    let reopened = Store::open(target_dir.path()).unwrap();
+    assert_eq!(read_everything(&reopened), exported, "the imported times and events are durable");
+}
+
+#[test]
+fn imports_that_break_the_log_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    commit(&store, "a-1", ExpectedRevision::Any, vec![event("one"), event("two")]);
+    let exported = read_everything(&store);
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open(other_dir.path()).unwrap();
+    // A stream that does not continue where this store's copy of it ends, and a gap within a batch.
+    let outcome = other.import_blocking(vec![exported[1].clone()]).unwrap();
+    assert!(matches!(outcome, MultiAppendOutcome::WrongExpectedRevision { .. }), "{outcome:?}");
+    let mut skipping = exported.clone();
+    skipping[1].revision = strata_core::StreamRevision::new(5);
+    let error = other.import_blocking(skipping).unwrap_err();
+    assert!(error.to_string().contains("revision 5 where revision 1 comes next"), "{error}");
+    // Recorded times going backwards, within a batch and from the store's latest event.
+    let mut backwards = exported.clone();
+    backwards[1].recorded_at = Timestamp::from_micros(backwards[0].recorded_at.as_micros() - 1);
+    let error = other.import_blocking(backwards).unwrap_err();
+    assert!(error.to_string().contains("never go backwards"), "{error}");
+    let mut early = exported[0].clone();
+    early.recorded_at = Timestamp::UNIX_EPOCH;
+    early.id = strata_core::EventId::from_uuid(uuid::Uuid::now_v7());
+    early.stream = stream("b-1");
+    let error = store.import_blocking(vec![early]).unwrap_err();
+    assert!(matches!(error, AppendError::Invalid(_)), "{error}");
+    assert!(error.to_string().contains("never go backwards"), "{error}");
+    assert!(read_everything(&other).is_empty(), "refused imports wrote nothing");
+    assert_eq!(read_everything(&store), exported);
+}

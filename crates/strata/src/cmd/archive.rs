@@ -1,0 +1,359 @@
+//! `export` / `import` (NDJSON, one event per line, as reads render it), `backup` / `restore` (an
+//! export of a consistent snapshot with a manifest and a checksum), and `verify`.
+
+use super::target::{Target, expect_status};
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Events per page when exporting or verifying.
+const PAGE_EVENTS: u64 = 10_000;
+/// Name of the events file in a backup directory, and of its manifest.
+const BACKUP_EVENTS_FILE: &str = "events.ndjson";
+const BACKUP_MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// An export (NDJSON); `-` for standard input.
+    pub file: PathBuf,
+    /// Events per atomic batch. Run an interrupted import again with the same value: batches already
+    /// imported are recognised by their event ids and skipped.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_events: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The directory to write the backup to (created; must not hold a backup already).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup directory.
+    #[arg(long)]
+    pub from: PathBuf,
+}
+
+fn progress(total: Option<u64>, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(total) => ProgressBar::new(total),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} events ({{per_sec}}, {{eta}} left)");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
+}
+
+#[derive(Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+    next: Option<u64>,
+}
+
+/// The head position now (`None`: empty).
+async fn head(target: &Target) -> Result<Option<u64>> {
+    Ok(target.get("/v1/info").await?["head_position"].as_u64())
+}
+
+/// Writes every event up to `until` (the snapshot) to `out`, one per line, exactly as the API
+/// renders them; returns how many.
+async fn export_to(target: &Target, until: Option<u64>, out: &mut dyn Write, bar: &ProgressBar) -> Result<u64> {
+    let Some(until) = until else { return Ok(0) };
+    let mut from = 0;
+    let mut count = 0;
+    loop {
+        let path = format!("/v1/all?from={from}&limit={PAGE_EVENTS}&until_position={until}");
+        let answer = target.send("GET", &path, None).await?;
+        expect_status(answer.status, &answer.body, 200)?;
+        let page: RawPage = serde_json::from_slice(&answer.body).context("a page of events that is not JSON")?;
+        for event in &page.events {
+            out.write_all(event.get().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        count += page.events.len() as u64;
+        bar.inc(page.events.len() as u64);
+        match page.next {
+            Some(next) => from = next,
+            None => return Ok(count),
+        }
+    }
+}
+
+pub async fn export(target: &Target, args: ExportArgs, json: bool) -> Result<()> {
+    // A consistent snapshot: everything up to the head when the export starts, however long it takes.
+    let until = head(target).await?;
+    let bar = progress(until.map(|h| h + 1), "exporting", json || args.output.is_none());
+    let count = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            let count = export_to(target, until, &mut out, &bar).await?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            count
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            let count = export_to(target, until, &mut out, &bar).await?;
+            out.flush()?;
+            count
+        }
+    };
+    bar.finish_and_clear();
+    report(json, json!({ "events": count, "head_position": until }), || format!("exported {count} events"));
+    Ok(())
+}
+
+fn report(json: bool, value: Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        eprintln!("{}", text());
+    }
+}
+
+/// Imports NDJSON lines from `reader` in batches; returns (imported, replayed) event counts.
+async fn import_from(
+    target: &Target,
+    reader: &mut dyn BufRead,
+    batch_events: usize,
+    bar: &ProgressBar,
+) -> Result<(u64, u64)> {
+    ensure!((1..=strata_core::limits::APPEND_EVENTS_MAX).contains(&batch_events), "--batch-events must be 1 to 10000");
+    // Under the request cap with room for one more event of the largest size.
+    let batch_bytes_max = strata_server::extract::REQUEST_BODY_BYTES_MAX / 2;
+    let (mut imported, mut replayed) = (0u64, 0u64);
+    let mut batch: Vec<u8> = Vec::new();
+    let mut batch_count = 0;
+    let mut line_number = 0u64;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line)?;
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        if read > 0 {
+            line_number += 1;
+            if trimmed.is_empty() {
+                continue;
+            }
+            batch.extend_from_slice(if batch_count == 0 { b"{\"events\":[" } else { b"," });
+            batch.extend_from_slice(trimmed.as_bytes());
+            batch_count += 1;
+        }
+        let full = batch_count >= batch_events || batch.len() >= batch_bytes_max;
+        if batch_count > 0 && (full || read == 0) {
+            batch.extend_from_slice(b"]}");
+            let answer = target.send("POST", "/v1/import", Some(std::mem::take(&mut batch))).await?;
+            let result = answer.ok().with_context(|| {
+                format!("import the batch ending at line {line_number} (events before it are imported)")
+            })?;
+            if result["replayed"] == true {
+                replayed += batch_count as u64;
+            } else {
+                imported += batch_count as u64;
+            }
+            bar.inc(batch_count as u64);
+            batch_count = 0;
+        }
+        if read == 0 {
+            return Ok((imported, replayed));
+        }
+    }
+}
+
+pub async fn import(target: &Target, args: ImportArgs, json: bool) -> Result<()> {
+    let (mut reader, total): (Box<dyn BufRead>, Option<u64>) = if args.file == Path::new("-") {
+        (Box::new(BufReader::new(std::io::stdin())), None)
+    } else {
+        let file = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file.display()))?;
+        let lines = BufReader::new(&file).lines().count() as u64;
+        let file = std::fs::File::open(&args.file)?;
+        (Box::new(BufReader::with_capacity(1 << 20, file)), Some(lines))
+    };
+    let bar = progress(total, "importing", json);
+    let (imported, replayed) = import_from(target, &mut reader, args.batch_events, &bar).await?;
+    bar.finish_and_clear();
+    report(json, json!({ "imported": imported, "already_present": replayed }), || {
+        format!("imported {imported} events ({replayed} were already there)")
+    });
+    Ok(())
+}
+
+pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()> {
+    ensure!(
+        !args.output.join(BACKUP_MANIFEST_FILE).exists(),
+        "{} already holds a backup; choose a new directory",
+        args.output.display()
+    );
+    std::fs::create_dir_all(&args.output).with_context(|| format!("create {}", args.output.display()))?;
+    let until = head(target).await?;
+    let bar = progress(until.map(|h| h + 1), "backing up", json);
+    let events_path = args.output.join(BACKUP_EVENTS_FILE);
+    let file = std::fs::File::create(&events_path).with_context(|| format!("create {}", events_path.display()))?;
+    let mut out = ChecksumWriter { inner: BufWriter::new(file), crc: 0, bytes: 0 };
+    let count = export_to(target, until, &mut out, &bar).await?;
+    let (crc, bytes) = (out.crc, out.bytes);
+    out.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    bar.finish_and_clear();
+    let manifest = json!({
+        "format": "strata-backup-1",
+        "events": count,
+        "head_position": until,
+        "events_file": BACKUP_EVENTS_FILE,
+        "events_bytes": bytes,
+        "events_crc32c": crc,
+    });
+    // The manifest is written last, and atomically: a backup without one is incomplete.
+    let manifest_path = args.output.join(BACKUP_MANIFEST_FILE);
+    let temporary = args.output.join("manifest.json.tmp");
+    std::fs::write(&temporary, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, &manifest_path)?;
+    std::fs::File::open(&args.output)?.sync_all()?;
+    report(json, manifest, || format!("backed up {count} events to {}", args.output.display()));
+    Ok(())
+}
+
+pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<()> {
+    let manifest_path = args.from.join(BACKUP_MANIFEST_FILE);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(&manifest_path)
+            .with_context(|| format!("read {} (is this a backup?)", manifest_path.display()))?,
+    )
+    .context("the manifest is not JSON")?;
+    ensure!(manifest["format"] == "strata-backup-1", "unknown backup format {}", manifest["format"]);
+    ensure!(head(target).await?.is_none(), "the target store is not empty: restore into a new data directory");
+    let events_path = args.from.join(BACKUP_EVENTS_FILE);
+    let bytes = std::fs::read(&events_path).with_context(|| format!("read {}", events_path.display()))?;
+    ensure!(
+        manifest["events_bytes"] == bytes.len() as u64 && manifest["events_crc32c"] == crc32c::crc32c(&bytes),
+        "{} does not match its manifest (truncated or damaged); nothing was restored",
+        events_path.display()
+    );
+    let expected = manifest["events"].as_u64().context("the manifest has no event count")?;
+    let bar = progress(Some(expected), "restoring", json);
+    let (imported, _) = import_from(target, &mut bytes.as_slice(), 1_000, &bar).await?;
+    bar.finish_and_clear();
+    ensure!(imported == expected, "restored {imported} events where the backup has {expected}");
+    ensure!(head(target).await? == manifest["head_position"].as_u64(), "the restored head differs from the backup's");
+    report(json, json!({ "restored": imported, "head_position": manifest["head_position"] }), || {
+        format!("restored {imported} events")
+    });
+    Ok(())
+}
+
+struct ChecksumWriter<W> {
+    inner: W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for ChecksumWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads every event (each record's checksum is verified by the engine as it is read; a local
+/// open verifies every frame first) and checks the log's invariants: positions gapless from 0,
+/// ids unique, each stream's revisions dense, recorded times non-decreasing, and each stream's
+/// info agreeing with its events. Fails (exit 1) at the first problem.
+pub async fn verify(target: &Target, json: bool) -> Result<()> {
+    let until = head(target).await?;
+    let bar = progress(until.map(|h| h + 1), "verifying", json);
+    let mut ids: HashSet<u128> = HashSet::new();
+    let mut next_revisions: HashMap<String, u64> = HashMap::new();
+    let mut last_time = String::new();
+    let mut position = 0u64;
+    if let Some(until) = until {
+        let mut from = 0;
+        loop {
+            let page = target.get(&format!("/v1/all?from={from}&limit={PAGE_EVENTS}&until_position={until}")).await?;
+            let events = page["events"].as_array().context("a page without events")?;
+            for event in events {
+                ensure!(event["position"] == position, "position {position} is missing: the log has a gap");
+                let id = uuid::Uuid::parse_str(event["id"].as_str().unwrap_or_default())?.as_u128();
+                ensure!(ids.insert(id), "event id {} appears twice (position {position})", event["id"]);
+                let stream = event["stream"].as_str().context("an event without a stream")?.to_owned();
+                let expected = next_revisions.get(&stream).copied().unwrap_or(0);
+                ensure!(
+                    event["revision"] == expected,
+                    "stream {stream} jumps from revision {} to {} at position {position}",
+                    expected as i128 - 1,
+                    event["revision"]
+                );
+                next_revisions.insert(stream, expected + 1);
+                let time = event["recorded_at"].as_str().unwrap_or_default();
+                ensure!(time >= last_time.as_str(), "recorded time goes backwards at position {position}");
+                last_time = time.to_owned();
+                position += 1;
+            }
+            bar.inc(events.len() as u64);
+            match page["next"].as_u64() {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        ensure!(position == until + 1, "read {position} events where the head is at {until}");
+    }
+    bar.finish_and_clear();
+    // Each stream the indexes list agrees with the log.
+    let mut checked_streams = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(after) => format!("/v1/streams?limit=10000&after={}", super::target::encode(after)),
+            None => "/v1/streams?limit=10000".to_owned(),
+        };
+        let list = target.get(&path).await?;
+        for stream in list["streams"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let stream = stream.as_str().unwrap_or_default();
+            let info = target.get(&format!("/v1/streams/{}/info", super::target::encode(stream))).await?;
+            let next = next_revisions.get(stream).copied();
+            if info["last_revision"].as_u64().map(|r| r + 1) != next {
+                bail!(
+                    "the index says stream {stream} ends at revision {}, the log at {:?}",
+                    info["last_revision"],
+                    next.map(|n| n - 1)
+                );
+            }
+            checked_streams += 1;
+        }
+        match list["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    report(json, json!({ "ok": true, "events": position, "streams": checked_streams }), || {
+        format!(
+            "ok: {position} events, {checked_streams} streams; checksums, positions, ids, revisions and indexes agree"
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! `append`, `read`, `read-all`, `tail`, `streams`, `info`: the everyday commands.
+
+use super::target::{Target, encode, expect_status};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The stream to append to.
+    pub stream: String,
+    /// The event's type.
+    #[arg(long = "type")]
+    pub event_type: String,
+    /// The event's data, as JSON.
+    #[arg(value_name = "DATA")]
+    pub event_data: String,
+    /// `any`, `no_stream`, `stream_exists` or the stream's last revision.
+    #[arg(long, default_value = "any")]
+    pub expected_revision: String,
+    /// A `key:value` tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// The event's id (a UUID), to make a retry idempotent.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Metadata, as a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    pub stream: String,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// A revision (stream) or position (log), or `start` / `end`.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Read backwards (newest first).
+    #[arg(long)]
+    pub backward: bool,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+    /// Read as of this position.
+    #[arg(long)]
+    pub until_position: Option<u64>,
+    /// Read as of this time (RFC 3339, like 2026-11-26T08:00:00Z).
+    #[arg(long)]
+    pub until_time: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Only streams of this category (the stream id before its first `-`).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only these event types (comma-separated).
+    #[arg(long)]
+    pub types: Option<String>,
+    /// Only streams whose id starts with this.
+    #[arg(long)]
+    pub stream_prefix: Option<String>,
+    /// Only events carrying all these tags (comma-separated).
+    #[arg(long)]
+    pub tags: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadAllArgs {
+    #[command(flatten)]
+    pub page: PageArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Follow one stream (otherwise the global log, filtered).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Where to start: a revision (stream) or position (log), `start` or `end` (default: end).
+    #[arg(long, default_value = "end")]
+    pub from: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamsArgs {
+    /// Only streams whose id starts with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only streams after this id (for paging).
+    #[arg(long)]
+    pub after: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    pub stream: String,
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name}={}", encode(value))))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+fn page_query(page: &PageArgs, filter: Option<&FilterArgs>) -> String {
+    let mut pairs = vec![
+        ("from", page.from.clone()),
+        ("direction", page.backward.then(|| "backward".to_owned())),
+        ("limit", Some(page.limit.to_string())),
+        ("until_position", page.until_position.map(|p| p.to_string())),
+        ("until_time", page.until_time.clone()),
+    ];
+    if let Some(filter) = filter {
+        pairs.extend(filter_pairs(filter));
+    }
+    query(&pairs)
+}
+
+fn filter_pairs(filter: &FilterArgs) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        ("category", filter.category.clone()),
+        ("types", filter.types.clone()),
+        ("stream_prefix", filter.stream_prefix.clone()),
+        ("tags", filter.tags.clone()),
+    ]
+}
+
+/// One event, readably: position, stream@revision, type, time, data.
+pub fn print_event(event: &Value, json: bool) {
+    if json {
+        println!("{event}");
+        return;
+    }
+    let data = match (event.get("data"), event.get("data_base64")) {
+        (Some(data), _) => data.to_string(),
+        (None, Some(encoded)) => {
+            format!(
+                "<{} base64: {}>",
+                event["content_type"].as_str().unwrap_or("binary"),
+                encoded.as_str().unwrap_or("")
+            )
+        }
+        _ => String::new(),
+    };
+    let data: String = if data.chars().count() > 100 { data.chars().take(99).chain(['…']).collect() } else { data };
+    let tags = event["tags"]
+        .as_array()
+        .filter(|tags| !tags.is_empty())
+        .map(|tags| format!("  [{}]", tags.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")));
+    println!(
+        "{:>8}  {}@{}  {}  {}  {data}{}",
+        event["position"],
+        event["stream"].as_str().unwrap_or("?"),
+        event["revision"],
+        event["type"].as_str().unwrap_or("?"),
+        event["recorded_at"].as_str().unwrap_or("?"),
+        tags.unwrap_or_default()
+    );
+}
+
+fn print_page(page: &Value, json: bool) {
+    let events = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for event in events {
+        print_event(event, json);
+    }
+    if !json {
+        match page["next"].as_u64() {
+            Some(next) => eprintln!("({} events; more from {next}: --from {next})", events.len()),
+            None => eprintln!("({} events)", events.len()),
+        }
+    }
+}
+
+pub async fn append(target: &Target, args: AppendArgs, json: bool) -> Result<()> {
+    let data: Value =
+        serde_json::from_str(&args.event_data).context("the data must be JSON (quote strings: '\"text\"')")?;
+    let mut event = json!({ "type": args.event_type, "data": data });
+    if !args.tags.is_empty() {
+        event["tags"] = json!(args.tags);
+    }
+    if let Some(id) = args.id {
+        event["id"] = json!(id);
+    }
+    if let Some(metadata) = args.metadata {
+        event["metadata"] = serde_json::from_str(&metadata).context("the metadata must be a JSON object")?;
+    }
+    let expected = match args.expected_revision.parse::<u64>() {
+        Ok(revision) => json!(revision),
+        Err(_) => json!(args.expected_revision),
+    };
+    let body = json!({ "expected_revision": expected, "events": [event] });
+    let path = format!("/v1/streams/{}", encode(&args.stream));
+    let result = target.send("POST", &path, Some(body.to_string().into_bytes())).await?.ok()?;
+    if json {
+        println!("{result}");
+    } else {
+        println!(
+            "appended to {} at revision {}, position {}{}",
+            args.stream,
+            result["first_revision"],
+            result["first_position"],
+            if result["replayed"] == true { " (a retry: it was already there)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+pub async fn read(target: &Target, args: ReadArgs, json: bool) -> Result<()> {
+    let path = format!("/v1/streams/{}{}", encode(&args.stream), page_query(&args.page, None));
+    print_page(&target.get(&path).await?, json);
+    Ok(())
+}
+
+pub async fn read_all(target: &Target, args: ReadAllArgs, json: bool) -> Result<()> {
+    let path = format!("/v1/all{}", page_query(&args.page, Some(&args.filter)));
+    print_page(&target.get(&path).await?, json);
+    Ok(())
+}
+
+pub async fn streams(target: &Target, args: StreamsArgs, json: bool) -> Result<()> {
+    let path = format!(
+        "/v1/streams{}",
+        query(&[("prefix", Some(args.prefix)), ("after", args.after), ("limit", Some(args.limit.to_string()))])
+    );
+    let list = target.get(&path).await?;
+    if json {
+        println!("{list}");
+        return Ok(());
+    }
+    for stream in list["streams"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        println!("{}", stream.as_str().unwrap_or("?"));
+    }
+    if let Some(next) = list["next"].as_str() {
+        eprintln!("(more: --after {next})");
+    }
+    Ok(())
+}
+
+pub async fn info(target: &Target, args: InfoArgs, json: bool) -> Result<()> {
+    let info = target.get(&format!("/v1/streams/{}/info", encode(&args.stream))).await?;
+    if json {
+        println!("{info}");
+        return Ok(());
+    }
+    println!("stream        {}", info["stream"].as_str().unwrap_or("?"));
+    println!("revisions     {} ..= {}", info["first_revision"], info["last_revision"]);
+    println!("events        {}", info["event_count"]);
+    println!("positions     {} ..= {}", info["first_position"], info["last_position"]);
+    println!("first event   {}", info["first_recorded_at"].as_str().unwrap_or("?"));
+    println!("last event    {}", info["last_recorded_at"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+/// Follows the log (or a stream) live; on a dropped connection, reconnects after the last event seen.
+pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
+    let mut pairs = vec![("stream", args.stream.clone()), ("from", Some(args.from.clone()))];
+    pairs.extend(filter_pairs(&args.filter));
+    let path = format!("/v1/subscribe{}", query(&pairs));
+    let mut last_event_id: Option<u64> = None;
+    loop {
+        let (status, mut body) = target.send_streaming("GET", &path, None, last_event_id).await?;
+        if status != 200 {
+            let mut collected = Vec::new();
+            while let Some(chunk) = body.next().await {
+                collected.extend_from_slice(&chunk?);
+            }
+            expect_status(status, &collected, 200)?;
+        }
+        let mut buffer = Vec::new();
+        loop {
+            let Some(chunk) = body.next().await else { break };
+            let Ok(chunk) = chunk else { break };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buffer.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block);
+                let mut kind = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        kind = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                    }
+                }
+                match kind.as_deref() {
+                    Some("caught_up") if !json => eprintln!("(caught up; waiting for new events)"),
+                    Some("caught_up") => {}
+                    Some("error") => bail!("the subscription ended: {data}"),
+                    _ if data.is_empty() => {}
+                    _ => {
+                        let event: Value = serde_json::from_str(&data).context("an SSE event that is not JSON")?;
+                        last_event_id = event["position"].as_u64();
+                        print_event(&event, json);
+                    }
+                }
+            }
+        }
+        if target.local_store().is_some() {
+            return Ok(());
+        }
+        eprintln!("(connection lost; reconnecting)");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
