@@ -1,10 +1,11 @@
 //! kill -9 of `strata serve` under 64 concurrent HTTP writers: after a restart every acknowledged
 //! event is present exactly once, at the position it was acknowledged with, and positions are gapless.
 
+mod common;
+
+use common::start_server;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,30 +13,6 @@ const WRITERS: usize = 64;
 const ROUNDS: usize = 3;
 /// Each round kills the server once at least this many appends were acknowledged in it.
 const ACKS_BEFORE_KILL: usize = 400;
-
-/// Starts `strata serve` on a free port and returns it with its base URL. (If it exits before it
-/// listens, the assertion fails the test and the exited child needs no wait.)
-#[allow(clippy::zombie_processes)]
-fn start_server(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start strata serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "strata serve exited before listening");
-        if let Some(rest) = line.split("on http://").nth(1) {
-            let address = rest.split_whitespace().next().unwrap();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, format!("http://{address}"));
-        }
-    }
-}
 
 /// Every event of the log, in order.
 async fn read_all(client: &reqwest::Client, url: &str) -> Vec<Value> {
