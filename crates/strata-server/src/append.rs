@@ -65,6 +65,26 @@ pub async fn append(
     }))
 }
 
+/// The HTTP ceiling of `strata bench server`: [`append`]'s parsing and validation of the request,
+/// and an answer of the same shape, without the store — the cost of HTTP and JSON alone.
+pub async fn append_without_storage(
+    StreamPath(_stream): StreamPath,
+    params: Params,
+    JsonBody(request): JsonBody<AppendRequest>,
+) -> Result<Json<AppendResponse>, ApiError> {
+    params.finish(&[])?;
+    expected_revision(request.expected_revision.as_ref())?;
+    let events = convert_events(request.events, |_, _| Ok(()))?;
+    let last = events.len() as u64 - 1;
+    Ok(Json(AppendResponse {
+        first_revision: 0,
+        last_revision: last,
+        first_position: 0,
+        last_position: last,
+        replayed: false,
+    }))
+}
+
 /// Appends events to several streams as one atomic batch, with expected-revision checks and an
 /// optional DCB condition.
 #[utoipa::path(post, path = "/v1/append", tag = "streams",

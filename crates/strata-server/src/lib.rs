@@ -108,6 +108,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A router that answers `POST /v1/streams/{stream}` like the API but stores nothing: the ceiling
+/// `strata bench server` compares the server with (the same stack, HTTP and JSON only).
+pub fn ceiling_router() -> Router {
+    Router::new().route("/v1/streams/{stream}", post(append::append_without_storage)).fallback(system::unknown_route)
+}
+
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, ends subscriptions,
 /// lets in-flight requests finish (up to `options.shutdown_grace`) and returns. The store closes
 /// when its last clone is dropped (in-flight commits finish first).
@@ -119,6 +125,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
     let app = router(AppState::new(store, options.heartbeat, shutdown_watch));
+    serve_router(app, listener, options, shutdown, Some(shutting_down)).await
+}
+
+/// Serves any router with the accept loop, timeouts and graceful shutdown of [`serve`];
+/// `shutting_down` (if any) is set when shutdown begins, to end long-lived responses.
+pub async fn serve_router(
+    app: Router,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    shutting_down: Option<watch::Sender<bool>>,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
@@ -146,7 +164,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let _ = shutting_down.send(true);
+    if let Some(shutting_down) = shutting_down {
+        let _ = shutting_down.send(true);
+    }
     drop(app);
     tokio::select! {
         () = graceful.shutdown() => {}

@@ -28,7 +28,11 @@ impl AppState {
     pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut shutdown = self.shutdown.clone();
         async move {
-            let _ = shutdown.wait_for(|&shutting_down| shutting_down).await;
+            // A server whose shutdown sender is gone (one embedded without graceful shutdown) never
+            // shuts down on its own: that must not end every subscription at once.
+            if shutdown.wait_for(|&shutting_down| shutting_down).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

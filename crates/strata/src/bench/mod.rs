@@ -8,6 +8,7 @@
 //! - this file: the command line, the workload, and the order in which scenarios and rounds run.
 //! - `raw`: the baselines, the same bytes made durable by a trivial loop.
 //! - `engine`: the scenarios that drive the embedded engine.
+//! - `server`: `strata bench server`, the HTTP API against the HTTP ceiling and PostgreSQL.
 //! - `layout`: the stores the read and open scenarios build — their streams, types and tags.
 //! - `drive`: the load loop both sides share (threads, timing, latency samples).
 //! - `stats`: measurements and percentiles.
@@ -22,6 +23,7 @@ mod layout;
 mod memory;
 mod raw;
 mod report;
+mod server;
 mod stats;
 
 use anyhow::{Context, Result, ensure};
@@ -73,6 +75,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// The embedded engine: appends against the raw write + fdatasync limit, reads, and recovery.
     Engine(EngineArgs),
+    /// The HTTP server against the HTTP ceiling and PostgreSQL: appends, catch-up reads, SSE latency.
+    Server(server::ServerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +158,7 @@ impl Scenario {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Engine(args) => run_engine(args),
+        BenchCommand::Server(args) => server::run(args),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Format {
 pub enum Target {
     /// At least this fraction of the baseline's events per second.
     RatioMin(f64),
+    /// At least this fraction of the ceiling's events per second.
+    RatioToCeilingMin(f64),
     /// At least this many events per second.
     EventsPerSecMin(f64),
     /// A p99 latency of at most this many microseconds.
@@ -33,6 +35,7 @@ impl Target {
     fn quantity(self) -> &'static str {
         match self {
             Target::RatioMin(_) => "ratio",
+            Target::RatioToCeilingMin(_) => "ratio_to_ceiling",
             Target::EventsPerSecMin(_) => "events_per_sec",
             Target::P99UsMax(_) => "p99_us",
             Target::SecondsMax(_) => "seconds",
@@ -43,6 +46,7 @@ impl Target {
     fn threshold(self) -> f64 {
         match self {
             Target::RatioMin(value)
+            | Target::RatioToCeilingMin(value)
             | Target::EventsPerSecMin(value)
             | Target::P99UsMax(value)
             | Target::SecondsMax(value)
@@ -54,6 +58,7 @@ impl Target {
     fn cell(self) -> String {
         match self {
             Target::RatioMin(min) => format!("≥ {min:.2}"),
+            Target::RatioToCeilingMin(min) => format!("≥ {min:.2} of ceiling"),
             Target::EventsPerSecMin(min) => format!("≥ {} M/s", min / 1e6),
             Target::P99UsMax(max) => format!("p99 ≤ {} µs", thousands(max)),
             Target::SecondsMax(max) => format!("≤ {max} s"),
@@ -63,7 +68,7 @@ impl Target {
 }
 
 /// Every quantity a target can be about, so that each row's JSON has all the `target_` fields.
-const TARGET_QUANTITIES: [&str; 5] = ["ratio", "events_per_sec", "p99_us", "seconds", "rss_mib"];
+const TARGET_QUANTITIES: [&str; 6] = ["ratio", "ratio_to_ceiling", "events_per_sec", "p99_us", "seconds", "rss_mib"];
 
 /// The measurement a row is compared with, taken in the same run, round by round.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +91,8 @@ pub struct Row {
     /// The whole process's resident memory at the end of the scenario, in MiB.
     pub rss_mib: Option<f64>,
     pub baseline: Option<Baseline>,
+    /// The physical limit of the layer above the disk (`strata bench server`: HTTP without storage).
+    pub ceiling: Option<Baseline>,
     /// All must be met for the row to pass.
     pub targets: Vec<Target>,
 }
@@ -103,6 +110,7 @@ impl Row {
             seconds: None,
             rss_mib: None,
             baseline: None,
+            ceiling: None,
             targets: Vec::new(),
         }
     }
@@ -118,6 +126,7 @@ impl Row {
             seconds: Some(seconds),
             rss_mib: None,
             baseline: None,
+            ceiling: None,
             targets: Vec::new(),
         }
     }
@@ -137,10 +146,15 @@ impl Row {
         self.baseline.as_ref().map(|baseline| self.events_per_sec / baseline.events_per_sec)
     }
 
+    fn ratio_to_ceiling(&self) -> Option<f64> {
+        self.ceiling.as_ref().map(|ceiling| self.events_per_sec / ceiling.events_per_sec)
+    }
+
     /// Whether `target` is met; `None` when the row lacks the quantity it is about.
     fn meets(&self, target: Target) -> Option<bool> {
         match target {
             Target::RatioMin(min) => self.ratio().map(|ratio| ratio >= min),
+            Target::RatioToCeilingMin(min) => self.ratio_to_ceiling().map(|ratio| ratio >= min),
             Target::EventsPerSecMin(min) => Some(self.events_per_sec >= min),
             Target::P99UsMax(max) => self.latency.map(|latency| latency.p99_us <= max),
             Target::SecondsMax(max) => self.seconds.map(|seconds| seconds <= max),
@@ -189,6 +203,13 @@ impl Row {
             let threshold = self.targets.iter().find(|target| target.quantity() == quantity).map(|t| t.threshold());
             object[format!("target_{quantity}")] = json!(threshold);
         }
+        if let Some(ceiling) = &self.ceiling {
+            object["ceiling"] = json!(ceiling.scenario);
+            object["ceiling_events_per_sec"] = json!(round(ceiling.events_per_sec, 0));
+            object["ratio_to_ceiling"] = json!(self.ratio_to_ceiling().map(|ratio| round(ratio, 3)));
+            object["round_ratios_to_ceiling"] =
+                json!(ceiling.round_ratios.iter().map(|r| round(*r, 3)).collect::<Vec<_>>());
+        }
         if let Some(seconds) = self.seconds {
             object["seconds"] = json!(round(seconds, 4));
         }
@@ -211,7 +232,12 @@ impl Row {
             self.seconds.map_or_else(dash, |seconds| format!("{seconds:.3}")),
             self.rss_mib.map_or_else(dash, thousands),
             self.baseline.as_ref().map_or_else(dash, |b| thousands(b.events_per_sec)),
-            self.ratio().map_or_else(dash, |ratio| format!("{ratio:.2}")),
+            match (self.ratio(), self.ratio_to_ceiling()) {
+                (Some(ratio), Some(to_ceiling)) => format!("{ratio:.2} ({to_ceiling:.2} of ceiling)"),
+                (None, Some(to_ceiling)) => format!("{to_ceiling:.2} of ceiling"),
+                (Some(ratio), None) => format!("{ratio:.2}"),
+                (None, None) => dash(),
+            },
             // One entry per target, in the same order in both columns: "≤ 1 s / RSS ≤ 256 MiB", "PASS / MISS".
             if self.targets.is_empty() {
                 dash()

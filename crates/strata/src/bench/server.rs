@@ -1,0 +1,502 @@
+//! `strata bench server`: the HTTP API side by side with the HTTP ceiling (the same server stack
+//! answering the same requests without storage) and PostgreSQL (a Message-DB-style `write_message`
+//! function, `synchronous_commit=on`), in interleaved rounds of one run.
+//!
+//! The load generator is a tokio runtime of its own with one keep-alive HTTP/1.1 connection per
+//! client (hyper's client connection, no pool); the servers run in another runtime of the same
+//! process. Both share the machine's cores, so the ceiling row is the limit of this box for the
+//! generator and the server together — what Strata's rows are compared with.
+
+use super::report::{self, Baseline, Format, Report, Row, Target};
+use super::stats::Measurement;
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use strata_core::{NewEvent, StreamId};
+use strata_storage::Store;
+
+const CONCURRENT_CLIENTS: usize = 64;
+const BATCH_CLIENTS: usize = 16;
+const BATCH_EVENTS: usize = 100;
+/// Targets of issue "Server and CLI".
+const CEILING_RATIO_MIN: f64 = 0.7;
+const CONCURRENT_P99_US_MAX: f64 = 10_000.0;
+const BATCH_RATIO_TO_POSTGRES_MIN: f64 = 10.0;
+const READ_ALL_EVENTS_PER_SEC_MIN: f64 = 1e6;
+const SSE_P99_US_MAX: f64 = 5_000.0;
+/// Events per page of `http_read_all`.
+const READ_PAGE_EVENTS: u64 = 10_000;
+/// `sse_latency`: one append every this often.
+const SSE_APPEND_INTERVAL: Duration = Duration::from_millis(2);
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where to create the temporary working directory (on the disk to measure).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Length of each measurement round, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Rounds per scenario; ceiling, PostgreSQL and Strata take turns, one of each per round.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Events in the store `http_read_all` reads.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    read_events: u64,
+    /// PostgreSQL to compare with (a database the benchmark may create a schema `strata_bench` in).
+    #[arg(long, default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test")]
+    postgres: String,
+}
+
+/// The event data every append carries: the engine benchmark's 200-byte deposit.
+fn payload() -> Result<String> {
+    let event: NewEvent = super::deposit()?;
+    Ok(String::from_utf8(event.data().to_vec())?)
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let temp = tempfile::Builder::new().prefix("strata-bench-server-").tempdir_in(&parent)?;
+    super::disk::warn_if_volatile(temp.path());
+    let servers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let load = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut report = Report::new(if args.json { Format::Json } else { Format::Table });
+    eprintln!(
+        "strata bench server: {} round(s) of {} s per scenario, in {}",
+        args.rounds,
+        args.seconds,
+        temp.path().display()
+    );
+
+    let store = Store::open(temp.path().join("appends")).context("open the store")?;
+    let strata = servers.block_on(start(strata_server::router(state(&store))))?;
+    let ceiling = servers.block_on(start(strata_server::ceiling_router()))?;
+    let postgres = load.block_on(Postgres::connect(&args.postgres));
+    if let Err(error) = &postgres {
+        eprintln!(
+            "  PostgreSQL is not reachable ({error:#}); its rows and ratios are left out (scripts/start-services starts it)"
+        );
+    }
+    let round = Duration::from_secs(args.seconds);
+    let payload = payload()?;
+
+    for (scenario, clients, events_per_request) in
+        [("http_append_concurrent_64", CONCURRENT_CLIENTS, 1), ("http_append_batch_100", BATCH_CLIENTS, BATCH_EVENTS)]
+    {
+        eprintln!("{scenario}: {clients} clients, {events_per_request} event(s) per request");
+        let (mut totals_ceiling, mut totals_postgres, mut totals_strata) =
+            (Measurement::default(), Measurement::default(), Measurement::default());
+        let (mut to_postgres, mut to_ceiling) = (Vec::new(), Vec::new());
+        for number in 0..args.rounds {
+            let prefix = format!("{scenario}-{number}");
+            let mut measured =
+                load.block_on(http_appends(ceiling, &prefix, clients, events_per_request, &payload, round))?;
+            progress(number, args.rounds, "ceiling", &mut measured);
+            let ceiling_rate = measured.events_per_sec();
+            totals_ceiling.absorb(measured);
+            let postgres_rate = match &postgres {
+                Ok(postgres) => {
+                    let mut measured =
+                        load.block_on(postgres.appends(&prefix, clients, events_per_request, &payload, round))?;
+                    progress(number, args.rounds, "postgres", &mut measured);
+                    let rate = measured.events_per_sec();
+                    totals_postgres.absorb(measured);
+                    Some(rate)
+                }
+                Err(_) => None,
+            };
+            let mut measured =
+                load.block_on(http_appends(strata, &prefix, clients, events_per_request, &payload, round))?;
+            progress(number, args.rounds, "strata", &mut measured);
+            to_ceiling.push(measured.events_per_sec() / ceiling_rate);
+            to_postgres.extend(postgres_rate.map(|rate| measured.events_per_sec() / rate));
+            totals_strata.absorb(measured);
+        }
+        let ceiling_name = if events_per_request == 1 { "http_ceiling_64" } else { "http_ceiling_batch_100" };
+        let postgres_name = if events_per_request == 1 { "postgres_append_64" } else { "postgres_batch_100" };
+        let ceiling_row = Row::measured(ceiling_name, &mut totals_ceiling);
+        let mut strata_row = Row::measured(scenario, &mut totals_strata);
+        strata_row.ceiling = Some(Baseline {
+            scenario: ceiling_name,
+            events_per_sec: ceiling_row.events_per_sec,
+            round_ratios: to_ceiling,
+        });
+        report.emit(ceiling_row);
+        if postgres.is_ok() {
+            let postgres_row = Row::measured(postgres_name, &mut totals_postgres);
+            strata_row = strata_row.against(Baseline {
+                scenario: postgres_name,
+                events_per_sec: postgres_row.events_per_sec,
+                round_ratios: to_postgres,
+            });
+            report.emit(postgres_row);
+        }
+        strata_row = if events_per_request == 1 {
+            strata_row
+                .target(Target::RatioToCeilingMin(CEILING_RATIO_MIN))
+                .target(Target::P99UsMax(CONCURRENT_P99_US_MAX))
+        } else {
+            strata_row.target(Target::RatioMin(BATCH_RATIO_TO_POSTGRES_MIN))
+        };
+        report.emit(strata_row);
+    }
+
+    // Catch-up over HTTP: pages of 10,000 events of a store filled through the engine.
+    eprintln!("http_read_all: filling a store with {} events", args.read_events);
+    let read_store = Store::open(temp.path().join("reads"))?;
+    fill(&read_store, args.read_events)?;
+    let reads = servers.block_on(start(strata_server::router(state(&read_store))))?;
+    let mut total = Measurement::default();
+    for number in 0..args.rounds {
+        let mut measured = load.block_on(read_all(reads, args.read_events))?;
+        progress(number, args.rounds, "http_read_all", &mut measured);
+        total.absorb(measured);
+    }
+    report
+        .emit(Row::measured("http_read_all", &mut total).target(Target::EventsPerSecMin(READ_ALL_EVENTS_PER_SEC_MIN)));
+
+    eprintln!("sse_latency: one subscriber, one append every {} ms", SSE_APPEND_INTERVAL.as_millis());
+    let mut total = Measurement::default();
+    for number in 0..args.rounds {
+        let mut measured = load.block_on(sse_latency(strata, round, &payload))?;
+        progress(number, args.rounds, "sse_latency", &mut measured);
+        total.absorb(measured);
+    }
+    report.emit(Row::measured("sse_latency", &mut total).target(Target::P99UsMax(SSE_P99_US_MAX)));
+    report.finish();
+    drop(servers);
+    drop(load);
+    Ok(())
+}
+
+fn state(store: &Store) -> strata_server::AppState {
+    // The sender is dropped: these servers are never shut down gracefully, the runtime just ends
+    // (and subscriptions do not end when the sender is gone).
+    let (_, watch) = tokio::sync::watch::channel(false);
+    strata_server::AppState::new(store.clone(), Duration::from_secs(15), watch)
+}
+
+/// Serves `router` on a free port of 127.0.0.1 with `strata serve`'s accept loop.
+async fn start(router: axum::Router) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(strata_server::serve_router(
+        router,
+        listener,
+        strata_server::ServeOptions::default(),
+        std::future::pending(),
+        None,
+    ));
+    Ok(address)
+}
+
+fn progress(round: u32, rounds: u32, name: &str, measurement: &mut Measurement) {
+    let p99 = measurement.latency().map_or_else(String::new, |l| format!("  p99 {} µs", report::micros(l.p99_us)));
+    let rate = report::thousands(measurement.events_per_sec());
+    eprintln!("  round {}/{rounds}  {name:<16} {rate:>12} events/s{p99}", round + 1);
+}
+
+/// One keep-alive HTTP/1.1 connection.
+async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn request(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: hyper::Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "127.0.0.1")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
+}
+
+/// `clients` connections, each appending `events_per_request` events per request to its own stream
+/// with an exact expected revision, for `duration`.
+async fn http_appends(
+    address: SocketAddr,
+    prefix: &str,
+    clients: usize,
+    events_per_request: usize,
+    payload: &str,
+    duration: Duration,
+) -> Result<Measurement> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let path = format!("/v1/streams/{prefix}-{client}");
+        let event = format!(r#"{{"type":"MoneyDeposited","data":{payload}}}"#);
+        let events = vec![event; events_per_request].join(",");
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(address).await?;
+            let mut latencies = Vec::new();
+            let mut next_revision: u64 = 0;
+            while started.elapsed() < duration {
+                let expected = next_revision.checked_sub(1).map_or("\"no_stream\"".to_owned(), |r| r.to_string());
+                let body = format!(r#"{{"expected_revision":{expected},"events":[{events}]}}"#);
+                let sent = Instant::now();
+                let (status, answer) = request(&mut sender, hyper::Method::POST, &path, Bytes::from(body)).await?;
+                if status != 200 {
+                    bail!("append answered {status}: {}", String::from_utf8_lossy(&answer));
+                }
+                latencies.push(sent.elapsed().as_nanos() as u64);
+                next_revision += events_per_request as u64;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut measurement = Measurement::default();
+    for task in tasks {
+        let latencies = task.await??;
+        measurement.events += (latencies.len() * events_per_request) as u64;
+        measurement.latencies_ns.extend(latencies);
+    }
+    measurement.elapsed = started.elapsed();
+    Ok(measurement)
+}
+
+/// Appends `events` through the engine, 1,000 per append over 1,000 streams.
+fn fill(store: &Store, events: u64) -> Result<()> {
+    let event = super::deposit()?;
+    let mut written = 0;
+    while written < events {
+        let count = (events - written).min(1_000);
+        let stream = StreamId::new(format!("account-{}", written / 1_000 % 1_000))?;
+        let batch = vec![event.clone(); count as usize];
+        let _ = store.append_blocking(stream, strata_core::ExpectedRevision::Any, batch)?;
+        written += count;
+    }
+    Ok(())
+}
+
+/// Reads the whole log over HTTP in pages, like a catching-up consumer.
+async fn read_all(address: SocketAddr, events: u64) -> Result<Measurement> {
+    let mut sender = connect(address).await?;
+    let started = Instant::now();
+    let mut measurement = Measurement::default();
+    let mut from = 0;
+    while from < events {
+        let path = format!("/v1/all?from={from}&limit={READ_PAGE_EVENTS}");
+        let sent = Instant::now();
+        let (status, body) = request(&mut sender, hyper::Method::GET, &path, Bytes::new()).await?;
+        if status != 200 {
+            bail!("read answered {status}");
+        }
+        measurement.latencies_ns.push(sent.elapsed().as_nanos() as u64);
+        // The page ends with `],"next":N}` (or `null}`): enough to go on without parsing it all.
+        let tail = std::str::from_utf8(&body[body.len().saturating_sub(40)..]).unwrap_or_default();
+        let next = tail.rsplit("\"next\":").next().and_then(|rest| rest.trim_end_matches('}').parse::<u64>().ok());
+        let next = next.unwrap_or(events);
+        measurement.events += next - from;
+        from = next;
+    }
+    measurement.elapsed = started.elapsed();
+    Ok(measurement)
+}
+
+/// One SSE subscriber from the end of the log; a writer appends one event every
+/// [`SSE_APPEND_INTERVAL`] carrying the moment it sent the append. The latency is from sending the
+/// append to receiving its SSE event: it includes the commit (write + fdatasync) itself.
+async fn sse_latency(address: SocketAddr, duration: Duration, payload: &str) -> Result<Measurement> {
+    let base = Instant::now();
+    let mut subscriber = connect(address).await?;
+    subscriber.ready().await?;
+    let subscribe = hyper::Request::get("/v1/subscribe?from=end&types=LatencyProbe")
+        .header(hyper::header::HOST, "127.0.0.1")
+        .body(Full::new(Bytes::new()))?;
+    let response = subscriber.send_request(subscribe).await?;
+    let mut body = response.into_body();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (done, payload) = (done.clone(), payload.to_owned());
+        tokio::spawn(async move {
+            let mut sender = connect(address).await?;
+            let mut interval = tokio::time::interval(SSE_APPEND_INTERVAL);
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while started.elapsed() < duration {
+                interval.tick().await;
+                let body = format!(
+                    r#"{{"events":[{{"type":"LatencyProbe","data":{{"sent_ns":{},"payload":{payload}}}}}]}}"#,
+                    base.elapsed().as_nanos()
+                );
+                let (status, _) =
+                    request(&mut sender, hyper::Method::POST, "/v1/streams/latency-probe", Bytes::from(body)).await?;
+                if status != 200 {
+                    bail!("append answered {status}");
+                }
+                sent += 1;
+            }
+            done.store(true, Ordering::Relaxed);
+            Ok::<_, anyhow::Error>(sent)
+        })
+    };
+    let mut measurement = Measurement::default();
+    let mut buffer = Vec::new();
+    let started = Instant::now();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_millis(500), body.frame()).await;
+        let Ok(Some(frame)) = frame else {
+            if done.load(Ordering::Relaxed) {
+                break;
+            }
+            continue;
+        };
+        let received = base.elapsed().as_nanos() as u64;
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        while let Some(at) = buffer.windows(10).position(|w| w == b"\"sent_ns\":") {
+            let digits: Vec<u8> = buffer[at + 10..].iter().copied().take_while(u8::is_ascii_digit).collect();
+            if at + 10 + digits.len() >= buffer.len() {
+                break; // The number may go on in the next chunk.
+            }
+            let sent: u64 = std::str::from_utf8(&digits)?.parse()?;
+            measurement.latencies_ns.push(received.saturating_sub(sent));
+            measurement.events += 1;
+            buffer.drain(..at + 10 + digits.len());
+        }
+    }
+    measurement.elapsed = started.elapsed();
+    let sent = writer.await??;
+    if measurement.events < sent {
+        bail!("the subscriber received {} of {sent} events", measurement.events);
+    }
+    Ok(measurement)
+}
+
+/// PostgreSQL with a Message-DB-style schema: `write_message` takes an advisory lock on the stream,
+/// checks the expected version, and inserts with the next stream position; positions are a bigserial.
+struct Postgres {
+    clients: Vec<Arc<tokio_postgres::Client>>,
+}
+
+const POSTGRES_SCHEMA: &str = r#"
+DROP SCHEMA IF EXISTS strata_bench CASCADE;
+CREATE SCHEMA strata_bench;
+CREATE TABLE strata_bench.messages (
+    global_position bigserial PRIMARY KEY,
+    position bigint NOT NULL,
+    time timestamp without time zone DEFAULT (now() AT TIME ZONE 'utc') NOT NULL,
+    stream_name text NOT NULL,
+    type text NOT NULL,
+    data jsonb,
+    metadata jsonb,
+    id uuid NOT NULL UNIQUE
+);
+CREATE UNIQUE INDEX messages_stream ON strata_bench.messages (stream_name, position);
+CREATE FUNCTION strata_bench.write_message(
+    _id uuid, _stream_name text, _type text, _data jsonb, _metadata jsonb, _expected_version bigint
+) RETURNS bigint AS $$
+DECLARE
+    _stream_version bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(_stream_name, 0));
+    SELECT coalesce(max(position), -1) INTO _stream_version
+        FROM strata_bench.messages WHERE stream_name = _stream_name;
+    IF _expected_version IS NOT NULL AND _expected_version <> _stream_version THEN
+        RAISE EXCEPTION 'Wrong expected version: % (stream %, version %)', _expected_version, _stream_name, _stream_version;
+    END IF;
+    INSERT INTO strata_bench.messages (id, stream_name, position, type, data, metadata)
+        VALUES (_id, _stream_name, _stream_version + 1, _type, _data, _metadata);
+    RETURN _stream_version + 1;
+END;
+$$ LANGUAGE plpgsql;
+"#;
+
+impl Postgres {
+    async fn connect(config: &str) -> Result<Postgres> {
+        let mut clients = Vec::new();
+        for _ in 0..CONCURRENT_CLIENTS {
+            let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("connect to PostgreSQL ({config})"))?;
+            tokio::spawn(connection);
+            clients.push(Arc::new(client));
+        }
+        clients[0].batch_execute(POSTGRES_SCHEMA).await.context("create the Message-DB-style schema")?;
+        let setting: String = clients[0].query_one("SHOW synchronous_commit", &[]).await?.get(0);
+        if setting != "on" {
+            bail!("PostgreSQL has synchronous_commit={setting}; the comparison needs on");
+        }
+        Ok(Postgres { clients })
+    }
+
+    async fn appends(
+        &self,
+        prefix: &str,
+        clients: usize,
+        events_per_transaction: usize,
+        payload: &str,
+        duration: Duration,
+    ) -> Result<Measurement> {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (number, client) in self.clients.iter().take(clients).enumerate() {
+            let (client, stream, data) =
+                (client.clone(), format!("{prefix}-{number}"), serde_json::from_str::<serde_json::Value>(payload)?);
+            tasks.push(tokio::spawn(async move {
+                let statement =
+                    client.prepare("SELECT strata_bench.write_message($1, $2, 'MoneyDeposited', $3, NULL, $4)").await?;
+                let mut latencies = Vec::new();
+                let mut version: i64 = -1;
+                while started.elapsed() < duration {
+                    let sent = Instant::now();
+                    if events_per_transaction == 1 {
+                        // One call is one transaction (autocommit): one round trip, as Message DB is used.
+                        client.query_one(&statement, &[&uuid::Uuid::new_v4(), &stream, &data, &version]).await?;
+                        latencies.push(sent.elapsed().as_nanos() as u64);
+                        version += 1;
+                        continue;
+                    }
+                    client.batch_execute("BEGIN").await?;
+                    // Pipelined: the calls of one transaction are sent without waiting for each answer.
+                    let calls = (0..events_per_transaction).map(|at| {
+                        let (client, statement, stream, data) = (&client, &statement, &stream, &data);
+                        let expected = version + at as i64;
+                        async move {
+                            let id = uuid::Uuid::new_v4();
+                            client.query_one(statement, &[&id, stream, data, &expected]).await
+                        }
+                    });
+                    futures_util::future::try_join_all(calls).await?;
+                    client.batch_execute("COMMIT").await?;
+                    latencies.push(sent.elapsed().as_nanos() as u64);
+                    version += events_per_transaction as i64;
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut measurement = Measurement::default();
+        for task in tasks {
+            let latencies = task.await??;
+            measurement.events += (latencies.len() * events_per_transaction) as u64;
+            measurement.latencies_ns.extend(latencies);
+        }
+        measurement.elapsed = started.elapsed();
+        Ok(measurement)
+    }
+}
