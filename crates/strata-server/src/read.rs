@@ -53,11 +53,16 @@ pub async fn read_stream(
     params.finish(STREAM_PARAMS)?;
     let from = map_from(from, StreamRevision::new);
     let store = state.store.clone();
-    let events = tokio::task::spawn_blocking(move || store.read_stream_with(&stream, from, &options))
-        .await
-        .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
-    let next = next_from(events.last().map(|event| event.revision.value()), events.len(), &options);
-    Ok(json_response(write_page(&events, next)))
+    // Reading and rendering both run on the blocking pool: a page of 100,000 events is milliseconds
+    // of work that must not stall the async workers.
+    let page = tokio::task::spawn_blocking(move || {
+        let events = store.read_stream_with(&stream, from, &options)?;
+        let next = next_from(events.last().map(|event| event.revision.value()), events.len(), &options);
+        Ok::<_, ApiError>(write_page(&events, next))
+    })
+    .await
+    .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
+    Ok(json_response(page))
 }
 
 /// Reads a page of the global log, optionally filtered.
@@ -81,11 +86,14 @@ pub async fn read_all(State(state): State<AppState>, mut params: Params) -> Resu
     params.finish(ALL_PARAMS)?;
     let from = map_from(from, Position::new);
     let store = state.store.clone();
-    let events = tokio::task::spawn_blocking(move || store.read_all_with(from, &options, &filter))
-        .await
-        .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
-    let next = next_from(events.last().map(|event| event.position.value()), events.len(), &options);
-    Ok(json_response(write_page(&events, next)))
+    let page = tokio::task::spawn_blocking(move || {
+        let events = store.read_all_with(from, &options, &filter)?;
+        let next = next_from(events.last().map(|event| event.position.value()), events.len(), &options);
+        Ok::<_, ApiError>(write_page(&events, next))
+    })
+    .await
+    .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
+    Ok(json_response(page))
 }
 
 pub fn json_response(body: Vec<u8>) -> Response {

@@ -295,24 +295,27 @@ impl QueryJson {
     }
 }
 
-/// Appends `event` as one JSON object to `out`.
+/// Appends `event` as one JSON object to `out`. The hot path of reads: it writes straight into
+/// `out`, with no allocation per event beyond the base64 of binary payloads.
 pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
+    use std::io::Write as _;
     out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(event.id.to_string().as_bytes());
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(event.id.as_uuid().hyphenated().encode_lower(&mut id).as_bytes());
     out.extend_from_slice(b"\",\"stream\":");
-    write_string(out, event.stream.as_str());
+    write_name(out, event.stream.as_str());
     out.extend_from_slice(b",\"type\":");
-    write_string(out, event.event_type.as_str());
-    out.extend_from_slice(b",\"revision\":");
-    out.extend_from_slice(itoa(event.revision.value()).as_bytes());
-    out.extend_from_slice(b",\"position\":");
-    out.extend_from_slice(itoa(event.position.value()).as_bytes());
-    out.extend_from_slice(b",\"recorded_at\":\"");
-    out.extend_from_slice(event.recorded_at.to_string().as_bytes());
-    out.push(b'"');
+    write_name(out, event.event_type.as_str());
+    let _ = write!(
+        out,
+        ",\"revision\":{},\"position\":{},\"recorded_at\":\"{}\"",
+        event.revision.value(),
+        event.position.value(),
+        event.recorded_at
+    );
     // JSON data is copied as stored. Bytes stored without a content type through the embedded API
     // are not checked by the engine, so they are rendered as base64 unless they are valid JSON.
-    let json_data = event.content_type.is_none() && serde_json::from_slice::<&RawValue>(&event.data).is_ok();
+    let json_data = event.content_type.is_none() && is_json(&event.data);
     if json_data {
         out.extend_from_slice(b",\"data\":");
         out.extend_from_slice(&event.data);
@@ -325,7 +328,7 @@ pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
     out.extend_from_slice(b",\"metadata\":");
     if event.metadata.is_empty() {
         out.extend_from_slice(b"{}");
-    } else if serde_json::from_slice::<&RawValue>(&event.metadata).is_ok() {
+    } else if is_json(&event.metadata) {
         out.extend_from_slice(&event.metadata);
     } else {
         // Not JSON (written through the embedded API): shown, not lost.
@@ -338,18 +341,31 @@ pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
         if at > 0 {
             out.push(b',');
         }
-        write_string(out, tag);
+        write_name(out, tag);
     }
     out.extend_from_slice(b"]}");
+}
+
+/// Whether `bytes` are one JSON value (validated without building it).
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// A validated name (stream, type, tag) as a JSON string. Names hold no control characters, so
+/// only `"` and `\` need escaping — checked, and handed to the general escaper when present.
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        write_string(out, name);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    }
 }
 
 /// A JSON string literal.
 pub fn write_string(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
-}
-
-fn itoa(value: u64) -> String {
-    value.to_string()
 }
 
 /// `{"events":[…],"next":…}`.
@@ -364,7 +380,7 @@ pub fn write_page(events: &[RecordedEvent], next: Option<u64>) -> Vec<u8> {
     }
     out.extend_from_slice(b"],\"next\":");
     match next {
-        Some(next) => out.extend_from_slice(itoa(next).as_bytes()),
+        Some(next) => out.extend_from_slice(next.to_string().as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');

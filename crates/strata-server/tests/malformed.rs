@@ -324,3 +324,20 @@ async fn huge_body_is_refused_before_it_is_read(server: &TestServer) {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large") && answer.contains("larger than"), "{answer}");
 }
+
+/// JSON nested 100,000 deep is valid JSON: it is stored and read back, and parsing it neither
+/// recurses without bound nor takes the server down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_neither_overflows_nor_breaks_the_server() {
+    let server = TestServer::start().await;
+    let depth = 100_000;
+    let data = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let body = format!(r#"{{"events":[{{"type":"Deep","data":{data}}}]}}"#);
+    let (status, answer) = server.send("POST", "/v1/streams/deep-1", Some(body.as_bytes())).await;
+    assert!(status == 200 || status == 400, "{status} {answer}");
+    let (status, _) = server.get("/v1/health").await;
+    assert_eq!(status, 200, "the server survived");
+    let page = server.client.get(server.url("/v1/all")).send().await.unwrap().text().await.unwrap();
+    assert!(page.starts_with("{\"events\":["), "reads still work");
+    server.stop().await;
+}

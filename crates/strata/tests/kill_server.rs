@@ -84,3 +84,49 @@ async fn acknowledged_appends_survive_kill_9_exactly_once() {
         server.wait().unwrap();
     }
 }
+
+/// SIGTERM: the server stops accepting, answers what is in flight, closes the store and exits 0;
+/// every append it acknowledged is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_appends_and_closes_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let (mut server, url) = start_server(dir.path());
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for writer in 0..16 {
+        let (client, url, acknowledged) = (client.clone(), url.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let id = uuid::Uuid::new_v4().to_string();
+                let body = json!({ "events": [{ "id": id, "type": "Written", "data": {} }] });
+                let Ok(response) = client.post(format!("{url}/v1/streams/w-{writer}")).json(&body).send().await else {
+                    return;
+                };
+                if response.status() != 200 {
+                    return;
+                }
+                acknowledged.lock().unwrap().push(id);
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "strata serve exited with {status} on SIGTERM");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let (mut server, url) = start_server(dir.path());
+    let events = read_all(&client, &url).await;
+    let stored: std::collections::HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(stored.len(), events.len(), "no event twice");
+    for id in acknowledged.lock().unwrap().iter() {
+        assert!(stored.contains(id.as_str()), "acknowledged event {id} lost");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

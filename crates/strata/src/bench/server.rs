@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// Events in the store `http_read_all` reads.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     read_events: u64,
+    /// A scenario to run (repeatable): http_append_concurrent_64, http_append_batch_100,
+    /// http_read_all, sse_latency. [default: all]
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
     /// PostgreSQL to compare with (a database the benchmark may create a schema `strata_bench` in).
     #[arg(long, default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test")]
     postgres: String,
@@ -65,7 +69,13 @@ fn payload() -> Result<String> {
     Ok(String::from_utf8(event.data().to_vec())?)
 }
 
+const SCENARIOS: [&str; 4] = ["http_append_concurrent_64", "http_append_batch_100", "http_read_all", "sse_latency"];
+
 pub fn run(args: ServerArgs) -> Result<()> {
+    if let Some(unknown) = args.scenarios.iter().find(|name| !SCENARIOS.contains(&name.as_str())) {
+        bail!("unknown scenario {unknown:?}; the scenarios are {}", SCENARIOS.join(", "));
+    }
+    let selected = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::Builder::new().prefix("strata-bench-server-").tempdir_in(&parent)?;
     super::disk::warn_if_volatile(temp.path());
@@ -94,6 +104,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
     for (scenario, clients, events_per_request) in
         [("http_append_concurrent_64", CONCURRENT_CLIENTS, 1), ("http_append_batch_100", BATCH_CLIENTS, BATCH_EVENTS)]
     {
+        if !selected(scenario) {
+            continue;
+        }
         eprintln!("{scenario}: {clients} clients, {events_per_request} event(s) per request");
         let (mut totals_ceiling, mut totals_postgres, mut totals_strata) =
             (Measurement::default(), Measurement::default(), Measurement::default());
@@ -116,9 +129,11 @@ pub fn run(args: ServerArgs) -> Result<()> {
                 }
                 Err(_) => None,
             };
+            let before = store.stats();
             let mut measured =
                 load.block_on(http_appends(strata, &prefix, clients, events_per_request, &payload, round))?;
             progress(number, args.rounds, "strata", &mut measured);
+            commit_progress(&before, &store.stats(), measured.elapsed);
             to_ceiling.push(measured.events_per_sec() / ceiling_rate);
             to_postgres.extend(postgres_rate.map(|rate| measured.events_per_sec() / rate));
             totals_strata.absorb(measured);
@@ -152,9 +167,35 @@ pub fn run(args: ServerArgs) -> Result<()> {
         report.emit(strata_row);
     }
 
-    // Catch-up over HTTP: pages of 10,000 events of a store filled through the engine.
+    if selected("http_read_all") {
+        read_all_scenario(&args, temp.path(), &servers, &load, &mut report)?;
+    }
+    if selected("sse_latency") {
+        eprintln!("sse_latency: one subscriber, one append every {} ms", SSE_APPEND_INTERVAL.as_millis());
+        let mut total = Measurement::default();
+        for number in 0..args.rounds {
+            let mut measured = load.block_on(sse_latency(strata, round, &payload))?;
+            progress(number, args.rounds, "sse_latency", &mut measured);
+            total.absorb(measured);
+        }
+        report.emit(Row::measured("sse_latency", &mut total).target(Target::P99UsMax(SSE_P99_US_MAX)));
+    }
+    report.finish();
+    drop(servers);
+    drop(load);
+    Ok(())
+}
+
+/// Catch-up over HTTP: pages of 10,000 events of a store filled through the engine.
+fn read_all_scenario(
+    args: &ServerArgs,
+    dir: &std::path::Path,
+    servers: &tokio::runtime::Runtime,
+    load: &tokio::runtime::Runtime,
+    report: &mut Report,
+) -> Result<()> {
     eprintln!("http_read_all: filling a store with {} events", args.read_events);
-    let read_store = Store::open(temp.path().join("reads"))?;
+    let read_store = Store::open(dir.join("reads"))?;
     fill(&read_store, args.read_events)?;
     let reads = servers.block_on(start(strata_server::router(state(&read_store))))?;
     let mut total = Measurement::default();
@@ -165,18 +206,6 @@ pub fn run(args: ServerArgs) -> Result<()> {
     }
     report
         .emit(Row::measured("http_read_all", &mut total).target(Target::EventsPerSecMin(READ_ALL_EVENTS_PER_SEC_MIN)));
-
-    eprintln!("sse_latency: one subscriber, one append every {} ms", SSE_APPEND_INTERVAL.as_millis());
-    let mut total = Measurement::default();
-    for number in 0..args.rounds {
-        let mut measured = load.block_on(sse_latency(strata, round, &payload))?;
-        progress(number, args.rounds, "sse_latency", &mut measured);
-        total.absorb(measured);
-    }
-    report.emit(Row::measured("sse_latency", &mut total).target(Target::P99UsMax(SSE_P99_US_MAX)));
-    report.finish();
-    drop(servers);
-    drop(load);
     Ok(())
 }
 
@@ -205,6 +234,19 @@ fn progress(round: u32, rounds: u32, name: &str, measurement: &mut Measurement) 
     let p99 = measurement.latency().map_or_else(String::new, |l| format!("  p99 {} µs", report::micros(l.p99_us)));
     let rate = report::thousands(measurement.events_per_sec());
     eprintln!("  round {}/{rounds}  {name:<16} {rate:>12} events/s{p99}", round + 1);
+}
+
+/// How the engine grouped a round's appends: what explains a rate below the ceiling.
+fn commit_progress(before: &strata_storage::StoreStats, after: &strata_storage::StoreStats, elapsed: Duration) {
+    let commits = (after.commits - before.commits).max(1);
+    let syncs = (after.fsync.count() - before.fsync.count()).max(1);
+    eprintln!(
+        "{:>20}{commits} commits: {:.1} events and {:.0} µs each, fdatasync {:.0} µs on average",
+        "",
+        (after.events - before.events) as f64 / commits as f64,
+        elapsed.as_micros() as f64 / commits as f64,
+        (after.fsync.sum_us - before.fsync.sum_us) as f64 / syncs as f64,
+    );
 }
 
 /// One keep-alive HTTP/1.1 connection.
