@@ -54,4 +54,6 @@ pub enum ValidationError {
          import a whole export, in its order"
     )]
     ImportRevisionGap { stream: String, expected: u64, actual: u64 },
+    #[error("the imported event exported at position {position} cannot be imported: {reason}")]
+    InvalidImport { position: u64, reason: String },
 }

@@ -21,5 +21,8 @@ pub const APPEND_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const APPEND_EVENTS_MAX: usize = 10_000;
 /// Most events one read returns; a larger `limit` is clamped (page with the returned positions).
 pub const READ_EVENTS_MAX: usize = 100_000;
+/// A page of a read (`read_*_page`, the HTTP API, subscriptions) holds events of about this many bytes
+/// at most — always at least one event, and at most one merged disk read beyond it.
+pub const READ_PAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most stream names one listing returns; a larger `limit` is clamped (page with `after`).
 pub const STREAMS_LIST_MAX: usize = 10_000;

@@ -56,9 +56,9 @@ pub async fn read_stream(
     // Reading and rendering both run on the blocking pool: a page of 100,000 events is milliseconds
     // of work that must not stall the async workers.
     let page = tokio::task::spawn_blocking(move || {
-        let events = store.read_stream_with(&stream, from, &options)?;
-        let next = next_from(events.last().map(|event| event.revision.value()), events.len(), &options);
-        Ok::<_, ApiError>(write_page(&events, next))
+        let page = store.read_stream_page(&stream, from, &options)?;
+        let next = next_from(page.events.last().map(|event| event.revision.value()), page.more, &options);
+        Ok::<_, ApiError>(write_page(&page.events, next))
     })
     .await
     .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
@@ -87,9 +87,9 @@ pub async fn read_all(State(state): State<AppState>, mut params: Params) -> Resu
     let from = map_from(from, Position::new);
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let events = store.read_all_with(from, &options, &filter)?;
-        let next = next_from(events.last().map(|event| event.position.value()), events.len(), &options);
-        Ok::<_, ApiError>(write_page(&events, next))
+        let page = store.read_all_page(from, &options, &filter)?;
+        let next = next_from(page.events.last().map(|event| event.position.value()), page.more, &options);
+        Ok::<_, ApiError>(write_page(&page.events, next))
     })
     .await
     .map_err(|_| ApiError::internal("the read failed unexpectedly"))??;
@@ -100,10 +100,11 @@ pub fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Where the next page starts, or `None` when this one did not fill (it reached the end).
-fn next_from(last: Option<u64>, count: usize, options: &ReadOptions) -> Option<u64> {
+/// Where the next page starts, or `None` when this one reached the end of what the read sees. A
+/// page ends early at `READ_PAGE_BYTES_MAX` of events; `more` says so.
+fn next_from(last: Option<u64>, more: bool, options: &ReadOptions) -> Option<u64> {
     let last = last?;
-    if count < options.limit {
+    if !more {
         return None;
     }
     match options.direction {

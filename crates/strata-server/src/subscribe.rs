@@ -107,7 +107,8 @@ async fn next_events(subscription: &mut Subscription) -> (Vec<Event>, bool) {
                 .map(|event| {
                     buffer.clear();
                     write_event(&mut buffer, event);
-                    let data = std::str::from_utf8(&buffer).expect("rendered JSON is UTF-8");
+                    // Rendered JSON is UTF-8 (`write_event` renders non-UTF-8 payloads as base64).
+                    let data = String::from_utf8_lossy(&buffer);
                     Event::default().id(event.position.value().to_string()).data(data)
                 })
                 .collect();

@@ -31,8 +31,9 @@ pub struct NewEventJson {
     pub stream: Option<String>,
     #[serde(rename = "type")]
     pub event_type: String,
-    /// The payload as JSON (stored as given). Exactly one of `data` and `data_base64`.
+    /// The payload as JSON (stored as given; `null` too). Exactly one of `data` and `data_base64`.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
     pub data: Option<Box<RawValue>>,
     /// A binary payload, base64 (standard alphabet, padded).
     pub data_base64: Option<String>,
@@ -43,6 +44,11 @@ pub struct NewEventJson {
     pub metadata: Option<Box<RawValue>>,
     /// `key:value` strings, at most 32.
     pub tags: Option<Vec<String>>,
+}
+
+/// A field given as any JSON, `null` included (serde's `Option` would take `null` for "absent").
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// `POST /v1/streams/{stream}`.
@@ -346,9 +352,11 @@ pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
     out.extend_from_slice(b"]}");
 }
 
-/// Whether `bytes` are one JSON value (validated without building it).
+/// Whether `bytes` are one JSON value: UTF-8 (serde_json does not check it inside strings when it
+/// only skips them) and accepted by the same parser — without a nesting limit, like the one that
+/// accepted `data` at append time — that keeps it as raw text.
 fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    std::str::from_utf8(bytes).is_ok() && serde_json::from_slice::<&RawValue>(bytes).is_ok()
 }
 
 /// A validated name (stream, type, tag) as a JSON string. Names hold no control characters, so
@@ -401,6 +409,7 @@ pub struct ExportedEventJson {
     pub position: u64,
     pub recorded_at: String,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
     pub data: Option<Box<RawValue>>,
     pub data_base64: Option<String>,
     pub content_type: Option<String>,

@@ -80,6 +80,11 @@ async fn reads_render_events_page_and_travel_in_time() {
         let (status, _) = append(&server, "order-1", json!("any"), vec![event("Step", json!({ "n": n }))]).await;
         assert_eq!(status, 200);
     }
+    let null = json!({ "events": [{ "type": "Nothing", "data": null }] });
+    assert_eq!(server.post("/v1/streams/null-1", &null).await.0, 200, "null is JSON data");
+    let (_, page) = server.get("/v1/streams/null-1").await;
+    assert_eq!(page["events"][0]["data"], Value::Null);
+    assert!(page["events"][0].as_object().unwrap().contains_key("data"));
     let binary = json!({ "events": [{ "type": "Blob", "data_base64": "AAEC/w==", "content_type": "image/png" }] });
     assert_eq!(server.post("/v1/streams/blob-1", &binary).await.0, 200);
 

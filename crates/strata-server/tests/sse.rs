@@ -7,7 +7,8 @@ use common::{SseReader, TestServer};
 use serde_json::{Value, json};
 
 const WRITERS: u64 = 8;
-const APPENDS_PER_WRITER: u64 = 60;
+/// 8 × 80 × 2 = 1,280 events: more than one subscription batch (1,000) to catch up.
+const APPENDS_PER_WRITER: u64 = 80;
 const EVENTS_PER_APPEND: u64 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

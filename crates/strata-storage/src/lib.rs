@@ -44,7 +44,7 @@ pub use error::{AppendError, Corruption, OpenError, ReadError, StorageError};
 pub use filter::Filter;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;
-pub use read::{Direction, ReadFrom, ReadOptions};
+pub use read::{Direction, ReadFrom, ReadOptions, ReadPage};
 pub use sim::SimStorage;
 pub use stats::StoreStats;
 pub use store::{

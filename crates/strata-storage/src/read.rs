@@ -13,7 +13,7 @@ use crate::io::read_exact_at;
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Mutex;
-use strata_core::limits::READ_EVENTS_MAX;
+use strata_core::limits::{READ_EVENTS_MAX, READ_PAGE_BYTES_MAX};
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision, Timestamp};
 
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
@@ -149,6 +149,27 @@ impl Store {
         from: ReadFrom<StreamRevision>,
         options: &ReadOptions,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read_stream_bounded(stream, from, options, usize::MAX).map(|page| page.events)
+    }
+
+    /// [`Store::read_stream_with`], cut short at about [`READ_PAGE_BYTES_MAX`] of events: what a
+    /// server or a subscription reads at once. `more` says whether to read on from the last event.
+    pub fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<StreamRevision>,
+        options: &ReadOptions,
+    ) -> Result<ReadPage, ReadError> {
+        self.read_stream_bounded(stream, from, options, READ_PAGE_BYTES_MAX)
+    }
+
+    fn read_stream_bounded(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<StreamRevision>,
+        options: &ReadOptions,
+        bytes_max: usize,
+    ) -> Result<ReadPage, ReadError> {
         let now = self.now();
         let (targets, segments) = {
             let index = self.index();
@@ -176,7 +197,7 @@ impl Store {
                 positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))).collect();
             (targets, index.segments.clone())
         };
-        fetch(&segments, &targets, options.direction)
+        page(&segments, &targets, options, bytes_max)
     }
 
     /// Up to `limit` events of the global log from `from`, in `direction` (at most [`READ_EVENTS_MAX`]).
@@ -198,6 +219,26 @@ impl Store {
         options: &ReadOptions,
         filter: &Filter,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read_all_bounded(from, options, filter, usize::MAX).map(|page| page.events)
+    }
+
+    /// [`Store::read_all_with`], cut short at about [`READ_PAGE_BYTES_MAX`] of events.
+    pub fn read_all_page(
+        &self,
+        from: ReadFrom<Position>,
+        options: &ReadOptions,
+        filter: &Filter,
+    ) -> Result<ReadPage, ReadError> {
+        self.read_all_bounded(from, options, filter, READ_PAGE_BYTES_MAX)
+    }
+
+    fn read_all_bounded(
+        &self,
+        from: ReadFrom<Position>,
+        options: &ReadOptions,
+        filter: &Filter,
+        bytes_max: usize,
+    ) -> Result<ReadPage, ReadError> {
         let (targets, segments) = {
             let index = self.index();
             let len = options.visible_len(&index);
@@ -242,7 +283,7 @@ impl Store {
             }
             (targets, index.segments.clone())
         };
-        fetch(&segments, &targets, options.direction)
+        page(&segments, &targets, options, bytes_max)
     }
 
     /// The last position recorded at or before `time` (the store's head as of then), or `None` when
@@ -277,14 +318,37 @@ impl Store {
     }
 }
 
+/// A page of a read: the events, and whether there may be more after the last of them (the read
+/// returned `limit` events, or stopped at [`READ_PAGE_BYTES_MAX`]). `false` means the read reached
+/// the end of what it could see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPage {
+    pub events: Vec<RecordedEvent>,
+    pub more: bool,
+}
+
+fn page(
+    segments: &[SegmentFile],
+    targets: &[(u64, Location)],
+    options: &ReadOptions,
+    bytes_max: usize,
+) -> Result<ReadPage, ReadError> {
+    let (events, truncated) = fetch(segments, targets, options.direction, bytes_max)?;
+    let more = truncated || targets.len() >= options.limit.min(READ_EVENTS_MAX);
+    Ok(ReadPage { events, more })
+}
+
 /// Reads the records at `targets` (ascending positions), merging reads of neighbouring records, and
-/// returns them in `direction` order.
+/// returns them in `direction` order — the first ones in that order whose payloads add up to about
+/// `bytes_max` (always at least one merged read); `true` when it stopped short of the targets.
 fn fetch(
     segments: &[SegmentFile],
     targets: &[(u64, Location)],
     direction: Direction,
-) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut events = Vec::with_capacity(targets.len());
+    bytes_max: usize,
+) -> Result<(Vec<RecordedEvent>, bool), ReadError> {
+    // Runs of targets read with one `pread` each.
+    let mut spans = Vec::new();
     let mut first = 0;
     while first < targets.len() {
         let start = targets[first].1;
@@ -298,39 +362,63 @@ fn fetch(
             }
             end += 1;
         }
-        let segment = &segments[start.segment as usize];
-        let span_start = u64::from(start.offset);
-        let span_end = (u64::from(targets[end - 1].1.offset) + RECORD_GUESS_BYTES).min(segment.len_bytes);
-        let buffer = read_bytes(segment, span_start, (span_end - span_start) as usize)?;
-        for &(position, location) in &targets[first..end] {
-            let relative = (u64::from(location.offset) - span_start) as usize;
-            let covered = record_len(&buffer[relative..]).is_some_and(|len| relative + len <= buffer.len());
-            let event = if covered {
-                decode_at(segment, start.segment, &buffer, relative, location)?
-            } else {
-                let record = read_record(segment, start.segment, location)?;
-                decode_at(segment, start.segment, &record, 0, location)?
-            };
-            if event.position.value() != position {
-                return Err(corruption(
-                    segment,
-                    start.segment,
-                    location,
-                    format!(
-                        "the index places position {position} here but the record holds position {}",
-                        event.position
-                    ),
-                )
-                .into());
-            }
-            events.push(event);
-        }
+        spans.push(first..end);
         first = end;
     }
     if direction == Direction::Backward {
-        events.reverse();
+        spans.reverse();
     }
-    Ok(events)
+    let mut events = Vec::with_capacity(targets.len().min(READ_EVENTS_MAX));
+    let mut bytes = 0;
+    let span_count = spans.len();
+    for (done, span) in spans.into_iter().enumerate() {
+        if done > 0 && bytes >= bytes_max {
+            return Ok((events, done < span_count));
+        }
+        let from = events.len();
+        read_span(segments, &targets[span], &mut events)?;
+        bytes += events[from..].iter().map(|event| event.data.len() + event.metadata.len() + 128).sum::<usize>();
+        if direction == Direction::Backward {
+            // Spans come last-first; each span's events are ascending: turn them around here, so the
+            // whole is descending.
+            events[from..].reverse();
+        }
+    }
+    Ok((events, false))
+}
+
+/// Reads one run of neighbouring records with one `pread` and appends them, verified, to `events`.
+fn read_span(
+    segments: &[SegmentFile],
+    targets: &[(u64, Location)],
+    events: &mut Vec<RecordedEvent>,
+) -> Result<(), ReadError> {
+    let start = targets[0].1;
+    let segment = &segments[start.segment as usize];
+    let span_start = u64::from(start.offset);
+    let span_end = (u64::from(targets[targets.len() - 1].1.offset) + RECORD_GUESS_BYTES).min(segment.len_bytes);
+    let buffer = read_bytes(segment, span_start, (span_end - span_start) as usize)?;
+    for &(position, location) in targets {
+        let relative = (u64::from(location.offset) - span_start) as usize;
+        let covered = record_len(&buffer[relative..]).is_some_and(|len| relative + len <= buffer.len());
+        let event = if covered {
+            decode_at(segment, start.segment, &buffer, relative, location)?
+        } else {
+            let record = read_record(segment, start.segment, location)?;
+            decode_at(segment, start.segment, &record, 0, location)?
+        };
+        if event.position.value() != position {
+            return Err(corruption(
+                segment,
+                start.segment,
+                location,
+                format!("the index places position {position} here but the record holds position {}", event.position),
+            )
+            .into());
+        }
+        events.push(event);
+    }
+    Ok(())
 }
 
 /// Read buffers, recycled. Events share the buffer they were read into (no copy per event), so a

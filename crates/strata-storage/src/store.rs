@@ -31,6 +31,8 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4 << 10;
 pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64;
 /// Appends waiting for the committer; beyond this, `append` waits (back-pressure).
 const QUEUE_REQUESTS_MAX: usize = 16_384;
+/// How far ahead of the store's clock an imported event's recorded time may be.
+const IMPORT_CLOCK_SKEW_MICROS_MAX: i64 = 60_000_000;
 /// Upper bound of a `$deleted` event's record (a stream id of at most 256 bytes and 8 bytes of data).
 const SYSTEM_EVENT_BYTES_MAX: usize = 512;
 
@@ -437,11 +439,29 @@ impl Store {
     }
 
     fn prepare_import(&self, events: Vec<RecordedEvent>, reply: Reply) -> Result<Request, AppendError> {
+        // Times ahead of the clock would become the floor of every later append's time.
+        let latest_allowed =
+            Timestamp::from_micros(self.now().as_micros().saturating_add(IMPORT_CLOCK_SKEW_MICROS_MAX));
         let mut checks: Vec<(StreamId, ExpectedRevision)> = Vec::new();
         let mut heads: HashMap<StreamId, u64> = HashMap::new();
+        let mut tombstones: Vec<StreamId> = Vec::new();
         let mut times = Vec::with_capacity(events.len());
         let mut append = MultiAppend { events: Vec::with_capacity(events.len()), checks: Vec::new(), condition: None };
         for recorded in events {
+            let invalid =
+                |reason: String| ValidationError::InvalidImport { position: recorded.position.value(), reason };
+            self.check_imported_system_event(&recorded, &mut tombstones).map_err(invalid)?;
+            if tombstones.contains(&recorded.stream) {
+                return Err(invalid(format!("stream {} is tombstoned earlier in the import", recorded.stream)).into());
+            }
+            if recorded.recorded_at > latest_allowed {
+                return Err(invalid(format!(
+                    "it was recorded at {}, later than this store's clock ({}); check the clocks",
+                    recorded.recorded_at,
+                    self.now()
+                ))
+                .into());
+            }
             let expected_next = heads.get(&recorded.stream).map(|head| head + 1);
             match expected_next {
                 None => checks.push((
@@ -481,9 +501,36 @@ impl Store {
             append.events.push((recorded.stream, event));
         }
         append.checks = checks;
-        let mut request = self.prepare(append, Some(SystemOperation::Import), reply)?;
+        let mut request = self.prepare(append, Some(SystemOperation::Import { tombstones }), reply)?;
         request.recorded_times = Some(times);
         Ok(request)
+    }
+
+    /// Users write no `$` names, an import included — except the system stream's own events, which
+    /// carry metadata and deletions: those must decode, and name a user stream.
+    fn check_imported_system_event(
+        &self,
+        recorded: &RecordedEvent,
+        tombstones: &mut Vec<StreamId>,
+    ) -> Result<(), String> {
+        if !recorded.stream.is_reserved() {
+            return recorded.event_type.check_not_reserved().map_err(|error| error.to_string());
+        }
+        if recorded.stream.as_str() != system::SYSTEM_STREAM {
+            return Err(format!("stream {} is reserved for the system", recorded.stream));
+        }
+        let change = system::decode(recorded.event_type.as_str(), &recorded.data)?.ok_or_else(|| {
+            format!("{} holds only metadata and deletion events, not {}", system::SYSTEM_STREAM, recorded.event_type)
+        })?;
+        let (system::SystemChange::Metadata { stream, .. }
+        | system::SystemChange::Deleted { stream, .. }
+        | system::SystemChange::Tombstone { stream }) = &change;
+        let target = StreamId::new(stream.as_str()).map_err(|error| format!("its target stream: {error}"))?;
+        target.check_not_reserved().map_err(|error| format!("its target stream: {error}"))?;
+        if matches!(change, system::SystemChange::Tombstone { .. }) {
+            tombstones.push(target);
+        }
+        Ok(())
     }
 
     async fn submit(
@@ -530,7 +577,7 @@ impl Store {
         if events.is_empty() && !soft_delete {
             return Err(ValidationError::EmptyBatch.into());
         }
-        let import = matches!(system, Some(SystemOperation::Import));
+        let import = matches!(system, Some(SystemOperation::Import { .. }));
         if let Some(target) = system.as_ref().and_then(SystemOperation::target) {
             target.check_not_reserved()?;
         }

@@ -12,7 +12,8 @@ use crate::store::Store;
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision};
 use tokio::sync::watch;
 
-/// Events read per batch (and so the most a subscription holds at once).
+/// Events read per batch (and so the most a subscription holds at once, along with at most about
+/// `READ_PAGE_BYTES_MAX` of their bytes).
 pub const SUBSCRIPTION_BATCH_EVENTS_MAX: usize = 1_000;
 
 /// What a subscription yields.
@@ -137,27 +138,27 @@ impl Subscription {
                     return Ok(None);
                 }
                 let (from, filter_for_read) = (*next_position, filter.clone());
-                let events = tokio::task::spawn_blocking(move || {
-                    store.read_all_with(ReadFrom::At(Position::new(from)), &options, &filter_for_read)
+                let page = tokio::task::spawn_blocking(move || {
+                    store.read_all_page(ReadFrom::At(Position::new(from)), &options, &filter_for_read)
                 })
                 .await
                 .expect("subscription read panicked")?;
-                // Fewer than asked means nothing else matches below `head`.
-                *next_position = match events.last() {
-                    Some(last) if events.len() == limit => last.position.value() + 1,
+                // A page that is not `more` saw everything that matches below `head`.
+                *next_position = match page.events.last() {
+                    Some(last) if page.more => last.position.value() + 1,
                     _ => head,
                 };
-                Ok((!events.is_empty()).then_some(events))
+                Ok((!page.events.is_empty()).then_some(page.events))
             }
             Source::Stream { stream, next_revision } => {
                 let (from, stream_for_read) = (*next_revision, stream.clone());
                 let read = tokio::task::spawn_blocking(move || {
-                    store.read_stream_with(&stream_for_read, ReadFrom::At(StreamRevision::new(from)), &options)
+                    store.read_stream_page(&stream_for_read, ReadFrom::At(StreamRevision::new(from)), &options)
                 })
                 .await
                 .expect("subscription read panicked");
                 let events = match read {
-                    Ok(events) => events,
+                    Ok(page) => page.events,
                     // Not created yet, or every event hidden: nothing to deliver until it is written.
                     Err(ReadError::StreamNotFound { .. }) => Vec::new(),
                     Err(error) => return Err(error),

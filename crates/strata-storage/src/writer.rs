@@ -70,8 +70,9 @@ pub(crate) enum SystemOperation {
     SoftDelete(StreamId),
     /// `events` holds the `$tombstone` event.
     Tombstone(StreamId),
-    /// `events` hold exported events, system events among them, with their recorded times.
-    Import,
+    /// `events` hold exported events, system events among them, with their recorded times;
+    /// `tombstones` are the streams its `$tombstone` events delete (for the rest of the group).
+    Import { tombstones: Vec<StreamId> },
 }
 
 impl SystemOperation {
@@ -81,7 +82,7 @@ impl SystemOperation {
             SystemOperation::SetMetadata(stream)
             | SystemOperation::SoftDelete(stream)
             | SystemOperation::Tombstone(stream) => Some(stream),
-            SystemOperation::Import => None,
+            SystemOperation::Import { .. } => None,
         }
     }
 }
@@ -336,8 +337,16 @@ impl<'a> Group<'a> {
                             }
                         },
                         (None, system) => {
-                            if let Some(SystemOperation::Tombstone(target)) = system {
-                                self.tombstoned.insert(target.clone(), ());
+                            match system {
+                                Some(SystemOperation::Tombstone(target)) => {
+                                    self.tombstoned.insert(target.clone(), ());
+                                }
+                                Some(SystemOperation::Import { tombstones }) => {
+                                    for target in tombstones {
+                                        self.tombstoned.insert(target.clone(), ());
+                                    }
+                                }
+                                _ => {}
                             }
                             Ok(MultiAppendOutcome::Committed(self.write(&mut request)))
                         }

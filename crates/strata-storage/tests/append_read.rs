@@ -487,3 +487,46 @@ fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
     let store = open_sim(&storage, 4 << 10);
     assert_eq!(read_everything(&store).len(), written + 1);
 }
+
+/// A page stops at about `READ_PAGE_BYTES_MAX` of events, says there is more, and pages together
+/// cover the log exactly — forwards and backwards, for the log and for a stream.
+#[test]
+fn pages_are_bounded_in_bytes_and_cover_everything() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 8 << 20);
+    let big = "x".repeat(1_000_000);
+    for _ in 0..40 {
+        commit(&store, "big", ExpectedRevision::Any, vec![event(&format!("\"{big}\""))]);
+    }
+    let options = strata_storage::ReadOptions::forward(1_000);
+    let mut positions = Vec::new();
+    let mut from = strata_storage::ReadFrom::Start;
+    loop {
+        let page = store.read_all_page(from, &options, &strata_storage::Filter::default()).unwrap();
+        let bytes: usize = page.events.iter().map(|e| e.data.len()).sum();
+        assert!(bytes <= limits::READ_PAGE_BYTES_MAX + (2 << 20), "a page of {bytes} bytes");
+        positions.extend(page.events.iter().map(|e| e.position.value()));
+        match (page.more, page.events.last()) {
+            (true, Some(last)) => from = strata_storage::ReadFrom::At(last.position.next()),
+            _ => break,
+        }
+    }
+    assert_eq!(positions, (0..40).collect::<Vec<_>>());
+    let first = store.read_all_page(ReadFrom::Start, &options, &strata_storage::Filter::default()).unwrap();
+    assert!(first.more && first.events.len() < 40, "the first page stopped early: {}", first.events.len());
+
+    let backward = strata_storage::ReadOptions::backward(1_000);
+    let mut revisions = Vec::new();
+    let mut from = ReadFrom::End;
+    loop {
+        let page = store.read_stream_page(&stream("big"), from, &backward).unwrap();
+        revisions.extend(page.events.iter().map(|e| e.revision.value()));
+        match (page.more, page.events.last().and_then(|e| e.revision.value().checked_sub(1))) {
+            (true, Some(previous)) => from = ReadFrom::At(StreamRevision::new(previous)),
+            _ => break,
+        }
+    }
+    assert_eq!(revisions, (0..40).rev().collect::<Vec<_>>());
+    // The unbounded forms still return everything asked for.
+    assert_eq!(store.read_all(ReadFrom::Start, Direction::Forward, 1_000).unwrap().len(), 40);
+}

@@ -96,3 +96,96 @@ fn imports_that_break_the_log_are_refused_and_write_nothing() {
     assert!(read_everything(&other).is_empty(), "refused imports wrote nothing");
     assert_eq!(read_everything(&store), exported);
 }
+
+/// Exports a store with a stream `s` (two events) that is then tombstoned: `[s@0, s@1, $tombstone]`.
+fn export_with_tombstone() -> Vec<strata_core::RecordedEvent> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    commit(&store, "s", ExpectedRevision::Any, vec![event("{}"), event("{}")]);
+    let _ = store.tombstone_stream_blocking(stream("s"), ExpectedRevision::Any).unwrap();
+    read_everything(&store)
+}
+
+#[test]
+fn imports_may_not_write_reserved_names_or_undecodable_system_events() {
+    let exported = export_with_tombstone();
+    let tombstone = exported[2].clone();
+    assert_eq!(tombstone.stream.as_str(), "$streams");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let refused = |event: strata_core::RecordedEvent, says: &str| {
+        let error = store.import_blocking(vec![event]).unwrap_err();
+        assert!(matches!(error, AppendError::Invalid(_)), "{error}");
+        assert!(error.to_string().contains(says), "{error} should say {says:?}");
+    };
+    let mut garbage = tombstone.clone();
+    garbage.event_type = EventType::new("$deleted").unwrap();
+    garbage.data = bytes::Bytes::from_static(b"{}");
+    refused(garbage, "cut short");
+    let mut unknown = tombstone.clone();
+    unknown.event_type = EventType::new("Note").unwrap();
+    refused(unknown, "holds only metadata and deletion events");
+    let mut at_system = tombstone.clone();
+    at_system.data = {
+        // A tombstone whose target is the system stream itself.
+        let target = b"$streams";
+        let mut data = (target.len() as u16).to_le_bytes().to_vec();
+        data.extend_from_slice(target);
+        bytes::Bytes::from(data)
+    };
+    refused(at_system, "reserved");
+    let mut other_system = exported[0].clone();
+    other_system.stream = stream("$all");
+    refused(other_system, "reserved for the system");
+    let mut reserved_type = exported[0].clone();
+    reserved_type.event_type = EventType::new("$Opened").unwrap();
+    refused(reserved_type, "reserved");
+    let mut future = exported[0].clone();
+    future.recorded_at = Timestamp::from_micros(253_402_300_799_000_000);
+    refused(future, "later than this store's clock");
+    // An event of a stream after its tombstone, in one batch.
+    let mut after = exported.clone();
+    let mut late = exported[0].clone();
+    late.id = strata_core::EventId::from_uuid(uuid::Uuid::now_v7());
+    late.revision = strata_core::StreamRevision::new(2);
+    after.push(late);
+    let error = store.import_blocking(after).unwrap_err();
+    assert!(error.to_string().contains("tombstoned earlier in the import"), "{error}");
+
+    assert!(read_everything(&store).is_empty(), "nothing was written");
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(reopened.import_blocking(exported.clone()).map(|_| ()).ok(), Some(()));
+    assert_eq!(read_everything(&reopened), exported);
+}
+
+#[test]
+fn an_imported_tombstone_stops_appends_in_the_same_commit_group() {
+    use common::{hold_committer, open_sim, wait_until_queued};
+    let exported = {
+        let storage = strata_storage::SimStorage::new();
+        let store = open_sim(&storage, 64 << 10);
+        commit(&store, "s", ExpectedRevision::Any, vec![event("{}")]);
+        let _ = store.tombstone_stream_blocking(stream("s"), ExpectedRevision::Any).unwrap();
+        read_everything(&store)
+    };
+    let storage = strata_storage::SimStorage::new();
+    let store = open_sim(&storage, 64 << 10);
+    let _ = store.import_blocking(exported[..1].to_vec()).unwrap();
+    let blocker = hold_committer(&storage, &store);
+    let import = {
+        let (store, tombstone) = (store.clone(), exported[1].clone());
+        std::thread::spawn(move || store.import_blocking(vec![tombstone]))
+    };
+    wait_until_queued(&store, 1);
+    let append = {
+        let store = store.clone();
+        std::thread::spawn(move || store.append_blocking(stream("s"), ExpectedRevision::Any, vec![event("{}")]))
+    };
+    wait_until_queued(&store, 2);
+    storage.hold_syncs(false);
+    blocker.join().unwrap();
+    assert!(matches!(import.join().unwrap(), Ok(MultiAppendOutcome::Committed(_))));
+    assert!(matches!(append.join().unwrap(), Err(AppendError::StreamDeleted { .. })), "the append slipped in");
+    assert!(store.is_tombstoned("s"));
+}

@@ -15,6 +15,17 @@ fn write_history(data: &str) {
         strata_ok(&["--data", data, "append", &stream, "--type", "Deposited", &data_json, "--tag", &format!("n:{n}")]);
     }
     strata_ok(&["--data", data, "append", "other-1", "--type", "Noted", "[1,2,3]", "--metadata", "{\"by\":\"cli\"}"]);
+    // What the command line cannot write: binary data, metadata, a soft delete, a tombstone.
+    let store = strata_storage::Store::open(data).unwrap();
+    let blob = strata_core::NewEvent::new(strata_core::EventType::new("Blob").unwrap(), vec![0u8, 159, 146, 150, 255])
+        .with_content_type(strata_core::ContentType::new("image/png").unwrap());
+    let stream = |name: &str| strata_core::StreamId::new(name).unwrap();
+    let any = strata_core::ExpectedRevision::Any;
+    let _ = store.append_blocking(stream("blob-1"), any, vec![blob]).unwrap();
+    let metadata = strata_core::StreamMetadata { max_count: Some(2), ..Default::default() };
+    let _ = store.set_stream_metadata_blocking(stream("account-0"), &metadata).unwrap();
+    let _ = store.delete_stream_blocking(stream("account-1"), any).unwrap();
+    let _ = store.tombstone_stream_blocking(stream("account-2"), any).unwrap();
 }
 
 #[test]
@@ -23,7 +34,7 @@ fn export_import_export_is_byte_identical_on_a_directory() {
     let (source, target) = (dir.path().join("source"), dir.path().join("target"));
     write_history(path(&source));
     let first = strata_ok(&["--data", path(&source), "export"]);
-    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 21);
+    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 25);
     let file = dir.path().join("export.ndjson");
     std::fs::write(&file, &first).unwrap();
     strata_ok(&["--data", path(&target), "import", path(&file), "--batch-events", "4"]);
@@ -32,7 +43,13 @@ fn export_import_export_is_byte_identical_on_a_directory() {
     // Resumable and idempotent: a second run changes nothing.
     let again = strata_ok(&["--json", "--data", path(&target), "import", path(&file), "--batch-events", "4"]);
     let again: Value = serde_json::from_slice(&again).unwrap();
-    assert_eq!(again, json!({ "imported": 0, "already_present": 21 }));
+    assert_eq!(again, json!({ "imported": 0, "already_present": 25 }));
+    // The system events took effect in the target too.
+    let read = |stream: &str| strata(&["--data", path(&target), "read", stream]);
+    assert_eq!(read("account-1").status.code(), Some(1), "soft-deleted");
+    assert!(String::from_utf8_lossy(&read("account-2").stderr).contains("deleted for good"));
+    let kept = strata_ok(&["--data", path(&target), "--json", "read", "account-0"]);
+    assert_eq!(kept.iter().filter(|&&b| b == b'\n').count(), 2, "max_count 2");
     assert_eq!(strata_ok(&["--data", path(&target), "export"]), first);
 }
 

@@ -139,44 +139,52 @@ async fn import_from(
     bar: &ProgressBar,
 ) -> Result<(u64, u64)> {
     ensure!((1..=strata_core::limits::APPEND_EVENTS_MAX).contains(&batch_events), "--batch-events must be 1 to 10000");
-    // Under the request cap with room for one more event of the largest size.
-    let batch_bytes_max = strata_server::extract::REQUEST_BODY_BYTES_MAX / 2;
+    // A batch is sent before the next line would take its body over the server's request cap.
+    let body_bytes_max = strata_server::extract::REQUEST_BODY_BYTES_MAX;
     let (mut imported, mut replayed) = (0u64, 0u64);
     let mut batch: Vec<u8> = Vec::new();
     let mut batch_count = 0;
     let mut line_number = 0u64;
     let mut line = String::new();
+    let mut send = async |batch: &mut Vec<u8>, batch_count: &mut usize, line_number: u64| -> Result<()> {
+        batch.extend_from_slice(b"]}");
+        let answer = target.send("POST", "/v1/import", Some(std::mem::take(batch))).await?;
+        let result = answer.ok().with_context(|| {
+            format!("import the batch ending before line {line_number} (events before it are imported)")
+        })?;
+        if result["replayed"] == true {
+            replayed += *batch_count as u64;
+        } else {
+            imported += *batch_count as u64;
+        }
+        bar.inc(*batch_count as u64);
+        *batch_count = 0;
+        Ok(())
+    };
     loop {
         line.clear();
-        let read = reader.read_line(&mut line)?;
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        if read > 0 {
-            line_number += 1;
-            if trimmed.is_empty() {
-                continue;
+        if reader.read_line(&mut line)? == 0 {
+            if batch_count > 0 {
+                send(&mut batch, &mut batch_count, line_number + 1).await?;
             }
-            batch.extend_from_slice(if batch_count == 0 { b"{\"events\":[" } else { b"," });
-            batch.extend_from_slice(trimmed.as_bytes());
-            batch_count += 1;
-        }
-        let full = batch_count >= batch_events || batch.len() >= batch_bytes_max;
-        if batch_count > 0 && (full || read == 0) {
-            batch.extend_from_slice(b"]}");
-            let answer = target.send("POST", "/v1/import", Some(std::mem::take(&mut batch))).await?;
-            let result = answer.ok().with_context(|| {
-                format!("import the batch ending at line {line_number} (events before it are imported)")
-            })?;
-            if result["replayed"] == true {
-                replayed += batch_count as u64;
-            } else {
-                imported += batch_count as u64;
-            }
-            bar.inc(batch_count as u64);
-            batch_count = 0;
-        }
-        if read == 0 {
             return Ok((imported, replayed));
         }
+        line_number += 1;
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        if trimmed.is_empty() {
+            continue;
+        }
+        ensure!(
+            trimmed.len() + 16 <= body_bytes_max,
+            "line {line_number} is {} bytes, more than a request may carry ({body_bytes_max}); it cannot be imported",
+            trimmed.len()
+        );
+        if batch_count > 0 && (batch_count >= batch_events || batch.len() + trimmed.len() + 3 > body_bytes_max) {
+            send(&mut batch, &mut batch_count, line_number).await?;
+        }
+        batch.extend_from_slice(if batch_count == 0 { b"{\"events\":[" } else { b"," });
+        batch.extend_from_slice(trimmed.as_bytes());
+        batch_count += 1;
     }
 }
 
@@ -243,15 +251,19 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
     ensure!(manifest["format"] == "strata-backup-1", "unknown backup format {}", manifest["format"]);
     ensure!(head(target).await?.is_none(), "the target store is not empty: restore into a new data directory");
     let events_path = args.from.join(BACKUP_EVENTS_FILE);
-    let bytes = std::fs::read(&events_path).with_context(|| format!("read {}", events_path.display()))?;
+    // Checked whole before anything is restored, streaming: a backup may be larger than memory.
+    let (crc, bytes) = checksum_file(&events_path)?;
     ensure!(
-        manifest["events_bytes"] == bytes.len() as u64 && manifest["events_crc32c"] == crc32c::crc32c(&bytes),
+        manifest["events_bytes"] == bytes && manifest["events_crc32c"] == crc,
         "{} does not match its manifest (truncated or damaged); nothing was restored",
         events_path.display()
     );
     let expected = manifest["events"].as_u64().context("the manifest has no event count")?;
     let bar = progress(Some(expected), "restoring", json);
-    let (imported, _) = import_from(target, &mut bytes.as_slice(), 1_000, &bar).await?;
+    let file = std::fs::File::open(&events_path).with_context(|| format!("open {}", events_path.display()))?;
+    let (imported, _) = import_from(target, &mut BufReader::with_capacity(1 << 20, file), 1_000, &bar).await.context(
+        "restore (an interrupted restore leaves a partial store: delete its data directory and restore again)",
+    )?;
     bar.finish_and_clear();
     ensure!(imported == expected, "restored {imported} events where the backup has {expected}");
     ensure!(head(target).await? == manifest["head_position"].as_u64(), "the restored head differs from the backup's");
@@ -259,6 +271,22 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
         format!("restored {imported} events")
     });
     Ok(())
+}
+
+/// CRC32C and length of a file, read in chunks.
+fn checksum_file(path: &Path) -> Result<(u32, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("read {}", path.display()))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut crc, mut bytes) = (0u32, 0u64);
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok((crc, bytes));
+        }
+        crc = crc32c::crc32c_append(crc, &buffer[..read]);
+        bytes += read as u64;
+    }
 }
 
 struct ChecksumWriter<W> {

@@ -266,38 +266,61 @@ pub async fn info(target: &Target, args: InfoArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Follows the log (or a stream) live; on a dropped connection, reconnects after the last event seen.
+/// Follows the log (or a stream) live; when the connection drops, reconnects and resumes after the
+/// last event received (`Last-Event-ID`) — or, before any, from where the tail started.
 pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
     let mut pairs = vec![("stream", args.stream.clone()), ("from", Some(args.from.clone()))];
     pairs.extend(filter_pairs(&args.filter));
     let path = format!("/v1/subscribe{}", query(&pairs));
+    // `end` means "from now": pinned to the head at start, so a reconnect does not skip what was
+    // appended while the connection was down.
     let mut last_event_id: Option<u64> = None;
-    loop {
-        let (status, mut body) = target.send_streaming("GET", &path, None, last_event_id).await?;
-        if status != 200 {
-            let mut collected = Vec::new();
-            while let Some(chunk) = body.next().await {
-                collected.extend_from_slice(&chunk?);
+    if args.from == "end" {
+        last_event_id = match &args.stream {
+            None => target.get("/v1/info").await?["head_position"].as_u64(),
+            Some(stream) => {
+                let answer = target.send("GET", &format!("/v1/streams/{}/info", encode(stream)), None).await?;
+                if answer.status == 200 { answer.json()?["last_position"].as_u64() } else { None }
             }
-            expect_status(status, &collected, 200)?;
-        }
-        let mut buffer = Vec::new();
-        loop {
-            let Some(chunk) = body.next().await else { break };
-            let Ok(chunk) = chunk else { break };
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = buffer.drain(..end + 2).collect();
-                let block = String::from_utf8_lossy(&block);
-                let mut kind = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        kind = Some(value.trim().to_owned());
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.strip_prefix(' ').unwrap_or(value));
-                    }
+        };
+    }
+    let mut failures = 0u32;
+    loop {
+        let connected = target.send_streaming("GET", &path, None, last_event_id).await;
+        let mut body = match connected {
+            Ok((200, body)) => {
+                failures = 0;
+                body
+            }
+            Ok((status, mut body)) if (400..500).contains(&status) => {
+                // A request the server refuses will not succeed by retrying.
+                let mut collected = Vec::new();
+                while let Some(Ok(chunk)) = body.next().await {
+                    collected.extend_from_slice(&chunk);
                 }
+                expect_status(status, &collected, 200)?;
+                unreachable!("expect_status fails on any status but 200");
+            }
+            Ok((status, _)) => {
+                failures += 1;
+                eprintln!("(the server answered {status}; retrying)");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+            Err(error) if target.local_store().is_some() => return Err(error),
+            Err(error) => {
+                failures += 1;
+                eprintln!("(cannot reach the server: {error:#}; retrying)");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        let mut buffer = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.extend_from_slice(&chunk);
+            while let Some((block, rest)) = split_sse_block(&buffer) {
+                let (kind, data) = parse_sse_block(&block);
+                buffer = rest;
                 match kind.as_deref() {
                     Some("caught_up") if !json => eprintln!("(caught up; waiting for new events)"),
                     Some("caught_up") => {}
@@ -315,6 +338,71 @@ pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
             return Ok(());
         }
         eprintln!("(connection lost; reconnecting)");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        failures += 1;
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+fn backoff(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250 * u64::from(failures.min(20)))
+}
+
+/// The first complete SSE block of `buffer` (up to a blank line; lines end with CRLF, LF or CR) and
+/// what follows it.
+fn split_sse_block(buffer: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut at = 0;
+    let mut line_start = 0;
+    while at < buffer.len() {
+        let end_len = match buffer[at] {
+            b'\r' if buffer.get(at + 1) == Some(&b'\n') => 2,
+            b'\r' if at + 1 == buffer.len() => return None, // A CR that may be half of a CRLF.
+            b'\r' | b'\n' => 1,
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        if at == line_start {
+            return Some((buffer[..at].to_vec(), buffer[at + end_len..].to_vec()));
+        }
+        at += end_len;
+        line_start = at;
+    }
+    None
+}
+
+/// The `event` and the joined `data` lines of one SSE block.
+fn parse_sse_block(block: &[u8]) -> (Option<String>, String) {
+    let text = String::from_utf8_lossy(block);
+    let mut kind = None;
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.split(['\r', '\n']).filter(|line| !line.is_empty()) {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => kind = Some(value.to_owned()),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    (kind, data.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_blocks_split_on_any_line_ending() {
+        let stream =
+            b"id: 1\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\nevent: caught_up\rdata: {}\r\r: heartbeat\n\nid: 2\ndata: [";
+        let (first, rest) = split_sse_block(stream).unwrap();
+        assert_eq!(parse_sse_block(&first), (None, "{\"a\":\n1}".to_owned()));
+        let (second, rest) = split_sse_block(&rest).unwrap();
+        assert_eq!(parse_sse_block(&second), (Some("caught_up".to_owned()), "{}".to_owned()));
+        let (third, rest) = split_sse_block(&rest).unwrap();
+        assert_eq!(parse_sse_block(&third), (None, String::new()));
+        assert!(split_sse_block(&rest).is_none(), "an unfinished block waits for more");
+        assert!(split_sse_block(b"data: x\r").is_none(), "a CR at the end may be half of a CRLF");
     }
 }
