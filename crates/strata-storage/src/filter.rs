@@ -63,9 +63,9 @@ impl<'a> Matcher<'a> {
         self.alternatives.iter().filter_map(|c| c.next(from, end)).min()
     }
 
-    /// The last matching position in `0..=from`.
-    pub fn previous(&self, from: u64) -> Option<u64> {
-        self.alternatives.iter().filter_map(|c| c.previous(from)).max()
+    /// The last matching position in `low..=from`.
+    pub fn previous_within(&self, from: u64, low: u64) -> Option<u64> {
+        self.alternatives.iter().filter_map(|c| c.previous(from, low)).max()
     }
 }
 
@@ -138,11 +138,11 @@ impl<'a> Conjunction<'a> {
         first_common(&self.constraints, from, end, |position| self.prefix_matches(position))
     }
 
-    fn previous(&self, from: u64) -> Option<u64> {
+    fn previous(&self, from: u64, low: u64) -> Option<u64> {
         if self.impossible {
             return None;
         }
-        last_common(&self.constraints, from, |position| self.prefix_matches(position))
+        last_common(&self.constraints, from, low, |position| self.prefix_matches(position))
     }
 }
 
@@ -179,9 +179,14 @@ pub(crate) fn first_common(
     None
 }
 
-/// The last position in `0..=from` that every constraint contains and `accept` takes.
-pub(crate) fn last_common(constraints: &[Vec<&[u64]>], from: u64, accept: impl Fn(u64) -> bool) -> Option<u64> {
-    let mut from = Some(from);
+/// The last position in `low..=from` that every constraint contains and `accept` takes.
+pub(crate) fn last_common(
+    constraints: &[Vec<&[u64]>],
+    from: u64,
+    low: u64,
+    accept: impl Fn(u64) -> bool,
+) -> Option<u64> {
+    let mut from = Some(from).filter(|&from| from >= low);
     while let Some(upper) = from {
         let mut candidate = upper;
         let mut agreed = false;
@@ -198,10 +203,13 @@ pub(crate) fn last_common(constraints: &[Vec<&[u64]>], from: u64, accept: impl F
                 }
             }
         }
+        if candidate < low {
+            return None;
+        }
         if accept(candidate) {
             return Some(candidate);
         }
-        from = candidate.checked_sub(1);
+        from = candidate.checked_sub(1).filter(|&next| next >= low);
     }
     None
 }

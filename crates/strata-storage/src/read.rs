@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use strata_core::limits::{READ_EVENTS_MAX, READ_PAGE_BYTES_MAX};
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision, Timestamp};
 
+/// A filtered read searches this many positions per hold of the index lock.
+const FILTER_WINDOW_POSITIONS: u64 = 1 << 16;
 /// Reads of neighbouring records are merged into reads of up to this many bytes.
 const READ_SPAN_BYTES_MAX: u64 = 1 << 20;
 /// A record joins the read of the one before it only if it starts at most this far after it:
@@ -239,50 +241,78 @@ impl Store {
         filter: &Filter,
         bytes_max: usize,
     ) -> Result<ReadPage, ReadError> {
-        let (targets, segments) = {
-            let index = self.index();
-            let len = options.visible_len(&index);
-            let limit = options.limit.min(READ_EVENTS_MAX);
-            let mut targets = Vec::new();
-            if filter.is_empty() {
+        let limit = options.limit.min(READ_EVENTS_MAX);
+        if filter.is_empty() {
+            let (targets, segments) = {
+                let index = self.index();
+                let len = options.visible_len(&index);
                 let positions = span(len, map_from(from, Position::value), options.direction, limit);
-                targets.reserve((positions.end - positions.start) as usize);
+                let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
                 index.copy_locations(positions, &mut targets);
-            } else {
-                let matcher = Matcher::new(&index, filter);
-                let mut push = |position: u64| targets.push((position, index.location(position).expect("visible")));
-                match options.direction {
-                    Direction::Forward => {
-                        let mut next = match from {
-                            ReadFrom::Start => 0,
-                            ReadFrom::End => len,
-                            ReadFrom::At(position) => position.value(),
+                (targets, index.segments.clone())
+            };
+            return page(&segments, &targets, options, bytes_max);
+        }
+        // Filtered: the log is searched in windows of `FILTER_WINDOW_POSITIONS`, the index lock taken
+        // afresh for each, so that a filter matching little (a prefix of thousands of streams) cannot
+        // hold the committer off for long. Committed positions never change, so the windows see one
+        // log; `len` is fixed at the first, so they see one moment of it.
+        let mut targets = Vec::new();
+        let mut len = None;
+        let mut cursor: Option<u64> = None;
+        let segments = loop {
+            let index = self.index();
+            let len = *len.get_or_insert_with(|| options.visible_len(&index));
+            let matcher = Matcher::new(&index, filter);
+            let location = |position: u64| (position, index.location(position).expect("visible"));
+            let finished = match options.direction {
+                Direction::Forward => {
+                    let mut next = cursor.unwrap_or(match from {
+                        ReadFrom::Start => 0,
+                        ReadFrom::End => len,
+                        ReadFrom::At(position) => position.value(),
+                    });
+                    let window_end = next.saturating_add(FILTER_WINDOW_POSITIONS).min(len);
+                    while targets.len() < limit {
+                        let Some(position) = matcher.next(next, window_end) else {
+                            next = window_end;
+                            break;
                         };
-                        for _ in 0..limit {
-                            let Some(position) = matcher.next(next, len) else { break };
-                            push(position);
-                            next = position + 1;
-                        }
+                        targets.push(location(position));
+                        next = position + 1;
                     }
-                    Direction::Backward if len > 0 => {
-                        let mut previous = Some(match from {
-                            ReadFrom::Start => 0,
-                            ReadFrom::End => len - 1,
-                            ReadFrom::At(position) => position.value().min(len - 1),
-                        });
-                        for _ in 0..limit {
-                            let Some(position) = previous.and_then(|p| matcher.previous(p)) else { break };
-                            push(position);
-                            previous = position.checked_sub(1);
-                        }
-                        // `fetch` takes ascending positions and turns them around again.
-                        targets.reverse();
-                    }
-                    Direction::Backward => {}
+                    cursor = Some(next);
+                    targets.len() >= limit || next >= len
                 }
+                Direction::Backward if len > 0 => {
+                    // `cursor` is one past the next position to look at, going down.
+                    let mut upper = cursor.unwrap_or(match from {
+                        ReadFrom::Start => 1,
+                        ReadFrom::End => len,
+                        ReadFrom::At(position) => position.value().min(len - 1) + 1,
+                    });
+                    let window_low = upper.saturating_sub(FILTER_WINDOW_POSITIONS);
+                    while targets.len() < limit && upper > window_low {
+                        let Some(position) = matcher.previous_within(upper - 1, window_low) else {
+                            upper = window_low;
+                            break;
+                        };
+                        targets.push(location(position));
+                        upper = position;
+                    }
+                    cursor = Some(upper);
+                    targets.len() >= limit || upper == 0
+                }
+                Direction::Backward => true,
+            };
+            if finished {
+                break index.segments.clone();
             }
-            (targets, index.segments.clone())
         };
+        if options.direction == Direction::Backward {
+            // `fetch` takes ascending positions and turns them around again.
+            targets.reverse();
+        }
         page(&segments, &targets, options, bytes_max)
     }
 

@@ -530,3 +530,96 @@ fn pages_are_bounded_in_bytes_and_cover_everything() {
     // The unbounded forms still return everything asked for.
     assert_eq!(store.read_all(ReadFrom::Start, Direction::Forward, 1_000).unwrap().len(), 40);
 }
+
+/// Filtered reads search the log in windows (the index lock is released between them): across
+/// window boundaries, forwards and backwards, paged or not, they return exactly what a plain filter
+/// over the whole log returns — for a prefix of many streams (checked per event) and a rare type.
+#[test]
+fn filtered_reads_across_search_windows_equal_a_plain_filter() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 8 << 20);
+    // 150,000 events in 300 streams: 100 named p-… (a prefix of more streams than are merged as
+    // lists) and 200 named q-…, with a rare type.
+    for batch in 0..300u64 {
+        let events: Vec<_> = (0..500u64)
+            .map(|n| {
+                let kind = if (batch * 500 + n) % 7_919 == 0 { "Rare" } else { "Common" };
+                strata_core::NewEvent::new(strata_core::EventType::new(kind).unwrap(), "{}")
+            })
+            .collect();
+        let name = format!("{}-{batch}", if batch % 3 == 0 { "p" } else { "q" });
+        commit(&store, &name, ExpectedRevision::Any, events);
+    }
+    let everything = read_everything(&store);
+    let filters = [
+        strata_storage::Filter { stream_prefix: Some("p-".into()), ..Default::default() },
+        strata_storage::Filter {
+            event_types: vec![strata_core::EventType::new("Rare").unwrap()],
+            ..Default::default()
+        },
+        strata_storage::Filter {
+            stream_prefix: Some("q-".into()),
+            event_types: vec![strata_core::EventType::new("Rare").unwrap()],
+            ..Default::default()
+        },
+    ];
+    for filter in &filters {
+        let expected: Vec<u64> = everything
+            .iter()
+            .filter(|e| filter.stream_prefix.as_deref().is_none_or(|p| e.stream.as_str().starts_with(p)))
+            .filter(|e| filter.event_types.is_empty() || filter.event_types.contains(&e.event_type))
+            .map(|e| e.position.value())
+            .collect();
+        for limit in [7, 100_000] {
+            let mut forward = Vec::new();
+            let mut from = ReadFrom::Start;
+            loop {
+                let page = store.read_all_page(from, &strata_storage::ReadOptions::forward(limit), filter).unwrap();
+                forward.extend(page.events.iter().map(|e| e.position.value()));
+                match (page.more, page.events.last()) {
+                    (true, Some(last)) => from = ReadFrom::At(last.position.next()),
+                    _ => break,
+                }
+                if forward.len() > 300 {
+                    break; // Enough pages to cross windows; the rest is covered by the large limit.
+                }
+            }
+            same(
+                &forward,
+                &expected[..forward.len().min(expected.len())],
+                &format!("{filter:?} forward, limit {limit}"),
+            );
+            let mut backward = Vec::new();
+            let mut from = ReadFrom::End;
+            loop {
+                let page = store.read_all_page(from, &strata_storage::ReadOptions::backward(limit), filter).unwrap();
+                backward.extend(page.events.iter().map(|e| e.position.value()));
+                match (page.more, page.events.last().and_then(|e| e.position.value().checked_sub(1))) {
+                    (true, Some(previous)) => from = ReadFrom::At(Position::new(previous)),
+                    _ => break,
+                }
+                if backward.len() > 300 {
+                    break;
+                }
+            }
+            let reversed: Vec<u64> = expected.iter().rev().copied().take(backward.len()).collect();
+            same(&backward, &reversed, &format!("{filter:?} backward, limit {limit}"));
+            if limit == 100_000 {
+                same(&forward, &expected, &format!("{filter:?}: one read returns every match"));
+            }
+        }
+    }
+}
+
+/// Positions equal, or a short message naming the first difference (not two 50,000-long lists).
+fn same(actual: &[u64], expected: &[u64], what: &str) {
+    if let Some(at) = (0..actual.len().max(expected.len())).find(|&at| actual.get(at) != expected.get(at)) {
+        panic!(
+            "{what}: at index {at} got {:?}, expected {:?} ({} vs {} positions)",
+            actual.get(at),
+            expected.get(at),
+            actual.len(),
+            expected.len()
+        );
+    }
+}
