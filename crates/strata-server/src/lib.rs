@@ -20,6 +20,8 @@
 mod append;
 mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 mod import;
 mod metrics;
 mod read;
