@@ -130,6 +130,39 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Length of [`Timestamp::to_rfc3339_bytes`]'s text.
+pub const RFC3339_BYTES: usize = 27;
+
+impl Timestamp {
+    /// The [`Display`](fmt::Display) text as bytes, without the formatting machinery — for renderers
+    /// of many events. `None` outside the years 0000–9999 (use `Display` there).
+    pub fn to_rfc3339_bytes(self) -> Option<[u8; RFC3339_BYTES]> {
+        let seconds = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000) as u32;
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let second_of_day = seconds.rem_euclid(86_400) as u32;
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, value: u32, digits: usize| {
+            let mut value = value;
+            for index in (at..at + digits).rev() {
+                out[index] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year as u32, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, second_of_day / 3600, 2);
+        put(14, second_of_day % 3600 / 60, 2);
+        put(17, second_of_day % 60, 2);
+        put(20, micros, 6);
+        Some(out)
+    }
+}
+
 /// RFC 3339 in UTC with microseconds: `2026-11-26T08:07:55.123456Z`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,6 +190,17 @@ mod tests {
         assert_eq!(Timestamp::from_micros(1_795_680_475_123_456).to_string(), "2026-11-26T08:07:55.123456Z");
         assert_eq!(Timestamp::from_micros(951_782_400_000_001).to_string(), "2000-02-29T00:00:00.000001Z");
         assert_eq!(Timestamp::from_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn byte_form_equals_display() {
+        for micros in [0, 1, -1, 1_795_680_475_123_456, 951_782_400_000_001, 253_402_300_799_999_999] {
+            let time = Timestamp::from_micros(micros);
+            let bytes = time.to_rfc3339_bytes().unwrap();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), time.to_string());
+        }
+        assert_eq!(Timestamp::from_micros(i64::MAX).to_rfc3339_bytes(), None);
+        assert_eq!(Timestamp::from_micros(-62_167_219_200_000_001).to_rfc3339_bytes(), None);
     }
 
     #[test]

@@ -312,13 +312,18 @@ pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
     write_name(out, event.stream.as_str());
     out.extend_from_slice(b",\"type\":");
     write_name(out, event.event_type.as_str());
-    let _ = write!(
-        out,
-        ",\"revision\":{},\"position\":{},\"recorded_at\":\"{}\"",
-        event.revision.value(),
-        event.position.value(),
-        event.recorded_at
-    );
+    out.extend_from_slice(b",\"revision\":");
+    write_u64(out, event.revision.value());
+    out.extend_from_slice(b",\"position\":");
+    write_u64(out, event.position.value());
+    out.extend_from_slice(b",\"recorded_at\":\"");
+    match event.recorded_at.to_rfc3339_bytes() {
+        Some(text) => out.extend_from_slice(&text),
+        None => {
+            let _ = write!(out, "{}", event.recorded_at);
+        }
+    }
+    out.push(b'"');
     // JSON data is copied as stored. Bytes stored without a content type through the embedded API
     // are not checked by the engine, so they are rendered as base64 unless they are valid JSON.
     let json_data = event.content_type.is_none() && is_json(&event.data);
@@ -350,6 +355,21 @@ pub fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
         write_name(out, tag);
     }
     out.extend_from_slice(b"]}");
+}
+
+/// A number in decimal, without the formatting machinery.
+fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether `bytes` are one JSON value: UTF-8 (serde_json does not check it inside strings when it
