@@ -66,9 +66,9 @@ pub(crate) struct Index {
     /// commit group at most (a group shares one time), so "as of a time" is a binary search.
     times: Vec<(u64, Timestamp)>,
     /// Secondary indexes for filtered reads: positions, ascending, per category, event type and tag.
-    pub categories: FastMap<String, Vec<u64>>,
-    pub event_types: FastMap<String, Vec<u64>>,
-    pub tags: FastMap<String, Vec<u64>>,
+    pub categories: FastMap<String, Postings>,
+    pub event_types: FastMap<String, Postings>,
+    pub tags: FastMap<String, Postings>,
     /// Per-stream metadata and deletions, from the events of the system stream.
     metadata: FastMap<String, StreamMetadata>,
     /// Soft deletes: the revision before which a stream reads as deleted. Kept apart from the
@@ -308,13 +308,112 @@ impl Index {
     }
 }
 
-pub(crate) fn push_posting(map: &mut FastMap<String, Vec<u64>>, key: &str, position: u64) {
+pub(crate) fn push_posting(map: &mut FastMap<String, Postings>, key: &str, position: u64) {
     match map.get_mut(key) {
         // An event that carries a tag twice is listed once.
-        Some(positions) if positions.last() == Some(&position) => {}
+        Some(positions) if positions.last() == Some(position) => {}
         Some(positions) => positions.push(position),
         None => {
-            map.insert(key.to_owned(), vec![position]);
+            let mut positions = Postings::default();
+            positions.push(position);
+            map.insert(key.to_owned(), positions);
         }
+    }
+}
+
+/// Positions in a posting list's chunk; a full chunk is never moved again.
+const POSTINGS_CHUNK: usize = 4096;
+
+/// An ascending list of positions (a category's, a type's, a tag's) in chunks of at most
+/// [`POSTINGS_CHUNK`], so that appending under the index's write lock never copies more than one
+/// chunk: a plain `Vec` of ten million positions would copy 80 MB when it doubles, and every reader
+/// and the committer would wait for it. A new list starts small (most tags name one entity and list
+/// a few events); only its last chunk grows.
+#[derive(Debug, Default)]
+pub(crate) struct Postings {
+    chunks: Vec<Vec<u64>>,
+}
+
+impl Postings {
+    pub fn push(&mut self, position: u64) {
+        debug_assert!(self.last().is_none_or(|last| last < position), "postings ascend");
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < POSTINGS_CHUNK => chunk.push(position),
+            _ => {
+                let mut chunk = Vec::with_capacity(if self.chunks.is_empty() { 4 } else { POSTINGS_CHUNK });
+                chunk.push(position);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    pub fn last(&self) -> Option<u64> {
+        self.chunks.last().and_then(|chunk| chunk.last()).copied()
+    }
+
+    /// The first position at or after `at`.
+    pub fn first_at_or_after(&self, at: u64) -> Option<u64> {
+        let chunk = self.chunks.partition_point(|chunk| chunk[chunk.len() - 1] < at);
+        let chunk = self.chunks.get(chunk)?;
+        Some(chunk[chunk.partition_point(|&position| position < at)])
+    }
+
+    /// The last position at or before `at`.
+    pub fn last_at_or_before(&self, at: u64) -> Option<u64> {
+        let chunk = self.chunks.partition_point(|chunk| chunk[0] <= at).checked_sub(1)?;
+        let chunk = &self.chunks[chunk];
+        Some(chunk[chunk.partition_point(|&position| position <= at) - 1])
+    }
+
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<u64> {
+        self.chunks.concat()
+    }
+}
+
+/// A sorted list of positions as the leapfrog search sees it: a posting list, or a stream's positions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum List<'a> {
+    Postings(&'a Postings),
+    Slice(&'a [u64]),
+}
+
+impl List<'_> {
+    pub fn first_at_or_after(self, at: u64) -> Option<u64> {
+        match self {
+            List::Postings(postings) => postings.first_at_or_after(at),
+            List::Slice(slice) => slice.get(slice.partition_point(|&position| position < at)).copied(),
+        }
+    }
+
+    pub fn last_at_or_before(self, at: u64) -> Option<u64> {
+        match self {
+            List::Postings(postings) => postings.last_at_or_before(at),
+            List::Slice(slice) => slice.partition_point(|&position| position <= at).checked_sub(1).map(|i| slice[i]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod postings_tests {
+    use super::*;
+
+    #[test]
+    fn chunked_lists_search_like_a_slice() {
+        let positions: Vec<u64> = (0..20_000u64).map(|n| n * 8 + (n % 7)).collect();
+        let mut postings = Postings::default();
+        for &position in &positions {
+            postings.push(position);
+        }
+        assert_eq!(postings.to_vec(), positions);
+        assert!(postings.chunks.len() > 4, "several chunks");
+        let slice = List::Slice(&positions);
+        let chunked = List::Postings(&postings);
+        for at in (0..161_000u64).step_by(7).chain([0, 1, 159_999, 160_005, u64::MAX]) {
+            assert_eq!(chunked.first_at_or_after(at), slice.first_at_or_after(at), "first at or after {at}");
+            assert_eq!(chunked.last_at_or_before(at), slice.last_at_or_before(at), "last at or before {at}");
+        }
+        assert_eq!(List::Postings(&Postings::default()).first_at_or_after(0), None);
+        assert_eq!(List::Postings(&Postings::default()).last_at_or_before(9), None);
     }
 }

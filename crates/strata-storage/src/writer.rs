@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::format::{FrameBuilder, RecordFields};
-use crate::index::{FastMap, IdEntry, IdIndex, Index, PushEvent, push_posting};
+use crate::index::{FastMap, IdEntry, IdIndex, Index, List, Postings, PushEvent, push_posting};
 use crate::log::{LogWriter, WriteError};
 use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
@@ -124,8 +124,8 @@ struct Group<'a> {
     ids: FastMap<EventId, usize>,
     /// Positions of this group's events by type and by tag, for conditions; built only when a
     /// condition needs them, and only for the events not listed yet (`listed`).
-    types: FastMap<String, Vec<u64>>,
-    tags: FastMap<String, Vec<u64>>,
+    types: FastMap<String, Postings>,
+    tags: FastMap<String, Postings>,
     listed: usize,
     /// Streams tombstoned by an append admitted earlier in this group.
     tombstoned: FastMap<StreamId, ()>,
@@ -249,14 +249,14 @@ impl<'a> Group<'a> {
                 let mut constraints = Vec::new();
                 if !item.types.is_empty() {
                     constraints.push(
-                        item.types.iter().filter_map(|t| self.types.get(t.as_str()).map(Vec::as_slice)).collect(),
+                        item.types.iter().filter_map(|t| self.types.get(t.as_str()).map(List::Postings)).collect(),
                     );
                 }
                 for tag in &item.tags {
-                    constraints.push(self.tags.get(tag.as_str()).map(Vec::as_slice).into_iter().collect());
+                    constraints.push(self.tags.get(tag.as_str()).map(List::Postings).into_iter().collect());
                 }
                 // A constraint with no list (a type or tag nobody in the group has) matches nothing.
-                if constraints.iter().any(|lists: &Vec<&[u64]>| lists.is_empty()) {
+                if constraints.iter().any(|lists: &Vec<List<'_>>| lists.is_empty()) {
                     return None;
                 }
                 first_common(&constraints, from, end, |_| true)
