@@ -1,7 +1,7 @@
 //! Filtered reads of the global log: which positions match a [`Filter`], found by leapfrogging over
 //! the secondary indexes' sorted position lists instead of reading every event.
 
-use crate::index::{Index, List};
+use crate::index::{Index, Postings};
 use strata_core::{EventType, Query, Tag};
 
 /// Which events of the global log a read returns. Every condition given must hold; an empty filter
@@ -73,7 +73,7 @@ impl<'a> Matcher<'a> {
 struct Conjunction<'a> {
     index: &'a Index,
     /// Each constraint is a union of sorted lists (several event types) or a single list.
-    constraints: Vec<Vec<List<'a>>>,
+    constraints: Vec<Vec<&'a Postings>>,
     stream_prefix: Option<&'a str>,
     /// A named category, type or tag that nothing has: nothing matches.
     impossible: bool,
@@ -83,22 +83,22 @@ impl<'a> Conjunction<'a> {
     fn new(index: &'a Index, filter: &'a Filter, more_types: &'a [EventType], more_tags: &'a [Tag]) -> Self {
         let mut impossible = false;
         let mut constraints = Vec::new();
-        let mut list = |lists: Vec<List<'a>>| {
+        let mut list = |lists: Vec<&'a Postings>| {
             if lists.is_empty() {
                 impossible = true;
             }
             constraints.push(lists);
         };
         if let Some(category) = &filter.category {
-            list(index.categories.get(category.as_str()).map(List::Postings).into_iter().collect());
+            list(index.categories.get(category.as_str()).into_iter().collect());
         }
         for types in [&filter.event_types[..], more_types] {
             if !types.is_empty() {
-                list(types.iter().filter_map(|t| index.event_types.get(t.as_str()).map(List::Postings)).collect());
+                list(types.iter().filter_map(|t| index.event_types.get(t.as_str())).collect());
             }
         }
         for tag in filter.tags.iter().chain(more_tags) {
-            list(index.tags.get(tag.as_str()).map(List::Postings).into_iter().collect());
+            list(index.tags.get(tag.as_str()).into_iter().collect());
         }
         // A prefix that few streams have becomes the union of their positions; one that many have is
         // checked per candidate instead (a union of thousands of lists costs more per step than it saves).
@@ -111,13 +111,7 @@ impl<'a> Conjunction<'a> {
                 .take(PREFIX_STREAMS_AS_LISTS_MAX + 1)
                 .collect();
             if streams.len() <= PREFIX_STREAMS_AS_LISTS_MAX {
-                list(
-                    streams
-                        .iter()
-                        .filter_map(|name| index.stream(name.as_str()))
-                        .map(|e| List::Slice(e.positions.as_slice()))
-                        .collect(),
-                );
+                list(streams.iter().filter_map(|name| index.stream(name.as_str())).map(|e| &e.positions).collect());
                 stream_prefix = None;
             }
         }
@@ -150,7 +144,7 @@ impl<'a> Conjunction<'a> {
 /// `accept` takes. Leapfrog: each constraint jumps to its first position at or after the candidate,
 /// until all agree. Every step moves the candidate forward, so it ends.
 pub(crate) fn first_common(
-    constraints: &[Vec<List<'_>>],
+    constraints: &[Vec<&Postings>],
     mut from: u64,
     end: u64,
     accept: impl Fn(u64) -> bool,
@@ -181,7 +175,7 @@ pub(crate) fn first_common(
 
 /// The last position in `low..=from` that every constraint contains and `accept` takes.
 pub(crate) fn last_common(
-    constraints: &[Vec<List<'_>>],
+    constraints: &[Vec<&Postings>],
     from: u64,
     low: u64,
     accept: impl Fn(u64) -> bool,

@@ -36,8 +36,9 @@ pub(crate) struct Location {
 #[derive(Debug)]
 pub(crate) struct StreamEntry {
     pub id: StreamId,
-    /// Position of each revision: `positions[r]` is where revision r lies. Strictly increasing.
-    pub positions: Vec<u64>,
+    /// Position of each revision: `positions.get(r)` is where revision r lies. Strictly increasing;
+    /// chunked like the posting lists, so a stream of millions of events never moves as it grows.
+    pub positions: Postings,
 }
 
 /// A segment file readers may read from.
@@ -195,8 +196,7 @@ impl Index {
         if let Some(max_age) = metadata.max_age_seconds {
             let cutoff =
                 now.as_micros().saturating_sub(i64::try_from(max_age.saturating_mul(1_000_000)).unwrap_or(i64::MAX));
-            let positions = &stream.positions[..revisions as usize];
-            let young = positions.partition_point(|&p| self.recorded_at(p).as_micros() < cutoff);
+            let young = stream.positions.partition_point(|p| self.recorded_at(p).as_micros() < cutoff);
             first = first.max(young as u64);
         }
         first.min(revisions)
@@ -246,7 +246,8 @@ impl Index {
     pub fn describe(&self, position: u64) -> IdEntry {
         let location = self.location(position).expect("indexed ids point at indexed positions");
         let entry = &self.streams[location.stream as usize];
-        let revision = entry.positions.binary_search(&position).expect("an indexed event is in its stream");
+        let revision = entry.positions.partition_point(|p| p < position);
+        assert_eq!(entry.positions.get(revision), Some(position), "an indexed event is in its stream");
         IdEntry {
             stream: entry.id.clone(),
             revision: StreamRevision::new(revision as u64),
@@ -262,7 +263,7 @@ impl Index {
         }
         let id = StreamId::new(stream).map_err(|error| format!("invalid stream id: {error}"))?;
         let number = u32::try_from(self.streams.len()).map_err(|_| "more than 2^32 streams".to_owned())?;
-        self.streams.push(StreamEntry { id: id.clone(), positions: Vec::new() });
+        self.streams.push(StreamEntry { id: id.clone(), positions: Postings::default() });
         self.stream_names.insert(id.clone());
         self.stream_numbers.insert(id, number);
         Ok(number)
@@ -365,32 +366,39 @@ impl Postings {
         Some(chunk[chunk.partition_point(|&position| position <= at) - 1])
     }
 
+    pub fn len(&self) -> usize {
+        self.chunks.last().map_or(0, |chunk| (self.chunks.len() - 1) * POSTINGS_CHUNK + chunk.len())
+    }
+
+    /// The `at`-th position. Every chunk but the last is full, so it is found by division.
+    pub fn get(&self, at: usize) -> Option<u64> {
+        self.chunks.get(at / POSTINGS_CHUNK).and_then(|chunk| chunk.get(at % POSTINGS_CHUNK)).copied()
+    }
+
+    /// How many positions satisfy `before` (which holds for a prefix of the list), like
+    /// `slice::partition_point`.
+    pub fn partition_point(&self, before: impl Fn(u64) -> bool) -> usize {
+        let chunk = self.chunks.partition_point(|chunk| before(chunk[chunk.len() - 1]));
+        match self.chunks.get(chunk) {
+            None => self.len(),
+            Some(positions) => chunk * POSTINGS_CHUNK + positions.partition_point(|&p| before(p)),
+        }
+    }
+
+    /// The positions `range` (by index), in order, as one slice per chunk it touches.
+    pub fn slices(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[u64]> + '_ {
+        assert!(range.start <= range.end && range.end <= self.len(), "a range within the list");
+        let first_chunk = range.start / POSTINGS_CHUNK;
+        let end_chunk = if range.is_empty() { first_chunk } else { (range.end - 1) / POSTINGS_CHUNK + 1 };
+        self.chunks[first_chunk..end_chunk].iter().enumerate().map(move |(at, chunk)| {
+            let base = (first_chunk + at) * POSTINGS_CHUNK;
+            &chunk[range.start.saturating_sub(base)..(range.end - base).min(chunk.len())]
+        })
+    }
+
     #[cfg(test)]
     fn to_vec(&self) -> Vec<u64> {
         self.chunks.concat()
-    }
-}
-
-/// A sorted list of positions as the leapfrog search sees it: a posting list, or a stream's positions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum List<'a> {
-    Postings(&'a Postings),
-    Slice(&'a [u64]),
-}
-
-impl List<'_> {
-    pub fn first_at_or_after(self, at: u64) -> Option<u64> {
-        match self {
-            List::Postings(postings) => postings.first_at_or_after(at),
-            List::Slice(slice) => slice.get(slice.partition_point(|&position| position < at)).copied(),
-        }
-    }
-
-    pub fn last_at_or_before(self, at: u64) -> Option<u64> {
-        match self {
-            List::Postings(postings) => postings.last_at_or_before(at),
-            List::Slice(slice) => slice.partition_point(|&position| position <= at).checked_sub(1).map(|i| slice[i]),
-        }
     }
 }
 
@@ -407,13 +415,27 @@ mod postings_tests {
         }
         assert_eq!(postings.to_vec(), positions);
         assert!(postings.chunks.len() > 4, "several chunks");
-        let slice = List::Slice(&positions);
-        let chunked = List::Postings(&postings);
         for at in (0..161_000u64).step_by(7).chain([0, 1, 159_999, 160_005, u64::MAX]) {
-            assert_eq!(chunked.first_at_or_after(at), slice.first_at_or_after(at), "first at or after {at}");
-            assert_eq!(chunked.last_at_or_before(at), slice.last_at_or_before(at), "last at or before {at}");
+            let first = positions.get(positions.partition_point(|&p| p < at)).copied();
+            let last = positions.partition_point(|&p| p <= at).checked_sub(1).map(|i| positions[i]);
+            assert_eq!(postings.first_at_or_after(at), first, "first at or after {at}");
+            assert_eq!(postings.last_at_or_before(at), last, "last at or before {at}");
         }
-        assert_eq!(List::Postings(&Postings::default()).first_at_or_after(0), None);
-        assert_eq!(List::Postings(&Postings::default()).last_at_or_before(9), None);
+        assert_eq!(postings.len(), positions.len());
+        for at in [0, 1, 4_095, 4_096, 4_097, 19_999, 20_000] {
+            assert_eq!(postings.get(at), positions.get(at).copied(), "get {at}");
+        }
+        for bound in [0, 5, 32_770, 159_999, 200_000] {
+            assert_eq!(postings.partition_point(|p| p < bound), positions.partition_point(|&p| p < bound));
+        }
+        for range in [4_090..4_100, 0..0, 4_096..4_096, 0..20_000, 8_191..8_193, 19_999..20_000, 12_288..16_384] {
+            assert_eq!(
+                postings.slices(range.clone()).collect::<Vec<_>>().concat(),
+                positions[range.clone()],
+                "{range:?}"
+            );
+        }
+        assert_eq!(Postings::default().first_at_or_after(0), None);
+        assert_eq!(Postings::default().last_at_or_before(9), None);
     }
 }

@@ -181,7 +181,7 @@ impl Store {
             let visible_len = options.visible_len(&index);
             let not_found = || ReadError::StreamNotFound { stream: stream.clone() };
             let entry = index.stream(stream.as_str()).ok_or_else(not_found)?;
-            let revisions = entry.positions.partition_point(|&p| p < visible_len) as u64;
+            let revisions = entry.positions.partition_point(|p| p < visible_len) as u64;
             // Metadata (truncate_before, max_count, max_age; a soft delete) hides the oldest revisions.
             let first_visible = index.first_visible_revision(entry, now);
             if first_visible >= revisions {
@@ -194,9 +194,11 @@ impl Store {
                 options.direction,
                 options.limit,
             );
-            let positions = &entry.positions[span.start as usize..span.end as usize];
-            let targets: Vec<(u64, Location)> =
-                positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))).collect();
+            let mut targets = Vec::with_capacity((span.end - span.start) as usize);
+            for positions in entry.positions.slices(span.start as usize..span.end as usize) {
+                targets
+                    .extend(positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))));
+            }
             (targets, index.segments.clone())
         };
         page(&segments, &targets, options, bytes_max)

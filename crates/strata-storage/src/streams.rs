@@ -31,8 +31,8 @@ impl Store {
         let entry = index.stream(stream)?;
         let revisions = entry.positions.len() as u64;
         let first_visible = index.first_visible_revision(entry, now);
-        let visible = entry.positions.get(first_visible as usize..)?;
-        let (&first, &last) = (visible.first()?, visible.last()?);
+        let first = entry.positions.get(first_visible as usize)?;
+        let last = entry.positions.last()?;
         Some(StreamInfo {
             stream: entry.id.clone(),
             first_revision: StreamRevision::new(first_visible),

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::format::{FrameBuilder, RecordFields};
-use crate::index::{FastMap, IdEntry, IdIndex, Index, List, Postings, PushEvent, push_posting};
+use crate::index::{FastMap, IdEntry, IdIndex, Index, Postings, PushEvent, push_posting};
 use crate::log::{LogWriter, WriteError};
 use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
@@ -248,15 +248,13 @@ impl<'a> Group<'a> {
             .filter_map(|item| {
                 let mut constraints = Vec::new();
                 if !item.types.is_empty() {
-                    constraints.push(
-                        item.types.iter().filter_map(|t| self.types.get(t.as_str()).map(List::Postings)).collect(),
-                    );
+                    constraints.push(item.types.iter().filter_map(|t| self.types.get(t.as_str())).collect());
                 }
                 for tag in &item.tags {
-                    constraints.push(self.tags.get(tag.as_str()).map(List::Postings).into_iter().collect());
+                    constraints.push(self.tags.get(tag.as_str()).into_iter().collect());
                 }
                 // A constraint with no list (a type or tag nobody in the group has) matches nothing.
-                if constraints.iter().any(|lists: &Vec<List<'_>>| lists.is_empty()) {
+                if constraints.iter().any(|lists: &Vec<&Postings>| lists.is_empty()) {
                     return None;
                 }
                 first_common(&constraints, from, end, |_| true)

@@ -623,3 +623,47 @@ fn same(actual: &[u64], expected: &[u64], what: &str) {
         );
     }
 }
+
+/// A stream long enough that its positions span several chunks: reads across chunk boundaries in
+/// both directions, as-of reads, metadata, stream info and an idempotent retry deep in the stream.
+#[test]
+fn a_stream_of_many_chunks_reads_like_a_short_one() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 8 << 20);
+    // Interleaved with another stream, so positions and revisions differ.
+    for _ in 0..10 {
+        commit(&store, "long", ExpectedRevision::Any, (0..1_000).map(|_| event("{}")).collect());
+        commit(&store, "other", ExpectedRevision::Any, vec![event("{}")]);
+    }
+    let position_of = |revision: u64| revision + revision / 1_000;
+    let read = |from: u64, direction: Direction, limit: usize| -> Vec<(u64, u64)> {
+        store
+            .read_stream(&stream("long"), ReadFrom::At(StreamRevision::new(from)), direction, limit)
+            .unwrap()
+            .iter()
+            .map(|e| (e.revision.value(), e.position.value()))
+            .collect()
+    };
+    let forward = read(4_090, Direction::Forward, 20);
+    assert_eq!(forward, (4_090..4_110).map(|r| (r, position_of(r))).collect::<Vec<_>>());
+    let backward = read(8_200, Direction::Backward, 200);
+    assert_eq!(backward, (8_001..=8_200).rev().map(|r| (r, position_of(r))).collect::<Vec<_>>());
+    assert_eq!(read(0, Direction::Forward, 100_000).len(), 10_000);
+    // As of a position in the middle of a chunk.
+    let options = strata_storage::ReadOptions::backward(1).until_position(Position::new(position_of(6_000)));
+    let as_of = store.read_stream_with(&stream("long"), ReadFrom::End, &options).unwrap();
+    assert_eq!(as_of[0].revision.value(), 6_000);
+    let info = store.stream_info("long").unwrap();
+    assert_eq!((info.event_count, info.last_position.value()), (10_000, position_of(9_999)));
+    let metadata = strata_core::StreamMetadata { max_count: Some(5_000), ..Default::default() };
+    let _ = store.set_stream_metadata_blocking(stream("long"), &metadata).unwrap();
+    assert_eq!(store.stream_info("long").unwrap().first_revision.value(), 5_000);
+    assert_eq!(store.stream_info("long").unwrap().first_position.value(), position_of(5_000));
+    // A retry of an append that landed deep in the stream answers its original revision.
+    let with_id = event_with_id(77);
+    let first = commit(&store, "long", ExpectedRevision::Any, vec![with_id.clone()]);
+    let retried = commit(&store, "long", ExpectedRevision::Any, vec![with_id]);
+    assert!(retried.replayed);
+    assert_eq!(retried.first_revision, first.first_revision);
+    assert_eq!(first.first_revision.value(), 10_000);
+}
