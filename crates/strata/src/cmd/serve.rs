@@ -14,6 +14,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
     let report = store.recovery_report().clone();
@@ -61,5 +62,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Every segment file stays open (a descriptor cache comes with the persistent indexes), and every
+/// connection takes a descriptor: raise the soft limit to the hard limit, as databases do, so a large
+/// store or many subscribers do not hit the common default of 1,024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an `rlimit` this function owns.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                eprintln!("strata: could not raise the open-files limit above {}", limit.rlim_cur);
+            }
+        }
     }
 }
