@@ -58,14 +58,14 @@ pub(crate) struct SegmentFile {
 pub(crate) struct Index {
     locations: Vec<Box<[Location]>>,
     len: u64,
-    streams: Vec<StreamEntry>,
+    streams: Chunked<StreamEntry>,
     stream_numbers: FastMap<StreamId, u32>,
     /// Every stream name, sorted, for listings by prefix.
     pub stream_names: std::collections::BTreeSet<StreamId>,
     last_recorded_at: Option<Timestamp>,
     /// Where recorded time changes: `(first position, time)`, times non-decreasing. One entry per
     /// commit group at most (a group shares one time), so "as of a time" is a binary search.
-    times: Vec<(u64, Timestamp)>,
+    times: Chunked<(u64, Timestamp)>,
     /// Secondary indexes for filtered reads: positions, ascending, per category, event type and tag.
     pub categories: FastMap<String, Postings>,
     pub event_types: FastMap<String, Postings>,
@@ -205,11 +205,11 @@ impl Index {
     /// The recorded time of a committed position.
     pub fn recorded_at(&self, position: u64) -> Timestamp {
         let at = self.times.partition_point(|&(first_position, _)| first_position <= position);
-        self.times[at.checked_sub(1).expect("a committed position has a time")].1
+        self.times.get(at.checked_sub(1).expect("a committed position has a time")).expect("within the table").1
     }
 
     pub fn stream_name(&self, number: u32) -> &StreamId {
-        &self.streams[number as usize].id
+        &self.streams.get(number as usize).expect("a known stream number").id
     }
 
     pub fn location(&self, position: u64) -> Option<Location> {
@@ -233,7 +233,7 @@ impl Index {
     }
 
     pub fn stream(&self, stream: &str) -> Option<&StreamEntry> {
-        self.stream_numbers.get(stream).map(|&number| &self.streams[number as usize])
+        self.stream_numbers.get(stream).map(|&number| self.streams.get(number as usize).expect("a known stream number"))
     }
 
     /// The last revision of `stream`, or `None` when it has no events.
@@ -245,7 +245,7 @@ impl Index {
     /// The stream and revision of the event at a committed `position`.
     pub fn describe(&self, position: u64) -> IdEntry {
         let location = self.location(position).expect("indexed ids point at indexed positions");
-        let entry = &self.streams[location.stream as usize];
+        let entry = self.streams.get(location.stream as usize).expect("a known stream number");
         let revision = entry.positions.partition_point(|p| p < position);
         assert_eq!(entry.positions.get(revision), Some(position), "an indexed event is in its stream");
         IdEntry {
@@ -278,7 +278,7 @@ impl Index {
         if self.last_recorded_at.is_some_and(|last| event.recorded_at < last) {
             return Err(format!("recorded time goes backwards at position {}", event.position));
         }
-        let entry = &mut self.streams[event.stream as usize];
+        let entry = self.streams.get_mut(event.stream as usize).expect("a known stream number");
         if event.revision != entry.positions.len() as u64 {
             let expected = entry.positions.len();
             return Err(format!(
@@ -318,6 +318,56 @@ pub(crate) fn push_posting(map: &mut FastMap<String, Postings>, key: &str, posit
             let mut positions = Postings::default();
             positions.push(position);
             map.insert(key.to_owned(), positions);
+        }
+    }
+}
+
+/// Entries per chunk of the stream table and the time table.
+const TABLE_CHUNK: usize = 1 << 14;
+
+/// A table in chunks of [`TABLE_CHUNK`] entries that never move once full: growing it under the
+/// index's write lock never copies the table (a million streams' entries are tens of MB).
+#[derive(Debug)]
+pub(crate) struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Self { chunks: Vec::new() }
+    }
+}
+
+impl<T> Chunked<T> {
+    pub fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < TABLE_CHUNK => chunk.push(value),
+            _ => {
+                let mut chunk = Vec::with_capacity(if self.chunks.is_empty() { 16 } else { TABLE_CHUNK });
+                chunk.push(value);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.last().map_or(0, |chunk| (self.chunks.len() - 1) * TABLE_CHUNK + chunk.len())
+    }
+
+    pub fn get(&self, at: usize) -> Option<&T> {
+        self.chunks.get(at / TABLE_CHUNK)?.get(at % TABLE_CHUNK)
+    }
+
+    pub fn get_mut(&mut self, at: usize) -> Option<&mut T> {
+        self.chunks.get_mut(at / TABLE_CHUNK)?.get_mut(at % TABLE_CHUNK)
+    }
+
+    /// Like `slice::partition_point`, for a table ordered so that `before` holds for a prefix.
+    pub fn partition_point(&self, before: impl Fn(&T) -> bool) -> usize {
+        let chunk = self.chunks.partition_point(|chunk| before(&chunk[chunk.len() - 1]));
+        match self.chunks.get(chunk) {
+            None => self.len(),
+            Some(entries) => chunk * TABLE_CHUNK + entries.partition_point(|entry| before(entry)),
         }
     }
 }
@@ -434,6 +484,17 @@ mod postings_tests {
                 positions[range.clone()],
                 "{range:?}"
             );
+        }
+        let mut table = Chunked::default();
+        for n in 0..(TABLE_CHUNK * 2 + 5) {
+            table.push(n * 2);
+        }
+        assert_eq!(table.len(), TABLE_CHUNK * 2 + 5);
+        assert_eq!(table.get(TABLE_CHUNK), Some(&(TABLE_CHUNK * 2)));
+        assert_eq!(table.get(TABLE_CHUNK * 2 + 5), None);
+        for bound in [0, 1, TABLE_CHUNK * 2, TABLE_CHUNK * 2 + 1, TABLE_CHUNK * 5 + 9, usize::MAX] {
+            let expected = (0..TABLE_CHUNK * 2 + 5).filter(|&n| n * 2 < bound).count();
+            assert_eq!(table.partition_point(|&value| value < bound), expected, "{bound}");
         }
         assert_eq!(Postings::default().first_at_or_after(0), None);
         assert_eq!(Postings::default().last_at_or_before(9), None);

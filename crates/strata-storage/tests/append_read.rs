@@ -667,3 +667,31 @@ fn a_stream_of_many_chunks_reads_like_a_short_one() {
     assert_eq!(retried.first_revision, first.first_revision);
     assert_eq!(first.first_revision.value(), 10_000);
 }
+
+/// More streams and more commit times than one chunk of the stream table and the time table holds.
+#[test]
+fn tables_of_many_chunks_answer_like_small_ones() {
+    let storage = SimStorage::new();
+    let clock = std::sync::Arc::new(strata_storage::ManualClock::new(strata_core::Timestamp::from_micros(1_000_000)));
+    let options = strata_storage::Options { clock: clock.clone(), ..sim_options(&storage, 8 << 20) };
+    let store = Store::open_with(DIR, options).unwrap();
+    let streams = 20_000u64;
+    for n in 0..streams {
+        clock.advance_micros(10);
+        commit(&store, &format!("s-{n}"), ExpectedRevision::NoStream, vec![event("{}")]);
+    }
+    for n in [0, 16_383, 16_384, 19_999] {
+        let info = store.stream_info(&format!("s-{n}")).unwrap();
+        assert_eq!(info.first_position.value(), n, "stream s-{n}");
+        assert_eq!(info.first_recorded_at.as_micros(), 1_000_000 + 10 * (n as i64 + 1));
+        let events = store.read_stream(&stream(&format!("s-{n}")), ReadFrom::Start, Direction::Forward, 10).unwrap();
+        assert_eq!(events[0].position.value(), n);
+    }
+    for n in [0u64, 16_383, 16_384, 16_385, 19_999] {
+        let time = strata_core::Timestamp::from_micros(1_000_000 + 10 * (n as i64 + 1));
+        assert_eq!(store.position_at(time), Some(Position::new(n)), "position at the time of event {n}");
+        let before = strata_core::Timestamp::from_micros(time.as_micros() - 1);
+        assert_eq!(store.position_at(before), n.checked_sub(1).map(Position::new));
+    }
+    assert_eq!(store.list_streams("s-", None, 100_000).len(), 10_000, "a listing is capped at STREAMS_LIST_MAX");
+}
