@@ -54,8 +54,7 @@ pub async fn append(
             return Err(error.into());
         }
     };
-    let written = if result.replayed { (0, 0) } else { (count, bytes) };
-    state.metrics.count_append(Counted::Committed, written.0, written.1, started);
+    count_committed(&state, result.replayed, count, bytes, started);
     Ok(Json(AppendResponse {
         first_revision: result.first_revision.value(),
         last_revision: result.last_revision.value(),
@@ -155,8 +154,7 @@ pub async fn append_multi(
             return Err(error.into());
         }
     };
-    let written = if result.replayed { (0, 0) } else { (count, bytes) };
-    state.metrics.count_append(Counted::Committed, written.0, written.1, started);
+    count_committed(&state, result.replayed, count, bytes, started);
     Ok(Json(MultiAppendResponse {
         first_position: result.first_position.value(),
         last_position: result.last_position.value(),
@@ -171,6 +169,12 @@ pub async fn append_multi(
             .collect(),
         replayed: result.replayed,
     }))
+}
+
+/// A replay wrote nothing: it counts as a committed request with no events.
+fn count_committed(state: &AppState, replayed: bool, events: usize, bytes: usize, started: Instant) {
+    let (events, bytes) = if replayed { (0, 0) } else { (events, bytes) };
+    state.metrics.count_append(Counted::Committed, events, bytes, started);
 }
 
 /// Converts the events, checking the count first (before converting thousands of them).

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params};
 use crate::state::AppState;
-use crate::wire::ExportedEventJson;
+use crate::wire::RecordedEventJson;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    pub events: Vec<ExportedEventJson>,
+    pub events: Vec<RecordedEventJson>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

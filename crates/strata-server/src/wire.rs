@@ -134,32 +134,8 @@ pub struct StreamAppendJson {
     pub last_revision: u64,
 }
 
-/// An event as stored (the shape of every read, SSE message and export line).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // Documents the shape `write_event` renders; checked against it by a test.
-pub struct RecordedEventJson {
-    pub id: String,
-    pub stream: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub revision: u64,
-    pub position: u64,
-    /// RFC 3339, UTC, microseconds.
-    pub recorded_at: String,
-    /// The JSON payload (absent for binary payloads).
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<Value>,
-    /// A binary payload, base64 (absent for JSON payloads).
-    pub data_base64: Option<String>,
-    /// Only with `data_base64`.
-    pub content_type: Option<String>,
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    pub tags: Vec<String>,
-}
-
 /// A page of events.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Documents the shape `read` renders.
 pub struct ReadResponse {
     pub events: Vec<RecordedEventJson>,
@@ -415,23 +391,28 @@ pub fn write_page(events: &[RecordedEvent], next: Option<u64>) -> Vec<u8> {
     out
 }
 
-/// An event as exported (one NDJSON line of `strata export`, one element of `POST /v1/import`):
-/// the shape reads render.
+/// An event as stored: the shape `write_event` renders for every read, SSE message and export line,
+/// and what `POST /v1/import` and `strata import` parse back (a test checks the rendered fields
+/// against this schema).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExportedEventJson {
+pub struct RecordedEventJson {
     pub id: String,
     pub stream: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub revision: u64,
-    /// Informational: an import appends in order, and keeps positions when the target is empty.
+    /// On import, informational: an import appends in order, and keeps positions when the target
+    /// is empty.
     pub position: u64,
     pub recorded_at: String,
+    /// The JSON payload (absent for binary payloads).
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "present")]
     pub data: Option<Box<RawValue>>,
+    /// A binary payload, base64 (absent for JSON payloads).
     pub data_base64: Option<String>,
+    /// Only with `data_base64`.
     pub content_type: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
@@ -440,12 +421,12 @@ pub struct ExportedEventJson {
 
 /// Parses one exported event (a line of an export) back into the engine's event.
 pub fn parse_exported_event(line: &[u8]) -> Result<RecordedEvent, ApiError> {
-    let exported: ExportedEventJson =
+    let exported: RecordedEventJson =
         serde_json::from_slice(line).map_err(|error| ApiError::invalid(format!("not an exported event: {error}")))?;
     exported.into_recorded()
 }
 
-impl ExportedEventJson {
+impl RecordedEventJson {
     pub fn into_recorded(self) -> Result<RecordedEvent, ApiError> {
         let uuid = uuid::Uuid::parse_str(&self.id)
             .map_err(|error| ApiError::invalid(format!("id {:?} is not a UUID: {error}", self.id)))?;
