@@ -155,8 +155,14 @@ pub(crate) fn first_common(
         while !agreed {
             agreed = true;
             for lists in constraints {
+                count_step();
                 let next = lists.iter().filter_map(|list| list.first_at_or_after(candidate)).min()?;
                 if next != candidate {
+                    // Past the range: stop here, not where the lists happen to meet again (two
+                    // lists that interleave without meeting would run to the end of the log).
+                    if next >= end {
+                        return None;
+                    }
                     candidate = next;
                     agreed = false;
                 }
@@ -187,8 +193,12 @@ pub(crate) fn last_common(
         while !agreed {
             agreed = true;
             for lists in constraints {
+                count_step();
                 let previous = lists.iter().filter_map(|list| list.last_at_or_before(candidate)).max()?;
                 if previous != candidate {
+                    if previous < low {
+                        return None;
+                    }
                     candidate = previous;
                     agreed = false;
                 }
@@ -203,4 +213,51 @@ pub(crate) fn last_common(
         from = candidate.checked_sub(1).filter(|&next| next >= low);
     }
     None
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Steps of the leapfrog searches on this thread, for tests that bound the work.
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn count_step() {
+    #[cfg(test)]
+    STEPS.with(|steps| steps.set(steps.get() + 1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Postings;
+
+    fn list(positions: impl Iterator<Item = u64>) -> Postings {
+        let mut list = Postings::default();
+        positions.for_each(|position| list.push(position));
+        list
+    }
+
+    /// Two lists that interleave but never meet: a search of a window costs the window, not the
+    /// rest of the log (which made windowed reads quadratic).
+    #[test]
+    fn a_search_stops_at_its_range() {
+        let evens = list((0..400_000).map(|n| n * 2));
+        let odds = list((0..400_000).map(|n| n * 2 + 1));
+        let constraints = vec![vec![&evens], vec![&odds]];
+        let steps = || STEPS.with(std::cell::Cell::get);
+        let before = steps();
+        assert_eq!(first_common(&constraints, 0, 1_000, |_| true), None);
+        assert!(steps() - before <= 1_100, "forward: {} steps for a range of 1,000", steps() - before);
+        let before = steps();
+        assert_eq!(last_common(&constraints, 799_999, 799_000, |_| true), None);
+        assert!(steps() - before <= 1_100, "backward: {} steps for a range of 1,000", steps() - before);
+        // Where they do meet, it is found.
+        let threes = list((0..300_000).map(|n| n * 3));
+        let constraints = vec![vec![&evens], vec![&threes]];
+        assert_eq!(first_common(&constraints, 1, 1_000, |_| true), Some(6));
+        assert_eq!(last_common(&constraints, 999, 0, |_| true), Some(996));
+        assert_eq!(first_common(&constraints, 7, 12, |_| true), None, "12 is past the end");
+        assert_eq!(last_common(&constraints, 11, 7, |_| true), None, "6 is below the bound");
+    }
 }
