@@ -79,21 +79,28 @@ enum BenchCommand {
     Server(server::ServerArgs),
 }
 
+/// What every benchmark takes: output, where to work, and how long to measure.
 #[derive(Debug, Args)]
-struct EngineArgs {
+pub(crate) struct RunArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Where to create the temporary working directory; it must be on the disk to measure.
     /// [default: the system's temporary directory]
     #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
     /// Length of each measurement round, in seconds.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
-    seconds: u64,
-    /// Rounds per scenario; baseline and Strata alternate, one of each per round.
+    pub seconds: u64,
+    /// Rounds per scenario; the baselines and Strata take turns, one of each per round.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    rounds: u32,
+    pub rounds: u32,
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Events in the store that the read scenarios read and open_1m opens.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
@@ -176,7 +183,7 @@ fn run_engine(args: EngineArgs) -> Result<()> {
     let selected = |scenario: Scenario| {
         if args.scenarios.is_empty() { scenario.by_default() } else { args.scenarios.contains(&scenario) }
     };
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let parent = args.run.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::Builder::new()
         .prefix("strata-bench-")
         .tempdir_in(&parent)
@@ -184,13 +191,17 @@ fn run_engine(args: EngineArgs) -> Result<()> {
     disk::warn_if_volatile(temp.path());
     eprintln!(
         "strata bench engine: {} round(s) of {} s per scenario, in {}",
-        args.rounds,
-        args.seconds,
+        args.run.rounds,
+        args.run.seconds,
         temp.path().display()
     );
-    let plan =
-        Plan { dir: temp.path(), round: Duration::from_secs(args.seconds), rounds: args.rounds, event: deposit()? };
-    let mut report = Report::new(if args.json { Format::Json } else { Format::Table });
+    let plan = Plan {
+        dir: temp.path(),
+        round: Duration::from_secs(args.run.seconds),
+        rounds: args.run.rounds,
+        event: deposit()?,
+    };
+    let mut report = Report::new(if args.run.json { Format::Json } else { Format::Table });
     if selected(Scenario::AppendConcurrent64) {
         append_concurrent(&plan, &mut report)?;
     }

@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,18 +38,8 @@ const SSE_APPEND_INTERVAL: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Print one JSON object per line instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Where to create the temporary working directory (on the disk to measure).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Length of each measurement round, in seconds.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
-    seconds: u64,
-    /// Rounds per scenario; ceiling, PostgreSQL and Strata take turns, one of each per round.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    rounds: u32,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// Events in the store `http_read_all` reads.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     read_events: u64,
@@ -76,16 +65,16 @@ pub fn run(args: ServerArgs) -> Result<()> {
         bail!("unknown scenario {unknown:?}; the scenarios are {}", SCENARIOS.join(", "));
     }
     let selected = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let parent = args.run.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::Builder::new().prefix("strata-bench-server-").tempdir_in(&parent)?;
     super::disk::warn_if_volatile(temp.path());
     let servers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut report = Report::new(if args.json { Format::Json } else { Format::Table });
+    let mut report = Report::new(if args.run.json { Format::Json } else { Format::Table });
     eprintln!(
         "strata bench server: {} round(s) of {} s per scenario, in {}",
-        args.rounds,
-        args.seconds,
+        args.run.rounds,
+        args.run.seconds,
         temp.path().display()
     );
 
@@ -98,7 +87,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             "  PostgreSQL is not reachable ({error:#}); its rows and ratios are left out (scripts/start-services starts it)"
         );
     }
-    let round = Duration::from_secs(args.seconds);
+    let round = Duration::from_secs(args.run.seconds);
     let payload = payload()?;
 
     for (scenario, clients, events_per_request) in
@@ -111,18 +100,18 @@ pub fn run(args: ServerArgs) -> Result<()> {
         let (mut totals_ceiling, mut totals_postgres, mut totals_strata) =
             (Measurement::default(), Measurement::default(), Measurement::default());
         let (mut to_postgres, mut to_ceiling) = (Vec::new(), Vec::new());
-        for number in 0..args.rounds {
+        for number in 0..args.run.rounds {
             let prefix = format!("{scenario}-{number}");
             let mut measured =
                 load.block_on(http_appends(ceiling, &prefix, clients, events_per_request, &payload, round))?;
-            progress(number, args.rounds, "ceiling", &mut measured);
+            progress(number, args.run.rounds, "ceiling", &mut measured);
             let ceiling_rate = measured.events_per_sec();
             totals_ceiling.absorb(measured);
             let postgres_rate = match &postgres {
                 Ok(postgres) => {
                     let mut measured =
                         load.block_on(postgres.appends(&prefix, clients, events_per_request, &payload, round))?;
-                    progress(number, args.rounds, "postgres", &mut measured);
+                    progress(number, args.run.rounds, "postgres", &mut measured);
                     let rate = measured.events_per_sec();
                     totals_postgres.absorb(measured);
                     Some(rate)
@@ -132,7 +121,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             let before = store.stats();
             let mut measured =
                 load.block_on(http_appends(strata, &prefix, clients, events_per_request, &payload, round))?;
-            progress(number, args.rounds, "strata", &mut measured);
+            progress(number, args.run.rounds, "strata", &mut measured);
             commit_progress(&before, &store.stats(), measured.elapsed);
             to_ceiling.push(measured.events_per_sec() / ceiling_rate);
             to_postgres.extend(postgres_rate.map(|rate| measured.events_per_sec() / rate));
@@ -173,9 +162,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
     if selected("sse_latency") {
         eprintln!("sse_latency: one subscriber, one append every {} ms", SSE_APPEND_INTERVAL.as_millis());
         let mut total = Measurement::default();
-        for number in 0..args.rounds {
+        for number in 0..args.run.rounds {
             let mut measured = load.block_on(sse_latency(strata, round, &payload))?;
-            progress(number, args.rounds, "sse_latency", &mut measured);
+            progress(number, args.run.rounds, "sse_latency", &mut measured);
             total.absorb(measured);
         }
         report.emit(Row::measured("sse_latency", &mut total).target(Target::P99UsMax(SSE_P99_US_MAX)));
@@ -199,9 +188,9 @@ fn read_all_scenario(
     fill(&read_store, args.read_events)?;
     let reads = servers.block_on(start(strata_server::router(state(&read_store))))?;
     let mut total = Measurement::default();
-    for number in 0..args.rounds {
+    for number in 0..args.run.rounds {
         let mut measured = load.block_on(read_all(reads, args.read_events))?;
-        progress(number, args.rounds, "http_read_all", &mut measured);
+        progress(number, args.run.rounds, "http_read_all", &mut measured);
         total.absorb(measured);
     }
     report
