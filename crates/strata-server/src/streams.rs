@@ -47,7 +47,7 @@ pub async fn list(State(state): State<AppState>, mut params: Params) -> Result<J
     };
     params.finish(&["prefix", "after", "limit"])?;
     let streams: Vec<String> =
-        state.store.list_streams(&prefix, after.as_deref(), limit).into_iter().map(|id| id.to_string()).collect();
+        state.store.list_streams(&prefix, after.as_deref(), limit)?.into_iter().map(|id| id.to_string()).collect();
     let next = if streams.len() == limit { streams.last().cloned() } else { None };
     Ok(Json(StreamListResponse { streams, next }))
 }
@@ -82,7 +82,7 @@ pub async fn info(
     if state.store.is_tombstoned(stream.as_str()) {
         return Err(ReadError::StreamDeleted { stream }.into());
     }
-    let Some(info) = state.store.stream_info(stream.as_str()) else {
+    let Some(info) = state.store.stream_info(stream.as_str())? else {
         return Err(ReadError::StreamNotFound { stream }.into());
     };
     Ok(Json(StreamInfoResponse {

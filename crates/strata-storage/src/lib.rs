@@ -30,9 +30,11 @@ pub mod stats;
 mod error;
 mod filter;
 mod index;
+mod indexer;
 mod log;
 mod read;
 mod reply;
+mod run;
 mod store;
 mod streams;
 mod subscription;
@@ -48,8 +50,9 @@ pub use read::{Direction, ReadFrom, ReadOptions, ReadPage};
 pub use sim::SimStorage;
 pub use stats::StoreStats;
 pub use store::{
-    AppendCondition, AppendOutcome, AppendResult, LOCK_FILE_NAME, MultiAppend, MultiAppendOutcome, MultiAppendResult,
-    Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
+    AppendCondition, AppendOutcome, AppendResult, INDEX_RUN_EVENTS_DEFAULT, INDEX_RUN_EVENTS_MIN, LOCK_FILE_NAME,
+    MultiAppend, MultiAppendOutcome, MultiAppendResult, Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX,
+    SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };
 pub use streams::StreamInfo;
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, Subscription, SubscriptionMessage};

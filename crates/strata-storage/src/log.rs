@@ -10,8 +10,9 @@ use crate::format::{
     SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
     decode_segment_header, encode_segment_header, seal_frame,
 };
-use crate::index::{IdIndex, Index, PushEvent, SegmentFile};
+use crate::index::{FrozenSource, IdIndex, Index, PushEvent, SegmentFile, SystemState};
 use crate::io::{Storage, StorageFile, path_in, read_exact_at};
+use crate::run::{self, Run};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,6 +51,14 @@ pub struct RecoveryReport {
     /// Why the next segment could not be created at open (a full disk): the store is readable, and
     /// the first append tries again.
     pub next_segment_deferred: Option<String>,
+    /// Index runs loaded (covering the log from position 0), and runs written while reading the log.
+    pub index_runs: u32,
+    pub index_runs_written: u32,
+    /// Events read from the log to index them: those past the runs.
+    pub events_read_from_log: u64,
+    /// Index runs not used, and why (torn, damaged, after a gap, ahead of the log); they are
+    /// removed and their events indexed again from the log.
+    pub index_runs_dropped: Vec<String>,
 }
 
 /// The writer's side of the log: the active segment and where the next frame goes.
@@ -252,14 +261,125 @@ fn create_segment(
     Ok(SegmentFile { file, path, len_bytes: size_bytes })
 }
 
-/// Opens the log in `dir`: verifies and indexes every segment, repairs a torn tail, and makes sure an
-/// active segment exists.
+/// Where the index runs live, in the data directory.
+pub(crate) const INDEX_DIR: &str = "index";
+
+/// What recovery works with while it reads the log past the index runs.
+struct Indexing<'a> {
+    index: Index,
+    ids: IdIndex,
+    /// The log's next position as read so far (the index's may be ahead: it starts at the runs' end).
+    next: u64,
+    storage: &'a Arc<dyn Storage>,
+    index_dir: PathBuf,
+    run_events: u64,
+    report: &'a mut RecoveryReport,
+}
+
+impl Indexing<'_> {
+    /// Writes the tail as a run when it is full, so that rebuilding the indexes of a large log never
+    /// holds more than a run's worth of them in memory. A failure leaves the tail in memory.
+    fn write_run_when_full(&mut self) {
+        if let Some(frozen) = self.index.freeze(self.run_events) {
+            match run::write_run(self.storage, &self.index_dir, &mut FrozenSource(frozen)) {
+                Ok(run) => {
+                    self.index.install_run(Arc::new(run));
+                    self.ids = IdIndex::default();
+                    self.report.index_runs_written += 1;
+                }
+                Err(error) => {
+                    self.report.index_runs_dropped.push(format!("could not write an index run: {error}"));
+                    self.index.thaw();
+                }
+            }
+        }
+    }
+}
+
+/// Loads the index runs in `dir` that cover the log from position 0 without a gap, preferring the
+/// largest (a merge's output over its inputs), with the system state as of their end. Removes what
+/// is not used: temporary files, runs a merge replaced, runs that do not open (torn, damaged) and
+/// every run after a gap.
+fn load_runs(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Arc<Run>>, SystemState), OpenError> {
+    storage.create_dir_all(dir).map_err(|e| StorageError::new("create directory", dir, e))?;
+    let mut candidates = Vec::new();
+    for name in storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))? {
+        if name.ends_with(run::RUN_TEMP_SUFFIX) {
+            let path = path_in(dir, &name);
+            storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+        } else if let Some((start, end)) = run::parse_run_name(&name) {
+            candidates.push((start, end, name));
+        }
+    }
+    loop {
+        let mut chain: Vec<(u64, u64, String)> = Vec::new();
+        let mut at = 0;
+        while let Some(best) = candidates.iter().filter(|c| c.0 == at).max_by_key(|c| c.1) {
+            at = best.1;
+            chain.push(best.clone());
+        }
+        let mut runs = Vec::with_capacity(chain.len());
+        let mut failed = None;
+        for (_, _, name) in &chain {
+            match Run::open(storage.clone(), path_in(dir, name)) {
+                Ok(run) => runs.push(Arc::new(run)),
+                Err(error) => {
+                    failed = Some((name.clone(), error.to_string()));
+                    break;
+                }
+            }
+        }
+        let system = match (&failed, runs.last()) {
+            (None, Some(last)) => {
+                match last.system_state().map_err(|e| e.to_string()).and_then(|bytes| SystemState::decode(&bytes)) {
+                    Ok(system) => system,
+                    Err(reason) => {
+                        failed = Some((chain[runs.len() - 1].2.clone(), reason));
+                        SystemState::default()
+                    }
+                }
+            }
+            _ => SystemState::default(),
+        };
+        if let Some((name, reason)) = failed {
+            report.index_runs_dropped.push(format!("{name}: {reason}"));
+            let path = path_in(dir, &name);
+            storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+            candidates.retain(|candidate| candidate.2 != name);
+            continue;
+        }
+        for candidate in candidates.iter().filter(|candidate| !chain.contains(candidate)) {
+            let path = path_in(dir, &candidate.2);
+            storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+        }
+        storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+        return Ok((runs, system));
+    }
+}
+
+/// Opens the log in `dir`: loads the index runs, verifies and indexes the segments past them (all of
+/// them for a store without runs), repairs a torn tail, and makes sure an active segment exists.
 pub(crate) fn recover(
     storage: Arc<dyn Storage>,
     dir: &Path,
     segment_size_bytes: u64,
+    run_events: u64,
 ) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
-    let mut report = RecoveryReport::default();
+    recover_with(storage, dir, segment_size_bytes, run_events, RecoveryReport::default())
+}
+
+/// [`recover`], adding to what an interrupted first attempt reported (a repaired tail, dropped runs).
+fn recover_with(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    segment_size_bytes: u64,
+    run_events: u64,
+    mut report: RecoveryReport,
+) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
     let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
     let mut segments = Vec::new();
     for name in &names {
@@ -281,9 +401,12 @@ pub(crate) fn recover(
     }
     segments.sort_unstable();
 
-    let mut index = Index::default();
-    let mut ids = IdIndex::default();
-    let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
+    let index_dir = path_in(dir, INDEX_DIR);
+    let (runs, system) = load_runs(&storage, &index_dir, &mut report)?;
+    report.index_runs = runs.len() as u32;
+    let runs_end = runs.last().map_or(0, |run| run.end);
+    let mut files = Vec::with_capacity(segments.len());
+    let mut first_positions = Vec::with_capacity(segments.len());
     for (expected, &number) in segments.iter().enumerate() {
         let path = path_in(dir, &segment_name(number));
         if number as usize != expected {
@@ -296,13 +419,58 @@ pub(crate) fn recover(
         }
         let file = storage.open_file(&path, false).map_err(|e| StorageError::new("open", &path, e))?;
         let len_bytes = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
-        let segment = SegmentFile { file, path, len_bytes };
-        let is_last = expected + 1 == segments.len();
-        end = scan_segment(&*storage, &segment, number, is_last, &mut index, &mut ids, &mut report)?;
-        index.segments.push(segment);
+        let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+        let corrupt = |reason: String| {
+            OpenError::Corrupted(Corruption { segment: number, path: path.clone(), offset_bytes: 0, reason })
+        };
+        read_exact_at(&*file, &mut header, 0).map_err(|e| corrupt(format!("cannot read the header: {e}")))?;
+        let header = decode_segment_header(&header).map_err(corrupt)?;
+        if first_positions.last().is_some_and(|&previous| header.first_position < previous) {
+            return Err(corrupt(format!(
+                "segment starts at position {} before the one before it",
+                header.first_position
+            )));
+        }
+        first_positions.push(header.first_position);
+        files.push(SegmentFile { file, path, len_bytes });
     }
+    // Only the segments from the one holding the runs' end on need reading.
+    let scan_from = first_positions.partition_point(|&first| first <= runs_end).saturating_sub(1);
+    let mut indexing = Indexing {
+        index: Index::with_runs(runs, system),
+        ids: IdIndex::default(),
+        next: first_positions.get(scan_from).copied().unwrap_or(0),
+        storage: &storage,
+        index_dir: index_dir.clone(),
+        run_events,
+        report: &mut report,
+    };
+    indexing.index.segments = files;
+    let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
+    for number in scan_from..segments.len() {
+        let segment = indexing.index.segments[number].clone();
+        let is_last = number + 1 == segments.len();
+        end = scan_segment(&*storage, &segment, number as u32, is_last, &mut indexing)?;
+    }
+    if indexing.next < runs_end {
+        // The runs index events the log does not have (it lost a synced tail, or the files were mixed
+        // up): drop the runs past the log's end and start again; the log is the truth.
+        let log_end = indexing.next;
+        drop(indexing);
+        for run in storage.list_dir(&index_dir).map_err(|e| StorageError::new("list", &index_dir, e))? {
+            if run::parse_run_name(&run).is_some_and(|(_, end)| end > log_end) {
+                let path = path_in(&index_dir, &run);
+                storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+                report.index_runs_dropped.push(format!("{run}: indexes events past the log's end ({log_end})"));
+            }
+        }
+        report.index_runs_written = 0;
+        return recover_with(storage, dir, segment_size_bytes, run_events, report);
+    }
+    let Indexing { mut index, ids, .. } = indexing;
     report.segments = segments.len() as u32;
     report.events = index.next_position();
+    report.events_read_from_log = index.next_position() - runs_end.min(index.next_position());
     if let (Some(start), Some(last)) = (end.last_frame_start, index.segments.last()) {
         make_durable(last, start, end.end_offset)?;
     }
@@ -396,9 +564,7 @@ fn scan_segment(
     segment: &SegmentFile,
     number: u32,
     is_last: bool,
-    index: &mut Index,
-    ids: &mut IdIndex,
-    report: &mut RecoveryReport,
+    indexing: &mut Indexing<'_>,
 ) -> Result<Scanned, OpenError> {
     let corrupt = |offset_bytes: u64, reason: String| {
         OpenError::Corrupted(Corruption { segment: number, path: segment.path.clone(), offset_bytes, reason })
@@ -412,13 +578,12 @@ fn scan_segment(
     if header.segment != number {
         return Err(corrupt(0, format!("header says segment {}", header.segment)));
     }
-    if header.first_position != index.next_position() {
+    if header.first_position != indexing.next {
         return Err(corrupt(
             0,
             format!(
                 "segment starts at position {} but the log so far ends at {}",
-                header.first_position,
-                index.next_position()
+                header.first_position, indexing.next
             ),
         ));
     }
@@ -434,11 +599,11 @@ fn scan_segment(
             reader.bytes(offset, FRAME_HEADER_BYTES)?.try_into().expect("frame header bytes");
         let (payload_len, payload_crc) = match check_frame_header(&header) {
             HeaderCheck::Zero => {
-                check_tail(storage, &mut reader, number, is_last, offset, Damage::None, report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, Damage::None, indexing.report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Invalid(reason) => {
-                check_tail(storage, &mut reader, number, is_last, offset, Damage::Header(reason), report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, Damage::Header(reason), indexing.report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
             HeaderCheck::Valid { payload_len, payload_crc } => (payload_len, payload_crc),
@@ -453,28 +618,29 @@ fn scan_segment(
             Ok(body) => body,
             Err(reason) => {
                 let damage = Damage::Payload { frame_end, reason };
-                check_tail(storage, &mut reader, number, is_last, offset, damage, report)?;
+                check_tail(storage, &mut reader, number, is_last, offset, damage, indexing.report)?;
                 return Ok(open_end(offset, last_frame_start));
             }
         };
         // From here on the frame's checksum is good: anything wrong is corruption, never a torn write.
         match body {
-            FrameBody::Seal { next_position } if next_position == index.next_position() => {
+            FrameBody::Seal { next_position } if next_position == indexing.next => {
                 let end_offset = offset + SEAL_FRAME_BYTES as u64;
                 return Ok(Scanned { end_offset, sealed: true, last_frame_start: Some(offset) });
             }
             FrameBody::Seal { next_position } => {
                 return Err(corrupt(
                     offset,
-                    format!("seal says the next position is {next_position}, expected {}", index.next_position()),
+                    format!("seal says the next position is {next_position}, expected {}", indexing.next),
                 ));
             }
             FrameBody::Commit { first_position, event_count } => {
-                if first_position != index.next_position() {
-                    let reason =
-                        format!("frame starts at position {first_position}, expected {}", index.next_position());
+                if first_position != indexing.next {
+                    let reason = format!("frame starts at position {first_position}, expected {}", indexing.next);
                     return Err(corrupt(offset, reason));
                 }
+                let index = &mut indexing.index;
+                let ids = &mut indexing.ids;
                 let mut count = 0u32;
                 // Consecutive records mostly share a stream (a batch): resolve its number once.
                 let mut last_stream: Option<(&[u8], u32)> = None;
@@ -482,9 +648,22 @@ fn scan_segment(
                     let (record_offset, bytes) = record.map_err(|reason| corrupt(offset, reason))?;
                     let record_at = payload_offset + record_offset as u64;
                     let key = decode_record_key(bytes).map_err(|reason| corrupt(record_at, reason))?;
+                    if key.position != indexing.next {
+                        let reason =
+                            format!("record of position {} where {} was expected", key.position, indexing.next);
+                        return Err(corrupt(record_at, reason));
+                    }
+                    indexing.next += 1;
+                    count += 1;
+                    if key.position < index.next_position() {
+                        // In a run already.
+                        continue;
+                    }
                     let stream = match last_stream {
                         Some((name, number)) if name == key.stream.as_bytes() => number,
-                        _ => index.stream_number(key.stream).map_err(|reason| corrupt(record_at, reason))?,
+                        _ => index
+                            .stream_number_checked(key.stream, key.revision)
+                            .map_err(|reason| corrupt(record_at, reason))?,
                     };
                     last_stream = Some((key.stream.as_bytes(), stream));
                     ids.insert(key.id, key.position).map_err(|reason| corrupt(record_at, reason))?;
@@ -494,6 +673,7 @@ fn scan_segment(
                                 position: key.position,
                                 revision: key.revision,
                                 stream,
+                                id: key.id,
                                 event_type: key.event_type,
                                 recorded_at: key.recorded_at,
                                 segment: number,
@@ -506,11 +686,11 @@ fn scan_segment(
                     index
                         .apply_system_event(key.stream, key.event_type, key.data)
                         .map_err(|reason| corrupt(record_at, reason))?;
-                    count += 1;
                 }
                 if count != event_count {
                     return Err(corrupt(offset, format!("frame says {event_count} events but holds {count}")));
                 }
+                indexing.write_run_when_full();
                 last_frame_start = Some(offset);
                 offset = payload_offset + payload_len as u64;
             }

@@ -75,15 +75,15 @@ impl ReadOptions {
     }
 
     /// How many positions (`0..n`) the read may see.
-    fn visible_len(&self, index: &Index) -> u64 {
+    fn visible_len(&self, index: &Index) -> Result<u64, StorageError> {
         let mut len = index.next_position();
         if let Some(position) = self.until_position {
             len = len.min(position.value().saturating_add(1));
         }
         if let Some(time) = self.until_time {
-            len = len.min(index.position_at(time).map_or(0, |position| position + 1));
+            len = len.min(index.position_at(time)?.map_or(0, |position| position + 1));
         }
-        len
+        Ok(len)
     }
 }
 
@@ -178,12 +178,12 @@ impl Store {
             if index.is_tombstoned(stream.as_str()) {
                 return Err(ReadError::StreamDeleted { stream: stream.clone() });
             }
-            let visible_len = options.visible_len(&index);
+            let visible_len = options.visible_len(&index)?;
             let not_found = || ReadError::StreamNotFound { stream: stream.clone() };
-            let entry = index.stream(stream.as_str()).ok_or_else(not_found)?;
-            let revisions = entry.positions.partition_point(|p| p < visible_len) as u64;
+            let entry = index.stream(stream.as_str())?.ok_or_else(not_found)?;
+            let revisions = index.stream_partition_point(&entry, |p| Ok(p < visible_len))?;
             // Metadata (truncate_before, max_count, max_age; a soft delete) hides the oldest revisions.
-            let first_visible = index.first_visible_revision(entry, now);
+            let first_visible = index.first_visible_revision(&entry, now)?;
             if first_visible >= revisions {
                 return Err(not_found());
             }
@@ -195,10 +195,7 @@ impl Store {
                 options.limit,
             );
             let mut targets = Vec::with_capacity((span.end - span.start) as usize);
-            for positions in entry.positions.slices(span.start as usize..span.end as usize) {
-                targets
-                    .extend(positions.iter().map(|&p| (p, index.location(p).expect("stream positions are indexed"))));
-            }
+            index.stream_positions(&entry, span, &mut targets)?;
             (targets, index.segments.clone())
         };
         page(&segments, &targets, options, bytes_max)
@@ -247,10 +244,10 @@ impl Store {
         if filter.is_empty() {
             let (targets, segments) = {
                 let index = self.index();
-                let len = options.visible_len(&index);
+                let len = options.visible_len(&index)?;
                 let positions = span(len, map_from(from, Position::value), options.direction, limit);
                 let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
-                index.copy_locations(positions, &mut targets);
+                index.copy_locations(positions, &mut targets)?;
                 (targets, index.segments.clone())
             };
             return page(&segments, &targets, options, bytes_max);
@@ -264,9 +261,12 @@ impl Store {
         let mut cursor: Option<u64> = None;
         let segments = loop {
             let index = self.index();
-            let len = *len.get_or_insert_with(|| options.visible_len(&index));
-            let matcher = Matcher::new(&index, filter);
-            let location = |position: u64| (position, index.location(position).expect("visible"));
+            let len = match len {
+                Some(len) => len,
+                None => *len.insert(options.visible_len(&index)?),
+            };
+            let matcher = Matcher::new(&index, filter)?;
+            let mut found = Vec::new();
             let finished = match options.direction {
                 Direction::Forward => {
                     let mut next = cursor.unwrap_or(match from {
@@ -275,16 +275,16 @@ impl Store {
                         ReadFrom::At(position) => position.value(),
                     });
                     let window_end = next.saturating_add(FILTER_WINDOW_POSITIONS).min(len);
-                    while targets.len() < limit {
+                    while targets.len() + found.len() < limit {
                         let Some(position) = matcher.next(next, window_end) else {
                             next = window_end;
                             break;
                         };
-                        targets.push(location(position));
+                        found.push(position);
                         next = position + 1;
                     }
                     cursor = Some(next);
-                    targets.len() >= limit || next >= len
+                    targets.len() + found.len() >= limit || next >= len
                 }
                 Direction::Backward if len > 0 => {
                     // `cursor` is one past the next position to look at, going down.
@@ -294,19 +294,26 @@ impl Store {
                         ReadFrom::At(position) => position.value().min(len - 1) + 1,
                     });
                     let window_low = upper.saturating_sub(FILTER_WINDOW_POSITIONS);
-                    while targets.len() < limit && upper > window_low {
+                    while targets.len() + found.len() < limit && upper > window_low {
                         let Some(position) = matcher.previous_within(upper - 1, window_low) else {
                             upper = window_low;
                             break;
                         };
-                        targets.push(location(position));
+                        found.push(position);
                         upper = position;
                     }
                     cursor = Some(upper);
-                    targets.len() >= limit || upper == 0
+                    targets.len() + found.len() >= limit || upper == 0
                 }
                 Direction::Backward => true,
             };
+            if let Some(error) = matcher.error() {
+                return Err(error);
+            }
+            for position in found {
+                let location = index.location(position)?.expect("a matching position is committed");
+                targets.push((position, location));
+            }
             if finished {
                 break index.segments.clone();
             }
@@ -320,8 +327,8 @@ impl Store {
 
     /// The last position recorded at or before `time` (the store's head as of then), or `None` when
     /// nothing was recorded by then.
-    pub fn position_at(&self, time: Timestamp) -> Option<Position> {
-        self.index().position_at(time).map(Position::new)
+    pub fn position_at(&self, time: Timestamp) -> Result<Option<Position>, ReadError> {
+        Ok(self.index().position_at(time)?.map(Position::new))
     }
 
     /// [`Store::read_stream`] on tokio's blocking pool.
@@ -493,6 +500,28 @@ fn read_bytes(segment: &SegmentFile, offset: u64, len: usize) -> Result<Bytes, R
     buffer.resize(len, 0);
     read_exact_at(&*segment.file, &mut buffer, offset).map_err(|e| StorageError::new("read", &segment.path, e))?;
     Ok(Bytes::from_owner(PooledBuffer(buffer)))
+}
+
+/// The event at `position`, whose record is at `location`.
+pub(crate) fn read_event_at(
+    segments: &[SegmentFile],
+    location: Location,
+    position: u64,
+) -> Result<RecordedEvent, ReadError> {
+    let segment = segments.get(location.segment as usize).ok_or_else(|| {
+        StorageError::new(
+            "read",
+            segments.first().map(|s| s.path.clone()).unwrap_or_default(),
+            std::io::Error::other(format!("the index places position {position} in a segment that does not exist")),
+        )
+    })?;
+    let record = read_record(segment, location.segment, location)?;
+    let event = decode_at(segment, location.segment, &record, 0, location)?;
+    if event.position.value() != position {
+        let reason = format!("the index places position {position} here but the record holds {}", event.position);
+        return Err(corruption(segment, location.segment, location, reason).into());
+    }
+    Ok(event)
 }
 
 /// Reads one record whose length is not known yet.

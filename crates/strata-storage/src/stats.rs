@@ -58,6 +58,10 @@ pub(crate) struct EngineStats {
     pub events: AtomicU64,
     pub bytes: AtomicU64,
     pub fsync: LatencyHistogram,
+    pub index_runs_written: AtomicU64,
+    pub index_merges: AtomicU64,
+    pub index_failures: AtomicU64,
+    pub last_index_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// The engine's counters since the store was opened.
@@ -71,6 +75,13 @@ pub struct StoreStats {
     pub bytes: u64,
     /// Latency of the fdatasync of each commit.
     pub fsync: HistogramSnapshot,
+    /// Index runs written from the in-memory tail, and merges of runs, by the indexer.
+    pub index_runs_written: u64,
+    pub index_merges: u64,
+    /// Failed run writes or merges (each is retried; the indexes stay correct, only memory and the
+    /// next open's work grow), and the last one's reason.
+    pub index_failures: u64,
+    pub last_index_failure: Option<String>,
 }
 
 impl EngineStats {
@@ -80,7 +91,16 @@ impl EngineStats {
             events: self.events.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             fsync: self.fsync.snapshot(),
+            index_runs_written: self.index_runs_written.load(Ordering::Relaxed),
+            index_merges: self.index_merges.load(Ordering::Relaxed),
+            index_failures: self.index_failures.load(Ordering::Relaxed),
+            last_index_failure: self.last_index_failure.lock().expect("stats lock").clone(),
         }
+    }
+
+    pub fn record_index_failure(&self, reason: String) {
+        self.index_failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_index_failure.lock().expect("stats lock") = Some(reason);
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Store`]: the embedded engine's public face.
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::{AppendError, OpenError, StorageError};
+use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::format::record_encoded_len;
 use crate::index::Index;
 use crate::io::{OsStorage, Storage, path_in};
@@ -49,7 +49,16 @@ pub struct Options {
     pub event_bytes_max: usize,
     pub storage: Arc<dyn Storage>,
     pub clock: Arc<dyn Clock>,
+    /// Events the in-memory tail of the indexes collects before it is written as an index run (see
+    /// `docs/design.md`, "Indexes"): bounds the memory of the indexes and what an open after a crash
+    /// reads from the log. At least [`INDEX_RUN_EVENTS_MIN`].
+    pub index_run_events: u64,
 }
+
+/// Default of [`Options::index_run_events`].
+pub const INDEX_RUN_EVENTS_DEFAULT: u64 = 1 << 18;
+/// Smallest [`Options::index_run_events`] (tests use small runs to exercise them).
+pub const INDEX_RUN_EVENTS_MIN: u64 = 16;
 
 impl Default for Options {
     fn default() -> Self {
@@ -58,6 +67,7 @@ impl Default for Options {
             event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
             storage: Arc::new(OsStorage),
             clock: Arc::new(SystemClock),
+            index_run_events: INDEX_RUN_EVENTS_DEFAULT,
         }
     }
 }
@@ -201,6 +211,9 @@ struct Inner {
     pub(crate) shared: Arc<Shared>,
     queue: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    indexer: Option<JoinHandle<()>>,
+    /// Tells the indexer to stop merging (the store is closing).
+    cancel_indexing: Arc<std::sync::atomic::AtomicBool>,
     dir: PathBuf,
     event_bytes_max: usize,
     frame_capacity_bytes: usize,
@@ -218,10 +231,15 @@ impl fmt::Debug for Store {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue lets the committer drain what is queued and stop.
+        // Closing the queue lets the committer drain what is queued and stop; then the indexer
+        // writes what the tail holds as a run (a merge under way is abandoned) and stops.
+        self.cancel_indexing.store(true, std::sync::atomic::Ordering::Relaxed);
         self.queue.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        if let Some(indexer) = self.indexer.take() {
+            let _ = indexer.join();
         }
     }
 }
@@ -248,6 +266,12 @@ impl Store {
                 options.event_bytes_max
             )));
         }
+        if options.index_run_events < INDEX_RUN_EVENTS_MIN {
+            return Err(OpenError::InvalidOptions(format!(
+                "index_run_events must be at least {INDEX_RUN_EVENTS_MIN}, not {}",
+                options.index_run_events
+            )));
+        }
         let storage = options.storage;
         storage.create_dir_all(&dir).map_err(|e| StorageError::new("create directory", &dir, e))?;
         // The directory's own entry must be durable too, or a new store can vanish with its events.
@@ -258,7 +282,8 @@ impl Store {
             std::io::ErrorKind::WouldBlock => OpenError::Locked { dir: dir.clone(), lock_file: lock_file.clone() },
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
-        let (index, ids, log, report) = recover(storage, &dir, options.segment_size_bytes)?;
+        let (index, ids, log, report) =
+            recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
         let (next_position, _) = tokio::sync::watch::channel(index.next_position());
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
@@ -268,12 +293,21 @@ impl Store {
         });
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        let cancel_indexing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (indexer_handle, indexer) = crate::indexer::start(
+            shared.clone(),
+            storage.clone(),
+            path_in(&dir, crate::log::INDEX_DIR),
+            options.index_run_events,
+            cancel_indexing.clone(),
+        )
+        .map_err(|e| StorageError::new("spawn indexer thread for", &dir, e))?;
         let writer = {
             let shared = shared.clone();
             let clock = options.clock.clone();
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
-                .spawn(move || writer::run(shared, ids, log, receiver, clock, frame_capacity_bytes))
+                .spawn(move || writer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle))
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
         };
         Ok(Store {
@@ -281,6 +315,8 @@ impl Store {
                 shared,
                 queue: Some(queue),
                 writer: Some(writer),
+                indexer: Some(indexer),
+                cancel_indexing,
                 dir,
                 event_bytes_max: options.event_bytes_max,
                 frame_capacity_bytes,
@@ -674,8 +710,8 @@ impl Store {
     }
 
     /// The last revision of `stream`, or `None` when it has no events.
-    pub fn stream_revision(&self, stream: &str) -> Option<StreamRevision> {
-        self.index().stream_head(stream)
+    pub fn stream_revision(&self, stream: &str) -> Result<Option<StreamRevision>, ReadError> {
+        Ok(self.index().stream_head(stream)?)
     }
 
     /// The engine's counters since the store was opened (commits, events, bytes, fsync latency).

@@ -43,6 +43,8 @@ pub struct Subscription {
     head: watch::Receiver<u64>,
     caught_up: bool,
     batch_events_max: usize,
+    /// Why the start could not be resolved; the first `next` returns it.
+    failed: Option<ReadError>,
 }
 
 impl Store {
@@ -75,15 +77,17 @@ impl Store {
             head,
             caught_up: false,
             batch_events_max: SUBSCRIPTION_BATCH_EVENTS_MAX,
+            failed: None,
         };
         if start_at_end {
             // Resolved now, not at the first poll: events committed after `subscribe` returns are seen.
             let next_position = *subscription.head.borrow();
             match &mut subscription.source {
                 Source::All { next_position: next, .. } => *next = next_position,
-                Source::Stream { stream, next_revision } => {
-                    *next_revision = self.stream_revision(stream.as_str()).map_or(0, |r| r.value() + 1);
-                }
+                Source::Stream { stream, next_revision } => match self.stream_revision(stream.as_str()) {
+                    Ok(head) => *next_revision = head.map_or(0, |r| r.value() + 1),
+                    Err(error) => subscription.failed = Some(error),
+                },
             }
             subscription.start_at_end = true;
         }
@@ -107,6 +111,9 @@ impl Subscription {
     /// while there is nothing new. Fails when the stream is tombstoned, or when reading the log fails
     /// (the subscription can be resumed from the last event delivered).
     pub async fn next(&mut self) -> Result<SubscriptionMessage, ReadError> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
         loop {
             let head = *self.head.borrow_and_update();
             if let Some(events) = self.read_batch(head).await? {

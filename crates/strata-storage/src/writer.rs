@@ -120,6 +120,9 @@ struct Group<'a> {
     events: Vec<PendingEvent>,
     /// Last revision of each stream written in this group (the group's view on top of the index).
     heads: FastMap<StreamId, u64>,
+    /// Last revisions looked up in the index during this group (`None`: no events), so that each
+    /// stream costs one look-up, and writing needs none.
+    index_heads: FastMap<StreamId, Option<u64>>,
     /// Client-chosen ids written in this group: index into `events`.
     ids: FastMap<EventId, usize>,
     /// Positions of this group's events by type and by tag, for conditions; built only when a
@@ -148,6 +151,7 @@ impl<'a> Group<'a> {
             latest_recorded_at: index.last_recorded_at(),
             events: Vec::new(),
             heads: FastMap::default(),
+            index_heads: FastMap::default(),
             ids: FastMap::default(),
             types: FastMap::default(),
             tags: FastMap::default(),
@@ -157,24 +161,41 @@ impl<'a> Group<'a> {
         }
     }
 
+    /// Looks up the index's last revision of `stream` once per group.
+    fn resolve_head(&mut self, stream: &StreamId) -> Result<(), AppendError> {
+        if !self.heads.contains_key(stream) && !self.index_heads.contains_key(stream) {
+            let head = self.index.stream_head(stream.as_str()).map_err(index_failure)?;
+            self.index_heads.insert(stream.clone(), head.map(StreamRevision::value));
+        }
+        Ok(())
+    }
+
+    /// The last revision of `stream`, including this group's appends; [`Group::resolve_head`] must
+    /// have looked it up.
     fn head(&self, stream: &StreamId) -> Option<StreamRevision> {
         match self.heads.get(stream) {
             Some(&revision) => Some(StreamRevision::new(revision)),
-            None => self.index.stream_head(stream.as_str()),
+            None => self.index_heads.get(stream).expect("heads are resolved before use").map(StreamRevision::new),
         }
     }
 
-    fn lookup_id(&self, id: &EventId) -> Option<IdEntry> {
+    fn lookup_id(&self, id: &EventId) -> Result<Option<IdEntry>, AppendError> {
         match self.ids.get(id) {
             Some(&at) => {
                 let event = &self.events[at];
-                Some(IdEntry {
+                Ok(Some(IdEntry {
                     stream: event.stream.clone(),
                     revision: StreamRevision::new(event.revision),
                     position: Position::new(self.first_position + at as u64),
-                })
+                }))
             }
-            None => self.committed_ids.get(id).map(|position| self.index.describe(position)),
+            None => {
+                let position = match self.committed_ids.get(id) {
+                    Some(position) => Some(position),
+                    None => self.index.run_id(id).map_err(index_failure)?,
+                };
+                position.map(|position| self.index.describe(position).map_err(index_failure)).transpose()
+            }
         }
     }
 
@@ -182,15 +203,17 @@ impl<'a> Group<'a> {
     /// stream the request gives it, at consecutive positions. Some but not all of them is an error.
     fn replay(&self, request: &Request) -> Result<Option<MultiAppendResult>, AppendError> {
         let id_of = |at: usize| request.events[at].1.id().expect("ids are assigned before queueing");
-        let Some(first) = self.lookup_id(&id_of(0)) else {
-            return match (1..request.events.len()).find_map(|at| self.lookup_id(&id_of(at)).map(|e| (id_of(at), e))) {
-                Some((event_id, entry)) => Err(partial_duplicate(event_id, entry)),
-                None => Ok(None),
-            };
+        let Some(first) = self.lookup_id(&id_of(0))? else {
+            for at in 1..request.events.len() {
+                if let Some(entry) = self.lookup_id(&id_of(at))? {
+                    return Err(partial_duplicate(id_of(at), entry));
+                }
+            }
+            return Ok(None);
         };
         let mut entries = Vec::with_capacity(request.events.len());
         for (at, (stream, _)) in request.events.iter().enumerate() {
-            let entry = if at == 0 { Some(first.clone()) } else { self.lookup_id(&id_of(at)) };
+            let entry = if at == 0 { Some(first.clone()) } else { self.lookup_id(&id_of(at))? };
             match entry {
                 Some(entry)
                     if entry.stream == *stream && entry.position.value() == first.position.value() + at as u64 =>
@@ -216,19 +239,24 @@ impl<'a> Group<'a> {
 
     /// The first event after `condition.after` that matches its query — committed, or admitted
     /// earlier in this group. The caller has checked that `after` lies below the group.
-    fn condition_violation(&mut self, condition: &AppendCondition) -> Option<Position> {
+    fn condition_violation(&mut self, condition: &AppendCondition) -> Result<Option<Position>, AppendError> {
         let from = condition.after.map_or(0, |after| after.value() + 1);
-        if let Some(position) = Matcher::for_query(self.index, &condition.query).next(from, self.first_position) {
-            return Some(Position::new(position));
+        let matcher = Matcher::for_query(self.index, &condition.query).map_err(index_failure)?;
+        let committed = matcher.next(from, self.first_position);
+        if let Some(error) = matcher.error() {
+            return Err(index_failure(error));
+        }
+        if let Some(position) = committed {
+            return Ok(Some(Position::new(position)));
         }
         let skip = from.saturating_sub(self.first_position) as usize;
         if self.events.len().saturating_sub(skip) <= GROUP_EVENTS_SCANNED_MAX {
             // A few events: checking each is cheaper than listing them.
-            return self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
+            return Ok(self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
                 let tags = pending.event.tags().iter().map(|tag| tag.as_str());
                 let matches = condition.query.matches(pending.event.event_type().as_str(), tags);
                 matches.then(|| Position::new(self.first_position + at as u64))
-            });
+            }));
         }
         for at in self.listed..self.events.len() {
             let position = self.first_position + at as u64;
@@ -241,7 +269,7 @@ impl<'a> Group<'a> {
         self.listed = self.events.len();
         let end = self.first_position + self.events.len() as u64;
         let from = from.max(self.first_position);
-        condition
+        Ok(condition
             .query
             .items
             .iter()
@@ -260,7 +288,7 @@ impl<'a> Group<'a> {
                 first_common(&constraints, from, end, |_| true)
             })
             .min()
-            .map(Position::new)
+            .map(Position::new))
     }
 
     fn is_tombstoned(&self, stream: &StreamId) -> bool {
@@ -294,7 +322,28 @@ impl<'a> Group<'a> {
         let outcome = match replay {
             Err(error) => Err(error),
             Ok(Some(result)) => Ok(MultiAppendOutcome::Committed(result)),
-            Ok(None) => {
+            Ok(None) => self.decide(&mut request),
+        };
+        let independent = independent && self.events.is_empty();
+        self.replies.push((request.reply, outcome, independent));
+    }
+
+    /// Looks up the heads of every stream the request checks, writes or targets.
+    fn resolve_heads(&mut self, request: &Request) -> Result<(), AppendError> {
+        let written = request.events.iter().map(|(stream, _)| stream);
+        let checked = request.checks.iter().map(|(stream, _)| stream);
+        let target = request.system.iter().filter_map(SystemOperation::target);
+        for stream in written.chain(checked).chain(target) {
+            self.resolve_head(stream)?;
+        }
+        Ok(())
+    }
+
+    /// Checks, condition and write of a request that is not a replay.
+    fn decide(&mut self, request: &mut Request) -> Result<MultiAppendOutcome, AppendError> {
+        self.resolve_heads(request)?;
+        {
+            {
                 let failed_check = request.checks.iter().find_map(|(stream, expected)| {
                     let actual = self.head(stream);
                     (!expected.is_satisfied_by(actual)).then(|| MultiAppendOutcome::WrongExpectedRevision {
@@ -314,11 +363,13 @@ impl<'a> Group<'a> {
                         self.first_position.checked_sub(1).map_or("the log is empty".to_owned(), |h| h.to_string());
                     Err(ValidationError::ConditionAfterHead { after: after.value(), head }.into())
                 } else {
-                    let failure = failed_check.or_else(|| {
-                        let condition = request.condition.as_ref()?;
-                        self.condition_violation(condition)
-                            .map(|position| MultiAppendOutcome::ConditionFailed { position })
-                    });
+                    let failure = match (failed_check, request.condition.as_ref()) {
+                        (Some(failure), _) => Some(failure),
+                        (None, None) => None,
+                        (None, Some(condition)) => self
+                            .condition_violation(condition)?
+                            .map(|position| MultiAppendOutcome::ConditionFailed { position }),
+                    };
                     match (failure, &request.system) {
                         (Some(failure), _) => Ok(failure),
                         (None, Some(SystemOperation::SoftDelete(target))) => match self.head(target) {
@@ -328,10 +379,10 @@ impl<'a> Group<'a> {
                                 let event =
                                     NewEvent::new(EventType::new(system::DELETED_TYPE).expect("a valid type"), data)
                                         .with_id(request.deleted_event_id());
-                                request
-                                    .events
-                                    .push((StreamId::new(system::SYSTEM_STREAM).expect("a valid name"), event));
-                                Ok(MultiAppendOutcome::Committed(self.write(&mut request)))
+                                let system_stream = StreamId::new(system::SYSTEM_STREAM).expect("a valid name");
+                                self.resolve_head(&system_stream)?;
+                                request.events.push((system_stream, event));
+                                Ok(MultiAppendOutcome::Committed(self.write(request)))
                             }
                         },
                         (None, system) => {
@@ -346,14 +397,12 @@ impl<'a> Group<'a> {
                                 }
                                 _ => {}
                             }
-                            Ok(MultiAppendOutcome::Committed(self.write(&mut request)))
+                            Ok(MultiAppendOutcome::Committed(self.write(request)))
                         }
                     }
                 }
             }
-        };
-        let independent = independent && self.events.is_empty();
-        self.replies.push((request.reply, outcome, independent));
+        }
     }
 
     fn write(&mut self, request: &mut Request) -> MultiAppendResult {
@@ -440,6 +489,11 @@ impl StreamResults {
     }
 }
 
+/// A failed read of the indexes while deciding an append: nothing was written.
+fn index_failure(error: impl std::fmt::Display) -> AppendError {
+    AppendError::NotWritten { reason: format!("reading the indexes failed: {error}") }
+}
+
 fn partial_duplicate(event_id: EventId, entry: IdEntry) -> AppendError {
     AppendError::PartialDuplicate { event_id, committed_stream: entry.stream, committed_revision: entry.revision }
 }
@@ -452,6 +506,7 @@ pub(crate) fn run(
     mut queue: mpsc::Receiver<Request>,
     clock: Arc<dyn Clock>,
     frame_capacity_bytes: usize,
+    indexer: crate::indexer::Handle,
 ) {
     let mut frame = FrameBuilder::default();
     let mut deferred: Option<Request> = None;
@@ -510,7 +565,7 @@ pub(crate) fn run(
                 for (at, pending) in events.iter().enumerate() {
                     let stream = match last_stream {
                         Some((name, number)) if name == &pending.stream => number,
-                        _ => index.stream_number(pending.stream.as_str()).expect("a valid stream id"),
+                        _ => index.stream_number(pending.stream.as_str(), pending.revision).expect("a valid stream id"),
                     };
                     last_stream = Some((&pending.stream, stream));
                     let record_offset = written.offset + pending.frame_offset as u64;
@@ -520,6 +575,7 @@ pub(crate) fn run(
                                 position: first_position + at as u64,
                                 revision: pending.revision,
                                 stream,
+                                id: pending.id,
                                 event_type: pending.event.event_type().as_str(),
                                 recorded_at: pending.recorded_at,
                                 segment: written.segment,
@@ -537,6 +593,11 @@ pub(crate) fn run(
                         .expect("the committer encodes system events itself");
                 }
                 let next_position = index.next_position();
+                // A full tail goes to the indexer; its ids become the previous generation.
+                if let Some(frozen) = index.freeze(indexer.run_events) {
+                    ids.rotate();
+                    indexer.send(frozen);
+                }
                 drop(index);
                 shared.next_position.send_replace(next_position);
                 let relaxed = std::sync::atomic::Ordering::Relaxed;

@@ -24,8 +24,8 @@ fn appends_get_gapless_positions_and_revisions() {
     assert_eq!((b.first_position.value(), b.first_revision), (2, revision(0)));
     assert_eq!((c.first_position.value(), c.first_revision), (3, revision(2)));
     assert_eq!(store.head_position(), Some(Position::new(3)));
-    assert_eq!(store.stream_revision("account-1"), Some(revision(2)));
-    assert_eq!(store.stream_revision("account-3"), None);
+    assert_eq!(store.stream_revision("account-1").unwrap(), Some(revision(2)));
+    assert_eq!(store.stream_revision("account-3").unwrap(), None);
 
     let all = read_everything(&store);
     let positions: Vec<u64> = all.iter().map(|e| e.position.value()).collect();
@@ -307,7 +307,7 @@ fn a_failed_fsync_poisons_writes_but_reads_go_on() {
     assert!(error.to_string().contains("simulated fsync failure"), "{error}");
     assert!(store.poison_reason().is_some());
     assert_eq!(read_everything(&store).len(), 1);
-    assert_eq!(store.stream_revision("s"), Some(revision(0)));
+    assert_eq!(store.stream_revision("s").unwrap(), Some(revision(0)));
     drop(store);
     // A restart without a reboot: the failed frame is still in the page cache, so recovery sees it
     // and serves it — and must therefore make it durable before serving it.
@@ -350,7 +350,7 @@ async fn sixty_four_tasks_on_one_stream_with_exact_and_retries_lose_nothing() {
             for n in 0..EVENTS_PER_TASK {
                 let event_id = task * 1000 + n;
                 loop {
-                    let expected = match store.stream_revision("counter") {
+                    let expected = match store.stream_revision("counter").unwrap() {
                         Some(r) => ExpectedRevision::Exact(r),
                         None => ExpectedRevision::NoStream,
                     };
@@ -392,7 +392,7 @@ fn streams_are_listed_by_prefix_in_pages_and_described() {
     }
     commit(&store, "account-1", ExpectedRevision::Any, vec![event("{}"), event("{}")]);
     let names = |prefix, after, limit| {
-        store.list_streams(prefix, after, limit).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        store.list_streams(prefix, after, limit).unwrap().iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     assert_eq!(names("account-", None, 10), ["account-1", "account-10", "account-2"]);
     assert_eq!(names("account-", None, 2), ["account-1", "account-10"]);
@@ -400,16 +400,16 @@ fn streams_are_listed_by_prefix_in_pages_and_described() {
     assert_eq!(names("", Some("accountant"), 10), ["order-1"]);
     assert_eq!(names("zzz", None, 10), Vec::<String>::new());
 
-    let info = store.stream_info("account-1").unwrap();
+    let info = store.stream_info("account-1").unwrap().unwrap();
     assert_eq!((info.last_revision.value(), info.event_count), (2, 3));
     assert_eq!((info.first_position.value(), info.last_position.value()), (3, 6));
     assert_eq!((info.first_recorded_at.as_micros(), info.last_recorded_at.as_micros()), (1_030, 1_050));
-    assert!(store.stream_info("nope").is_none());
+    assert!(store.stream_info("nope").unwrap().is_none());
     // The same after a reopen: rebuilt from the log.
     drop(store);
     let store = Store::open_with(DIR, options).unwrap();
-    assert_eq!(store.stream_info("account-1").unwrap(), info);
-    assert_eq!(store.list_streams("", None, 100).len(), 5);
+    assert_eq!(store.stream_info("account-1").unwrap().unwrap(), info);
+    assert_eq!(store.list_streams("", None, 100).unwrap().len(), 5);
 }
 
 /// A stream prefix is matched through the streams' position lists when few streams have it, and per
@@ -653,12 +653,12 @@ fn a_stream_of_many_chunks_reads_like_a_short_one() {
     let options = strata_storage::ReadOptions::backward(1).until_position(Position::new(position_of(6_000)));
     let as_of = store.read_stream_with(&stream("long"), ReadFrom::End, &options).unwrap();
     assert_eq!(as_of[0].revision.value(), 6_000);
-    let info = store.stream_info("long").unwrap();
+    let info = store.stream_info("long").unwrap().unwrap();
     assert_eq!((info.event_count, info.last_position.value()), (10_000, position_of(9_999)));
     let metadata = strata_core::StreamMetadata { max_count: Some(5_000), ..Default::default() };
     let _ = store.set_stream_metadata_blocking(stream("long"), &metadata).unwrap();
-    assert_eq!(store.stream_info("long").unwrap().first_revision.value(), 5_000);
-    assert_eq!(store.stream_info("long").unwrap().first_position.value(), position_of(5_000));
+    assert_eq!(store.stream_info("long").unwrap().unwrap().first_revision.value(), 5_000);
+    assert_eq!(store.stream_info("long").unwrap().unwrap().first_position.value(), position_of(5_000));
     // A retry of an append that landed deep in the stream answers its original revision.
     let with_id = event_with_id(77);
     let first = commit(&store, "long", ExpectedRevision::Any, vec![with_id.clone()]);
@@ -681,7 +681,7 @@ fn tables_of_many_chunks_answer_like_small_ones() {
         commit(&store, &format!("s-{n}"), ExpectedRevision::NoStream, vec![event("{}")]);
     }
     for n in [0, 16_383, 16_384, 19_999] {
-        let info = store.stream_info(&format!("s-{n}")).unwrap();
+        let info = store.stream_info(&format!("s-{n}")).unwrap().unwrap();
         assert_eq!(info.first_position.value(), n, "stream s-{n}");
         assert_eq!(info.first_recorded_at.as_micros(), 1_000_000 + 10 * (n as i64 + 1));
         let events = store.read_stream(&stream(&format!("s-{n}")), ReadFrom::Start, Direction::Forward, 10).unwrap();
@@ -689,9 +689,13 @@ fn tables_of_many_chunks_answer_like_small_ones() {
     }
     for n in [0u64, 16_383, 16_384, 16_385, 19_999] {
         let time = strata_core::Timestamp::from_micros(1_000_000 + 10 * (n as i64 + 1));
-        assert_eq!(store.position_at(time), Some(Position::new(n)), "position at the time of event {n}");
+        assert_eq!(store.position_at(time).unwrap(), Some(Position::new(n)), "position at the time of event {n}");
         let before = strata_core::Timestamp::from_micros(time.as_micros() - 1);
-        assert_eq!(store.position_at(before), n.checked_sub(1).map(Position::new));
+        assert_eq!(store.position_at(before).unwrap(), n.checked_sub(1).map(Position::new));
     }
-    assert_eq!(store.list_streams("s-", None, 100_000).len(), 10_000, "a listing is capped at STREAMS_LIST_MAX");
+    assert_eq!(
+        store.list_streams("s-", None, 100_000).unwrap().len(),
+        10_000,
+        "a listing is capped at STREAMS_LIST_MAX"
+    );
 }

@@ -60,17 +60,27 @@ fn expect_corrupted(dir: &Path, segment: u32) -> strata_storage::Corruption {
     }
 }
 
+/// The index runs: without them, an open reads (and verifies) the whole log.
+fn remove_index_runs(dir: &Path) {
+    let index = dir.join("index");
+    if index.exists() {
+        std::fs::remove_dir_all(&index).unwrap();
+    }
+}
+
 #[test]
-fn a_flipped_bit_anywhere_in_a_sealed_segment_is_detected() {
+fn a_flipped_bit_anywhere_in_a_sealed_segment_is_detected_when_the_log_is_read() {
     let dir = filled_store(60);
     let paths = segments(dir.path());
     assert!(paths.len() >= 3, "the test needs sealed segments");
     let sealed = &paths[0];
     let written = written_len(sealed);
     // Every 7th byte of the written part, a different bit each time: header, frames, records, seal.
+    // Without index runs, the open reads segment 0 and must refuse it.
     for offset in (0..written).step_by(7) {
         let bit = (offset % 8) as u8;
         flip_bit(sealed, offset, bit);
+        remove_index_runs(dir.path());
         let corruption = expect_corrupted(dir.path(), 0);
         assert!(corruption.offset_bytes <= offset, "reported at {} for a flip at {offset}", corruption.offset_bytes);
         let message = OpenError::Corrupted(corruption).to_string();
@@ -80,6 +90,35 @@ fn a_flipped_bit_anywhere_in_a_sealed_segment_is_detected() {
     // Undamaged again, it opens with everything.
     let store = Store::open_with(dir.path(), options()).unwrap();
     assert_eq!(read_everything(&store).len(), 60);
+}
+
+/// With index runs, an open does not read sealed segments; a damaged record is then caught by its own
+/// checksum when it is read, and never served.
+#[test]
+fn a_flipped_bit_in_a_record_under_the_index_runs_is_never_served() {
+    let dir = filled_store(60);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert_eq!(store.recovery_report().events_read_from_log, 0, "a clean close leaves nothing to read");
+    drop(store);
+    let sealed = &segments(dir.path())[0];
+    // Inside the first record's data (segment header 64, frame header 16, body header 16, record).
+    let offset = 64 + 16 + 16 + 100;
+    flip_bit(sealed, offset, 2);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let error = store
+        .read_all(strata_storage::ReadFrom::Start, strata_storage::Direction::Forward, 100)
+        .expect_err("a damaged record is not served");
+    assert!(
+        matches!(&error, strata_storage::ReadError::Corrupted(c) if c.segment == 0),
+        "expected corruption in segment 0, got {error}"
+    );
+    let stream = store.read_stream(
+        &strata_core::StreamId::new("s-0").unwrap(),
+        strata_storage::ReadFrom::Start,
+        strata_storage::Direction::Forward,
+        100,
+    );
+    assert!(stream.is_err(), "a stream read through the runs reaches the damaged record too");
 }
 
 #[test]

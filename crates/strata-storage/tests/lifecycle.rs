@@ -56,7 +56,7 @@ fn metadata_hides_old_revisions_on_read_and_survives_a_reopen() {
         revisions(&store, "s", ReadFrom::At(StreamRevision::new(1)), Direction::Backward).unwrap(),
         Vec::<u64>::new()
     );
-    assert_eq!(store.stream_info("s").unwrap().first_revision, StreamRevision::new(3));
+    assert_eq!(store.stream_info("s").unwrap().unwrap().first_revision, StreamRevision::new(3));
     assert_eq!(store.stream_metadata("s"), Some(metadata.clone()));
 
     // max_count keeps the last N; max_age hides what is older than the store's clock allows.
@@ -98,9 +98,9 @@ fn a_soft_deleted_stream_reads_as_not_found_and_continues_after_its_last_revisio
         revisions(&store, "s", ReadFrom::Start, Direction::Forward),
         Err(ReadError::StreamNotFound { .. })
     ));
-    assert!(store.stream_info("s").is_none());
+    assert!(store.stream_info("s").unwrap().is_none());
     assert_eq!(
-        store.list_streams("", None, 10).iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        store.list_streams("", None, 10).unwrap().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         ["$streams", "other"]
     );
     // A later append continues after the last revision, and only it is visible.
@@ -146,8 +146,8 @@ fn a_tombstoned_stream_refuses_reads_and_writes_for_good() {
             store.delete_stream_blocking(stream("s"), ExpectedRevision::Any),
             Err(AppendError::StreamDeleted { .. })
         ));
-        assert!(store.stream_info("s").is_none());
-        assert!(store.list_streams("s", None, 10).is_empty());
+        assert!(store.stream_info("s").unwrap().is_none());
+        assert!(store.list_streams("s", None, 10).unwrap().is_empty());
     };
     check(&store);
     // After a power loss and a reopen too.

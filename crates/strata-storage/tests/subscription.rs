@@ -94,7 +94,7 @@ proptest! {
             Begin::At(at) => ReadFrom::At(StreamRevision::new(at % 8)),
             Begin::End => ReadFrom::End,
         };
-        let stream_head = store.stream_revision("s-2").map_or(0, |r| r.value() + 1);
+        let stream_head = store.stream_revision("s-2").unwrap().map_or(0, |r| r.value() + 1);
         let subscriptions = [
             store.subscribe_all(all_from(&plan.starts[0]), Filter::default()).with_batch_events_max(plan.batch),
             store.subscribe_all(all_from(&plan.starts[1]), type_filter).with_batch_events_max(plan.batch),

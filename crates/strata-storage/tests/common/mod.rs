@@ -23,11 +23,13 @@ pub fn event_with_id(n: u128) -> NewEvent {
     event(&format!("{{\"n\":{n}}}")).with_id(id(n))
 }
 
-/// Options over a simulated disk with small segments (so tests cross segment boundaries) and a
+/// Options over a simulated disk with small segments (so tests cross segment boundaries), index runs
+/// of the smallest size (so that tests read across runs, merges and the in-memory tail) and a
 /// manual clock.
 pub fn sim_options(storage: &SimStorage, segment_size_bytes: u64) -> Options {
     Options {
         segment_size_bytes,
+        index_run_events: strata_storage::INDEX_RUN_EVENTS_MIN,
         storage: Arc::new(storage.clone()),
         clock: Arc::new(ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000))),
         ..Options::default()
