@@ -226,6 +226,15 @@ impl FrameBuilder {
         offset
     }
 
+    /// Appends an already encoded (and checked) record of the next event, unchanged.
+    pub fn push_encoded_record(&mut self, record: &[u8]) -> usize {
+        assert_eq!(u64_at(record, 8), self.first_position + u64::from(self.event_count), "positions must be dense");
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(record);
+        self.event_count += 1;
+        offset
+    }
+
     /// Fills in the headers; the frame is then `self.bytes()`.
     pub fn finish(&mut self) -> &[u8] {
         assert!(self.event_count > 0, "an empty commit frame is never written");

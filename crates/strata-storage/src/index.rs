@@ -52,6 +52,8 @@ pub(crate) struct SegmentFile {
     pub file: Arc<dyn StorageFile>,
     pub path: PathBuf,
     pub len_bytes: u64,
+    /// The position of the segment's first event (from its header).
+    pub first_position: u64,
 }
 
 /// Stream metadata, soft deletes and tombstones, from the events of the system stream. Held whole in
@@ -342,6 +344,9 @@ pub(crate) struct Index {
     frozen: Option<Arc<Frozen>>,
     tail: Memtable,
     system: SystemState,
+    /// Counts the system events applied since open: the scavenger checks that what it decided from
+    /// the system state still holds when it swaps files in.
+    system_version: u64,
     last_recorded_at: Option<Timestamp>,
     pub segments: Vec<SegmentFile>,
 }
@@ -446,7 +451,26 @@ impl Index {
 
     /// Applies an event of the system stream (metadata, soft delete, tombstone).
     pub fn apply_system_event(&mut self, stream: &str, event_type: &str, data: &[u8]) -> Result<(), String> {
+        if stream == system::SYSTEM_STREAM {
+            self.system_version += 1;
+        }
         self.system.apply(stream, event_type, data)
+    }
+
+    pub fn system_version(&self) -> u64 {
+        self.system_version
+    }
+
+    /// The position where the runs end: everything below is in files.
+    pub fn runs_end(&self) -> u64 {
+        self.runs.last().map_or(0, |run| run.end)
+    }
+
+    /// Replaces one run by another covering the same positions (the scavenger's).
+    pub fn replace_run(&mut self, old: &Arc<Run>, new: Arc<Run>) {
+        let at = self.runs.iter().position(|run| Arc::ptr_eq(run, old)).expect("the replaced run is installed");
+        assert_eq!((new.start, new.end), (old.start, old.end), "a replacement covers the same positions");
+        self.runs[at] = new;
     }
 
     pub fn metadata(&self, stream: &str) -> Option<&StreamMetadata> {
@@ -701,9 +725,12 @@ impl Index {
         entry.positions.push(event.position);
         let category = entry.id.category();
         push_posting(&mut tail.categories, category, event.position);
-        push_posting(&mut tail.event_types, event.event_type, event.position);
-        for tag in tags {
-            push_posting(&mut tail.tags, tag, event.position);
+        // A scavenged event's placeholder keeps its stream and revision, not its type or tags.
+        if event.event_type != system::SCAVENGED_TYPE {
+            push_posting(&mut tail.event_types, event.event_type, event.position);
+            for tag in tags {
+                push_posting(&mut tail.tags, tag, event.position);
+            }
         }
         if self.last_recorded_at != Some(event.recorded_at) || tail.times.len() == 0 {
             tail.times.push((event.position, event.recorded_at));

@@ -114,6 +114,7 @@ fn merge(shared: &Shared, storage: &Arc<dyn Storage>, dir: &Path, run_events: u6
         if cancel.load(Ordering::Relaxed) {
             return;
         }
+        let _maintenance = shared.maintenance.lock().expect("maintenance lock poisoned");
         let picked = pick(shared.index.read().expect("index lock poisoned").runs(), run_events);
         let Some(runs) = picked else { return };
         let merged = run::write_run(storage, dir, &mut MergeSource { runs, cancel });

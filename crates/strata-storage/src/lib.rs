@@ -35,6 +35,7 @@ mod log;
 mod read;
 mod reply;
 mod run;
+mod scavenge;
 mod store;
 mod streams;
 mod subscription;
@@ -47,6 +48,7 @@ pub use filter::Filter;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;
 pub use read::{Direction, ReadFrom, ReadOptions, ReadPage};
+pub use scavenge::{ScavengeError, ScavengeReport};
 pub use sim::SimStorage;
 pub use stats::StoreStats;
 pub use store::{

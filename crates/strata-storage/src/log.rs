@@ -258,7 +258,7 @@ fn create_segment(
     let path = path_in(dir, &segment_name(header.segment));
     storage.rename(&preparing, &path).map_err(|e| failed("rename", &preparing, e))?;
     storage.sync_dir(dir).map_err(|e| failed("sync directory", dir, e))?;
-    Ok(SegmentFile { file, path, len_bytes: size_bytes })
+    Ok(SegmentFile { file, path, len_bytes: size_bytes, first_position: header.first_position })
 }
 
 /// Where the index runs live, in the data directory.
@@ -432,7 +432,7 @@ fn recover_with(
             )));
         }
         first_positions.push(header.first_position);
-        files.push(SegmentFile { file, path, len_bytes });
+        files.push(SegmentFile { file, path, len_bytes, first_position: header.first_position });
     }
     // Only the segments from the one holding the runs' end on need reading.
     let scan_from = first_positions.partition_point(|&first| first <= runs_end).saturating_sub(1);
@@ -537,14 +537,14 @@ struct Scanned {
 }
 
 /// Reads a segment sequentially through a large buffer.
-struct ChunkReader<'a> {
-    segment: &'a SegmentFile,
-    buffer: Vec<u8>,
-    buffer_offset: u64,
+pub(crate) struct ChunkReader<'a> {
+    pub segment: &'a SegmentFile,
+    pub buffer: Vec<u8>,
+    pub buffer_offset: u64,
 }
 
 impl<'a> ChunkReader<'a> {
-    fn bytes(&mut self, offset: u64, len: usize) -> Result<&[u8], StorageError> {
+    pub fn bytes(&mut self, offset: u64, len: usize) -> Result<&[u8], StorageError> {
         let covered =
             offset >= self.buffer_offset && offset + len as u64 <= self.buffer_offset + self.buffer.len() as u64;
         if !covered {

@@ -32,6 +32,7 @@ use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use strata_core::{EventId, Timestamp};
 
 pub(crate) const BLOCK_BYTES: usize = 4096;
@@ -298,9 +299,18 @@ impl BlockWriter {
 /// Writes a run from `source` into `dir` and returns it opened. The file appears under its final
 /// name only complete and synced.
 pub(crate) fn write_run(storage: &Arc<dyn Storage>, dir: &Path, source: &mut dyn RunSource) -> io::Result<Run> {
+    let temp = write_run_temp(storage, dir, source)?;
+    publish_run(storage, dir, &temp)
+}
+
+/// Writes a run from `source` under a temporary name, synced; [`publish_run`] gives it its name.
+pub(crate) fn write_run_temp(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    source: &mut dyn RunSource,
+) -> io::Result<PathBuf> {
     let (start, end) = (source.start(), source.end());
-    let name = run_name(start, end);
-    let temp = path_in(dir, &format!("{start:020}-{end:020}{RUN_TEMP_SUFFIX}"));
+    let temp = path_in(dir, &format!("{}.tmp", run_name(start, end)));
     let keys_temp = path_in(dir, &format!("{start:020}-{end:020}.keys{RUN_TEMP_SUFFIX}"));
     let result = write_run_files(storage, source, &temp, &keys_temp);
     let _ = storage.remove_file(&keys_temp);
@@ -308,8 +318,14 @@ pub(crate) fn write_run(storage: &Arc<dyn Storage>, dir: &Path, source: &mut dyn
         let _ = storage.remove_file(&temp);
         return Err(error);
     }
-    let path = path_in(dir, &name);
-    storage.rename(&temp, &path)?;
+    Ok(temp)
+}
+
+/// Renames a run written by [`write_run_temp`] into place, durably, and opens it.
+pub(crate) fn publish_run(storage: &Arc<dyn Storage>, dir: &Path, temp: &Path) -> io::Result<Run> {
+    let name = temp.file_name().and_then(|name| name.to_str()).and_then(|name| name.strip_suffix(".tmp"));
+    let path = path_in(dir, name.expect("a run's temporary name"));
+    storage.rename(temp, &path)?;
     storage.sync_dir(dir)?;
     Run::open(storage.clone(), path)
 }
@@ -1240,6 +1256,100 @@ impl RunSource for MergeSource<'_> {
     }
 }
 
+/// A run as the scavenger leaves it: the same positions, streams, categories and ids; the records of
+/// `segment` at their new offsets; the scavenged positions gone from the type and tag lists.
+pub(crate) struct RemapSource<'a> {
+    pub run: Arc<Run>,
+    pub segment: u32,
+    /// The segment's first position and the new offset of each of its positions.
+    pub first_position: u64,
+    pub offsets: &'a [u32],
+    /// Scavenged positions, ascending.
+    pub scavenged: &'a [u64],
+}
+
+impl RemapSource<'_> {
+    fn location(&self, position: u64, location: Location) -> Location {
+        if location.segment != self.segment {
+            return location;
+        }
+        Location { segment: self.segment, offset: self.offsets[(position - self.first_position) as usize] }
+    }
+
+    fn scavenged_within(&self, first: u64, last: u64) -> bool {
+        let at = self.scavenged.partition_point(|&p| p < first);
+        self.scavenged.get(at).is_some_and(|&p| p <= last)
+    }
+}
+
+impl RunSource for RemapSource<'_> {
+    fn start(&self) -> u64 {
+        self.run.start
+    }
+
+    fn end(&self) -> u64 {
+        self.run.end
+    }
+
+    fn positions(&mut self, out: &mut dyn FnMut(Location, Timestamp)) -> io::Result<()> {
+        let run = self.run.clone();
+        run.positions(run.start..run.end, &mut |position, location, time| out(self.location(position, location), time))
+            .map_err(storage_to_io)
+    }
+
+    fn keys(
+        &mut self,
+        out: &mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>),
+    ) -> io::Result<()> {
+        let mut keys = self.run.all_keys();
+        while let Some((kind, name, entry)) = keys.next_key().map_err(storage_to_io)? {
+            let filter =
+                matches!(kind, KeyKind::EventType | KeyKind::Tag) && self.scavenged_within(entry.first, entry.last);
+            if filter {
+                // Does anything survive? (A type or tag only scavenged events had goes.)
+                let failure = RefCell::new(None);
+                let survives = LazyPostings::new(&self.run, kind, entry, &failure)
+                    .any(|(position, _)| self.scavenged.binary_search(&position).is_err());
+                if let Some(error) = failure.into_inner() {
+                    return Err(storage_to_io(error));
+                }
+                if !survives {
+                    continue;
+                }
+            }
+            let failure = RefCell::new(None);
+            let mut postings = LazyPostings::new(&self.run, kind, entry, &failure)
+                .filter(|(position, _)| !filter || self.scavenged.binary_search(position).is_err())
+                .map(|(position, location)| match kind {
+                    KeyKind::Stream => (position, self.location(position, Location::unpack(location)).pack()),
+                    _ => (position, location),
+                });
+            out(kind, &name, entry.base, &mut postings);
+            drop(postings);
+            if let Some(error) = failure.into_inner() {
+                return Err(storage_to_io(error));
+            }
+        }
+        Ok(())
+    }
+
+    fn ids(&mut self, out: &mut dyn FnMut(&[u8; 16], u64)) -> io::Result<()> {
+        MergeSource { runs: vec![self.run.clone()], cancel: &AtomicBool::new(false) }.ids(out)
+    }
+
+    fn system_state(&mut self) -> io::Result<Vec<u8>> {
+        self.run.system_state()
+    }
+
+    fn key_count_max(&self) -> u64 {
+        self.run.key_count_max()
+    }
+
+    fn id_count(&self) -> u64 {
+        self.run.id_count
+    }
+}
+
 /// A key's postings in one run, read a few blocks at a time.
 struct LazyPostings<'r> {
     run: &'r Run,
@@ -1249,6 +1359,12 @@ struct LazyPostings<'r> {
     buffer: Vec<(u64, u64)>,
     at: usize,
     failure: &'r RefCell<Option<StorageError>>,
+}
+
+impl<'r> LazyPostings<'r> {
+    fn new(run: &'r Run, kind: KeyKind, entry: KeyEntry, failure: &'r RefCell<Option<StorageError>>) -> Self {
+        Self { run, kind, entry, next: 0, buffer: Vec::new(), at: 0, failure }
+    }
 }
 
 impl Iterator for LazyPostings<'_> {

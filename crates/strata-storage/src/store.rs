@@ -212,6 +212,7 @@ struct Inner {
     queue: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
+    storage: Arc<dyn Storage>,
     /// Tells the indexer to stop merging (the store is closing).
     cancel_indexing: Arc<std::sync::atomic::AtomicBool>,
     dir: PathBuf,
@@ -290,6 +291,7 @@ impl Store {
             poisoned: OnceLock::new(),
             next_position,
             stats: Default::default(),
+            maintenance: Default::default(),
         });
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
@@ -316,6 +318,7 @@ impl Store {
                 queue: Some(queue),
                 writer: Some(writer),
                 indexer: Some(indexer),
+                storage,
                 cancel_indexing,
                 dir,
                 event_bytes_max: options.event_bytes_max,
@@ -550,6 +553,15 @@ impl Store {
         tombstones: &mut Vec<StreamId>,
     ) -> Result<(), String> {
         if !recorded.stream.is_reserved() {
+            // A scavenged event's placeholder (exported from a scavenged store) stays a placeholder.
+            if recorded.event_type.as_str() == system::SCAVENGED_TYPE {
+                let empty = recorded.data.is_empty() && recorded.metadata.is_empty() && recorded.tags.is_empty();
+                return if empty {
+                    Ok(())
+                } else {
+                    Err(format!("a {} placeholder carries nothing", system::SCAVENGED_TYPE))
+                };
+            }
             return recorded.event_type.check_not_reserved().map_err(|error| error.to_string());
         }
         if recorded.stream.as_str() != system::SYSTEM_STREAM {
@@ -742,6 +754,14 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    pub(crate) fn storage(&self) -> Arc<dyn Storage> {
+        self.inner.storage.clone()
     }
 
     pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {

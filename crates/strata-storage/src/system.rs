@@ -15,6 +15,9 @@ pub const SYSTEM_STREAM: &str = "$streams";
 pub const METADATA_TYPE: &str = "$metadata";
 pub const DELETED_TYPE: &str = "$deleted";
 pub const TOMBSTONE_TYPE: &str = "$tombstone";
+/// The type of the placeholder the scavenger leaves where it removed an event's data: the position,
+/// stream, revision, id and time stay; type, data, metadata and tags go.
+pub const SCAVENGED_TYPE: &str = "$scavenged";
 
 const MAX_AGE: u8 = 1;
 const MAX_COUNT: u8 = 2;

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// on it instead of polling.
     pub next_position: tokio::sync::watch::Sender<u64>,
     pub stats: crate::stats::EngineStats,
+    /// Held by whatever rewrites index runs in place (a merge, a scavenge), so they never overlap.
+    pub maintenance: std::sync::Mutex<()>,
 }
 
 /// Up to this many of a group's events, a condition checks each of them; beyond, it searches
