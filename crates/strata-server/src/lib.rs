@@ -25,6 +25,7 @@ pub mod fuzz;
 mod import;
 mod metrics;
 mod read;
+mod scavenge;
 mod state;
 mod streams;
 mod subscribe;
@@ -75,7 +76,7 @@ impl Default for ServeOptions {
     paths(
         append::append, append::append_multi, import::import, read::read_stream, read::read_all, subscribe::subscribe,
         streams::list, streams::info, streams::delete, streams::get_metadata, streams::put_metadata,
-        system::health, system::info, system::openapi, metrics::metrics,
+        system::health, system::info, system::openapi, metrics::metrics, scavenge::scavenge,
     ),
     tags((name = "streams"), (name = "subscriptions"), (name = "operations"))
 )]
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{stream}/metadata", get(streams::get_metadata).put(streams::put_metadata))
         .route("/v1/append", post(append::append_multi))
         .route("/v1/import", post(import::import))
+        .route("/v1/scavenge", post(scavenge::scavenge))
         .route("/v1/all", get(read::read_all))
         .route("/v1/subscribe", get(subscribe::subscribe))
         .route("/v1/health", get(system::health))

@@ -298,6 +298,44 @@ async fn stream_lifecycle_list_info_metadata_delete_tombstone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scavenge_turns_deleted_events_into_placeholders() {
+    // Small segments and index runs, so that sealed segments are covered by runs quickly.
+    let store_options = strata_storage::Options {
+        segment_size_bytes: 8 << 10,
+        index_run_events: strata_storage::INDEX_RUN_EVENTS_MIN,
+        ..Default::default()
+    };
+    let server = TestServer::start_over(strata_server::ServeOptions::default(), store_options).await;
+    for n in 0..60 {
+        let stream = if n % 2 == 0 { "gone-1" } else { "kept-1" };
+        append(&server, stream, json!("any"), vec![event("Noted", json!({ "n": n, "pad": "x".repeat(200) }))]).await;
+    }
+    let (status, body) = server.delete("/v1/streams/gone-1").await;
+    assert_eq!(status, 200, "{body}");
+    for n in 0..60 {
+        append(&server, "later-1", json!("any"), vec![event("Noted", json!({ "n": n, "pad": "y".repeat(200) }))]).await;
+    }
+    let (_, kept_before) = server.get("/v1/streams/kept-1?limit=1000").await;
+    let (status, report) = server.post("/v1/scavenge", &json!(null)).await;
+    assert_eq!(status, 200, "{report}");
+    assert!(report["events_scavenged"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["bytes_after"].as_u64().unwrap() < report["bytes_before"].as_u64().unwrap(), "{report}");
+    let (_, page) = server.get("/v1/all?limit=1000").await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 60 + 1 + 60, "every position is still there: {page}");
+    let placeholder = events
+        .iter()
+        .find(|e| e["type"] == "$scavenged")
+        .unwrap_or_else(|| panic!("no placeholder; the first event is {}", events[0]));
+    assert_eq!(placeholder["stream"], "gone-1");
+    assert_eq!(placeholder["data_base64"], "", "a placeholder carries no data: {placeholder}");
+    assert_eq!(placeholder["tags"], json!([]), "{placeholder}");
+    assert_eq!(server.get("/v1/streams/kept-1?limit=1000").await.1, kept_before);
+    assert_eq!(server.get("/v1/streams/gone-1").await.0, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_endpoints() {
     let server = TestServer::start().await;
     append(&server, "a-1", json!("any"), vec![event("A", json!(1))]).await;

@@ -47,6 +47,13 @@ pub enum OpenError {
     Locked { dir: PathBuf, lock_file: PathBuf },
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    #[error(
+        "refusing to open: the index files in {} cover positions up to {indexed_end}, but the log ends at \
+         {log_end}: acknowledged events are missing from the log. Restore the data directory from a backup; \
+         or, to accept the log as it is (new events will take the missing positions), remove that directory",
+        index_dir.display()
+    )]
+    IndexAheadOfLog { index_dir: PathBuf, indexed_end: u64, log_end: u64 },
 }
 
 /// Why an append failed. A conflict with the expected revision is not an error but an

@@ -19,7 +19,7 @@
 
 use crate::error::StorageError;
 use crate::io::StorageFile;
-use crate::run::{KeyEntry, KeyIter, KeyKind, Run, RunList, RunSource};
+use crate::run::{KeyEntry, KeyIter, KeyKind, KeyVisitor, Run, RunList, RunSource};
 use crate::system::{self, SystemChange};
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
@@ -924,10 +924,7 @@ impl RunSource for FrozenSource {
         Ok(())
     }
 
-    fn keys(
-        &mut self,
-        out: &mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>),
-    ) -> std::io::Result<()> {
+    fn keys(&mut self, out: KeyVisitor<'_>) -> std::io::Result<()> {
         let mem = &self.0.mem;
         for name in &mem.stream_names {
             let (_, entry) = mem.stream(name.as_str()).expect("a listed stream");

@@ -39,6 +39,13 @@ impl Handle {
     }
 }
 
+/// The indexer's threads: one writes frozen memtables as runs (never waiting for a merge, so the
+/// tail stays bounded), one merges runs.
+pub(crate) struct Threads {
+    pub writer: JoinHandle<()>,
+    pub merger: JoinHandle<()>,
+}
+
 /// Starts the indexer for the runs in `dir`.
 pub(crate) fn start(
     shared: Arc<Shared>,
@@ -46,15 +53,29 @@ pub(crate) fn start(
     dir: PathBuf,
     run_events: u64,
     cancel: Arc<AtomicBool>,
-) -> std::io::Result<(Handle, JoinHandle<()>)> {
+) -> std::io::Result<(Handle, Threads)> {
     let (sender, receiver) = mpsc::channel();
-    let thread = std::thread::Builder::new().name("strata-indexer".to_owned()).spawn(move || {
-        // Writing and merging runs is bulk work that must not take the CPU from the committer.
+    let (merge_wanted, merge_requests) = mpsc::channel::<()>();
+    let merger = {
+        let (shared, storage, dir, cancel) = (shared.clone(), storage.clone(), dir.clone(), cancel.clone());
+        std::thread::Builder::new().name("strata-merger".to_owned()).spawn(move || {
+            // SAFETY: setpriority has no memory-safety preconditions; its failure is harmless.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            // Ends when the writer thread drops its sender (the store is closing).
+            while merge_requests.recv().is_ok() {
+                merge(&shared, &storage, &dir, run_events, &cancel);
+            }
+        })?
+    };
+    let writer = std::thread::Builder::new().name("strata-indexer".to_owned()).spawn(move || {
+        // Writing runs is bulk work that must not take the CPU from the committer.
         // SAFETY: setpriority has no memory-safety preconditions; its failure is harmless.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        // Runs written at recovery may want merging.
+        let _ = merge_wanted.send(());
         while let Ok(frozen) = receiver.recv() {
             write_frozen(&shared, &storage, &dir, frozen, &cancel);
-            merge(&shared, &storage, &dir, run_events, &cancel);
+            let _ = merge_wanted.send(());
         }
         // The committer has stopped: write what is left, so that the next open reads nothing from
         // the log. One attempt: a failure only means the next open reads more.
@@ -64,7 +85,7 @@ pub(crate) fn start(
             write_frozen(&shared, &storage, &dir, frozen, &cancel);
         }
     })?;
-    Ok((Handle { run_events, sender }, thread))
+    Ok((Handle { run_events, sender }, Threads { writer, merger }))
 }
 
 /// Writes `frozen` as a run and installs it, trying again while it fails (unless cancelled).
@@ -102,11 +123,15 @@ fn tier(events: u64, run_events: u64) -> u32 {
     tier
 }
 
-/// The runs to merge next: the newest [`MERGE_FAN_IN`], if they share a tier.
+/// The runs to merge next: [`MERGE_FAN_IN`] neighbours of one tier, the newest such group first (so
+/// that runs written in a row — at recovery, say — are merged too, not only the newest).
 fn pick(runs: &[Arc<Run>], run_events: u64) -> Option<Vec<Arc<Run>>> {
-    let newest = runs.get(runs.len().checked_sub(MERGE_FAN_IN)?..)?;
-    let first = tier(newest[0].len(), run_events);
-    newest.iter().all(|run| tier(run.len(), run_events) == first).then(|| newest.to_vec())
+    let tiers: Vec<u32> = runs.iter().map(|run| tier(run.len(), run_events)).collect();
+    (MERGE_FAN_IN..=runs.len())
+        .rev()
+        .map(|end| end - MERGE_FAN_IN..end)
+        .find(|window| tiers[window.clone()].iter().all(|&t| t == tiers[window.start]))
+        .map(|window| runs[window].to_vec())
 }
 
 fn merge(shared: &Shared, storage: &Arc<dyn Storage>, dir: &Path, run_events: u64, cancel: &AtomicBool) {

@@ -56,8 +56,8 @@ pub struct RecoveryReport {
     pub index_runs_written: u32,
     /// Events read from the log to index them: those past the runs.
     pub events_read_from_log: u64,
-    /// Index runs not used, and why (torn, damaged, after a gap, ahead of the log); they are
-    /// removed and their events indexed again from the log.
+    /// Index runs not used, and why (torn, damaged, after a gap); they are removed and their events
+    /// indexed again from the log.
     pub index_runs_dropped: Vec<String>,
 }
 
@@ -274,22 +274,31 @@ struct Indexing<'a> {
     index_dir: PathBuf,
     run_events: u64,
     report: &'a mut RecoveryReport,
+    /// A run could not be written: write no more during this recovery.
+    writing_failed: bool,
 }
 
 impl Indexing<'_> {
     /// Writes the tail as a run when it is full, so that rebuilding the indexes of a large log never
     /// holds more than a run's worth of them in memory. A failure leaves the tail in memory.
     fn write_run_when_full(&mut self) {
+        if self.writing_failed {
+            return;
+        }
         if let Some(frozen) = self.index.freeze(self.run_events) {
-            match run::write_run(self.storage, &self.index_dir, &mut FrozenSource(frozen)) {
+            // Bound apart from the match: the source's reference must be gone before a thaw.
+            let written = run::write_run(self.storage, &self.index_dir, &mut FrozenSource(frozen));
+            match written {
                 Ok(run) => {
                     self.index.install_run(Arc::new(run));
                     self.ids = IdIndex::default();
                     self.report.index_runs_written += 1;
                 }
                 Err(error) => {
+                    // Keep the rest in memory; the indexer writes it once the store is open.
                     self.report.index_runs_dropped.push(format!("could not write an index run: {error}"));
                     self.index.thaw();
+                    self.writing_failed = true;
                 }
             }
         }
@@ -324,9 +333,15 @@ fn load_runs(
         }
         let mut runs = Vec::with_capacity(chain.len());
         let mut failed = None;
-        for (_, _, name) in &chain {
+        for (start, end, name) in &chain {
             match Run::open(storage.clone(), path_in(dir, name)) {
-                Ok(run) => runs.push(Arc::new(run)),
+                Ok(run) if (run.start, run.end) == (*start, *end) => runs.push(Arc::new(run)),
+                Ok(run) => {
+                    let reason =
+                        format!("its footer says positions {}..{}, not what its name says", run.start, run.end);
+                    failed = Some((name.clone(), reason));
+                    break;
+                }
                 Err(error) => {
                     failed = Some((name.clone(), error.to_string()));
                     break;
@@ -369,17 +384,7 @@ pub(crate) fn recover(
     segment_size_bytes: u64,
     run_events: u64,
 ) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
-    recover_with(storage, dir, segment_size_bytes, run_events, RecoveryReport::default())
-}
-
-/// [`recover`], adding to what an interrupted first attempt reported (a repaired tail, dropped runs).
-fn recover_with(
-    storage: Arc<dyn Storage>,
-    dir: &Path,
-    segment_size_bytes: u64,
-    run_events: u64,
-    mut report: RecoveryReport,
-) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
+    let mut report = RecoveryReport::default();
     let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
     let mut segments = Vec::new();
     for name in &names {
@@ -444,6 +449,7 @@ fn recover_with(
         index_dir: index_dir.clone(),
         run_events,
         report: &mut report,
+        writing_failed: false,
     };
     indexing.index.segments = files;
     let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
@@ -453,19 +459,14 @@ fn recover_with(
         end = scan_segment(&*storage, &segment, number as u32, is_last, &mut indexing)?;
     }
     if indexing.next < runs_end {
-        // The runs index events the log does not have (it lost a synced tail, or the files were mixed
-        // up): drop the runs past the log's end and start again; the log is the truth.
-        let log_end = indexing.next;
-        drop(indexing);
-        for run in storage.list_dir(&index_dir).map_err(|e| StorageError::new("list", &index_dir, e))? {
-            if run::parse_run_name(&run).is_some_and(|(_, end)| end > log_end) {
-                let path = path_in(&index_dir, &run);
-                storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
-                report.index_runs_dropped.push(format!("{run}: indexes events past the log's end ({log_end})"));
-            }
-        }
-        report.index_runs_written = 0;
-        return recover_with(storage, dir, segment_size_bytes, run_events, report);
+        // Runs hold only events whose fdatasync succeeded: a log that ends before them lost
+        // acknowledged events (a disk that lied, a segment restored from an older copy). Opening would
+        // hand their positions to new events behind the back of every consumer that saw them.
+        return Err(OpenError::IndexAheadOfLog {
+            index_dir: index_dir.clone(),
+            indexed_end: runs_end,
+            log_end: indexing.next,
+        });
     }
     let Indexing { mut index, ids, .. } = indexing;
     report.segments = segments.len() as u32;

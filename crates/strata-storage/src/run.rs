@@ -204,6 +204,10 @@ fn key_bytes(kind: KeyKind, name: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/// Receives a run's keys in order: kind, name, base revision (streams), and the postings — for
+/// streams `(position, packed location)` pairs, for the rest positions (the second half ignored).
+pub(crate) type KeyVisitor<'a> = &'a mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>);
+
 /// Everything a run holds, from whatever source: the writer pulls each section in order.
 pub(crate) trait RunSource {
     fn start(&self) -> u64;
@@ -212,8 +216,7 @@ pub(crate) trait RunSource {
     fn positions(&mut self, out: &mut dyn FnMut(Location, Timestamp)) -> io::Result<()>;
     /// Every key in (kind, name) order with its postings: for streams `(position, location)` pairs,
     /// for the rest positions (the location half is ignored). Returns after the last key.
-    fn keys(&mut self, out: &mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>))
-    -> io::Result<()>;
+    fn keys(&mut self, out: KeyVisitor<'_>) -> io::Result<()>;
     /// Every `(event id, position)`, sorted by id.
     fn ids(&mut self, out: &mut dyn FnMut(&[u8; 16], u64)) -> io::Result<()>;
     /// The system state as of `end`, encoded (see [`crate::index::SystemState::encode`]).
@@ -967,7 +970,7 @@ impl KeyIter {
                 let kind = KeyKind::from_byte(key[0]).expect("checked when read");
                 let name = String::from_utf8_lossy(&key[1..]).into_owned();
                 if !self.from.is_empty() {
-                    if kind != self.kind {
+                    if kind > self.kind {
                         return Ok(None);
                     }
                     if key[..] < self.from[..] {
@@ -1144,10 +1147,7 @@ impl RunSource for MergeSource<'_> {
         Ok(())
     }
 
-    fn keys(
-        &mut self,
-        out: &mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>),
-    ) -> io::Result<()> {
+    fn keys(&mut self, out: KeyVisitor<'_>) -> io::Result<()> {
         let mut iters: Vec<KeyIter> = self.runs.iter().map(Run::all_keys).collect();
         let mut heads: Vec<Option<(KeyKind, String, KeyEntry)>> =
             iters.iter_mut().map(|iter| iter.next_key()).collect::<Result<_, _>>().map_err(storage_to_io)?;
@@ -1297,10 +1297,7 @@ impl RunSource for RemapSource<'_> {
             .map_err(storage_to_io)
     }
 
-    fn keys(
-        &mut self,
-        out: &mut dyn FnMut(KeyKind, &str, u64, &mut dyn Iterator<Item = (u64, u64)>),
-    ) -> io::Result<()> {
+    fn keys(&mut self, out: KeyVisitor<'_>) -> io::Result<()> {
         let mut keys = self.run.all_keys();
         while let Some((kind, name, entry)) = keys.next_key().map_err(storage_to_io)? {
             let filter =

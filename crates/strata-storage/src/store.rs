@@ -211,7 +211,7 @@ struct Inner {
     pub(crate) shared: Arc<Shared>,
     queue: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    indexer: Option<JoinHandle<()>>,
+    indexer: Option<crate::indexer::Threads>,
     storage: Arc<dyn Storage>,
     /// Tells the indexer to stop merging (the store is closing).
     cancel_indexing: Arc<std::sync::atomic::AtomicBool>,
@@ -240,7 +240,8 @@ impl Drop for Inner {
             let _ = writer.join();
         }
         if let Some(indexer) = self.indexer.take() {
-            let _ = indexer.join();
+            let _ = indexer.writer.join();
+            let _ = indexer.merger.join();
         }
     }
 }

@@ -39,13 +39,13 @@ fn append(store: &Store, from: u64, to: u64) {
         match n {
             150 => {
                 let metadata = StreamMetadata { max_count: Some(5), ..StreamMetadata::default() };
-                store.set_stream_metadata_blocking(common::stream("order-1"), &metadata).unwrap();
+                let _ = store.set_stream_metadata_blocking(common::stream("order-1"), &metadata).unwrap();
             }
             250 => {
-                store.delete_stream_blocking(common::stream("user-2"), ExpectedRevision::Any).unwrap();
+                let _ = store.delete_stream_blocking(common::stream("user-2"), ExpectedRevision::Any).unwrap();
             }
             350 => {
-                store.tombstone_stream_blocking(common::stream("account-3"), ExpectedRevision::Any).unwrap();
+                let _ = store.tombstone_stream_blocking(common::stream("account-3"), ExpectedRevision::Any).unwrap();
             }
             _ => {}
         }
@@ -275,9 +275,9 @@ fn a_damaged_block_fails_reads_never_answers_wrongly_and_is_rebuilt_at_the_next_
 }
 
 #[test]
-fn runs_ahead_of_the_log_are_dropped() {
+fn runs_ahead_of_the_log_refuse_the_open_until_the_operator_decides() {
     // The log of a store with fewer events than its runs (a log restored from an older copy, say):
-    // the log is the truth.
+    // acknowledged events are missing, and opening would give their positions to new events.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), options()).unwrap();
     append(&store, 0, EVENTS / 2);
@@ -288,13 +288,19 @@ fn runs_ahead_of_the_log_are_dropped() {
     let store = Store::open_with(dir.path(), options()).unwrap();
     append(&store, EVENTS / 2, EVENTS);
     drop(store);
-    std::fs::remove_dir_all(older_log.path().join("index")).ok();
     copy_dir(&dir.path().join("index"), &older_log.path().join("index"));
+    let error = Store::open_with(older_log.path(), options()).unwrap_err();
+    assert!(matches!(error, strata_storage::OpenError::IndexAheadOfLog { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("acknowledged events are missing") && message.contains("index"), "{message}");
+    // Nothing was changed: the same refusal again.
+    assert!(Store::open_with(older_log.path(), options()).is_err());
+    // The operator accepts the log as it is by removing the index files.
+    std::fs::remove_dir_all(older_log.path().join("index")).unwrap();
     let store = Store::open_with(older_log.path(), options()).unwrap();
-    let report = store.recovery_report().clone();
-    assert!(!report.index_runs_dropped.is_empty(), "{report:?}");
     assert_eq!(fingerprint(&store), expected);
+    let events = store.recovery_report().events;
     let result = commit(&store, "account-0", ExpectedRevision::Any, vec![event("{}")]);
-    assert_eq!(result.first_position.value(), report.events);
+    assert_eq!(result.first_position.value(), events);
     let _ = StreamRevision::new(0);
 }

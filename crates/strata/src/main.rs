@@ -48,6 +48,8 @@ enum Command {
     Restore(cmd::archive::RestoreArgs),
     /// Check checksums, positions, ids, revisions and indexes; exit 1 on damage.
     Verify,
+    /// Reclaim the space of deleted, truncated and expired events (online; they become placeholders).
+    Scavenge,
     /// Measure throughput and latency side by side with the physical limit of this machine.
     Bench(bench::BenchArgs),
 }
@@ -88,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Backup(args) => cmd::archive::backup(&target, args, json).await,
                     Command::Restore(args) => cmd::archive::restore(&target, args, json).await,
                     Command::Verify => cmd::archive::verify(&target, json).await,
+                    Command::Scavenge => cmd::archive::scavenge(&target, json).await,
                     Command::Serve(_) | Command::Bench(_) => unreachable!("handled above"),
                 }
             })

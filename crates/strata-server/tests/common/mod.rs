@@ -23,8 +23,13 @@ impl TestServer {
     }
 
     pub async fn start_with(options: ServeOptions) -> Self {
+        Self::start_over(options, strata_storage::Options::default()).await
+    }
+
+    /// A server over a store opened with `store_options`.
+    pub async fn start_over(options: ServeOptions, store_options: strata_storage::Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with(dir.path(), store_options).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();

@@ -312,6 +312,26 @@ impl<W: Write> Write for ChecksumWriter<W> {
 /// open verifies every frame first) and checks the log's invariants: positions gapless from 0,
 /// ids unique, each stream's revisions dense, recorded times non-decreasing, and each stream's
 /// info agreeing with its events. Fails (exit 1) at the first problem.
+/// `strata scavenge`: `POST /v1/scavenge`, and what it did.
+pub async fn scavenge(target: &Target, json: bool) -> Result<()> {
+    let report = target.send("POST", "/v1/scavenge", None).await?.ok()?;
+    if json {
+        println!("{report}");
+        return Ok(());
+    }
+    let number = |field: &str| report[field].as_u64().unwrap_or(0);
+    println!(
+        "scavenged {} events in {} of {} sealed segments: {} bytes are now {} ({} segments left for next time)",
+        number("events_scavenged"),
+        number("segments_rewritten"),
+        number("segments_scanned"),
+        number("bytes_before"),
+        number("bytes_after"),
+        number("segments_skipped"),
+    );
+    Ok(())
+}
+
 pub async fn verify(target: &Target, json: bool) -> Result<()> {
     let until = head(target).await?;
     let bar = progress(until.map(|h| h + 1), "verifying", json);
