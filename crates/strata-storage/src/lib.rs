@@ -5,12 +5,14 @@
 //! - [`sim`]: [`SimStorage`], a simulated disk that loses unsynced bytes at a crash, for tests.
 //! - [`format`]: bytes on disk — segment header, frames, event records — as pure functions.
 //! - `log`: recovery (one verifying pass, torn-tail repair) and the writer side of segments.
-//! - `index`: in-memory indexes from position, stream and event id to record locations.
+//! - `index`: the indexes from position, stream, category, type, tag and event id to record locations,
+//!   over three levels: `run` files on disk, a frozen memtable, the tail; `indexer` writes and merges runs.
 //! - `writer`: the committer thread — group commit, expected-revision and idempotency checks.
 //! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
 //!   filtered reads of the global log (category, types, stream prefix, tags, DCB query) and "as of"
 //!   reads, and `streams` for listings and stream facts.
 //! - `subscription`: [`Subscription`], catch-up then live reads that wait on the head watch.
+//! - `scavenge`: reclaims the space of hidden events in sealed segments, leaving placeholders.
 //! - [`stats`]: counters and latency histograms (fsync) for metrics.
 //! - [`clock`]: where recorded time comes from.
 //!

@@ -1,6 +1,7 @@
 //! The log: segment files on disk, recovered on open and appended to by the writer.
 //!
-//! Recovery is one sequential pass: every frame's checksums are verified and every record is indexed.
+//! Recovery loads the index runs and reads the segments past them in one sequential pass: every frame's
+//! checksums are verified and every record is indexed.
 //! Only a torn tail of the last segment is repaired (zeroed); any other damage refuses the open with
 //! the segment and byte offset. See `docs/design.md`, "Recovery".
 

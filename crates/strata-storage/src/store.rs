@@ -252,8 +252,8 @@ impl Store {
         Self::open_with(dir, Options::default())
     }
 
-    /// Opens the store in `dir`: takes the directory lock, recovers the log (one sequential pass,
-    /// verifying every checksum) and starts the committer thread.
+    /// Opens the store in `dir`: takes the directory lock, loads the index runs, recovers the log past
+    /// them (one sequential pass, verifying every checksum) and starts the committer and indexer threads.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&options.segment_size_bytes) {
