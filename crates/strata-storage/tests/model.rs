@@ -105,6 +105,8 @@ enum Op {
         limit: usize,
     },
     Reopen,
+    /// Hidden events in sealed segments become placeholders.
+    Scavenge,
     Crash {
         seed: u64,
     },
@@ -184,6 +186,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (prop::option::of(0u64..60), any::<bool>(), 0usize..10)
             .prop_map(|(from, backward, limit)| Op::ReadAll { from, backward, limit }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Scavenge),
         1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
         1 => (0..STREAMS.len(), prop::option::of(0u64..6), prop::option::of(0u64..4))
             .prop_map(|(stream, truncate_before, max_count)| Op::SetMetadata { stream, truncate_before, max_count }),
@@ -736,6 +739,31 @@ fn run(ops: Vec<Op>) {
             }
             Op::SoftDelete { stream, expect } => check_deletion(&store, &mut model, STREAMS[stream], &expect, false),
             Op::Tombstone { stream, expect } => check_deletion(&store, &mut model, STREAMS[stream], &expect, true),
+            Op::Scavenge => {
+                let report = store.scavenge_blocking().unwrap();
+                let after = read_everything(&store);
+                let mut placeholders = 0;
+                for event in &after {
+                    let position = event.position.value();
+                    let m = &model.log[position as usize];
+                    if event.event_type.as_str() != "$scavenged" || m.event_type == "$scavenged" {
+                        continue;
+                    }
+                    // Only what reads hide may go, and it keeps its position, stream, id and time.
+                    let revision = model.streams[m.stream].iter().position(|&p| p == position).unwrap() as u64;
+                    let hidden = model.tombstoned.contains(m.stream) || revision < model.first_visible(m.stream);
+                    assert!(!m.system && hidden, "a visible event was scavenged: {m:?}");
+                    assert_eq!((event.id, event.stream.as_str()), (m.id, m.stream));
+                    assert_eq!(event.recorded_at.as_micros(), m.recorded_micros);
+                    assert!(event.data.is_empty() && event.tags.is_empty());
+                    let m = &mut model.log[position as usize];
+                    m.event_type = "$scavenged";
+                    m.data.clear();
+                    m.tags.clear();
+                    placeholders += 1;
+                }
+                assert_eq!(placeholders, report.events_scavenged);
+            }
             Op::Reopen => {
                 drop(store);
                 store = Store::open_with(DIR, options(&storage, &clock)).unwrap();
