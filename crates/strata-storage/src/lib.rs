@@ -31,6 +31,7 @@ pub mod stats;
 
 mod error;
 mod filter;
+mod groups;
 mod index;
 mod indexer;
 mod log;
@@ -47,6 +48,11 @@ mod writer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, Corruption, OpenError, ReadError, StorageError};
 pub use filter::Filter;
+pub use groups::{
+    AckOutcome, ConsumerGroups, Delivery, GROUP_FETCH_MAX, GROUP_IN_FLIGHT_MAX, GROUP_NAME_BYTES_MAX, GROUP_PARKED_MAX,
+    GROUP_WAIT_MAX, GroupError, GroupInfo, GroupSettings, GroupSource, GroupSpec, GroupStart, NackAction, ParkedEvent,
+    Strategy,
+};
 pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;
 pub use read::{Direction, ReadFrom, ReadOptions, ReadPage};

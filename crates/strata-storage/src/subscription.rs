@@ -131,6 +131,23 @@ impl Subscription {
         }
     }
 
+    /// The next batch of events committed so far, without waiting; `None` when there is none.
+    pub(crate) async fn next_available(&mut self) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        let head = *self.head.borrow_and_update();
+        self.read_batch(head).await
+    }
+
+    /// Where the next read starts: a position, or a revision for a stream subscription.
+    pub(crate) fn cursor(&self) -> u64 {
+        match &self.source {
+            Source::All { next_position, .. } => *next_position,
+            Source::Stream { next_revision, .. } => *next_revision,
+        }
+    }
+
     /// The next batch of events below `head` (the next position when it was sampled), advancing the
     /// cursor; `None` once everything below `head` has been delivered.
     async fn read_batch(&mut self, head: u64) -> Result<Option<Vec<RecordedEvent>>, ReadError> {

@@ -1,0 +1,938 @@
+//! Consumer groups: server-side, persistent subscriptions shared by competing consumers (the model is
+//! KurrentDB's persistent subscriptions and Kafka's consumer groups).
+//!
+//! A group reads its source — one stream, or the global log through a [`Filter`] — with a
+//! [`Subscription`] into a bounded buffer of pending events, and hands them out to the consumers that
+//! fetch: round-robin (any consumer takes the next ready event), or pinned by stream (one stream's
+//! events go to one consumer at a time, one after another, so its order holds). A delivery is acked,
+//! or nacked to be retried, parked or skipped; one not acked within the ack timeout is delivered
+//! again; after `max_retries` retries it is parked. Parked events are kept until replayed.
+//!
+//! The group's checkpoint — the last event of its source before which everything is acked, skipped
+//! or parked — is saved, with the parked events and the definition, in `groups/<name>.group` (written
+//! to a temporary name, fdatasynced, renamed). After a restart the group goes on from its checkpoint:
+//! delivery is at least once. Events are identified by their position in the global log (a stream
+//! source's events too), so delivery ids are `<position>.<attempt>`.
+//!
+//! Memory per group is bounded by the buffer (`max_in_flight` × 2, at least 100 events): a stalled
+//! consumer stops the group's reading, never the writers.
+
+use crate::error::{ReadError, StorageError};
+use crate::filter::Filter;
+use crate::io::{Storage, path_in};
+use crate::read::ReadFrom;
+use crate::store::Store;
+use crate::subscription::Subscription;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_core::{EventType, Position, RecordedEvent, StreamId, StreamRevision, Tag};
+use tokio::sync::Notify;
+
+/// The directory of group files, in the data directory.
+pub const GROUPS_DIR: &str = "groups";
+/// Longest group name (names are file names: ASCII letters, digits, `-`, `_`, `.`).
+pub const GROUP_NAME_BYTES_MAX: usize = 128;
+/// Most events one fetch returns.
+pub const GROUP_FETCH_MAX: usize = 1_000;
+/// Longest a fetch waits for events.
+pub const GROUP_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Most events a group may have delivered and not yet acked.
+pub const GROUP_IN_FLIGHT_MAX: usize = 10_000;
+/// Parked events a group keeps; beyond, a nack that would park is refused.
+pub const GROUP_PARKED_MAX: usize = 100_000;
+const FILE_MAGIC: &[u8; 8] = b"STRATAGR";
+const FILE_SUFFIX: &str = ".group";
+/// The checkpoint is saved at most this often while acks come in (and when the groups close).
+const SAVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where a group's events come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSource {
+    Stream(StreamId),
+    /// The global log, filtered (category, types, stream prefix, tags).
+    All(Filter),
+}
+
+/// Where a new group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStart {
+    Start,
+    /// After the events committed when the group is created.
+    End,
+    /// A position (global log) or a revision (stream), inclusive.
+    At(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Any consumer takes the next ready event.
+    RoundRobin,
+    /// A stream's events go to one consumer, one at a time, in order.
+    Pinned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// Events delivered and not yet acked, across the group's consumers (1 to [`GROUP_IN_FLIGHT_MAX`]).
+    pub max_in_flight: usize,
+    /// A delivery not acked within this is delivered again (to any consumer, or the pinned one).
+    pub ack_timeout: Duration,
+    /// Deliveries after the first before an event is parked.
+    pub max_retries: u32,
+    pub strategy: Strategy,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 100,
+            ack_timeout: Duration::from_secs(30),
+            max_retries: 10,
+            strategy: Strategy::RoundRobin,
+        }
+    }
+}
+
+/// A group's definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub source: GroupSource,
+    pub start: GroupStart,
+    pub settings: GroupSettings,
+}
+
+/// What to do with a delivery that was not handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackAction {
+    /// Deliver it again (it counts as a retry).
+    Retry,
+    /// Set it aside: listed by [`ConsumerGroups::parked`], delivered again only by a replay.
+    Park,
+    /// Treat it as handled.
+    Skip,
+}
+
+/// One delivery of one event to one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// `<position>.<attempt>`: what [`ConsumerGroups::ack`] and `nack` take.
+    pub delivery_id: String,
+    /// 1 for the first delivery of the event.
+    pub attempt: u32,
+    pub event: RecordedEvent,
+}
+
+/// A parked event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub position: Position,
+    /// Deliveries it had.
+    pub attempts: u32,
+    pub reason: String,
+}
+
+/// A group's state, for `GET /v1/groups/{name}` and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub spec: GroupSpec,
+    /// Everything up to here is handled: a position (global log) or a revision (stream); `None`:
+    /// nothing yet.
+    pub checkpoint: Option<u64>,
+    /// How far the group is behind the head: positions (global log) or revisions (stream) after the
+    /// checkpoint.
+    pub lag_events: u64,
+    /// Age of the oldest event not handled yet (0 when none is waiting in the buffer).
+    pub lag_seconds: f64,
+    pub in_flight: usize,
+    pub parked: usize,
+    /// Consumers seen within the last ack timeout, with the deliveries each holds.
+    pub consumers: Vec<(String, usize)>,
+}
+
+/// What an ack or nack did with each delivery id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckOutcome {
+    pub done: usize,
+    /// Ids that are not (or no longer) outstanding: already acked, timed out and delivered again, or
+    /// malformed. Harmless; reported so consumers can tell.
+    pub unknown: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    #[error("no consumer group named {0}")]
+    NotFound(String),
+    #[error(
+        "consumer group {0} exists with another source or start; delete it first to change those \
+         (settings can be changed)"
+    )]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The consumer groups of a store. Holds the store open: drop it (and the store) to close.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroups {
+    inner: Arc<Registry>,
+}
+
+#[derive(Debug)]
+struct Registry {
+    store: Store,
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    groups: std::sync::Mutex<BTreeMap<String, Arc<Group>>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: tokio::sync::Mutex<GroupState>,
+    /// Woken by acks, nacks and replays (events may be ready again).
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct GroupState {
+    spec: GroupSpec,
+    /// The first event of the source (position or revision) the group handles.
+    first: u64,
+    feeder: Subscription,
+    /// Events read and not handled, by position.
+    pending: BTreeMap<u64, Pending>,
+    /// In the source's own terms (a position, or a stream's revision): everything up to it is handled.
+    checkpoint: Option<u64>,
+    parked: BTreeMap<u64, ParkedEntry>,
+    consumers: HashMap<String, Instant>,
+    pins: HashMap<StreamId, String>,
+    dirty: bool,
+    saved_at: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    event: RecordedEvent,
+    /// Deliveries so far.
+    attempts: u32,
+    in_flight: Option<(String, Instant)>,
+    /// A parked event being replayed: handling it removes it from the parked list.
+    replay: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ParkedEntry {
+    attempts: u32,
+    reason: String,
+}
+
+fn check_name(name: &str) -> Result<(), GroupError> {
+    let valid = !name.is_empty()
+        && name.len() <= GROUP_NAME_BYTES_MAX
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(GroupError::Invalid(format!(
+            "group name {name:?} must be 1 to {GROUP_NAME_BYTES_MAX} ASCII letters, digits, '-', '_' or '.', \
+             not starting with '.'"
+        )))
+    }
+}
+
+fn check_settings(settings: &GroupSettings) -> Result<(), GroupError> {
+    if !(1..=GROUP_IN_FLIGHT_MAX).contains(&settings.max_in_flight) {
+        return Err(GroupError::Invalid(format!(
+            "max_in_flight must be between 1 and {GROUP_IN_FLIGHT_MAX}, not {}",
+            settings.max_in_flight
+        )));
+    }
+    if settings.ack_timeout < Duration::from_millis(10) || settings.ack_timeout > Duration::from_secs(86_400) {
+        return Err(GroupError::Invalid("ack_timeout must be between 10 ms and one day".to_owned()));
+    }
+    if settings.max_retries > 1_000 {
+        return Err(GroupError::Invalid(format!("max_retries must be at most 1000, not {}", settings.max_retries)));
+    }
+    Ok(())
+}
+
+impl ConsumerGroups {
+    /// Loads the groups saved in the store's directory.
+    pub fn open(store: &Store) -> Result<ConsumerGroups, GroupError> {
+        let storage = store.storage();
+        let dir = path_in(store.dir(), GROUPS_DIR);
+        storage.create_dir_all(&dir).map_err(|e| StorageError::new("create directory", &dir, e))?;
+        let registry = Registry {
+            store: store.clone(),
+            storage,
+            dir: dir.clone(),
+            groups: std::sync::Mutex::new(BTreeMap::new()),
+        };
+        let names = registry.storage.list_dir(&dir).map_err(|e| StorageError::new("list", &dir, e))?;
+        for name in names {
+            if name.ends_with(".tmp") {
+                let _ = registry.storage.remove_file(&path_in(&dir, &name));
+                continue;
+            }
+            let Some(group) = name.strip_suffix(FILE_SUFFIX) else { continue };
+            let path = path_in(&dir, &name);
+            let saved = load(&*registry.storage, &path)?;
+            let state = GroupState::new(store, saved.spec, saved.first, saved.checkpoint, saved.parked);
+            registry.groups.lock().expect("groups lock").insert(group.to_owned(), Arc::new(Group::new(state)));
+        }
+        Ok(ConsumerGroups { inner: Arc::new(registry) })
+    }
+
+    /// Creates a group, or changes the settings of an existing one (its source and start cannot
+    /// change). Durable when it returns.
+    pub async fn put(&self, spec: GroupSpec) -> Result<(), GroupError> {
+        check_name(&spec.name)?;
+        check_settings(&spec.settings)?;
+        if let GroupSource::Stream(stream) = &spec.source {
+            stream.check_not_reserved().map_err(|e| GroupError::Invalid(e.to_string()))?;
+        }
+        let existing = self.inner.groups.lock().expect("groups lock").get(&spec.name).cloned();
+        if let Some(group) = existing {
+            let mut state = group.state.lock().await;
+            if state.spec.source != spec.source || state.spec.start != spec.start {
+                return Err(GroupError::Conflict(spec.name));
+            }
+            state.spec.settings = spec.settings;
+            self.save(&mut state)?;
+            group.changed.notify_waiters();
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let first = match (&spec.source, spec.start) {
+            (_, GroupStart::Start) => 0,
+            (_, GroupStart::At(at)) => at,
+            (GroupSource::All(_), GroupStart::End) => store.head_position().map_or(0, |head| head.value() + 1),
+            (GroupSource::Stream(stream), GroupStart::End) => {
+                store.stream_revision(stream.as_str())?.map_or(0, |head| head.value() + 1)
+            }
+        };
+        let mut state = GroupState::new(store, spec.clone(), first, None, BTreeMap::new());
+        self.save(&mut state)?;
+        self.inner.groups.lock().expect("groups lock").insert(spec.name, Arc::new(Group::new(state)));
+        Ok(())
+    }
+
+    /// Deletes a group and its checkpoint and parked events.
+    pub fn delete(&self, name: &str) -> Result<(), GroupError> {
+        let removed = self.inner.groups.lock().expect("groups lock").remove(name);
+        let Some(group) = removed else { return Err(GroupError::NotFound(name.to_owned())) };
+        group.changed.notify_waiters();
+        let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
+        self.inner.storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+        self.inner
+            .storage
+            .sync_dir(&self.inner.dir)
+            .map_err(|e| StorageError::new("sync directory", &self.inner.dir, e))?;
+        Ok(())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.inner.groups.lock().expect("groups lock").keys().cloned().collect()
+    }
+
+    fn group(&self, name: &str) -> Result<Arc<Group>, GroupError> {
+        let groups = self.inner.groups.lock().expect("groups lock");
+        groups.get(name).cloned().ok_or_else(|| GroupError::NotFound(name.to_owned()))
+    }
+
+    /// The group's checkpoint, lag, deliveries in flight, parked events and consumers.
+    pub async fn info(&self, name: &str) -> Result<GroupInfo, GroupError> {
+        let group = self.group(name)?;
+        let state = group.state.lock().await;
+        let store = &self.inner.store;
+        let now = Instant::now();
+        let next = match &state.spec.source {
+            GroupSource::All(_) => store.head_position().map_or(0, |head| head.value() + 1),
+            GroupSource::Stream(stream) => store.stream_revision(stream.as_str())?.map_or(0, |head| head.value() + 1),
+        };
+        let lag_events = next.saturating_sub(state.checkpoint.map_or(state.first, |c| c + 1));
+        let lag_seconds = state.pending.values().next().map_or(0.0, |oldest| {
+            let age = store.now().as_micros().saturating_sub(oldest.event.recorded_at.as_micros());
+            age.max(0) as f64 / 1e6
+        });
+        let mut consumers: Vec<(String, usize)> = state
+            .consumers
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) <= state.spec.settings.ack_timeout)
+            .map(|(consumer, _)| {
+                let held = state.pending.values().filter(|p| p.in_flight.as_ref().is_some_and(|f| &f.0 == consumer));
+                (consumer.clone(), held.count())
+            })
+            .collect();
+        consumers.sort();
+        Ok(GroupInfo {
+            spec: state.spec.clone(),
+            checkpoint: state.checkpoint,
+            lag_events,
+            lag_seconds,
+            in_flight: state.pending.values().filter(|p| p.in_flight.is_some()).count(),
+            parked: state.parked.len(),
+            consumers,
+        })
+    }
+
+    /// Up to `max` events for `consumer`, waiting up to `wait` for some (long poll).
+    pub async fn fetch(
+        &self,
+        name: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, GroupError> {
+        if consumer.is_empty() || consumer.len() > 256 || consumer.chars().any(char::is_control) {
+            return Err(GroupError::Invalid("consumer must be 1 to 256 bytes without control characters".into()));
+        }
+        if !(1..=GROUP_FETCH_MAX).contains(&max) {
+            return Err(GroupError::Invalid(format!("max must be between 1 and {GROUP_FETCH_MAX}, not {max}")));
+        }
+        let group = self.group(name)?;
+        let deadline = Instant::now() + wait.min(GROUP_WAIT_MAX);
+        let mut head = self.inner.store.watch_next_position();
+        loop {
+            let changed = group.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let next_expiry = {
+                let mut state = group.state.lock().await;
+                let now = Instant::now();
+                state.consumers.insert(consumer.to_owned(), now);
+                state.expire(now);
+                state.fill().await?;
+                let deliveries = state.take(consumer, max, now);
+                if !deliveries.is_empty() || now >= deadline {
+                    self.save_if_due(&mut state)?;
+                    return Ok(deliveries);
+                }
+                state.next_expiry()
+            };
+            if !self.inner.groups.lock().expect("groups lock").contains_key(name) {
+                return Err(GroupError::NotFound(name.to_owned()));
+            }
+            let until = next_expiry.map_or(deadline, |expiry| expiry.min(deadline));
+            tokio::select! {
+                _ = head.changed() => {}
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+    }
+
+    /// Marks deliveries handled.
+    pub async fn ack(&self, name: &str, delivery_ids: &[String]) -> Result<AckOutcome, GroupError> {
+        self.settle(name, delivery_ids, None).await
+    }
+
+    /// Hands deliveries back: to be retried, parked or skipped.
+    pub async fn nack(
+        &self,
+        name: &str,
+        delivery_ids: &[String],
+        action: NackAction,
+    ) -> Result<AckOutcome, GroupError> {
+        self.settle(name, delivery_ids, Some(action)).await
+    }
+
+    async fn settle(
+        &self,
+        name: &str,
+        delivery_ids: &[String],
+        action: Option<NackAction>,
+    ) -> Result<AckOutcome, GroupError> {
+        let group = self.group(name)?;
+        let mut state = group.state.lock().await;
+        let mut outcome = AckOutcome::default();
+        for id in delivery_ids {
+            let parsed = id.split_once('.').and_then(|(p, a)| Some((p.parse::<u64>().ok()?, a.parse::<u32>().ok()?)));
+            let outstanding = parsed.filter(|&(position, attempt)| {
+                state.pending.get(&position).is_some_and(|p| p.in_flight.is_some() && p.attempts == attempt)
+            });
+            let Some((position, _)) = outstanding else {
+                outcome.unknown.push(id.clone());
+                continue;
+            };
+            match action {
+                None | Some(NackAction::Skip) => state.handled(position),
+                Some(NackAction::Retry) => state.retry(position, "nacked"),
+                Some(NackAction::Park) => state.park(position, "parked by a consumer".to_owned()),
+            }
+            outcome.done += 1;
+        }
+        self.save_if_due(&mut state)?;
+        drop(state);
+        group.changed.notify_waiters();
+        Ok(outcome)
+    }
+
+    /// The group's parked events, oldest first.
+    pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, GroupError> {
+        let group = self.group(name)?;
+        let state = group.state.lock().await;
+        Ok(state
+            .parked
+            .iter()
+            .map(|(&position, entry)| ParkedEvent {
+                position: Position::new(position),
+                attempts: entry.attempts,
+                reason: entry.reason.clone(),
+            })
+            .collect())
+    }
+
+    /// Delivers the parked events again (they leave the parked list once handled). Returns how many.
+    pub async fn replay_parked(&self, name: &str) -> Result<usize, GroupError> {
+        let group = self.group(name)?;
+        let mut state = group.state.lock().await;
+        let positions: Vec<u64> =
+            state.parked.keys().copied().filter(|p| !state.pending.get(p).is_some_and(|p| p.replay)).collect();
+        let mut replayed = 0;
+        for position in positions {
+            let event =
+                self.inner.store.read_all(ReadFrom::At(Position::new(position)), crate::Direction::Forward, 1)?;
+            let Some(event) = event.into_iter().next().filter(|e| e.position.value() == position) else { continue };
+            state.pending.insert(position, Pending { event, attempts: 0, in_flight: None, replay: true });
+            replayed += 1;
+        }
+        drop(state);
+        group.changed.notify_waiters();
+        Ok(replayed)
+    }
+
+    /// Saves every group whose checkpoint or parked events changed since it was last saved.
+    pub async fn flush(&self) -> Result<(), GroupError> {
+        let groups: Vec<Arc<Group>> = self.inner.groups.lock().expect("groups lock").values().cloned().collect();
+        for group in groups {
+            let mut state = group.state.lock().await;
+            if state.dirty {
+                self.save(&mut state)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_if_due(&self, state: &mut GroupState) -> Result<(), GroupError> {
+        if state.dirty && state.saved_at.elapsed() >= SAVE_INTERVAL {
+            self.save(state)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
+        let bytes = encode(state);
+        let name = &state.spec.name;
+        let temp = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}.tmp"));
+        let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
+        let storage = &*self.inner.storage;
+        let written = storage.open_file(&temp, true).and_then(|file| {
+            file.write_all_at(&bytes, 0)?;
+            file.sync_data()
+        });
+        written.map_err(|e| StorageError::new("write", &temp, e))?;
+        storage.rename(&temp, &path).map_err(|e| StorageError::new("rename", &temp, e))?;
+        storage.sync_dir(&self.inner.dir).map_err(|e| StorageError::new("sync directory", &self.inner.dir, e))?;
+        state.dirty = false;
+        state.saved_at = Instant::now();
+        Ok(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Save what changed since the last save; a group busy in a fetch saves on its next call.
+        let groups = self.groups.lock().expect("groups lock");
+        for group in groups.values() {
+            if let Ok(mut state) = group.state.try_lock()
+                && state.dirty
+            {
+                let registry = ConsumerGroupsSaver { storage: &*self.storage, dir: &self.dir };
+                let _ = registry.save(&mut state);
+            }
+        }
+    }
+}
+
+/// Saving without the registry's `Arc` (from its `Drop`).
+struct ConsumerGroupsSaver<'a> {
+    storage: &'a dyn Storage,
+    dir: &'a std::path::Path,
+}
+
+impl ConsumerGroupsSaver<'_> {
+    fn save(&self, state: &mut GroupState) -> std::io::Result<()> {
+        let bytes = encode(state);
+        let name = &state.spec.name;
+        let temp = path_in(self.dir, &format!("{name}{FILE_SUFFIX}.tmp"));
+        let file = self.storage.open_file(&temp, true)?;
+        file.write_all_at(&bytes, 0)?;
+        file.sync_data()?;
+        self.storage.rename(&temp, &path_in(self.dir, &format!("{name}{FILE_SUFFIX}")))?;
+        self.storage.sync_dir(self.dir)?;
+        state.dirty = false;
+        Ok(())
+    }
+}
+
+impl Group {
+    fn new(state: GroupState) -> Self {
+        Self { state: tokio::sync::Mutex::new(state), changed: Notify::new() }
+    }
+}
+
+impl GroupState {
+    fn new(
+        store: &Store,
+        spec: GroupSpec,
+        first: u64,
+        checkpoint: Option<u64>,
+        parked: BTreeMap<u64, ParkedEntry>,
+    ) -> Self {
+        let from = checkpoint.map_or(first, |c| c + 1);
+        let feeder = match &spec.source {
+            GroupSource::All(filter) => store.subscribe_all(ReadFrom::At(Position::new(from)), filter.clone()),
+            GroupSource::Stream(stream) => {
+                store.subscribe_stream(stream.clone(), ReadFrom::At(StreamRevision::new(from)))
+            }
+        };
+        Self {
+            spec,
+            first,
+            feeder,
+            pending: BTreeMap::new(),
+            checkpoint,
+            parked,
+            consumers: HashMap::new(),
+            pins: HashMap::new(),
+            dirty: false,
+            saved_at: Instant::now(),
+        }
+    }
+
+    fn buffer_max(&self) -> usize {
+        (self.spec.settings.max_in_flight * 2).max(100)
+    }
+
+    /// An event's place in the source: its position, or its revision in a stream source.
+    fn seq(&self, event: &RecordedEvent) -> u64 {
+        match self.spec.source {
+            GroupSource::All(_) => event.position.value(),
+            GroupSource::Stream(_) => event.revision.value(),
+        }
+    }
+
+    /// Reads from the source into the buffer while there is room and events below the head.
+    async fn fill(&mut self) -> Result<(), GroupError> {
+        while self.pending.len() < self.buffer_max() {
+            let Some(events) = self.feeder.next_available().await? else { break };
+            for event in events {
+                let position = event.position.value();
+                if self.parked.contains_key(&position) {
+                    continue;
+                }
+                self.pending.insert(position, Pending { event, attempts: 0, in_flight: None, replay: false });
+            }
+        }
+        self.advance_checkpoint();
+        Ok(())
+    }
+
+    /// Deliveries past their ack timeout become ready again (or parked after `max_retries`).
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.in_flight.as_ref().is_some_and(|(_, deadline)| *deadline <= now))
+            .map(|(&position, _)| position)
+            .collect();
+        for position in expired {
+            self.retry(position, "not acked within the ack timeout");
+        }
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.pending.values().filter_map(|p| p.in_flight.as_ref().map(|f| f.1)).min()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.in_flight.is_some()).count()
+    }
+
+    /// Picks up to `max` ready events for `consumer`, oldest first, within `max_in_flight`.
+    fn take(&mut self, consumer: &str, max: usize, now: Instant) -> Vec<Delivery> {
+        let settings = self.spec.settings;
+        let room = settings.max_in_flight.saturating_sub(self.in_flight()).min(max);
+        if room == 0 {
+            return Vec::new();
+        }
+        let active = |seen: &Instant| now.duration_since(*seen) <= settings.ack_timeout;
+        let mut chosen = Vec::new();
+        // For the pinned strategy: streams with an earlier event in flight or not taken (their order).
+        let mut blocked: std::collections::HashSet<StreamId> = std::collections::HashSet::new();
+        let mut pin_counts: HashMap<String, usize> = HashMap::new();
+        if settings.strategy == Strategy::Pinned {
+            self.pins.retain(|_, owner| self.consumers.get(owner).is_some_and(active));
+            for owner in self.pins.values() {
+                *pin_counts.entry(owner.clone()).or_default() += 1;
+            }
+        }
+        for (&position, pending) in &self.pending {
+            if chosen.len() >= room {
+                break;
+            }
+            let stream = &pending.event.stream;
+            if settings.strategy == Strategy::Pinned {
+                if blocked.contains(stream) {
+                    continue;
+                }
+                blocked.insert(stream.clone());
+                if pending.in_flight.is_some() {
+                    continue;
+                }
+                let owner = self.pins.get(stream).filter(|owner| self.consumers.get(*owner).is_some_and(active));
+                if let Some(owner) = owner
+                    && owner != consumer
+                {
+                    // Nothing of the stream is in flight: it may move to a consumer with fewer streams,
+                    // so that consumers that join share the work (order holds: the owner is done).
+                    let owner_pins = pin_counts.get(owner.as_str()).copied().unwrap_or(0);
+                    let own_pins = pin_counts.get(consumer).copied().unwrap_or(0);
+                    if owner_pins <= own_pins + 1 {
+                        continue;
+                    }
+                    *pin_counts.entry(owner.clone()).or_default() -= 1;
+                    *pin_counts.entry(consumer.to_owned()).or_default() += 1;
+                } else if owner.is_none() {
+                    *pin_counts.entry(consumer.to_owned()).or_default() += 1;
+                }
+            } else if pending.in_flight.is_some() {
+                continue;
+            }
+            chosen.push(position);
+        }
+        chosen
+            .into_iter()
+            .map(|position| {
+                let pending = self.pending.get_mut(&position).expect("chosen from pending");
+                pending.attempts += 1;
+                pending.in_flight = Some((consumer.to_owned(), now + settings.ack_timeout));
+                if settings.strategy == Strategy::Pinned {
+                    self.pins.insert(pending.event.stream.clone(), consumer.to_owned());
+                }
+                Delivery {
+                    delivery_id: format!("{position}.{}", pending.attempts),
+                    attempt: pending.attempts,
+                    event: pending.event.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn handled(&mut self, position: u64) {
+        if let Some(pending) = self.pending.remove(&position)
+            && pending.replay
+        {
+            self.parked.remove(&position);
+            self.dirty = true;
+        }
+        self.advance_checkpoint();
+    }
+
+    fn retry(&mut self, position: u64, reason: &str) {
+        let max_retries = self.spec.settings.max_retries;
+        let Some(pending) = self.pending.get_mut(&position) else { return };
+        pending.in_flight = None;
+        if pending.attempts > max_retries {
+            let reason = format!("{reason} after {} deliveries", pending.attempts);
+            self.park(position, reason);
+        }
+    }
+
+    fn park(&mut self, position: u64, reason: String) {
+        let Some(pending) = self.pending.remove(&position) else { return };
+        if self.parked.len() < GROUP_PARKED_MAX || self.parked.contains_key(&position) {
+            self.parked.insert(position, ParkedEntry { attempts: pending.attempts, reason });
+        }
+        self.dirty = true;
+        self.advance_checkpoint();
+    }
+
+    /// The checkpoint follows the first event not handled (or, with none, what the source was read up to).
+    fn advance_checkpoint(&mut self) {
+        let first_open = self.pending.values().find(|p| !p.replay).map(|p| self.seq(&p.event));
+        let checkpoint = first_open.unwrap_or_else(|| self.feeder.cursor()).checked_sub(1);
+        if checkpoint.is_some() && checkpoint > self.checkpoint {
+            self.checkpoint = checkpoint;
+            self.dirty = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The group file: magic, then length-prefixed fields, then a CRC32C of everything before it.
+
+struct Saved {
+    spec: GroupSpec,
+    first: u64,
+    checkpoint: Option<u64>,
+    parked: BTreeMap<u64, ParkedEntry>,
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn encode(state: &GroupState) -> Vec<u8> {
+    let spec = &state.spec;
+    let mut out = FILE_MAGIC.to_vec();
+    put_str(&mut out, &spec.name);
+    match &spec.source {
+        GroupSource::Stream(stream) => {
+            out.push(1);
+            put_str(&mut out, stream.as_str());
+        }
+        GroupSource::All(filter) => {
+            out.push(2);
+            put_str(&mut out, filter.category.as_deref().unwrap_or(""));
+            put_str(&mut out, filter.stream_prefix.as_deref().unwrap_or(""));
+            put_u64(&mut out, filter.event_types.len() as u64);
+            for event_type in &filter.event_types {
+                put_str(&mut out, event_type.as_str());
+            }
+            put_u64(&mut out, filter.tags.len() as u64);
+            for tag in &filter.tags {
+                put_str(&mut out, tag.as_str());
+            }
+        }
+    }
+    let (kind, at) = match spec.start {
+        GroupStart::Start => (0, 0),
+        GroupStart::End => (1, 0),
+        GroupStart::At(at) => (2, at),
+    };
+    out.push(kind);
+    put_u64(&mut out, at);
+    put_u64(&mut out, state.first);
+    put_u64(&mut out, spec.settings.max_in_flight as u64);
+    put_u64(&mut out, spec.settings.ack_timeout.as_millis() as u64);
+    put_u64(&mut out, u64::from(spec.settings.max_retries));
+    out.push(match spec.settings.strategy {
+        Strategy::RoundRobin => 0,
+        Strategy::Pinned => 1,
+    });
+    put_u64(&mut out, state.checkpoint.map_or(u64::MAX, |c| c));
+    put_u64(&mut out, state.parked.len() as u64);
+    for (&position, entry) in &state.parked {
+        put_u64(&mut out, position);
+        put_u64(&mut out, u64::from(entry.attempts));
+        put_str(&mut out, &entry.reason);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        let (taken, rest) = self.bytes.split_at_checked(len).ok_or("cut short")?;
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn str(&mut self) -> Result<String, String> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "not UTF-8".to_owned())
+    }
+}
+
+fn load(storage: &dyn Storage, path: &std::path::Path) -> Result<Saved, GroupError> {
+    let file = storage.open_file(path, false).map_err(|e| StorageError::new("open", path, e))?;
+    let len = file.len_bytes().map_err(|e| StorageError::new("stat", path, e))? as usize;
+    let mut bytes = vec![0u8; len];
+    crate::io::read_exact_at(&*file, &mut bytes, 0).map_err(|e| StorageError::new("read", path, e))?;
+    decode(&bytes).map_err(|reason| {
+        let error = std::io::Error::new(std::io::ErrorKind::InvalidData, format!("damaged group file: {reason}"));
+        GroupError::Storage(StorageError::new("load consumer group from", path, error))
+    })
+}
+
+fn decode(bytes: &[u8]) -> Result<Saved, String> {
+    let body = bytes.len().checked_sub(4).map(|at| &bytes[..at]).ok_or("too short")?;
+    if crc32c::crc32c(body).to_le_bytes() != bytes[body.len()..] {
+        return Err("checksum mismatch".to_owned());
+    }
+    let mut reader = Reader { bytes: body };
+    if reader.take(8)? != FILE_MAGIC {
+        return Err("not a group file".to_owned());
+    }
+    let name = reader.str()?;
+    let invalid = |e: strata_core::ValidationError| e.to_string();
+    let source = match reader.u8()? {
+        1 => GroupSource::Stream(StreamId::new(reader.str()?).map_err(invalid)?),
+        2 => {
+            let category = Some(reader.str()?).filter(|c| !c.is_empty());
+            let stream_prefix = Some(reader.str()?).filter(|p| !p.is_empty());
+            let mut event_types = Vec::new();
+            for _ in 0..reader.u64()? {
+                event_types.push(EventType::new(reader.str()?).map_err(invalid)?);
+            }
+            let mut tags = Vec::new();
+            for _ in 0..reader.u64()? {
+                tags.push(Tag::new(reader.str()?).map_err(invalid)?);
+            }
+            GroupSource::All(Filter { category, event_types, stream_prefix, tags, query: None })
+        }
+        other => return Err(format!("unknown source kind {other}")),
+    };
+    let start = match (reader.u8()?, reader.u64()?) {
+        (0, _) => GroupStart::Start,
+        (1, _) => GroupStart::End,
+        (2, at) => GroupStart::At(at),
+        (other, _) => return Err(format!("unknown start kind {other}")),
+    };
+    let first = reader.u64()?;
+    let max_in_flight = reader.u64()? as usize;
+    let ack_timeout = Duration::from_millis(reader.u64()?);
+    let max_retries = u32::try_from(reader.u64()?).map_err(|_| "max_retries out of range")?;
+    let strategy = match reader.u8()? {
+        0 => Strategy::RoundRobin,
+        1 => Strategy::Pinned,
+        other => return Err(format!("unknown strategy {other}")),
+    };
+    let checkpoint = Some(reader.u64()?).filter(|&c| c != u64::MAX);
+    let mut parked = BTreeMap::new();
+    for _ in 0..reader.u64()? {
+        let position = reader.u64()?;
+        let attempts = u32::try_from(reader.u64()?).map_err(|_| "attempts out of range")?;
+        parked.insert(position, ParkedEntry { attempts, reason: reader.str()? });
+    }
+    let settings = GroupSettings { max_in_flight, ack_timeout, max_retries, strategy };
+    Ok(Saved { spec: GroupSpec { name, source, start, settings }, first, checkpoint, parked })
+}
