@@ -22,6 +22,7 @@ mod error;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzz;
+mod groups;
 mod import;
 mod metrics;
 mod read;
@@ -77,8 +78,10 @@ impl Default for ServeOptions {
         append::append, append::append_multi, import::import, read::read_stream, read::read_all, subscribe::subscribe,
         streams::list, streams::info, streams::delete, streams::get_metadata, streams::put_metadata,
         system::health, system::info, system::openapi, metrics::metrics, scavenge::scavenge,
+        groups::put, groups::get_group, groups::list, groups::delete, groups::fetch, groups::ack, groups::nack,
+        groups::parked, groups::replay_parked,
     ),
-    tags((name = "streams"), (name = "subscriptions"), (name = "operations"))
+    tags((name = "streams"), (name = "subscriptions"), (name = "groups"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -97,6 +100,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/append", post(append::append_multi))
         .route("/v1/import", post(import::import))
         .route("/v1/scavenge", post(scavenge::scavenge))
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{name}", axum::routing::put(groups::put).get(groups::get_group).delete(groups::delete))
+        .route("/v1/groups/{name}/fetch", post(groups::fetch))
+        .route("/v1/groups/{name}/ack", post(groups::ack))
+        .route("/v1/groups/{name}/nack", post(groups::nack))
+        .route("/v1/groups/{name}/parked", get(groups::parked))
+        .route("/v1/groups/{name}/replay-parked", post(groups::replay_parked))
         .route("/v1/all", get(read::read_all))
         .route("/v1/subscribe", get(subscribe::subscribe))
         .route("/v1/health", get(system::health))

@@ -107,6 +107,38 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "strata_head_position {head}");
     family(&mut out, "strata_writes_poisoned", "gauge", "1 when the store refuses writes after a storage failure.");
     let _ = writeln!(out, "strata_writes_poisoned {}", u8::from(state.store.poison_reason().is_some()));
+    family(&mut out, "strata_index_runs_written_total", "counter", "Index runs written from the in-memory tail.");
+    let _ = writeln!(out, "strata_index_runs_written_total {}", stats.index_runs_written);
+    family(&mut out, "strata_index_merges_total", "counter", "Merges of index runs.");
+    let _ = writeln!(out, "strata_index_merges_total {}", stats.index_merges);
+    family(&mut out, "strata_index_failures_total", "counter", "Failed index run writes or merges (retried).");
+    let _ = writeln!(out, "strata_index_failures_total {}", stats.index_failures);
+    // Consumer groups, once loaded (by any group request); a name is ASCII letters, digits, -_. only.
+    if let Some(groups) = state.loaded_groups() {
+        let mut infos = Vec::new();
+        for name in groups.names() {
+            if let Ok(info) = groups.info(&name).await {
+                infos.push(info);
+            }
+        }
+        for (metric, help, value) in [
+            ("strata_group_lag_events", "Events (positions or revisions) of a group's source after its checkpoint.", 0),
+            ("strata_group_lag_seconds", "Age of the oldest event a group has not handled.", 1),
+            ("strata_group_in_flight", "Deliveries of a group not yet acked.", 2),
+            ("strata_group_parked", "Parked events of a group.", 3),
+        ] {
+            family(&mut out, metric, "gauge", help);
+            for info in &infos {
+                let number = match value {
+                    0 => info.lag_events as f64,
+                    1 => info.lag_seconds,
+                    2 => info.in_flight as f64,
+                    _ => info.parked as f64,
+                };
+                let _ = writeln!(out, "{metric}{{group=\"{}\"}} {number}", info.spec.name);
+            }
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 

@@ -1,10 +1,11 @@
 //! What every handler shares.
 
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_storage::Store;
+use strata_storage::{ConsumerGroups, Store};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
@@ -17,11 +18,34 @@ pub struct AppState {
     pub started: Instant,
     /// Becomes `true` when the server shuts down: subscriptions end so connections can close.
     shutdown: watch::Receiver<bool>,
+    /// The consumer groups, loaded at their first use (a command that never touches them never
+    /// reads their files).
+    groups: Arc<tokio::sync::OnceCell<ConsumerGroups>>,
 }
 
 impl AppState {
     pub fn new(store: Store, heartbeat: Duration, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, metrics: Arc::default(), heartbeat, started: Instant::now(), shutdown }
+        Self { store, metrics: Arc::default(), heartbeat, started: Instant::now(), shutdown, groups: Arc::default() }
+    }
+
+    /// The store's consumer groups.
+    pub async fn groups(&self) -> Result<ConsumerGroups, ApiError> {
+        let groups = self
+            .groups
+            .get_or_try_init(|| async {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || ConsumerGroups::open(&store))
+                    .await
+                    .map_err(|_| ApiError::internal("loading the consumer groups failed unexpectedly"))?
+                    .map_err(ApiError::from)
+            })
+            .await?;
+        Ok(groups.clone())
+    }
+
+    /// The consumer groups if they were loaded (for metrics, which must not load them).
+    pub fn loaded_groups(&self) -> Option<ConsumerGroups> {
+        self.groups.get().cloned()
     }
 
     /// Resolves when the server starts shutting down.

@@ -336,6 +336,87 @@ async fn scavenge_turns_deleted_events_into_placeholders() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_over_http() {
+    let server = TestServer::start().await;
+    for n in 0..6 {
+        append(&server, &format!("order-{}", n % 2), json!("any"), vec![event("Placed", json!({ "n": n }))]).await;
+    }
+    append(&server, "other-1", json!("any"), vec![event("Noise", json!({}))]).await;
+    let body = json!({ "source": { "all": { "category": "order" } }, "from": "start",
+        "settings": { "max_in_flight": 4, "ack_timeout_ms": 30000, "max_retries": 1, "strategy": "round_robin" } });
+    let (status, group) = server.put("/v1/groups/billing", &body).await;
+    assert_eq!(status, 200, "{group}");
+    assert_eq!(group["name"], "billing");
+    assert_eq!(group["settings"]["max_in_flight"], 4);
+    let (status, fetched) = server.post("/v1/groups/billing/fetch", &json!({ "consumer": "a", "max": 10 })).await;
+    assert_eq!(status, 200, "{fetched}");
+    let deliveries = fetched["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 4, "max_in_flight");
+    assert_eq!(deliveries[0]["attempt"], 1);
+    assert_eq!(deliveries[0]["event"]["stream"], "order-0");
+    assert_eq!(deliveries[0]["event"]["data"], json!({ "n": 0 }));
+    let ids: Vec<Value> = deliveries.iter().map(|d| d["delivery_id"].clone()).collect();
+    let (status, acked) = server.post("/v1/groups/billing/ack", &json!({ "delivery_ids": ids[..3] })).await;
+    assert_eq!((status, acked["done"].clone()), (200, json!(3)), "{acked}");
+    let (_, nacked) =
+        server.post("/v1/groups/billing/nack", &json!({ "delivery_ids": [ids[3]], "action": "park" })).await;
+    assert_eq!(nacked["done"], 1);
+    let (_, parked) = server.get("/v1/groups/billing/parked").await;
+    assert_eq!(parked["parked"].as_array().unwrap().len(), 1, "{parked}");
+    // The last two, then a long poll that an append ends.
+    let (_, rest) = server.post("/v1/groups/billing/fetch", &json!({ "consumer": "b", "max": 10 })).await;
+    let ids: Vec<Value> = rest["deliveries"].as_array().unwrap().iter().map(|d| d["delivery_id"].clone()).collect();
+    assert_eq!(ids.len(), 2);
+    server.post("/v1/groups/billing/ack", &json!({ "delivery_ids": ids })).await;
+    let poll = {
+        let (client, url) = (server.client.clone(), server.url("/v1/groups/billing/fetch"));
+        tokio::spawn(async move {
+            let body = json!({ "consumer": "b", "max": 10, "wait_ms": 20000 });
+            client.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    append(&server, "order-9", json!("any"), vec![event("Placed", json!({ "n": 9 }))]).await;
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(10), poll).await.unwrap().unwrap();
+    assert_eq!(woken["deliveries"][0]["event"]["stream"], "order-9", "{woken}");
+    let id = woken["deliveries"][0]["delivery_id"].clone();
+    server.post("/v1/groups/billing/ack", &json!({ "delivery_ids": [id] })).await;
+    let (_, info) = server.get("/v1/groups/billing").await;
+    assert_eq!(info["parked"], 1, "{info}");
+    assert_eq!(info["in_flight"], 0, "{info}");
+    // Handled, parked or acked, up to order-9's event at position 7: nothing left.
+    assert_eq!((info["checkpoint"].clone(), info["lag_events"].clone()), (json!(7), json!(0)), "{info}");
+    let (_, listed) = server.get("/v1/groups").await;
+    assert_eq!(listed["groups"].as_array().unwrap().len(), 1);
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("strata_group_parked{group=\"billing\"} 1"), "{metrics}");
+    let (_, replayed) = server.post("/v1/groups/billing/replay-parked", &json!(null)).await;
+    assert_eq!(replayed["replayed"], 1);
+    // Bad input is refused with what to fix.
+    for (body, code) in [
+        (json!({ "source": { "all": {} }, "settings": { "strategy": "random" } }), "invalid_request"),
+        (json!({ "source": { "all": {} }, "from": "middle" }), "invalid_request"),
+        (json!({ "source": { "all": {} }, "colour": 1 }), "invalid_request"),
+        (json!({ "source": { "stream": "$streams" } }), "invalid_request"),
+        (json!({ "source": { "stream": "order-1" } }), "group_conflict"),
+    ] {
+        let (status, answer) = server.put("/v1/groups/billing", &body).await;
+        assert_eq!(answer["error"]["code"], code, "{body}: {status} {answer}");
+    }
+    let (status, answer) = server.put("/v1/groups/bad%20name", &json!({ "source": { "all": {} } })).await;
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!("invalid_request")), "{answer}");
+    let (status, _) = server.post("/v1/groups/billing/fetch", &json!({ "consumer": "a", "wait_ms": 600000 })).await;
+    assert_eq!(status, 400);
+    let (status, _) = server.post("/v1/groups/billing/nack", &json!({ "delivery_ids": [], "action": "later" })).await;
+    assert_eq!(status, 400);
+    let (status, _) = server.delete("/v1/groups/billing").await;
+    assert_eq!(status, 200);
+    let (status, answer) = server.get("/v1/groups/billing").await;
+    assert_eq!((status, answer["error"]["code"].clone()), (404, json!("group_not_found")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_endpoints() {
     let server = TestServer::start().await;
     append(&server, "a-1", json!("any"), vec![event("A", json!(1))]).await;
