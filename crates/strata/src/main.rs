@@ -50,6 +50,9 @@ enum Command {
     Verify,
     /// Reclaim the space of deleted, truncated and expired events (online; they become placeholders).
     Scavenge,
+    /// Consumer groups: create, list, consume, ack, park and replay.
+    #[command(subcommand)]
+    Groups(cmd::groups::GroupsCommand),
     /// Measure throughput and latency side by side with the physical limit of this machine.
     Bench(bench::BenchArgs),
 }
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Command::Restore(args) => cmd::archive::restore(&target, args, json).await,
                     Command::Verify => cmd::archive::verify(&target, json).await,
                     Command::Scavenge => cmd::archive::scavenge(&target, json).await,
+                    Command::Groups(command) => cmd::groups::run(&target, command, json).await,
                     Command::Serve(_) | Command::Bench(_) => unreachable!("handled above"),
                 }
             })

@@ -171,3 +171,49 @@ fn verify_fails_on_damage_and_restore_refuses_a_damaged_backup() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not match its manifest"));
     assert!(strata_ok(&["--data", path(&restored), "export"]).is_empty(), "nothing was restored");
 }
+
+#[test]
+fn consumer_groups_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path(dir.path());
+    for n in 0..5 {
+        strata_ok(&["--data", data, "append", &format!("order-{n}"), "--type", "Placed", &format!("{{\"n\":{n}}}")]);
+    }
+    strata_ok(&["--data", data, "append", "other-1", "--type", "Noise", "{}"]);
+    let created = strata_ok(&[
+        "--data",
+        data,
+        "--json",
+        "groups",
+        "create",
+        "billing",
+        "--category",
+        "order",
+        "--max-retries",
+        "2",
+    ]);
+    let created: Value = serde_json::from_slice(&created).unwrap();
+    assert_eq!(created["source"], json!({ "all": { "category": "order" } }));
+    assert_eq!(created["settings"]["max_retries"], 2);
+    let consumed =
+        strata_ok(&["--data", data, "--json", "groups", "consume", "billing", "--count", "3", "--wait-ms", "0"]);
+    let lines: Vec<Value> =
+        consumed.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["event"]["stream"], "order-0");
+    let info: Value =
+        serde_json::from_slice(&strata_ok(&["--data", data, "--json", "groups", "info", "billing"])).unwrap();
+    assert_eq!(info["checkpoint"], 2, "{info}");
+    let rest = strata_ok(&["--data", data, "groups", "consume", "billing", "--wait-ms", "0"]);
+    assert_eq!(String::from_utf8(rest).unwrap().lines().count(), 2);
+    strata_ok(&["--data", data, "groups", "update", "billing", "--max-in-flight", "7"]);
+    let listed: Value = serde_json::from_slice(&strata_ok(&["--data", data, "--json", "groups", "list"])).unwrap();
+    assert_eq!(listed["groups"][0]["settings"]["max_in_flight"], 7);
+    assert_eq!(listed["groups"][0]["lag_events"], 0);
+    let bad = strata(&["--data", data, "groups", "create", "bad name", "--category", "order"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("group name"), "{}", String::from_utf8_lossy(&bad.stderr));
+    strata_ok(&["--data", data, "groups", "delete", "billing"]);
+    let gone = strata(&["--data", data, "groups", "info", "billing"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no consumer group named billing"));
+}

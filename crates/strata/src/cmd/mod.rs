@@ -2,5 +2,6 @@
 
 pub mod archive;
 pub mod events;
+pub mod groups;
 pub mod serve;
 pub mod target;
