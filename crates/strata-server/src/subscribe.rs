@@ -32,7 +32,7 @@ const PARAMS: &[&str] = &["stream", "from", "category", "types", "stream_prefix"
         ("query" = Option<String>, Query, description = "Global log only: a DCB query as JSON"),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "Events (`id:` = position, `data:` = the event as JSON), one `caught_up` event, heartbeat comments"),
+        (status = 200, content_type = "text/event-stream", description = "Events (`id:` = position, `data:` = the event as JSON), a `caught_up` event (again after each `fell_behind {\"behind\": n}`), heartbeat comments"),
         (status = 400, description = "invalid_request"), (status = 410, description = "stream_deleted"),
     ))]
 pub async fn subscribe(
@@ -115,6 +115,10 @@ async fn next_events(subscription: &mut Subscription) -> (Vec<Event>, bool) {
             (events, true)
         }
         Ok(SubscriptionMessage::CaughtUp) => (vec![Event::default().event("caught_up").data("{}")], true),
+        Ok(SubscriptionMessage::FellBehind { behind }) => {
+            let data = serde_json::json!({ "behind": behind }).to_string();
+            (vec![Event::default().event("fell_behind").data(data)], true)
+        }
         Err(error) => {
             let error = ApiError::from(error);
             let data = serde_json::json!({ "error": { "code": error.code, "message": error.message } });

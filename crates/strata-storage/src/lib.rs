@@ -65,4 +65,4 @@ pub use store::{
     SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };
 pub use streams::StreamInfo;
-pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, Subscription, SubscriptionMessage};
+pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};

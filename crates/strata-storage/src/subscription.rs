@@ -22,9 +22,18 @@ pub enum SubscriptionMessage {
     /// The next events, in order, never empty.
     Events(Vec<RecordedEvent>),
     /// Every event committed before this moment has been delivered; from here on the subscription is
-    /// live. Sent once.
+    /// live. Sent once, and again after each [`SubscriptionMessage::FellBehind`] once it has caught up.
     CaughtUp,
+    /// A live subscription found itself more than [`SUBSCRIPTION_FELL_BEHIND`] positions (global log)
+    /// or revisions (stream) behind the head — its consumer is slower than the writers. It goes on
+    /// reading from the log (catching up, nothing is lost or buffered); `CaughtUp` follows when it is
+    /// live again.
+    FellBehind { behind: u64 },
 }
+
+/// How far behind the head a live subscription may be before it reports
+/// [`SubscriptionMessage::FellBehind`].
+pub const SUBSCRIPTION_FELL_BEHIND: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 enum Source {
@@ -116,6 +125,13 @@ impl Subscription {
         }
         loop {
             let head = *self.head.borrow_and_update();
+            if self.caught_up {
+                let behind = self.behind(head)?;
+                if behind > SUBSCRIPTION_FELL_BEHIND {
+                    self.caught_up = false;
+                    return Ok(SubscriptionMessage::FellBehind { behind });
+                }
+            }
             if let Some(events) = self.read_batch(head).await? {
                 return Ok(SubscriptionMessage::Events(events));
             }
@@ -138,6 +154,19 @@ impl Subscription {
         }
         let head = *self.head.borrow_and_update();
         self.read_batch(head).await
+    }
+
+    /// How far the cursor is behind the head: positions, or a stream's revisions.
+    fn behind(&self, head: u64) -> Result<u64, ReadError> {
+        Ok(match &self.source {
+            Source::All { next_position, .. } => head.saturating_sub(*next_position),
+            Source::Stream { stream, next_revision } => {
+                // Cheap: only a live subscription that woke up asks, and the stream's head is in memory
+                // (the tail of the indexes) unless the stream is idle.
+                let head = self.store.stream_revision(stream.as_str())?.map_or(0, |r| r.value() + 1);
+                head.saturating_sub(*next_revision)
+            }
+        })
     }
 
     /// Where the next read starts: a position, or a revision for a stream subscription.

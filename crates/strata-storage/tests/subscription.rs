@@ -67,6 +67,8 @@ async fn drain(mut subscription: Subscription, expected: usize) -> (Vec<Recorded
                 events.extend(batch);
             }
             SubscriptionMessage::CaughtUp => caught_up += 1,
+            // The plans are far smaller than SUBSCRIPTION_FELL_BEHIND.
+            SubscriptionMessage::FellBehind { behind } => panic!("fell behind by {behind} in a small plan"),
         }
     }
     (events, caught_up)
@@ -154,4 +156,43 @@ proptest! {
         }
         drop(runtime);
     }
+}
+
+/// A live subscription whose consumer falls more than `SUBSCRIPTION_FELL_BEHIND` behind says so, goes
+/// on reading from the log (nothing lost, nothing buffered), and says `CaughtUp` again when live.
+#[test]
+fn a_live_subscription_that_falls_behind_says_so_and_catches_up() {
+    let storage = SimStorage::new();
+    let store = open_sim(&storage, 8 << 20);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut subscription = store.subscribe_all(ReadFrom::Start, Filter::default());
+    runtime.block_on(async {
+        assert_eq!(subscription.next().await.unwrap(), SubscriptionMessage::CaughtUp);
+    });
+    let total = strata_storage::SUBSCRIPTION_FELL_BEHIND as usize + 500;
+    for batch in 0..total.div_ceil(1_000) {
+        let count = (total - batch * 1_000).min(1_000);
+        let events = (0..count).map(|_| event(0)).collect();
+        let _ = store.append_blocking(stream("s-0"), strata_core::ExpectedRevision::Any, events).unwrap();
+    }
+    let (mut received, mut messages) = (0, Vec::new());
+    runtime.block_on(async {
+        while received < total || messages.last() != Some(&"caught_up") {
+            match subscription.next().await.unwrap() {
+                SubscriptionMessage::Events(events) => {
+                    assert_eq!(events[0].position.value(), received as u64, "nothing skipped, nothing repeated");
+                    received += events.len();
+                    messages.push("events");
+                }
+                SubscriptionMessage::FellBehind { behind } => {
+                    assert_eq!(behind, total as u64);
+                    messages.push("fell_behind");
+                }
+                SubscriptionMessage::CaughtUp => messages.push("caught_up"),
+            }
+        }
+    });
+    assert_eq!(received, total);
+    assert_eq!(messages.first(), Some(&"fell_behind"));
+    assert_eq!(messages.iter().filter(|m| **m == "fell_behind").count(), 1);
 }

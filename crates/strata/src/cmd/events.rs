@@ -323,7 +323,8 @@ pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
                 buffer = rest;
                 match kind.as_deref() {
                     Some("caught_up") if !json => eprintln!("(caught up; waiting for new events)"),
-                    Some("caught_up") => {}
+                    Some("fell_behind") if !json => eprintln!("(fell behind the writers: {data}; catching up)"),
+                    Some("caught_up" | "fell_behind") => {}
                     Some("error") => bail!("the subscription ended: {data}"),
                     _ if data.is_empty() => {}
                     _ => {
