@@ -9,6 +9,7 @@
 //! - `raw`: the baselines, the same bytes made durable by a trivial loop.
 //! - `engine`: the scenarios that drive the embedded engine.
 //! - `server`: `strata bench server`, the HTTP API against the HTTP ceiling and PostgreSQL.
+//! - `groups`: `strata bench groups`, consumer groups and 1,000 SSE subscribers.
 //! - `layout`: the stores the read and open scenarios build — their streams, types and tags.
 //! - `drive`: the load loop both sides share (threads, timing, latency samples).
 //! - `stats`: measurements and percentiles.
@@ -19,6 +20,7 @@
 mod disk;
 mod drive;
 mod engine;
+mod groups;
 mod layout;
 mod memory;
 mod raw;
@@ -77,6 +79,9 @@ enum BenchCommand {
     Engine(EngineArgs),
     /// The HTTP server against the HTTP ceiling and PostgreSQL: appends, catch-up reads, SSE latency.
     Server(server::ServerArgs),
+    /// Consumer groups (acked events/s with 1, 4, 16 consumers; commit-to-delivery latency) and
+    /// 1,000 SSE subscribers against the writers' throughput.
+    Groups(groups::GroupsArgs),
 }
 
 /// What every benchmark takes: output, where to work, and how long to measure.
@@ -166,6 +171,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Engine(args) => run_engine(args),
         BenchCommand::Server(args) => server::run(args),
+        BenchCommand::Groups(args) => groups::run(args),
     }
 }
 

@@ -53,7 +53,7 @@ pub struct ServerArgs {
 }
 
 /// The event data every append carries: the engine benchmark's 200-byte deposit.
-fn payload() -> Result<String> {
+pub(super) fn payload() -> Result<String> {
     let event: NewEvent = super::deposit()?;
     Ok(String::from_utf8(event.data().to_vec())?)
 }
@@ -198,7 +198,7 @@ fn read_all_scenario(
     Ok(())
 }
 
-fn state(store: &Store) -> strata_server::AppState {
+pub(super) fn state(store: &Store) -> strata_server::AppState {
     // The sender is dropped: these servers are never shut down gracefully, the runtime just ends
     // (and subscriptions do not end when the sender is gone).
     let (_, watch) = tokio::sync::watch::channel(false);
@@ -206,7 +206,7 @@ fn state(store: &Store) -> strata_server::AppState {
 }
 
 /// Serves `router` on a free port of 127.0.0.1 with `strata serve`'s accept loop.
-async fn start(router: axum::Router) -> Result<SocketAddr> {
+pub(super) async fn start(router: axum::Router) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(strata_server::serve_router(
@@ -219,7 +219,7 @@ async fn start(router: axum::Router) -> Result<SocketAddr> {
     Ok(address)
 }
 
-fn progress(round: u32, rounds: u32, name: &str, measurement: &mut Measurement) {
+pub(super) fn progress(round: u32, rounds: u32, name: &str, measurement: &mut Measurement) {
     let p99 = measurement.latency().map_or_else(String::new, |l| format!("  p99 {} µs", report::micros(l.p99_us)));
     let rate = report::thousands(measurement.events_per_sec());
     eprintln!("  round {}/{rounds}  {name:<16} {rate:>12} events/s{p99}", round + 1);
@@ -239,7 +239,7 @@ fn commit_progress(before: &strata_storage::StoreStats, after: &strata_storage::
 }
 
 /// One keep-alive HTTP/1.1 connection.
-async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+pub(super) async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -267,7 +267,7 @@ async fn request(
 
 /// `clients` connections, each appending `events_per_request` events per request to its own stream
 /// with an exact expected revision, for `duration`.
-async fn http_appends(
+pub(super) async fn http_appends(
     address: SocketAddr,
     prefix: &str,
     clients: usize,

@@ -1,0 +1,342 @@
+//! `strata bench groups`: consumer groups and many subscribers.
+//!
+//! - `group_throughput_{1,4,16}`: events acked per second by 1, 4 and 16 consumers of one
+//!   round-robin group (the embedded API) draining a backlog that a writer keeps growing; and the
+//!   latency from commit to delivery with the same consumers at a steady 1,000 events/s.
+//! - `subscribers_1000`: 64 HTTP writers with no subscriber, then with 1,000 SSE subscribers on the
+//!   whole log (an in-process server); the writers' rate with subscribers over their rate without
+//!   (target ≥ 0.8), and the delivery latency to subscribers (probe events every 2 ms).
+
+use super::report::{Baseline, Format, Report, Row, Target};
+use super::server::{connect, http_appends, payload, progress, start, state};
+use super::stats::Measurement;
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use strata_core::{EventType, NewEvent, StreamId};
+use strata_storage::{ConsumerGroups, Filter, GroupSettings, GroupSource, GroupSpec, GroupStart, Store};
+
+const SCENARIOS: [&str; 4] = ["group_throughput_1", "group_throughput_4", "group_throughput_16", "subscribers_1000"];
+/// Events per fetch of a consumer.
+const FETCH_MAX: usize = 100;
+/// The steady rate of the latency phase.
+const STEADY_EVENTS_PER_SEC: u64 = 1_000;
+const SUBSCRIBERS: usize = 1_000;
+const SUBSCRIBER_WRITERS: usize = 64;
+/// `subscribers_1000`: the writers with subscribers must reach this fraction of their rate without.
+const SUBSCRIBERS_RATIO_MIN: f64 = 0.8;
+const PROBE_INTERVAL: Duration = Duration::from_millis(2);
+
+#[derive(Debug, Args)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    run: super::RunArgs,
+    /// A scenario to run (repeatable): group_throughput_1, group_throughput_4, group_throughput_16,
+    /// subscribers_1000. [default: all]
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+}
+
+pub fn run(args: GroupsArgs) -> Result<()> {
+    if let Some(unknown) = args.scenarios.iter().find(|name| !SCENARIOS.contains(&name.as_str())) {
+        bail!("unknown scenario {unknown:?}; the scenarios are {}", SCENARIOS.join(", "));
+    }
+    let selected = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
+    let parent = args.run.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let temp = tempfile::Builder::new().prefix("strata-bench-groups-").tempdir_in(&parent)?;
+    super::disk::warn_if_volatile(temp.path());
+    eprintln!(
+        "strata bench groups: {} round(s) of {} s per scenario, in {}",
+        args.run.rounds,
+        args.run.seconds,
+        temp.path().display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut report = Report::new(if args.run.json { Format::Json } else { Format::Table });
+    let round = Duration::from_secs(args.run.seconds);
+    for (name, consumers) in [("group_throughput_1", 1), ("group_throughput_4", 4), ("group_throughput_16", 16)] {
+        if !selected(name) {
+            continue;
+        }
+        eprintln!("{name}: {consumers} consumer(s) of one round-robin group");
+        let (mut drained, mut steady) = (Measurement::default(), Measurement::default());
+        for number in 0..args.run.rounds {
+            let dir = temp.path().join(format!("{name}-{number}"));
+            let (mut capacity, latency) = runtime.block_on(group_round(&dir, consumers, round))?;
+            progress(number, args.run.rounds, "acked", &mut capacity);
+            drained.absorb(capacity);
+            steady.absorb(latency);
+        }
+        let mut row = Row::measured(name, &mut drained);
+        // Commit → delivery latency at a steady rate the consumers keep up with.
+        row.latency = steady.latency();
+        report.emit(row);
+    }
+    if selected("subscribers_1000") {
+        subscribers(&args, temp.path(), round, &mut report)?;
+    }
+    report.finish();
+    drop(runtime);
+    Ok(())
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new(
+        EventType::new("OrderPlaced").expect("a valid type"),
+        format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(180)),
+    )
+}
+
+/// One round: a writer keeps a backlog growing while `consumers` drain it for `round` (acked events/s);
+/// then the writer goes at a steady rate for `round` and each delivery's age is sampled.
+async fn group_round(dir: &std::path::Path, consumers: usize, round: Duration) -> Result<(Measurement, Measurement)> {
+    let store = Store::open(dir).context("open the store")?;
+    let groups = ConsumerGroups::open(&store)?;
+    let settings = GroupSettings { max_in_flight: 2_000, ..GroupSettings::default() };
+    let source = GroupSource::All(Filter { category: Some("order".into()), ..Filter::default() });
+    groups.put(GroupSpec { name: "bench".into(), source, start: GroupStart::Start, settings }).await?;
+    // A backlog first, so consumers never wait for the writer in the capacity phase.
+    let backlog = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || write(&store, None, Some(50_000), Duration::from_secs(3600)))
+    };
+    let written = backlog.await??;
+    let mut capacity = Measurement::default();
+    let mut latency = Measurement::default();
+    for (phase, rate) in [(0, None), (1, Some(STEADY_EVENTS_PER_SEC))] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let mut total = 0;
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < round * 30 {
+                    total += write(&store, rate, Some(1_000), Duration::from_millis(100))?;
+                }
+                Ok::<_, anyhow::Error>(total)
+            })
+        };
+        if phase == 1 {
+            // Let the consumers drain what the capacity phase left, then measure only steady state.
+            drain(&groups, &store).await?;
+        }
+        let started = Instant::now();
+        let acked = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for consumer in 0..consumers {
+            let (groups, store, acked) = (groups.clone(), store.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let name = format!("c{consumer}");
+                let mut ages = Vec::new();
+                while started.elapsed() < round {
+                    let deliveries = groups.fetch("bench", &name, FETCH_MAX, Duration::from_millis(50)).await?;
+                    let now = store_now(&store);
+                    ages.extend(
+                        deliveries.iter().map(|d| (now - d.event.recorded_at.as_micros()).max(0) as u64 * 1_000),
+                    );
+                    let ids: Vec<String> = deliveries.into_iter().map(|d| d.delivery_id).collect();
+                    if !ids.is_empty() {
+                        let done = groups.ack("bench", &ids).await?.done;
+                        acked.fetch_add(done as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok::<_, anyhow::Error>(ages)
+            }));
+        }
+        let mut ages = Vec::new();
+        for task in tasks {
+            ages.extend(task.await??);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = writer.await??;
+        let measured =
+            Measurement { events: acked.load(Ordering::Relaxed), elapsed: started.elapsed(), latencies_ns: ages };
+        if phase == 0 {
+            capacity = Measurement { latencies_ns: Vec::new(), ..measured };
+        } else {
+            latency = measured;
+        }
+    }
+    let _ = written;
+    drop(groups);
+    drop(store);
+    Ok((capacity, latency))
+}
+
+/// The store's clock (what recorded times come from), in µs.
+fn store_now(_store: &Store) -> i64 {
+    use strata_storage::Clock as _;
+    strata_storage::SystemClock.now().as_micros()
+}
+
+/// Acks as a consumer until the group has caught up with the writer (a fetch gets less than a full
+/// batch; at most 60 s).
+async fn drain(groups: &ConsumerGroups, _store: &Store) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let deliveries = groups.fetch("bench", "drain", 1_000, Duration::from_millis(10)).await?;
+        if deliveries.len() < 1_000 {
+            let ids: Vec<String> = deliveries.into_iter().map(|d| d.delivery_id).collect();
+            groups.ack("bench", &ids).await?;
+            return Ok(());
+        }
+        let ids: Vec<String> = deliveries.into_iter().map(|d| d.delivery_id).collect();
+        groups.ack("bench", &ids).await?;
+    }
+    Ok(())
+}
+
+/// Appends batches of 100 events to 100 order streams: at `rate` events/s (or as fast as it can) until
+/// `limit` events or `duration`. Returns how many.
+fn write(store: &Store, rate: Option<u64>, limit: Option<u64>, duration: Duration) -> Result<u64> {
+    let started = Instant::now();
+    let mut written = 0u64;
+    while started.elapsed() < duration && limit.is_none_or(|limit| written < limit) {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(written as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let batch = if rate.is_some() { 10 } else { 100 };
+        let stream = StreamId::new(format!("order-{}", written / batch % 100))?;
+        let events = (0..batch).map(|i| event(written + i)).collect();
+        let _ = store.append_blocking(stream, strata_core::ExpectedRevision::Any, events)?;
+        written += batch;
+    }
+    Ok(written)
+}
+
+/// `subscribers_1000`: the writers alone, then with 1,000 SSE subscribers, round by round.
+fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report: &mut Report) -> Result<()> {
+    eprintln!("subscribers_1000: {SUBSCRIBER_WRITERS} HTTP writers, without and with {SUBSCRIBERS} SSE subscribers");
+    let servers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let load = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let store = Store::open(dir.join("subscribers")).context("open the store")?;
+    let server = servers.block_on(start(strata_server::router(state(&store))))?;
+    let payload = payload()?;
+    let (mut alone, mut with, mut delivery) = (Measurement::default(), Measurement::default(), Measurement::default());
+    let mut ratios = Vec::new();
+    for number in 0..args.run.rounds {
+        let prefix = format!("alone-{number}");
+        let mut measured = load.block_on(http_appends(server, &prefix, SUBSCRIBER_WRITERS, 1, &payload, round))?;
+        progress(number, args.run.rounds, "no subscribers", &mut measured);
+        let alone_rate = measured.events_per_sec();
+        alone.absorb(measured);
+        let (mut measured, probes) = load.block_on(with_subscribers(server, number, round, &payload))?;
+        progress(number, args.run.rounds, "1,000 subscribers", &mut measured);
+        ratios.push(measured.events_per_sec() / alone_rate);
+        with.absorb(measured);
+        delivery.absorb(probes);
+    }
+    let alone_row = Row::measured("http_append_64_no_subscribers", &mut alone);
+    let mut row = Row::measured("subscribers_1000", &mut with).against(Baseline {
+        scenario: "http_append_64_no_subscribers",
+        events_per_sec: alone_row.events_per_sec,
+        round_ratios: ratios,
+    });
+    report.emit(alone_row);
+    // The row's latency is the delivery latency to subscribers, not the writers'.
+    row.latency = delivery.latency();
+    report.emit(row.target(Target::RatioMin(SUBSCRIBERS_RATIO_MIN)));
+    drop(load);
+    drop(servers);
+    Ok(())
+}
+
+/// 1,000 subscribers connect (from the end), then the writers run for `round` while a probe appends
+/// an event every 2 ms whose send time ten of the subscribers compare with its arrival.
+async fn with_subscribers(
+    server: SocketAddr,
+    number: u32,
+    round: Duration,
+    payload: &str,
+) -> Result<(Measurement, Measurement)> {
+    let base = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicU64::new(0));
+    let mut subscribers = Vec::with_capacity(SUBSCRIBERS);
+    for at in 0..SUBSCRIBERS {
+        let (stop, connected) = (stop.clone(), connected.clone());
+        subscribers.push(tokio::spawn(async move {
+            let mut sender = connect(server).await?;
+            sender.ready().await?;
+            let request = hyper::Request::get("/v1/subscribe?from=end")
+                .header(hyper::header::HOST, "127.0.0.1")
+                .body(Full::new(Bytes::new()))?;
+            let mut body = sender.send_request(request).await?.into_body();
+            connected.fetch_add(1, Ordering::Relaxed);
+            let mut samples = Vec::new();
+            let mut buffer = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(100), body.frame()).await else {
+                    continue;
+                };
+                let Ok(data) = frame?.into_data() else { continue };
+                // Ten subscribers measure; the others only receive.
+                if at % (SUBSCRIBERS / 10) != 0 {
+                    continue;
+                }
+                let received = base.elapsed().as_nanos() as u64;
+                buffer.extend_from_slice(&data);
+                while let Some(found) = buffer.windows(10).position(|w| w == b"\"sent_ns\":") {
+                    let digits: Vec<u8> = buffer[found + 10..].iter().copied().take_while(u8::is_ascii_digit).collect();
+                    if found + 10 + digits.len() >= buffer.len() {
+                        break;
+                    }
+                    let sent: u64 = std::str::from_utf8(&digits)?.parse()?;
+                    samples.push(received.saturating_sub(sent));
+                    buffer.drain(..found + 10 + digits.len());
+                }
+                if buffer.len() > 1 << 20 {
+                    buffer.clear();
+                }
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let wait = Instant::now();
+    while connected.load(Ordering::Relaxed) < SUBSCRIBERS as u64 {
+        if wait.elapsed() > Duration::from_secs(60) {
+            bail!("only {} of {SUBSCRIBERS} subscribers connected", connected.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let probe = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sender = connect(server).await?;
+            let mut interval = tokio::time::interval(PROBE_INTERVAL);
+            while !stop.load(Ordering::Relaxed) {
+                interval.tick().await;
+                let body = format!(
+                    r#"{{"events":[{{"type":"LatencyProbe","data":{{"sent_ns":{}}}}}]}}"#,
+                    base.elapsed().as_nanos()
+                );
+                sender.ready().await?;
+                let request = hyper::Request::post("/v1/streams/latency-probe")
+                    .header(hyper::header::HOST, "127.0.0.1")
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(body)))?;
+                let response = sender.send_request(request).await?;
+                let _ = response.into_body().collect().await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    let writers = http_appends(server, &format!("with-{number}"), SUBSCRIBER_WRITERS, 1, payload, round).await?;
+    stop.store(true, Ordering::Relaxed);
+    probe.await??;
+    let mut probes = Measurement { events: 0, elapsed: round, latencies_ns: Vec::new() };
+    for subscriber in subscribers {
+        let samples = subscriber.await??;
+        probes.events += samples.len() as u64;
+        probes.latencies_ns.extend(samples);
+    }
+    Ok((writers, probes))
+}
