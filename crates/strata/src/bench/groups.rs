@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use strata_core::{EventType, NewEvent, StreamId};
 use strata_storage::{ConsumerGroups, Filter, GroupSettings, GroupSource, GroupSpec, GroupStart, Store};
 
-const SCENARIOS: [&str; 4] = ["group_throughput_1", "group_throughput_4", "group_throughput_16", "subscribers_1000"];
+const SCENARIOS: [&str; 5] =
+    ["group_throughput_1", "group_throughput_4", "group_throughput_16", "stalled_consumer", "subscribers_1000"];
+/// `stalled_consumer`: the writer with a stalled group must keep this fraction of its rate without.
+const STALLED_RATIO_MIN: f64 = 0.9;
 /// Events per fetch of a consumer.
 const FETCH_MAX: usize = 100;
 /// The steady rate of the latency phase.
@@ -76,6 +79,9 @@ pub fn run(args: GroupsArgs) -> Result<()> {
         // Commit → delivery latency at a steady rate the consumers keep up with.
         row.latency = steady.latency();
         report.emit(row);
+    }
+    if selected("stalled_consumer") {
+        stalled(&args, temp.path(), round, &runtime, &mut report)?;
     }
     if selected("subscribers_1000") {
         subscribers(&args, temp.path(), round, &mut report)?;
@@ -210,6 +216,66 @@ fn write(store: &Store, rate: Option<u64>, limit: Option<u64>, duration: Duratio
         written += batch;
     }
     Ok(written)
+}
+
+/// `stalled_consumer`: a writer (batches of 100) alone, then while a group's only consumer holds
+/// `max_in_flight` deliveries without acking and keeps polling; the writer's rate with over without,
+/// and the resident memory at the end (the group's buffer must stay bounded).
+fn stalled(
+    args: &GroupsArgs,
+    dir: &std::path::Path,
+    round: Duration,
+    runtime: &tokio::runtime::Runtime,
+    report: &mut Report,
+) -> Result<()> {
+    eprintln!("stalled_consumer: a writer without, then with a group whose consumer never acks");
+    let store = Store::open(dir.join("stalled")).context("open the store")?;
+    let groups = ConsumerGroups::open(&store)?;
+    let settings = GroupSettings { max_in_flight: 100, ..GroupSettings::default() };
+    let source = GroupSource::All(Filter::default());
+    runtime.block_on(groups.put(GroupSpec { name: "stalled".into(), source, start: GroupStart::Start, settings }))?;
+    let (mut alone, mut with) = (Measurement::default(), Measurement::default());
+    let mut ratios = Vec::new();
+    let timed = |store: &Store| -> Result<Measurement> {
+        let started = Instant::now();
+        let events = write(store, None, None, round)?;
+        Ok(Measurement { events, elapsed: started.elapsed(), latencies_ns: Vec::new() })
+    };
+    for number in 0..args.run.rounds {
+        let mut measured = timed(&store)?;
+        progress(number, args.run.rounds, "no group", &mut measured);
+        let alone_rate = measured.events_per_sec();
+        alone.absorb(measured);
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let (groups, stop) = (groups.clone(), stop.clone());
+            runtime.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    // Takes what it can (up to max_in_flight) and never acks; long polls wake on commits.
+                    groups.fetch("stalled", "stalled", 100, Duration::from_millis(100)).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        };
+        let mut measured = timed(&store)?;
+        stop.store(true, Ordering::Relaxed);
+        runtime.block_on(consumer)??;
+        progress(number, args.run.rounds, "stalled group", &mut measured);
+        ratios.push(measured.events_per_sec() / alone_rate);
+        with.absorb(measured);
+    }
+    let info = runtime.block_on(groups.info("stalled"))?;
+    eprintln!("  the stalled group: {} in flight, {} events behind", info.in_flight, info.lag_events);
+    let alone_row = Row::measured("append_batch_100_no_group", &mut alone);
+    let mut row = Row::measured("stalled_consumer", &mut with).against(Baseline {
+        scenario: "append_batch_100_no_group",
+        events_per_sec: alone_row.events_per_sec,
+        round_ratios: ratios,
+    });
+    row.rss_mib = super::memory::resident_mib()?;
+    report.emit(alone_row);
+    report.emit(row.target(Target::RatioMin(STALLED_RATIO_MIN)));
+    Ok(())
 }
 
 /// `subscribers_1000`: the writers alone, then with 1,000 SSE subscribers, round by round.
