@@ -530,22 +530,25 @@ impl ConsumerGroups {
     }
 
     fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
-        let bytes = encode(state);
-        let name = &state.spec.name;
-        let temp = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}.tmp"));
-        let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
-        let storage = &*self.inner.storage;
-        let written = storage.open_file(&temp, true).and_then(|file| {
-            file.write_all_at(&bytes, 0)?;
-            file.sync_data()
-        });
-        written.map_err(|e| StorageError::new("write", &temp, e))?;
-        storage.rename(&temp, &path).map_err(|e| StorageError::new("rename", &temp, e))?;
-        storage.sync_dir(&self.inner.dir).map_err(|e| StorageError::new("sync directory", &self.inner.dir, e))?;
-        state.dirty = false;
-        state.saved_at = Instant::now();
+        let path = path_in(&self.inner.dir, &format!("{}{FILE_SUFFIX}", state.spec.name));
+        save(&*self.inner.storage, &self.inner.dir, state).map_err(|e| StorageError::new("save group to", &path, e))?;
         Ok(())
     }
+}
+
+/// Writes the group's file: to a temporary name, fdatasynced, renamed into place, the directory synced.
+fn save(storage: &dyn Storage, dir: &std::path::Path, state: &mut GroupState) -> std::io::Result<()> {
+    let bytes = encode(state);
+    let name = &state.spec.name;
+    let temp = path_in(dir, &format!("{name}{FILE_SUFFIX}.tmp"));
+    let file = storage.open_file(&temp, true)?;
+    file.write_all_at(&bytes, 0)?;
+    file.sync_data()?;
+    storage.rename(&temp, &path_in(dir, &format!("{name}{FILE_SUFFIX}")))?;
+    storage.sync_dir(dir)?;
+    state.dirty = false;
+    state.saved_at = Instant::now();
+    Ok(())
 }
 
 impl Drop for Registry {
@@ -556,31 +559,9 @@ impl Drop for Registry {
             if let Ok(mut state) = group.state.try_lock()
                 && state.dirty
             {
-                let registry = ConsumerGroupsSaver { storage: &*self.storage, dir: &self.dir };
-                let _ = registry.save(&mut state);
+                let _ = save(&*self.storage, &self.dir, &mut state);
             }
         }
-    }
-}
-
-/// Saving without the registry's `Arc` (from its `Drop`).
-struct ConsumerGroupsSaver<'a> {
-    storage: &'a dyn Storage,
-    dir: &'a std::path::Path,
-}
-
-impl ConsumerGroupsSaver<'_> {
-    fn save(&self, state: &mut GroupState) -> std::io::Result<()> {
-        let bytes = encode(state);
-        let name = &state.spec.name;
-        let temp = path_in(self.dir, &format!("{name}{FILE_SUFFIX}.tmp"));
-        let file = self.storage.open_file(&temp, true)?;
-        file.write_all_at(&bytes, 0)?;
-        file.sync_data()?;
-        self.storage.rename(&temp, &path_in(self.dir, &format!("{name}{FILE_SUFFIX}")))?;
-        self.storage.sync_dir(self.dir)?;
-        state.dirty = false;
-        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@
 //! and the file is removed so that the next open rebuilds it from the log.
 
 use crate::error::StorageError;
+use crate::format::{u16_at, u32_at, u64_at};
 use crate::io::{Storage, StorageFile, path_in, read_exact_at};
 use std::cell::RefCell;
 use std::io;
@@ -105,18 +106,6 @@ impl Location {
     pub fn unpack(packed: u64) -> Self {
         Self { segment: (packed >> 32) as u32, offset: packed as u32 }
     }
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
 fn invalid(reason: impl Into<String>) -> io::Error {
@@ -796,6 +785,30 @@ impl Run {
         KeyIter { run: self.clone(), kind: KeyKind::Stream, from: Vec::new(), block: 0, entries: Vec::new(), at: 0 }
     }
 
+    /// Visits the slots of a key's entries `range` in a section of `per_block` entries per block
+    /// starting at block `first_block`: `visit(block, slot)`.
+    fn walk(
+        &self,
+        first_block: u64,
+        per_block: u64,
+        entry: &KeyEntry,
+        range: std::ops::Range<u64>,
+        visit: &mut dyn FnMut(&[u8], usize),
+    ) -> Result<(), StorageError> {
+        let mut at = entry.start + range.start;
+        let end = entry.start + range.end.min(entry.count);
+        while at < end {
+            let block = self.block(first_block + at / per_block)?;
+            let first_slot = (at % per_block) as usize;
+            let take = (per_block as usize - first_slot).min((end - at) as usize);
+            for slot in first_slot..first_slot + take {
+                visit(&block, slot);
+            }
+            at += take as u64;
+        }
+        Ok(())
+    }
+
     /// The `(position, location)` of a stream's entries `range` (indexes into the key's list).
     pub fn stream_postings(
         &self,
@@ -803,19 +816,10 @@ impl Run {
         range: std::ops::Range<u64>,
         out: &mut dyn FnMut(u64, Location),
     ) -> Result<(), StorageError> {
-        let mut at = entry.start + range.start;
-        let end = entry.start + range.end.min(entry.count);
-        while at < end {
-            let block = self.block(self.spost_block + at / SPOST_PER_BLOCK)?;
-            let first_slot = (at % SPOST_PER_BLOCK) as usize;
-            let take = (SPOST_PER_BLOCK as usize - first_slot).min((end - at) as usize);
-            for slot in first_slot..first_slot + take {
-                let position = u64_at(&block, slot * SPOST_ENTRY);
-                out(position, Location::unpack(u64_at(&block, slot * SPOST_ENTRY + 8)));
-            }
-            at += take as u64;
-        }
-        Ok(())
+        self.walk(self.spost_block, SPOST_PER_BLOCK, entry, range, &mut |block, slot| {
+            let position = u64_at(block, slot * SPOST_ENTRY);
+            out(position, Location::unpack(u64_at(block, slot * SPOST_ENTRY + 8)));
+        })
     }
 
     /// The positions of a category's, type's or tag's entries `range`.
@@ -825,18 +829,7 @@ impl Run {
         range: std::ops::Range<u64>,
         out: &mut dyn FnMut(u64),
     ) -> Result<(), StorageError> {
-        let mut at = entry.start + range.start;
-        let end = entry.start + range.end.min(entry.count);
-        while at < end {
-            let block = self.block(self.post_block + at / POST_PER_BLOCK)?;
-            let first_slot = (at % POST_PER_BLOCK) as usize;
-            let take = (POST_PER_BLOCK as usize - first_slot).min((end - at) as usize);
-            for slot in first_slot..first_slot + take {
-                out(u64_at(&block, slot * 8));
-            }
-            at += take as u64;
-        }
-        Ok(())
+        self.walk(self.post_block, POST_PER_BLOCK, entry, range, &mut |block, slot| out(u64_at(block, slot * 8)))
     }
 
     /// The block of a non-stream key's list that holds entry `at`, with the entry range it covers.
