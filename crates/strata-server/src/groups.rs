@@ -275,7 +275,7 @@ pub async fn delete(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.finish(&[])?;
-    groups(&state).await?.delete(&name)?;
+    groups(&state).await?.delete(&name).await?;
     Ok(Json(json!({ "deleted": name })))
 }
 
@@ -334,7 +334,7 @@ pub async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     params.finish(&[])?;
     let outcome = groups(&state).await?.ack(&name, &request.delivery_ids).await?;
-    Ok(Json(json!({ "done": outcome.done, "unknown": outcome.unknown })))
+    Ok(Json(json!({ "done": outcome.done, "unknown": outcome.unknown, "refused": outcome.refused })))
 }
 
 /// Hands deliveries back: `retry`, `park` or `skip`.
@@ -355,7 +355,7 @@ pub async fn nack(
         other => return Err(ApiError::invalid(format!("action must be retry, park or skip, not {other}"))),
     };
     let outcome = groups(&state).await?.nack(&name, &request.delivery_ids, action).await?;
-    Ok(Json(json!({ "done": outcome.done, "unknown": outcome.unknown })))
+    Ok(Json(json!({ "done": outcome.done, "unknown": outcome.unknown, "refused": outcome.refused })))
 }
 
 /// The group's parked events, oldest first.

@@ -159,6 +159,9 @@ pub struct AckOutcome {
     /// Ids that are not (or no longer) outstanding: already acked, timed out and delivered again, or
     /// malformed. Harmless; reported so consumers can tell.
     pub unknown: Vec<String>,
+    /// Park nacks refused because the group already holds [`GROUP_PARKED_MAX`] parked events (the
+    /// events stay to be delivered again).
+    pub refused: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +194,8 @@ struct Registry {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     groups: std::sync::Mutex<BTreeMap<String, Arc<Group>>>,
+    /// Group files that did not load at open (set aside as `<name>.group.damaged`).
+    problems: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -213,6 +218,8 @@ struct GroupState {
     parked: BTreeMap<u64, ParkedEntry>,
     consumers: HashMap<String, Instant>,
     pins: HashMap<StreamId, String>,
+    /// Set by a delete: every later call on this state answers `NotFound` and nothing is saved.
+    deleted: bool,
     dirty: bool,
     saved_at: Instant,
 }
@@ -275,6 +282,7 @@ impl ConsumerGroups {
             storage,
             dir: dir.clone(),
             groups: std::sync::Mutex::new(BTreeMap::new()),
+            problems: std::sync::Mutex::new(Vec::new()),
         };
         let names = registry.storage.list_dir(&dir).map_err(|e| StorageError::new("list", &dir, e))?;
         for name in names {
@@ -284,7 +292,20 @@ impl ConsumerGroups {
             }
             let Some(group) = name.strip_suffix(FILE_SUFFIX) else { continue };
             let path = path_in(&dir, &name);
-            let saved = load(&*registry.storage, &path)?;
+            let saved = match load(&*registry.storage, &path) {
+                Ok(saved) => saved,
+                Err(error) => {
+                    // One damaged file must not take every group down: set it aside, say so.
+                    let aside = path_in(&dir, &format!("{name}.damaged"));
+                    let _ = registry.storage.rename(&path, &aside);
+                    registry
+                        .problems
+                        .lock()
+                        .expect("problems lock")
+                        .push(format!("{error}; moved to {}", aside.display()));
+                    continue;
+                }
+            };
             let state = GroupState::new(store, saved.spec, saved.first, saved.checkpoint, saved.parked);
             registry.groups.lock().expect("groups lock").insert(group.to_owned(), Arc::new(Group::new(state)));
         }
@@ -296,8 +317,20 @@ impl ConsumerGroups {
     pub async fn put(&self, spec: GroupSpec) -> Result<(), GroupError> {
         check_name(&spec.name)?;
         check_settings(&spec.settings)?;
-        if let GroupSource::Stream(stream) = &spec.source {
-            stream.check_not_reserved().map_err(|e| GroupError::Invalid(e.to_string()))?;
+        match &spec.source {
+            GroupSource::Stream(stream) => {
+                stream.check_not_reserved().map_err(|e| GroupError::Invalid(e.to_string()))?;
+            }
+            GroupSource::All(filter) => {
+                if filter.category.as_deref() == Some("") || filter.stream_prefix.as_deref() == Some("") {
+                    return Err(GroupError::Invalid("category and stream_prefix must not be empty".to_owned()));
+                }
+                if filter.query.is_some() {
+                    return Err(GroupError::Invalid(
+                        "a group's source filters by category, types, stream prefix and tags, not a query".to_owned(),
+                    ));
+                }
+            }
         }
         let existing = self.inner.groups.lock().expect("groups lock").get(&spec.name).cloned();
         if let Some(group) = existing {
@@ -326,9 +359,19 @@ impl ConsumerGroups {
     }
 
     /// Deletes a group and its checkpoint and parked events.
-    pub fn delete(&self, name: &str) -> Result<(), GroupError> {
-        let removed = self.inner.groups.lock().expect("groups lock").remove(name);
-        let Some(group) = removed else { return Err(GroupError::NotFound(name.to_owned())) };
+    pub async fn delete(&self, name: &str) -> Result<(), GroupError> {
+        let group = self.group(name)?;
+        let mut state = group.state.lock().await;
+        if state.deleted {
+            return Err(GroupError::NotFound(name.to_owned()));
+        }
+        state.deleted = true;
+        {
+            let mut groups = self.inner.groups.lock().expect("groups lock");
+            if groups.get(name).is_some_and(|current| Arc::ptr_eq(current, &group)) {
+                groups.remove(name);
+            }
+        }
         group.changed.notify_waiters();
         let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
         self.inner.storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
@@ -337,6 +380,11 @@ impl ConsumerGroups {
             .sync_dir(&self.inner.dir)
             .map_err(|e| StorageError::new("sync directory", &self.inner.dir, e))?;
         Ok(())
+    }
+
+    /// Group files that did not load at open, and where they were set aside.
+    pub fn load_problems(&self) -> Vec<String> {
+        self.inner.problems.lock().expect("problems lock").clone()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -407,6 +455,9 @@ impl ConsumerGroups {
             changed.as_mut().enable();
             let next_expiry = {
                 let mut state = group.state.lock().await;
+                if state.deleted {
+                    return Err(GroupError::NotFound(name.to_owned()));
+                }
                 let now = Instant::now();
                 state.consumers.insert(consumer.to_owned(), now);
                 state.expire(now);
@@ -418,9 +469,6 @@ impl ConsumerGroups {
                 }
                 state.next_expiry()
             };
-            if !self.inner.groups.lock().expect("groups lock").contains_key(name) {
-                return Err(GroupError::NotFound(name.to_owned()));
-            }
             let until = next_expiry.map_or(deadline, |expiry| expiry.min(deadline));
             tokio::select! {
                 _ = head.changed() => {}
@@ -453,6 +501,9 @@ impl ConsumerGroups {
     ) -> Result<AckOutcome, GroupError> {
         let group = self.group(name)?;
         let mut state = group.state.lock().await;
+        if state.deleted {
+            return Err(GroupError::NotFound(name.to_owned()));
+        }
         let mut outcome = AckOutcome::default();
         for id in delivery_ids {
             let parsed = id.split_once('.').and_then(|(p, a)| Some((p.parse::<u64>().ok()?, a.parse::<u32>().ok()?)));
@@ -466,7 +517,12 @@ impl ConsumerGroups {
             match action {
                 None | Some(NackAction::Skip) => state.handled(position),
                 Some(NackAction::Retry) => state.retry(position, "nacked"),
-                Some(NackAction::Park) => state.park(position, "parked by a consumer".to_owned()),
+                Some(NackAction::Park) => {
+                    if !state.park(position, "parked by a consumer".to_owned()) {
+                        outcome.refused.push(id.clone());
+                        continue;
+                    }
+                }
             }
             outcome.done += 1;
         }
@@ -491,18 +547,37 @@ impl ConsumerGroups {
             .collect())
     }
 
-    /// Delivers the parked events again (they leave the parked list once handled). Returns how many.
+    /// Delivers parked events again (each leaves the parked list once handled), as many as the group's
+    /// buffer has room for; call again for the rest. Returns how many were queued.
     pub async fn replay_parked(&self, name: &str) -> Result<usize, GroupError> {
         let group = self.group(name)?;
         let mut state = group.state.lock().await;
-        let positions: Vec<u64> =
-            state.parked.keys().copied().filter(|p| !state.pending.get(p).is_some_and(|p| p.replay)).collect();
+        if state.deleted {
+            return Err(GroupError::NotFound(name.to_owned()));
+        }
+        let room = state.buffer_max().saturating_sub(state.pending.len());
+        let chosen: Vec<(u64, u32)> = state
+            .parked
+            .iter()
+            .filter(|(position, _)| !state.pending.contains_key(position))
+            .take(room)
+            .map(|(&position, entry)| (position, entry.attempts))
+            .collect();
+        let store = self.inner.store.clone();
+        let positions: Vec<u64> = chosen.iter().map(|&(position, _)| position).collect();
+        let events = tokio::task::spawn_blocking(move || {
+            positions
+                .into_iter()
+                .map(|position| store.read_all(ReadFrom::At(Position::new(position)), crate::Direction::Forward, 1))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("replay read panicked")?;
         let mut replayed = 0;
-        for position in positions {
-            let event =
-                self.inner.store.read_all(ReadFrom::At(Position::new(position)), crate::Direction::Forward, 1)?;
-            let Some(event) = event.into_iter().next().filter(|e| e.position.value() == position) else { continue };
-            state.pending.insert(position, Pending { event, attempts: 0, in_flight: None, replay: true });
+        for ((position, attempts), events) in chosen.into_iter().zip(events) {
+            let Some(event) = events.into_iter().next().filter(|e| e.position.value() == position) else { continue };
+            // Attempts go on counting, so an id of a delivery before the parking stays stale.
+            state.pending.insert(position, Pending { event, attempts, in_flight: None, replay: true });
             replayed += 1;
         }
         drop(state);
@@ -538,9 +613,14 @@ impl ConsumerGroups {
 
 /// Writes the group's file: to a temporary name, fdatasynced, renamed into place, the directory synced.
 fn save(storage: &dyn Storage, dir: &std::path::Path, state: &mut GroupState) -> std::io::Result<()> {
+    if state.deleted {
+        return Ok(());
+    }
     let bytes = encode(state);
     let name = &state.spec.name;
     let temp = path_in(dir, &format!("{name}{FILE_SUFFIX}.tmp"));
+    // A leftover of a failed save must not leave its tail behind the new bytes.
+    let _ = storage.remove_file(&temp);
     let file = storage.open_file(&temp, true)?;
     file.write_all_at(&bytes, 0)?;
     file.sync_data()?;
@@ -595,6 +675,7 @@ impl GroupState {
             parked,
             consumers: HashMap::new(),
             pins: HashMap::new(),
+            deleted: false,
             dirty: false,
             saved_at: Instant::now(),
         }
@@ -630,6 +711,10 @@ impl GroupState {
 
     /// Deliveries past their ack timeout become ready again (or parked after `max_retries`).
     fn expire(&mut self, now: Instant) {
+        let timeout = self.spec.settings.ack_timeout;
+        let holding: std::collections::HashSet<String> =
+            self.pending.values().filter_map(|p| p.in_flight.as_ref().map(|f| f.0.clone())).collect();
+        self.consumers.retain(|consumer, seen| now.duration_since(*seen) <= timeout || holding.contains(consumer));
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -662,7 +747,12 @@ impl GroupState {
         let mut blocked: std::collections::HashSet<StreamId> = std::collections::HashSet::new();
         let mut pin_counts: HashMap<String, usize> = HashMap::new();
         if settings.strategy == Strategy::Pinned {
-            self.pins.retain(|_, owner| self.consumers.get(owner).is_some_and(active));
+            // A stream with any event out (a replayed parked event can come before it) waits.
+            blocked.extend(self.pending.values().filter(|p| p.in_flight.is_some()).map(|p| p.event.stream.clone()));
+            let streams: std::collections::HashSet<&StreamId> =
+                self.pending.values().map(|p| &p.event.stream).collect();
+            // Pins of departed consumers, and of streams with nothing pending, go.
+            self.pins.retain(|stream, owner| streams.contains(stream) && self.consumers.get(owner).is_some_and(active));
             for owner in self.pins.values() {
                 *pin_counts.entry(owner.clone()).or_default() += 1;
             }
@@ -735,17 +825,24 @@ impl GroupState {
         pending.in_flight = None;
         if pending.attempts > max_retries {
             let reason = format!("{reason} after {} deliveries", pending.attempts);
+            // With the parked list full it stays ready: retried, never dropped.
             self.park(position, reason);
         }
     }
 
-    fn park(&mut self, position: u64, reason: String) {
-        let Some(pending) = self.pending.remove(&position) else { return };
-        if self.parked.len() < GROUP_PARKED_MAX || self.parked.contains_key(&position) {
-            self.parked.insert(position, ParkedEntry { attempts: pending.attempts, reason });
+    /// Parks the event; `false` (and it stays ready) when the parked list is full.
+    fn park(&mut self, position: u64, reason: String) -> bool {
+        if self.parked.len() >= GROUP_PARKED_MAX && !self.parked.contains_key(&position) {
+            if let Some(pending) = self.pending.get_mut(&position) {
+                pending.in_flight = None;
+            }
+            return false;
         }
+        let Some(pending) = self.pending.remove(&position) else { return true };
+        self.parked.insert(position, ParkedEntry { attempts: pending.attempts, reason });
         self.dirty = true;
         self.advance_checkpoint();
+        true
     }
 
     /// The checkpoint follows the first event not handled (or, with none, what the source was read up to).

@@ -312,9 +312,64 @@ async fn stream_groups_from_the_end_definitions_and_bad_input() {
     assert!(matches!(groups.fetch("shipping", "", 1, NO_WAIT).await, Err(GroupError::Invalid(_))));
     let outcome = groups.ack("shipping", &["nonsense".to_owned(), "1.x".to_owned()]).await.unwrap();
     assert_eq!(outcome.unknown.len(), 2);
-    groups.delete("shipping").unwrap();
+    groups.delete("shipping").await.unwrap();
     assert!(matches!(groups.info("shipping").await, Err(GroupError::NotFound(_))));
-    assert!(matches!(groups.delete("shipping"), Err(GroupError::NotFound(_))));
+    assert!(matches!(groups.delete("shipping").await, Err(GroupError::NotFound(_))));
     drop(groups);
     assert!(ConsumerGroups::open(&store).unwrap().names().is_empty(), "a deleted group stays deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_event_waits_for_its_stream_under_the_pinned_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let groups = ConsumerGroups::open(&store).unwrap();
+    let settings = GroupSettings { strategy: Strategy::Pinned, ..GroupSettings::default() };
+    groups.put(spec("billing", GroupSource::Stream(stream("order-0")), settings)).await.unwrap();
+    tokio::task::block_in_place(|| {
+        for _ in 0..2 {
+            commit(&store, "order-0", ExpectedRevision::Any, vec![event("{}")]);
+        }
+    });
+    let first = groups.fetch("billing", "a", 10, NO_WAIT).await.unwrap();
+    assert_eq!(first.len(), 1, "one event of a stream at a time");
+    groups.nack("billing", &[first[0].delivery_id.clone()], NackAction::Park).await.unwrap();
+    let second = groups.fetch("billing", "a", 10, NO_WAIT).await.unwrap();
+    assert_eq!(second[0].event.revision.value(), 1);
+    assert_eq!(groups.replay_parked("billing").await.unwrap(), 1);
+    assert!(groups.fetch("billing", "b", 10, NO_WAIT).await.unwrap().is_empty(), "the stream has an event out");
+    assert!(groups.fetch("billing", "a", 10, NO_WAIT).await.unwrap().is_empty(), "also for its owner");
+    groups.ack("billing", &[second[0].delivery_id.clone()]).await.unwrap();
+    let replayed = groups.fetch("billing", "a", 10, NO_WAIT).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!((replayed[0].event.revision.value(), replayed[0].attempt), (0, 2), "attempts go on counting");
+    // The id of the delivery before the parking is stale.
+    let stale = groups.ack("billing", &[first[0].delivery_id.clone()]).await.unwrap();
+    assert_eq!(stale.unknown.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_ends_waiting_fetches_for_good_and_a_damaged_file_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let groups = ConsumerGroups::open(&store).unwrap();
+    groups.put(spec("billing", all(), GroupSettings::default())).await.unwrap();
+    let waiting = {
+        let groups = groups.clone();
+        tokio::spawn(async move { groups.fetch("billing", "a", 10, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    groups.delete("billing").await.unwrap();
+    write(&store, 5);
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the wait ended").unwrap();
+    assert!(matches!(ended, Err(GroupError::NotFound(_))), "{ended:?}");
+    groups.flush().await.unwrap();
+    drop(groups);
+    std::fs::write(dir.path().join("groups").join("broken.group"), b"not a group file").unwrap();
+    let groups = ConsumerGroups::open(&store).unwrap();
+    assert!(groups.names().is_empty(), "the deleted group stays deleted; the damaged one is not loaded");
+    let problems = groups.load_problems();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("broken.group"), "{problems:?}");
+    assert!(dir.path().join("groups").join("broken.group.damaged").exists());
 }
