@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use strata_storage::{ConsumerGroups, Store};
 use tokio::sync::watch;
 
+/// How often the server saves the checkpoints of consumer groups that changed (acks save on their own
+/// at most every 100 ms; this catches groups that went idle).
+const GROUP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
@@ -34,10 +38,22 @@ impl AppState {
             .groups
             .get_or_try_init(|| async {
                 let store = self.store.clone();
-                tokio::task::spawn_blocking(move || ConsumerGroups::open(&store))
+                let groups = tokio::task::spawn_blocking(move || ConsumerGroups::open(&store))
                     .await
                     .map_err(|_| ApiError::internal("loading the consumer groups failed unexpectedly"))?
-                    .map_err(ApiError::from)
+                    .map_err(ApiError::from)?;
+                // Checkpoints of idle groups are saved every second, and once more at shutdown.
+                let (flushed, shutdown) = (groups.clone(), self.shutdown_signal());
+                tokio::spawn(async move {
+                    tokio::pin!(shutdown);
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(GROUP_FLUSH_INTERVAL) => { let _ = flushed.flush().await; }
+                            () = &mut shutdown => { let _ = flushed.flush().await; return; }
+                        }
+                    }
+                });
+                Ok::<_, ApiError>(groups)
             })
             .await?;
         Ok(groups.clone())
