@@ -1,6 +1,6 @@
 //! `strata groups …`: consumer groups, over the HTTP API (`/v1/groups`).
 
-use super::events::print_event;
+use super::events::{FilterArgs, print_event};
 use super::target::{Target, encode};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
@@ -58,16 +58,8 @@ pub struct CreateArgs {
     /// The stream to consume (else the global log, filtered by the options below).
     #[arg(long)]
     pub stream: Option<String>,
-    #[arg(long)]
-    pub category: Option<String>,
-    /// Event types, comma-separated.
-    #[arg(long)]
-    pub types: Option<String>,
-    #[arg(long)]
-    pub stream_prefix: Option<String>,
-    /// Tags, comma-separated.
-    #[arg(long)]
-    pub tags: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// `start`, `end`, or a position (log) / revision (stream).
     #[arg(long, default_value = "start")]
     pub from: String,
@@ -166,8 +158,8 @@ pub async fn run(target: &Target, command: GroupsCommand, json: bool) -> Result<
             let source = match &args.stream {
                 Some(stream) => json!({ "stream": stream }),
                 None => json!({ "all": {
-                    "category": args.category, "types": list_of(&args.types),
-                    "stream_prefix": args.stream_prefix, "tags": list_of(&args.tags),
+                    "category": args.filter.category, "types": list_of(&args.filter.types),
+                    "stream_prefix": args.filter.stream_prefix, "tags": list_of(&args.filter.tags),
                 } }),
             };
             let source = strip_nulls(source);
