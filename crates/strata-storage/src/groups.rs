@@ -461,11 +461,15 @@ impl ConsumerGroups {
                 let now = Instant::now();
                 state.consumers.insert(consumer.to_owned(), now);
                 state.expire(now);
-                state.fill().await?;
+                let read = state.fill().await?;
                 let deliveries = state.take(consumer, max, now);
-                if !deliveries.is_empty() || now >= deadline {
+                if !deliveries.is_empty() || (now >= deadline && !read) {
                     self.save_if_due(&mut state)?;
                     return Ok(deliveries);
+                }
+                if read {
+                    // More may be readable: go on at once (the lock was let go in between).
+                    continue;
                 }
                 state.next_expiry()
             };
@@ -693,10 +697,15 @@ impl GroupState {
         }
     }
 
-    /// Reads from the source into the buffer while there is room and events below the head.
-    async fn fill(&mut self) -> Result<(), GroupError> {
-        while self.pending.len() < self.buffer_max() {
-            let Some(events) = self.feeder.next_available().await? else { break };
+    /// Reads one batch from the source into the buffer, if there is room and something below the
+    /// head; `true` when it read one (there may be more). One batch at a time: the state's lock is
+    /// held meanwhile, and acks wait for it.
+    async fn fill(&mut self) -> Result<bool, GroupError> {
+        let mut read = false;
+        if self.pending.len() < self.buffer_max()
+            && let Some(events) = self.feeder.next_available().await?
+        {
+            read = true;
             for event in events {
                 let position = event.position.value();
                 if self.parked.contains_key(&position) {
@@ -706,7 +715,7 @@ impl GroupState {
             }
         }
         self.advance_checkpoint();
-        Ok(())
+        Ok(read)
     }
 
     /// Deliveries past their ack timeout become ready again (or parked after `max_retries`).
