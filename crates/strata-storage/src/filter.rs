@@ -28,6 +28,16 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self == &Filter::default()
     }
+
+    /// Whether `event` matches, judged from the event itself (what the indexes answer for reads).
+    pub fn matches(&self, event: &strata_core::RecordedEvent) -> bool {
+        let event_type = event.event_type.as_str();
+        self.category.as_deref().is_none_or(|category| event.stream.category() == category)
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t.as_str() == event_type))
+            && self.stream_prefix.as_deref().is_none_or(|prefix| event.stream.as_str().starts_with(prefix))
+            && self.tags.iter().all(|tag| event.tags.contains(tag.as_str()))
+            && self.query.as_ref().is_none_or(|query| query.matches(event_type, event.tags.iter()))
+    }
 }
 
 /// Up to this many streams, a stream prefix is matched through their position lists.

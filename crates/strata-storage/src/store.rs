@@ -293,6 +293,7 @@ impl Store {
             next_position,
             stats: Default::default(),
             maintenance: Default::default(),
+            live_tail: Default::default(),
         });
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);

@@ -16,6 +16,51 @@ use tokio::sync::watch;
 /// `READ_PAGE_BYTES_MAX` of their bytes).
 pub const SUBSCRIPTION_BATCH_EVENTS_MAX: usize = 1_000;
 
+/// Events the shared live tail keeps: live subscriptions to the global log read from it instead of
+/// each reading the log.
+pub(crate) const LIVE_TAIL_EVENTS: usize = 8_192;
+
+/// The latest committed events, decoded once and shared by every live subscription to the global
+/// log: one of them reads new events from the log into it (the others wait for that read instead of
+/// doing their own), and each filters what it needs. A subscription whose cursor is older than the
+/// tail reads the log, as in catch-up.
+#[derive(Debug, Default)]
+pub(crate) struct LiveTail {
+    ring: std::sync::Mutex<Ring>,
+    /// Held by the subscription that reads new events into the ring.
+    filling: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// The position of `events[0]`.
+    start: u64,
+    events: std::collections::VecDeque<RecordedEvent>,
+}
+
+impl Ring {
+    fn end(&self) -> u64 {
+        self.start + self.events.len() as u64
+    }
+
+    /// Events from `from` (which the ring covers) up to `head`, at most `max` matching `filter`, and
+    /// where the next look starts.
+    fn take(&self, from: u64, head: u64, max: usize, filter: &Filter) -> (Vec<RecordedEvent>, u64) {
+        let mut taken = Vec::new();
+        let mut next = from;
+        for event in self.events.range((from - self.start) as usize..) {
+            if next >= head || taken.len() >= max {
+                break;
+            }
+            next += 1;
+            if filter.matches(event) {
+                taken.push(event.clone());
+            }
+        }
+        (taken, next)
+    }
+}
+
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionMessage {
@@ -190,6 +235,21 @@ impl Subscription {
                 if *next_position >= head {
                     return Ok(None);
                 }
+                // Live: from the shared tail while it reaches back to the cursor.
+                while self.caught_up
+                    && let Some((events, next)) = live_batch(&store, *next_position, head, limit, filter).await?
+                {
+                    *next_position = next;
+                    if !events.is_empty() {
+                        return Ok(Some(events));
+                    }
+                    if next >= head {
+                        return Ok(None);
+                    }
+                }
+                if *next_position >= head {
+                    return Ok(None);
+                }
                 let (from, filter_for_read) = (*next_position, filter.clone());
                 let page = tokio::task::spawn_blocking(move || {
                     store.read_all_page(ReadFrom::At(Position::new(from)), &options, &filter_for_read)
@@ -224,4 +284,62 @@ impl Subscription {
             }
         }
     }
+}
+
+/// Events for a live subscription from the shared tail: `None` when the tail does not reach back to
+/// `from` (the subscription reads the log itself). Brings the tail up to `head` first, one reader for
+/// everybody.
+async fn live_batch(
+    store: &Store,
+    from: u64,
+    head: u64,
+    limit: usize,
+    filter: &Filter,
+) -> Result<Option<(Vec<RecordedEvent>, u64)>, ReadError> {
+    let tail = &store.shared().live_tail;
+    // `Some(None)`: the tail starts after `from` (read the log); `None`: the tail must be filled first.
+    let served = |ring: &Ring| -> Option<Option<(Vec<RecordedEvent>, u64)>> {
+        if from < ring.start {
+            return Some(None);
+        }
+        (from < ring.end() || (from == ring.end() && ring.end() >= head))
+            .then(|| Some(ring.take(from, head, limit, filter)))
+    };
+    if let Some(answer) = served(&tail.ring.lock().expect("live tail lock")) {
+        return Ok(answer);
+    }
+    let _filling = tail.filling.lock().await;
+    let end = {
+        let ring = tail.ring.lock().expect("live tail lock");
+        if let Some(answer) = served(&ring) {
+            return Ok(answer);
+        }
+        ring.end()
+    };
+    // Read what is new since the tail's end; when that is more than the tail holds, start it afresh
+    // at `from`.
+    let start = if from > end || head.saturating_sub(end) > LIVE_TAIL_EVENTS as u64 { from } else { end };
+    let reader = store.clone();
+    let options = ReadOptions {
+        direction: Direction::Forward,
+        limit: (head - start).min(LIVE_TAIL_EVENTS as u64) as usize,
+        until_position: Some(Position::new(head - 1)),
+        until_time: None,
+    };
+    let page = tokio::task::spawn_blocking(move || {
+        reader.read_all_page(ReadFrom::At(Position::new(start)), &options, &Filter::default())
+    })
+    .await
+    .expect("live tail read panicked")?;
+    let mut ring = tail.ring.lock().expect("live tail lock");
+    if start != ring.end() {
+        ring.events.clear();
+        ring.start = start;
+    }
+    ring.events.extend(page.events);
+    while ring.events.len() > LIVE_TAIL_EVENTS {
+        ring.events.pop_front();
+        ring.start += 1;
+    }
+    Ok(served(&ring).flatten())
 }

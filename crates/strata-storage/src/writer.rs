@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub stats: crate::stats::EngineStats,
     /// Held by whatever rewrites index runs in place (a merge, a scavenge), so they never overlap.
     pub maintenance: std::sync::Mutex<()>,
+    /// The latest events, shared by live subscriptions.
+    pub live_tail: crate::subscription::LiveTail,
 }
 
 /// Up to this many of a group's events, a condition checks each of them; beyond, it searches
