@@ -111,7 +111,7 @@ async fn group_round(dir: &std::path::Path, consumers: usize, round: Duration) -
         let store = store.clone();
         tokio::task::spawn_blocking(move || write(&store, None, Some(50_000), Duration::from_secs(3600)))
     };
-    let written = backlog.await??;
+    backlog.await??;
     let mut capacity = Measurement::default();
     let mut latency = Measurement::default();
     for (phase, rate) in [(0, None), (1, Some(STEADY_EVENTS_PER_SEC))] {
@@ -129,19 +129,19 @@ async fn group_round(dir: &std::path::Path, consumers: usize, round: Duration) -
         };
         if phase == 1 {
             // Let the consumers drain what the capacity phase left, then measure only steady state.
-            drain(&groups, &store).await?;
+            drain(&groups).await?;
         }
         let started = Instant::now();
         let acked = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for consumer in 0..consumers {
-            let (groups, store, acked) = (groups.clone(), store.clone(), acked.clone());
+            let (groups, acked) = (groups.clone(), acked.clone());
             tasks.push(tokio::spawn(async move {
                 let name = format!("c{consumer}");
                 let mut ages = Vec::new();
                 while started.elapsed() < round {
                     let deliveries = groups.fetch("bench", &name, FETCH_MAX, Duration::from_millis(50)).await?;
-                    let now = store_now(&store);
+                    let now = now_micros();
                     ages.extend(
                         deliveries.iter().map(|d| (now - d.event.recorded_at.as_micros()).max(0) as u64 * 1_000),
                     );
@@ -168,21 +168,20 @@ async fn group_round(dir: &std::path::Path, consumers: usize, round: Duration) -
             latency = measured;
         }
     }
-    let _ = written;
     drop(groups);
     drop(store);
     Ok((capacity, latency))
 }
 
-/// The store's clock (what recorded times come from), in µs.
-fn store_now(_store: &Store) -> i64 {
+/// Now by the clock recorded times come from (the store's default `SystemClock`), in µs.
+fn now_micros() -> i64 {
     use strata_storage::Clock as _;
     strata_storage::SystemClock.now().as_micros()
 }
 
 /// Acks as a consumer until the group has caught up with the writer (a fetch gets less than a full
 /// batch; at most 60 s).
-async fn drain(groups: &ConsumerGroups, _store: &Store) -> Result<()> {
+async fn drain(groups: &ConsumerGroups) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         let deliveries = groups.fetch("bench", "drain", 1_000, Duration::from_millis(10)).await?;
