@@ -1,0 +1,178 @@
+//! Exactly-once projections into PostgreSQL: each batch's read-model changes and the checkpoint
+//! commit in one PostgreSQL transaction. The same bookkeeping tables as [`super::sqlite`]. A batch
+//! first locks its checkpoint row and checks it is where this runner left it, so two runners of the
+//! same projection cannot both apply a batch: the second fails, reloads its checkpoint and goes on.
+
+use super::{ProjectionError, Tables, Target};
+use std::fmt;
+use std::future::Future;
+use strata_core::{Position, RecordedEvent};
+use strata_storage::Filter;
+use tokio_postgres::{Client, NoTls, Transaction};
+
+/// A projection whose read model is PostgreSQL tables.
+pub trait PostgresProjection: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn filter(&self) -> Filter;
+
+    /// The plain names of its tables (each kept as `{name}_v{version}`, read through a view `{name}`).
+    fn tables(&self) -> Vec<&'static str>;
+
+    /// Creates this version's tables if they do not exist.
+    fn setup(
+        &self,
+        tx: &Transaction<'_>,
+        tables: &Tables,
+    ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send;
+
+    /// Applies events (ascending positions) inside the batch's transaction.
+    fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        tables: &Tables,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// A [`Target`] keeping a [`PostgresProjection`] in a PostgreSQL database.
+pub struct PostgresTarget<P> {
+    client: Client,
+    connection: tokio::task::JoinHandle<()>,
+    projection: P,
+    name: String,
+    version: u32,
+    tables: Tables,
+    /// The checkpoint as this runner last stored or read it.
+    stored: Option<Position>,
+}
+
+impl<P> fmt::Debug for PostgresTarget<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresTarget").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+impl<P> Drop for PostgresTarget<P> {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+const BOOKKEEPING: &str = "
+    CREATE TABLE IF NOT EXISTS strata_checkpoints (
+        name TEXT NOT NULL, version INTEGER NOT NULL, position BIGINT NOT NULL, PRIMARY KEY (name, version));
+    CREATE TABLE IF NOT EXISTS strata_projections (name TEXT PRIMARY KEY, active_version INTEGER NOT NULL);";
+
+impl<P: PostgresProjection> PostgresTarget<P> {
+    /// Connects with a libpq-style configuration (`host=127.0.0.1 user=postgres dbname=app`).
+    pub async fn connect(config: &str, projection: P) -> Result<Self, ProjectionError> {
+        let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let (name, version) = (projection.name().to_owned(), projection.version());
+        let tables = Tables::new(&name, version, &projection.tables())?;
+        Ok(Self { client, connection, projection, name, version, tables, stored: None })
+    }
+
+    /// The connection, for queries on the read model.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl<P: PostgresProjection> Target for PostgresTarget<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn filter(&self) -> Filter {
+        self.projection.filter()
+    }
+
+    async fn prepare(&mut self) -> Result<Option<Position>, ProjectionError> {
+        self.client.batch_execute(BOOKKEEPING).await?;
+        let tx = self.client.transaction().await?;
+        self.projection.setup(&tx, &self.tables).await?;
+        let row = tx
+            .query_opt(
+                "SELECT position FROM strata_checkpoints WHERE name = $1 AND version = $2",
+                &[&self.name, &(self.version as i32)],
+            )
+            .await?;
+        tx.commit().await?;
+        self.stored = row.map(|row| Position::new(row.get::<_, i64>(0) as u64));
+        Ok(self.stored)
+    }
+
+    async fn apply(&mut self, events: &[RecordedEvent], checkpoint: Position) -> Result<(), ProjectionError> {
+        let version = self.version as i32;
+        let tx = self.client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT position FROM strata_checkpoints WHERE name = $1 AND version = $2 FOR UPDATE",
+                &[&self.name, &version],
+            )
+            .await?;
+        let current = row.map(|row| Position::new(row.get::<_, i64>(0) as u64));
+        if current != self.stored {
+            return Err(ProjectionError::Invalid {
+                name: self.name.clone(),
+                reason: format!(
+                    "its checkpoint moved to {current:?} while this runner expected {:?}: another runner of the \
+                     same projection and version is running",
+                    self.stored
+                ),
+            });
+        }
+        if !events.is_empty() {
+            self.projection.apply(&tx, &self.tables, events).await?;
+        }
+        tx.execute(
+            "INSERT INTO strata_checkpoints (name, version, position) VALUES ($1, $2, $3)
+             ON CONFLICT (name, version) DO UPDATE SET position = excluded.position",
+            &[&self.name, &version, &(checkpoint.value() as i64)],
+        )
+        .await?;
+        tx.commit().await?;
+        self.stored = Some(checkpoint);
+        Ok(())
+    }
+
+    async fn activate(&mut self) -> Result<(), ProjectionError> {
+        let tx = self.client.transaction().await?;
+        for base in self.tables.bases() {
+            let statement = format!(
+                "DROP VIEW IF EXISTS \"{base}\"; CREATE VIEW \"{base}\" AS SELECT * FROM \"{}\";",
+                self.tables.get(base)
+            );
+            tx.batch_execute(&statement).await?;
+        }
+        tx.execute(
+            "INSERT INTO strata_projections (name, active_version) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET active_version = excluded.active_version",
+            &[&self.name, &(self.version as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn active_version(&mut self) -> Result<Option<u32>, ProjectionError> {
+        self.client.batch_execute(BOOKKEEPING).await?;
+        let row = self
+            .client
+            .query_opt("SELECT active_version FROM strata_projections WHERE name = $1", &[&self.name])
+            .await?;
+        Ok(row.map(|row| row.get::<_, i32>(0) as u32))
+    }
+}
