@@ -319,19 +319,20 @@ pub fn balance_delta(
     })
 }
 
-/// Crashes the process after this many events were written into the read model (the kill test's
-/// hook: it lands between a batch's read-model write and its checkpoint).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CrashAfter(pub Option<u64>);
+/// Aborts the process once this many events were written into the read model — installed as the
+/// target's before-checkpoint hook, so it lands between a batch's read-model write and its
+/// checkpoint (the exactly-once kill test's crash point).
+#[derive(Debug, Clone, Copy)]
+pub struct CrashAfter(pub u64);
 
 impl CrashAfter {
-    fn written(&mut self, events: u64) {
-        if let Some(left) = &mut self.0 {
-            if *left <= events {
+    pub fn hook(mut self) -> impl FnMut(&[RecordedEvent]) + Send + 'static {
+        move |events| {
+            if self.0 <= events.len() as u64 {
                 eprintln!("banking: crashing between the read-model write and the checkpoint, as asked");
                 std::process::abort();
             }
-            *left -= events;
+            self.0 -= events.len() as u64;
         }
     }
 }
@@ -341,12 +342,11 @@ impl CrashAfter {
 pub struct BalancesSqlite {
     pub version: u32,
     pub codec: Codec<AccountEvent>,
-    pub crash_after: CrashAfter,
 }
 
 impl BalancesSqlite {
     pub fn new(version: u32) -> Self {
-        Self { version, codec: codec(), crash_after: CrashAfter::default() }
+        Self { version, codec: codec() }
     }
 }
 
@@ -389,7 +389,6 @@ impl SqliteProjection for BalancesSqlite {
             if let Some((account, delta)) = balance_delta(&self.codec, recorded)? {
                 upsert.execute(rusqlite::params![account, delta])?;
             }
-            self.crash_after.written(1);
         }
         Ok(())
     }
@@ -401,12 +400,11 @@ impl SqliteProjection for BalancesSqlite {
 pub struct BalancesPostgres {
     pub version: u32,
     pub codec: Codec<AccountEvent>,
-    pub crash_after: CrashAfter,
 }
 
 impl BalancesPostgres {
     pub fn new(version: u32) -> Self {
-        Self { version, codec: codec(), crash_after: CrashAfter::default() }
+        Self { version, codec: codec() }
     }
 }
 
@@ -464,7 +462,6 @@ impl PostgresProjection for BalancesPostgres {
             table = tables.get("balances")
         );
         tx.execute(&statement, &[&accounts, &deltas, &counts]).await?;
-        self.crash_after.written(events.len() as u64);
         Ok(())
     }
 }

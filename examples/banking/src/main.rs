@@ -68,15 +68,17 @@ async fn main() -> Result<()> {
             let options = RunOptions { catch_up_batch_events: batch, ..RunOptions::default() };
             let checkpoint = match (sqlite, postgres) {
                 (Some(path), None) => {
-                    let mut balances = BalancesSqlite::new(version);
-                    balances.crash_after = CrashAfter(crash_after);
-                    let target = SqliteTarget::open(&path, balances)?;
+                    let mut target = SqliteTarget::open(&path, BalancesSqlite::new(version))?;
+                    if let Some(events) = crash_after {
+                        target = target.on_before_checkpoint(CrashAfter(events).hook());
+                    }
                     projection::run_until_caught_up(store, target, options).await?
                 }
                 (None, Some(config)) => {
-                    let mut balances = BalancesPostgres::new(version);
-                    balances.crash_after = CrashAfter(crash_after);
-                    let target = PostgresTarget::connect(&config, balances).await?;
+                    let mut target = PostgresTarget::connect(&config, BalancesPostgres::new(version)).await?;
+                    if let Some(events) = crash_after {
+                        target = target.on_before_checkpoint(CrashAfter(events).hook());
+                    }
                     projection::run_until_caught_up(store, target, options).await?
                 }
                 _ => bail!("give --sqlite or --postgres"),

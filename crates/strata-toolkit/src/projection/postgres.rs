@@ -49,6 +49,7 @@ pub struct PostgresTarget<P> {
     tables: Tables,
     /// The checkpoint as this runner last stored or read it.
     stored: Option<Position>,
+    before_checkpoint: Option<Box<dyn FnMut(&[RecordedEvent]) + Send>>,
 }
 
 impl<P> fmt::Debug for PostgresTarget<P> {
@@ -77,7 +78,14 @@ impl<P: PostgresProjection> PostgresTarget<P> {
         });
         let (name, version) = (projection.name().to_owned(), projection.version());
         let tables = Tables::new(&name, version, &projection.tables())?;
-        Ok(Self { client, connection, projection, name, version, tables, stored: None })
+        Ok(Self { client, connection, projection, name, version, tables, stored: None, before_checkpoint: None })
+    }
+
+    /// Calls `hook` in every batch after the projection applied its events and before the
+    /// checkpoint is written (in the same transaction) — where crash tests crash.
+    pub fn on_before_checkpoint(mut self, hook: impl FnMut(&[RecordedEvent]) + Send + 'static) -> Self {
+        self.before_checkpoint = Some(Box::new(hook));
+        self
     }
 
     /// The connection, for queries on the read model.
@@ -136,6 +144,9 @@ impl<P: PostgresProjection> Target for PostgresTarget<P> {
         }
         if !events.is_empty() {
             self.projection.apply(&tx, &self.tables, events).await?;
+        }
+        if let Some(hook) = &mut self.before_checkpoint {
+            hook(events);
         }
         tx.execute(
             "INSERT INTO strata_checkpoints (name, version, position) VALUES ($1, $2, $3)

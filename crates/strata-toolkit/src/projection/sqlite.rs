@@ -9,8 +9,12 @@ use super::{ProjectionError, Tables, Target};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use strata_core::{Position, RecordedEvent};
 use strata_storage::Filter;
+
+/// A fault-injection hook: see [`SqliteTarget::on_before_checkpoint`].
+type BeforeCheckpoint = Arc<Mutex<Box<dyn FnMut(&[RecordedEvent]) + Send>>>;
 
 /// A projection whose read model is SQLite tables.
 pub trait SqliteProjection: Send + 'static {
@@ -47,6 +51,7 @@ pub struct SqliteTarget<P> {
     /// The checkpoint as this runner last stored or read it: a batch checks the stored one is still
     /// this, so two runners of the same projection cannot both apply a batch.
     stored: Option<Position>,
+    before_checkpoint: Option<BeforeCheckpoint>,
 }
 
 impl<P> fmt::Debug for SqliteTarget<P> {
@@ -68,7 +73,22 @@ impl<P: SqliteProjection> SqliteTarget<P> {
         let (name, version) = (projection.name().to_owned(), projection.version());
         let tables = Tables::new(&name, version, &projection.tables())?;
         let filter = projection.filter();
-        Ok(Self { inner: Some((connection, projection)), name, version, filter, tables, stored: None })
+        Ok(Self {
+            inner: Some((connection, projection)),
+            name,
+            version,
+            filter,
+            tables,
+            stored: None,
+            before_checkpoint: None,
+        })
+    }
+
+    /// Calls `hook` in every batch after the projection applied its events and before the
+    /// checkpoint is written (in the same transaction) — where crash tests crash.
+    pub fn on_before_checkpoint(mut self, hook: impl FnMut(&[RecordedEvent]) + Send + 'static) -> Self {
+        self.before_checkpoint = Some(Arc::new(Mutex::new(Box::new(hook))));
+        self
     }
 
     /// Runs `work` with the connection and projection on tokio's blocking pool.
@@ -132,6 +152,7 @@ impl<P: SqliteProjection> Target for SqliteTarget<P> {
         let (name, version) = (self.name.clone(), self.version);
         let events = events.to_vec();
         let expected = self.stored;
+        let hook = self.before_checkpoint.clone();
         self.with(move |connection, projection, tables| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
@@ -152,6 +173,9 @@ impl<P: SqliteProjection> Target for SqliteTarget<P> {
             }
             if !events.is_empty() {
                 projection.apply(&tx, tables, &events)?;
+            }
+            if let Some(hook) = &hook {
+                (hook.lock().expect("the hook does not panic"))(&events);
             }
             tx.execute(
                 "INSERT INTO strata_checkpoints (name, version, position) VALUES (?1, ?2, ?3)
