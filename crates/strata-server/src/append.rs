@@ -60,6 +60,7 @@ pub async fn append(
         last_revision: result.last_revision.value(),
         first_position: result.first_position.value(),
         last_position: result.last_position.value(),
+        recorded_at: result.recorded_at.map(|time| time.to_string()),
         replayed: result.replayed,
     }))
 }
@@ -80,6 +81,7 @@ pub async fn append_without_storage(
         last_revision: last,
         first_position: 0,
         last_position: last,
+        recorded_at: None,
         replayed: false,
     }))
 }
@@ -167,6 +169,7 @@ pub async fn append_multi(
                 last_revision: stream.last_revision.value(),
             })
             .collect(),
+        recorded_at: result.recorded_at.map(|time| time.to_string()),
         replayed: result.replayed,
     }))
 }

@@ -114,6 +114,8 @@ pub struct AppendResponse {
     pub last_revision: u64,
     pub first_position: u64,
     pub last_position: u64,
+    /// When the events were recorded (RFC 3339, UTC, microseconds); `null` for a replay.
+    pub recorded_at: Option<String>,
     /// The events were already committed by an earlier request with the same ids; nothing was written.
     pub replayed: bool,
 }
@@ -124,6 +126,8 @@ pub struct MultiAppendResponse {
     pub first_position: u64,
     pub last_position: u64,
     pub streams: Vec<StreamAppendJson>,
+    /// When the events were recorded (RFC 3339, UTC, microseconds); `null` for a replay.
+    pub recorded_at: Option<String>,
     pub replayed: bool,
 }
 

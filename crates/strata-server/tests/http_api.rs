@@ -22,8 +22,10 @@ async fn append_then_conflict_then_idempotent_retry() {
         { "id": id, "type": "Opened", "data": { "owner": "ada" }, "metadata": { "by": "test" }, "tags": ["account:1"] },
         event("Deposited", json!({ "amount": 10 })),
     ]});
-    let (status, result) = server.post("/v1/streams/account-1", &body).await;
+    let (status, mut result) = server.post("/v1/streams/account-1", &body).await;
     assert_eq!(status, 200, "{result}");
+    let recorded_at = result.as_object_mut().unwrap().remove("recorded_at").unwrap();
+    assert!(recorded_at.as_str().unwrap().parse::<strata_core::Timestamp>().is_ok(), "{recorded_at}");
     assert_eq!(
         result,
         json!({ "first_revision": 0, "last_revision": 1, "first_position": 0, "last_position": 1, "replayed": false })
@@ -48,7 +50,7 @@ async fn append_then_conflict_then_idempotent_retry() {
     let (status, first) = server.post("/v1/streams/account-2", &retry).await;
     assert_eq!((status, &first["replayed"]), (200, &json!(false)), "{first}");
     let (status, again) = server.post("/v1/streams/account-2", &retry).await;
-    assert_eq!((status, &again["replayed"]), (200, &json!(true)));
+    assert_eq!((status, &again["replayed"], &again["recorded_at"]), (200, &json!(true), &json!(null)));
     assert_eq!(first["first_position"], again["first_position"]);
     // … and an id reused for a different event is refused, naming it.
     let (status, error) = server

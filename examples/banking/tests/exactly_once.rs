@@ -16,6 +16,9 @@ use std::time::Duration;
 use strata_core::{EventType, ExpectedRevision, NewEvent, Position, StreamId};
 use strata_storage::{Direction, Filter, ReadFrom, ReadOptions, Store};
 
+/// Per account: the balance and how many events moved it.
+type Balances = BTreeMap<String, (i64, i64)>;
+
 const ACCOUNTS: usize = 20;
 const EVENTS: usize = 8_000;
 const ROUNDS: usize = 12;
@@ -54,7 +57,7 @@ fn seed(dir: &Path) {
 }
 
 /// The balances a fold of the log up to `checkpoint` gives.
-fn truth(dir: &Path, checkpoint: Option<Position>) -> BTreeMap<String, (i64, i64)> {
+fn truth(dir: &Path, checkpoint: Option<Position>) -> Balances {
     let Some(checkpoint) = checkpoint else { return BTreeMap::new() };
     let store = Store::open(dir).unwrap();
     let options = ReadOptions::forward(1_000_000).until_position(checkpoint);
@@ -82,11 +85,7 @@ fn project(data: &Path, target: &[&str], crash_after: Option<u64>, kill_after: O
 
 /// Crashes the projector again and again; after each death the read model (as `read` gives it,
 /// with its checkpoint) equals the fold of the log up to that checkpoint.
-fn crash_again_and_again(
-    data: &Path,
-    target: &[&str],
-    read: &mut dyn FnMut() -> (Option<Position>, BTreeMap<String, (i64, i64)>),
-) {
+fn crash_again_and_again(data: &Path, target: &[&str], read: &mut dyn FnMut() -> (Option<Position>, Balances)) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut checkpoints = Vec::new();
     for round in 0..ROUNDS {

@@ -10,6 +10,9 @@ use strata_core::{Position, RecordedEvent};
 use strata_storage::Filter;
 use tokio_postgres::{Client, NoTls, Transaction};
 
+/// A fault-injection hook: see [`PostgresTarget::on_before_checkpoint`].
+type BeforeCheckpoint = Box<dyn FnMut(&[RecordedEvent]) + Send>;
+
 /// A projection whose read model is PostgreSQL tables.
 pub trait PostgresProjection: Send + Sync + 'static {
     fn name(&self) -> &str;
@@ -49,7 +52,7 @@ pub struct PostgresTarget<P> {
     tables: Tables,
     /// The checkpoint as this runner last stored or read it.
     stored: Option<Position>,
-    before_checkpoint: Option<Box<dyn FnMut(&[RecordedEvent]) + Send>>,
+    before_checkpoint: Option<BeforeCheckpoint>,
 }
 
 impl<P> fmt::Debug for PostgresTarget<P> {

@@ -1,0 +1,311 @@
+//! [`Client`]: the HTTP plumbing (URLs, requests, the mapping of answers to outcomes and errors)
+//! and its [`EventStore`] implementation.
+
+use crate::subscription::Subscription;
+use crate::wire::{self, AppendAnswer, AppendOut, ErrorBody, ErrorJson, EventOut, MetadataOut, MultiAppendAnswer};
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, RequestBuilder, Response, Url};
+use serde::Deserialize;
+use std::time::Duration;
+use strata_core::{ExpectedRevision, NewEvent, Position, StreamId, StreamMetadata, StreamRevision, Timestamp};
+use strata_storage::{
+    AppendOutcome, AppendResult, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions, ReadPage,
+};
+use strata_toolkit::{EventStore, StoreError};
+
+/// A connection attempt that takes longer than this fails (the server is unreachable).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (other than a subscription's) that gets no full answer within this time fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a stream id in a path keeps unencoded: RFC 3986's unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Why [`Client::new`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("{url:?} is not a server URL like http://127.0.0.1:2113: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("the HTTP client could not be set up: {0}")]
+    Http(String),
+}
+
+/// A Strata server, reached over its HTTP API. Cloning is cheap: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// The server's URL, without a trailing `/` in its path (`/v1/…` is appended to the path).
+    base: Url,
+}
+
+/// Why a request got no successful answer.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// The server answered with an API error.
+    Answer { status: u16, error: ErrorJson },
+    /// No answer, or one that is not the API's.
+    Transport(String),
+}
+
+impl From<Failed> for StoreError {
+    fn from(failed: Failed) -> Self {
+        match failed {
+            Failed::Answer { status, error } => StoreError::Remote { status, code: error.code, message: error.message },
+            Failed::Transport(reason) => StoreError::Transport(reason),
+        }
+    }
+}
+
+/// A request the HTTP API cannot express, refused by the client with the error the server gives
+/// for invalid requests.
+pub(crate) fn refused(message: String) -> StoreError {
+    StoreError::Remote { status: 400, code: "invalid_request".to_owned(), message }
+}
+
+/// An answer the client does not understand.
+pub(crate) fn undecodable(what: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Transport(format!("the server's answer to {what} could not be decoded: {reason}"))
+}
+
+/// A reqwest error with its causes ("error sending request …: client error (Connect): tcp connect
+/// error: Connection refused").
+fn transport(error: reqwest::Error) -> Failed {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    Failed::Transport(message)
+}
+
+impl Client {
+    /// A client of the server at `base_url` (`http://127.0.0.1:2113`, or a path under which a proxy
+    /// serves the API). Nothing is sent until the first request.
+    pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        let invalid = |reason: &str| ClientError::InvalidUrl { url: base_url.to_owned(), reason: reason.to_owned() };
+        let mut base = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
+        match base.scheme() {
+            "http" => {}
+            // reqwest is built without TLS here: terminate it in a proxy in front of the server.
+            "https" => return Err(invalid("https is not supported (this client is built without TLS)")),
+            _ => return Err(invalid("the scheme must be http")),
+        }
+        if base.host().is_none() || base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("give a host (and optionally a path), without a query or fragment"));
+        }
+        let path = base.path().trim_end_matches('/').to_owned();
+        base.set_path(&path);
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|error| ClientError::Http(error.to_string()))?;
+        Ok(Client { http, base })
+    }
+
+    /// The server's URL, as given to [`Client::new`] (without a trailing `/`).
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// The URL of `path` (which starts with `/v1/` and is percent-encoded) with `params`.
+    pub(crate) fn url(&self, path: &str, params: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
+        if !params.is_empty() {
+            url.query_pairs_mut().extend_pairs(params);
+        }
+        url
+    }
+
+    pub(crate) fn get(&self, url: Url) -> RequestBuilder {
+        self.http.get(url)
+    }
+
+    /// Sends `request`; a success answer is returned as it is, anything else becomes a [`Failed`].
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Response, Failed> {
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.map_err(transport)?;
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(body) => Err(Failed::Answer { status: status.as_u16(), error: body.error }),
+            Err(_) => {
+                let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                Err(Failed::Transport(format!(
+                    "the server answered {status} with a body that is not an API error: {start:?}"
+                )))
+            }
+        }
+    }
+
+    /// Sends `request` and reads the whole answer.
+    async fn call(&self, request: RequestBuilder) -> Result<Bytes, Failed> {
+        let response = self.send(request.timeout(REQUEST_TIMEOUT)).await?;
+        response.bytes().await.map_err(transport)
+    }
+
+    /// Sends `body` as JSON to `path`.
+    async fn send_json(&self, method: Method, path: &str, body: &impl serde::Serialize) -> Result<Bytes, Failed> {
+        let body = serde_json::to_vec(body).expect("request bodies serialize");
+        let request = self.http.request(method, self.url(path, &[])).header("content-type", "application/json");
+        self.call(request.body(body)).await
+    }
+
+    /// `/v1/streams/{stream}` (and `suffix`), the stream id percent-encoded.
+    fn stream_path(stream: &StreamId, suffix: &str) -> Result<String, StoreError> {
+        // URLs drop `.` and `..` segments (encoded or not) before they are sent.
+        if matches!(stream.as_str(), "." | "..") {
+            return Err(refused(format!("stream id {stream:?} cannot be addressed in a URL path")));
+        }
+        Ok(format!("/v1/streams/{}{suffix}", utf8_percent_encode(stream.as_str(), PATH_SEGMENT)))
+    }
+}
+
+/// Decodes a success answer.
+fn decode<'a, T: Deserialize<'a>>(what: &str, body: &'a [u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(body).map_err(|error| undecodable(what, error))
+}
+
+/// A failed append's outcome: a conflict the server reports is a value, not an error.
+fn conflict(failed: Failed) -> Result<MultiAppendOutcome, StoreError> {
+    if let Failed::Answer { status: 409, error } = &failed {
+        match error.code.as_str() {
+            "wrong_expected_revision" => {
+                let (stream, expected, actual) =
+                    error.conflict().ok_or_else(|| undecodable("an append", "a conflict without its details"))?;
+                return Ok(MultiAppendOutcome::WrongExpectedRevision { stream, expected, actual });
+            }
+            "append_condition_failed" => {
+                let position =
+                    error.position.ok_or_else(|| undecodable("an append", "a condition without position"))?;
+                return Ok(MultiAppendOutcome::ConditionFailed { position: Position::new(position) });
+            }
+            _ => {}
+        }
+    }
+    Err(failed.into())
+}
+
+impl EventStore for Client {
+    type Subscription = Subscription;
+
+    async fn append_multi(&self, append: MultiAppend) -> Result<MultiAppendOutcome, StoreError> {
+        let body = wire::MultiAppendOut::new(&append)?;
+        match self.send_json(Method::POST, "/v1/append", &body).await {
+            Ok(answer) => {
+                let answer: MultiAppendAnswer = decode("an append", &answer)?;
+                Ok(MultiAppendOutcome::Committed(answer.into_result().map_err(|e| undecodable("an append", e))?))
+            }
+            Err(failed) => conflict(failed),
+        }
+    }
+
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let events = events.iter().map(|event| EventOut::new(None, event)).collect::<Result<_, _>>()?;
+        let body = AppendOut { expected_revision: wire::expected_json(expected), events };
+        match self.send_json(Method::POST, &Self::stream_path(&stream, "")?, &body).await {
+            Ok(answer) => {
+                let answer: AppendAnswer = decode("an append", &answer)?;
+                let recorded_at = answer.recorded_at.as_deref().map(wire::timestamp).transpose();
+                Ok(AppendOutcome::Committed(AppendResult {
+                    first_revision: StreamRevision::new(answer.first_revision),
+                    last_revision: StreamRevision::new(answer.last_revision),
+                    first_position: Position::new(answer.first_position),
+                    last_position: Position::new(answer.last_position),
+                    recorded_at: recorded_at.map_err(|error| undecodable("an append", error))?,
+                    replayed: answer.replayed,
+                }))
+            }
+            Err(failed) => match conflict(failed)? {
+                MultiAppendOutcome::WrongExpectedRevision { stream, expected, actual } => {
+                    Ok(AppendOutcome::WrongExpectedRevision { stream, expected, actual })
+                }
+                other => {
+                    Err(undecodable("an append", format!("an outcome a single-stream append cannot have: {other:?}")))
+                }
+            },
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: ReadFrom<StreamRevision>,
+        options: ReadOptions,
+    ) -> Result<ReadPage, StoreError> {
+        let from = match from {
+            ReadFrom::Start => ReadFrom::Start,
+            ReadFrom::End => ReadFrom::End,
+            ReadFrom::At(revision) => ReadFrom::At(revision.value()),
+        };
+        let url = self.url(&Self::stream_path(stream, "")?, &wire::page_params(from, &options));
+        match self.call(self.get(url)).await {
+            Ok(body) => {
+                let answer = decode("a read", &body)?;
+                wire::page(answer, &options, |event| event.revision.value()).map_err(|e| undecodable("a read", e))
+            }
+            // The toolkit's contract: a stream that does not exist reads as one without events.
+            Err(Failed::Answer { status: 404, error }) if error.code == "stream_not_found" => {
+                Ok(ReadPage { events: Vec::new(), more: false })
+            }
+            Err(failed) => Err(failed.into()),
+        }
+    }
+
+    async fn read_all(
+        &self,
+        from: ReadFrom<Position>,
+        options: ReadOptions,
+        filter: &Filter,
+    ) -> Result<ReadPage, StoreError> {
+        let Some(mut params) = wire::filter_params(filter) else {
+            // Nothing matches; the engine still says `more` for a limit of 0, as for any read.
+            return Ok(ReadPage { events: Vec::new(), more: options.limit == 0 });
+        };
+        let from = match from {
+            ReadFrom::Start => ReadFrom::Start,
+            ReadFrom::End => ReadFrom::End,
+            ReadFrom::At(position) => ReadFrom::At(position.value()),
+        };
+        params.extend(wire::page_params(from, &options));
+        let body = self.call(self.get(self.url("/v1/all", &params))).await?;
+        let answer = decode("a read", &body)?;
+        wire::page(answer, &options, |event| event.position.value()).map_err(|e| undecodable("a read", e))
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>, StoreError> {
+        #[derive(Deserialize)]
+        struct Info {
+            head_position: Option<u64>,
+        }
+        let body = self.call(self.get(self.url("/v1/info", &[]))).await?;
+        Ok(decode::<Info>("GET /v1/info", &body)?.head_position.map(Position::new))
+    }
+
+    async fn position_at(&self, time: Timestamp) -> Result<Option<Position>, StoreError> {
+        // The API has no "position at" endpoint: the last event of the log as of `time` is it.
+        let options = ReadOptions::backward(1).until_time(time);
+        let page = self.read_all(ReadFrom::End, options, &Filter::default()).await?;
+        Ok(page.events.first().map(|event| event.position))
+    }
+
+    async fn set_stream_metadata(&self, stream: StreamId, metadata: StreamMetadata) -> Result<(), StoreError> {
+        let body = MetadataOut::new(&metadata)?;
+        self.send_json(Method::PUT, &Self::stream_path(&stream, "/metadata")?, &body).await?;
+        Ok(())
+    }
+
+    fn subscribe_all(&self, from: ReadFrom<Position>, filter: Filter) -> Subscription {
+        Subscription::new(self.clone(), from, &filter)
+    }
+}
