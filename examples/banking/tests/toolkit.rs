@@ -5,6 +5,7 @@
 use banking::{
     Account, AccountCommand, AccountEvent, BalancesSqlite, Transfer, TransferCommand, account_stream, codec,
 };
+use std::sync::Arc;
 use strata_core::{EventType, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision};
 use strata_storage::{ReadFrom, Store};
 use strata_toolkit::decider::{AsOf, snapshot_stream};
@@ -204,6 +205,45 @@ async fn racing_transfers_keep_every_balance_and_the_total() {
         total += balance;
     }
     assert_eq!(total, 900);
+
+    // Head to head: 16 transfers of 40 out of an account holding 100, all decided at once, ten
+    // times over: exactly two commit each time; the others are refused after re-deciding.
+    for round in 0..10 {
+        let balance = accounts.load(&account_stream("a")).await.unwrap().state.balance;
+        let top_up = 100 - balance;
+        if top_up > 0 {
+            deposit(&accounts, "a", top_up).await;
+        } else if top_up < 0 {
+            let command = AccountCommand::Withdraw { account: "a".into(), amount: -top_up };
+            accounts.handle(&account_stream("a"), &command, &CommandOptions::default()).await.unwrap();
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(16));
+        let racers: Vec<_> = (0..16)
+            .map(|racer| {
+                let (transfers, start) = (transfers.clone(), start.clone());
+                tokio::spawn(async move {
+                    let command = TransferCommand {
+                        transfer: format!("race-{round}-{racer}"),
+                        from: "a".into(),
+                        to: "b".into(),
+                        amount: 40,
+                    };
+                    start.wait().await;
+                    match transfers.handle(&command, &CommandOptions::default()).await {
+                        Ok(_) => 1,
+                        Err(CommandError::Rejected(_)) => 0,
+                        Err(other) => panic!("{other}"),
+                    }
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            won += racer.await.unwrap();
+        }
+        assert_eq!(won, 2, "round {round}: {won} transfers of 40 out of 100 committed");
+        assert_eq!(accounts.load(&account_stream("a")).await.unwrap().state.balance, 20);
+    }
     // Every transfer is one withdrawal and one deposit, each in its own account's stream.
     let all = store.read_all(ReadFrom::Start, strata_storage::Direction::Forward, 100_000).unwrap();
     let transfer_events = all.iter().filter(|event| event.metadata.windows(10).any(|w| w == b"command_id")).count();

@@ -10,6 +10,7 @@
 //! - `engine`: the scenarios that drive the embedded engine.
 //! - `server`: `strata bench server`, the HTTP API against the HTTP ceiling and PostgreSQL.
 //! - `groups`: `strata bench groups`, consumer groups and 1,000 SSE subscribers.
+//! - `toolkit`: `strata bench toolkit`, projection rebuilds and command handling (banking domain).
 //! - `layout`: the stores the read and open scenarios build — their streams, types and tags.
 //! - `drive`: the load loop both sides share (threads, timing, latency samples).
 //! - `stats`: measurements and percentiles.
@@ -27,6 +28,7 @@ mod raw;
 mod report;
 mod server;
 mod stats;
+mod toolkit;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand, ValueEnum};
@@ -82,6 +84,9 @@ enum BenchCommand {
     /// Consumer groups (acked events/s with 1, 4, 16 consumers; commit-to-delivery latency) and
     /// 1,000 SSE subscribers against the writers' throughput.
     Groups(groups::GroupsArgs),
+    /// The event-sourcing toolkit: projection rebuilds into SQLite and PostgreSQL, 64 concurrent
+    /// commands on hot and cold aggregates.
+    Toolkit(toolkit::ToolkitArgs),
 }
 
 /// What every benchmark takes: output, where to work, and how long to measure.
@@ -172,6 +177,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Engine(args) => run_engine(args),
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::Groups(args) => groups::run(args),
+        BenchCommand::Toolkit(args) => toolkit::run(args),
     }
 }
 
