@@ -18,6 +18,7 @@
 //!   answered with 500 `internal` and does not take the server down.
 
 mod append;
+pub mod delivery;
 mod error;
 pub mod extract;
 #[doc(hidden)]

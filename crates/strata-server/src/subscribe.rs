@@ -86,10 +86,27 @@ pub async fn subscribe(
     };
     let guard = state.metrics.subscription_opened();
     let shutdown = state.shutdown_signal();
-    let events = stream::unfold(Some((subscription, guard)), |held| async move {
-        let (mut subscription, guard) = held?;
-        let (events, keep_going) = next_events(&mut subscription).await;
-        Some((stream::iter(events.into_iter().map(Ok::<_, Infallible>)), keep_going.then_some((subscription, guard))))
+    // Reading and rendering run on the low-priority delivery pool (see `delivery`); the connection
+    // only receives rendered batches. The channel holds two, so a slow socket stops the reading.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Event>>(2);
+    crate::delivery::handle().spawn(async move {
+        let mut subscription = subscription;
+        loop {
+            // A closed connection ends the task at once, also while it waits for new events: the
+            // subscription holds the store open.
+            let (events, keep_going) = tokio::select! {
+                next = next_events(&mut subscription) => next,
+                () = sender.closed() => return,
+            };
+            if sender.send(events).await.is_err() || !keep_going {
+                return;
+            }
+        }
+    });
+    let events = stream::unfold(Some((receiver, guard)), |held| async move {
+        let (mut receiver, guard) = held?;
+        let events = receiver.recv().await?;
+        Some((stream::iter(events.into_iter().map(Ok::<_, Infallible>)), Some((receiver, guard))))
     })
     .flatten()
     .take_until(shutdown);

@@ -25,7 +25,8 @@ pub trait DcbDecider: Decider {
 pub struct DcbHandled<D: Decider> {
     pub events: Vec<D::Event>,
     pub state: D::State,
-    /// The position of the last event appended (or of the last event read, when nothing was appended).
+    /// The position of the last event appended; when nothing was appended, the store's head when
+    /// the query was read (the decision saw everything up to it).
     pub position: Option<Position>,
     pub already_handled: bool,
 }
@@ -142,11 +143,25 @@ impl<D: DcbDecider, S: EventStore> DcbHandler<D, S> {
                 append.events.push((stream, new_event));
             }
             match self.store.append_multi(append).await? {
+                MultiAppendOutcome::Committed(result) if result.replayed => {
+                    // An earlier try committed these events and its answer was lost: report the
+                    // state as it is now, not this try's fold.
+                    let (state, _, _) = self.load(&query).await?;
+                    return Ok(DcbHandled {
+                        events: Vec::new(),
+                        state,
+                        position: Some(result.last_position),
+                        already_handled: true,
+                    });
+                }
                 MultiAppendOutcome::Committed(result) => {
                     let state = events.iter().fold(state, D::evolve);
-                    let already_handled = result.replayed;
-                    let events = if already_handled { Vec::new() } else { events };
-                    return Ok(DcbHandled { events, state, position: Some(result.last_position), already_handled });
+                    return Ok(DcbHandled {
+                        events,
+                        state,
+                        position: Some(result.last_position),
+                        already_handled: false,
+                    });
                 }
                 MultiAppendOutcome::ConditionFailed { .. } | MultiAppendOutcome::WrongExpectedRevision { .. } => {
                     attempts += 1;

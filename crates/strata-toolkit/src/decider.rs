@@ -61,6 +61,14 @@ pub enum CommandError<E: fmt::Display> {
     /// Others kept writing to the stream between this handler's load and append.
     #[error("stream {stream} changed under the command {attempts} times in a row; nothing was written")]
     TooManyConflicts { stream: StreamId, attempts: u32 },
+    /// The stream reads as empty but has events: it was soft-deleted, or its metadata (max count, max
+    /// age, truncation) hides all of them. The toolkit folds whole streams; an aggregate's stream
+    /// must not hide its history.
+    #[error(
+        "stream {stream} reads as empty but its last revision is {actual}: it was deleted or its metadata hides \
+         its events, so its state cannot be loaded; nothing was written"
+    )]
+    HiddenHistory { stream: StreamId, actual: StreamRevision },
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error(transparent)]
@@ -384,10 +392,11 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                     }
                     loaded.revision = Some(result.last_revision);
                     loaded.position = Some(result.last_position);
-                    loaded.recorded_at = result.recorded_at.or(loaded.recorded_at);
+                    loaded.recorded_at = result.recorded_at;
                     if result.replayed {
-                        // The same events were committed by an earlier try whose answer was lost.
-                        return Ok(self.unchanged(loaded, true));
+                        // The same events were committed by an earlier try whose answer was lost:
+                        // what this try folded is not the stream's state; read it.
+                        return Ok(self.unchanged(self.load(stream).await?, true));
                     }
                     self.maybe_snapshot(stream, before, &loaded).await;
                     return Ok(Handled {
@@ -398,7 +407,13 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                         already_handled: false,
                     });
                 }
-                AppendOutcome::WrongExpectedRevision { .. } => {
+                AppendOutcome::WrongExpectedRevision { actual, .. } => {
+                    if let (None, Some(actual)) = (loaded.revision, actual) {
+                        let page = self.store.read_stream(stream, ReadFrom::Start, ReadOptions::forward(1)).await?;
+                        if page.events.is_empty() {
+                            return Err(CommandError::HiddenHistory { stream: stream.clone(), actual });
+                        }
+                    }
                     attempts += 1;
                     if attempts > self.conflict_retries {
                         return Err(CommandError::TooManyConflicts { stream: stream.clone(), attempts });
@@ -422,7 +437,11 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     /// write loses nothing (the events are the truth), so it is not the command's failure.
     async fn maybe_snapshot(&self, stream: &StreamId, before: Option<StreamRevision>, loaded: &Loaded<D::State>) {
         let Some(snapshots) = &self.snapshots else { return };
-        let (Some(revision), Some(position)) = (loaded.revision, loaded.position) else { return };
+        // Without the recorded time of the last event (a server that does not send it), a snapshot
+        // could claim an earlier time than its state has, and time travel would misuse it: skip it.
+        let (Some(revision), Some(position), Some(_)) = (loaded.revision, loaded.position, loaded.recorded_at) else {
+            return;
+        };
         let count_before = before.map_or(0, |revision| revision.value() + 1);
         let count_after = revision.value() + 1;
         if count_before / snapshots.every == count_after / snapshots.every {

@@ -197,6 +197,7 @@ impl<E: DomainEvent> Codec<E> {
         from: u32,
         transform: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
     ) -> Self {
+        check_type_name(event_type);
         let step = Step { to_type: event_type.to_owned(), transform: Some(Arc::new(transform)) };
         self.steps.insert((event_type.to_owned(), from), step);
         self
@@ -205,6 +206,8 @@ impl<E: DomainEvent> Codec<E> {
     /// Registers that version `from` of `old_type` is version `from + 1` of `new_type`, payload
     /// unchanged (a type renamed; chain [`Codec::upcast`] on `new_type` to reshape it too).
     pub fn rename(mut self, old_type: &str, from: u32, new_type: &str) -> Self {
+        check_type_name(old_type);
+        check_type_name(new_type);
         self.steps.insert((old_type.to_owned(), from), Step { to_type: new_type.to_owned(), transform: None });
         self
     }
@@ -345,6 +348,15 @@ impl<E: DomainEvent> Codec<E> {
             return Err(CodecError::MissingPaths { missing });
         }
         Ok(StoreSchemas { counts })
+    }
+}
+
+/// Upcasters are registered at start-up by the application's own code: a name that can never be
+/// stored is a programming error, reported there rather than at the first read.
+#[track_caller]
+fn check_type_name(name: &str) {
+    if let Err(error) = EventType::new(name).and_then(|t| t.check_not_reserved().map(|()| t)) {
+        panic!("{name:?} cannot be a stored event type: {error}");
     }
 }
 

@@ -35,8 +35,10 @@ impl<D: Decider> fmt::Debug for Then<D> {
 impl<D: Decider> Given<D> {
     /// Decides `command` in the state the given events folded to.
     pub fn when(self, command: D::Command) -> Then<D> {
+        // The handler refuses every command in a terminal state before deciding; so does the test.
+        let terminal = D::is_terminal(&self.state);
         let decision = D::decide(&command, &self.state);
-        Then { state: self.state, decision }
+        Then { state: self.state, decision, terminal }
     }
 
     /// The folded state, for assertions on `evolve`.
@@ -49,6 +51,7 @@ impl<D: Decider> Given<D> {
 pub struct Then<D: Decider> {
     state: D::State,
     decision: Result<Vec<D::Event>, D::Error>,
+    terminal: bool,
 }
 
 impl<D: Decider> Then<D>
@@ -59,6 +62,10 @@ where
     #[track_caller]
     pub fn then(self, expected: impl IntoIterator<Item = D::Event>) -> D::State {
         let expected: Vec<D::Event> = expected.into_iter().collect();
+        assert!(
+            !self.terminal,
+            "expected events {expected:?}, but the state is terminal: the handler refuses every command"
+        );
         match self.decision {
             Ok(events) => {
                 assert_eq!(events, expected, "the command produced other events than expected");
@@ -66,6 +73,12 @@ where
             }
             Err(error) => panic!("expected events {expected:?}, but the command was refused: {error}"),
         }
+    }
+
+    /// The state is terminal: the handler refuses the command whatever the decider says.
+    #[track_caller]
+    pub fn then_terminal(self) {
+        assert!(self.terminal, "expected a terminal state, but the handler would decide the command");
     }
 
     /// The command was refused with an error whose message contains `text`.

@@ -107,16 +107,22 @@ pub fn codec() -> Codec<AccountEvent> {
     })
 }
 
-/// `"12.50"` → 1250.
+/// `"12.50"` → 1250: an unsigned decimal with at most two decimals (what version 1 wrote).
 pub fn parse_decimal_cents(text: &str) -> Result<Cents, String> {
-    let (units, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let units: i64 = units.parse().map_err(|_| format!("{text:?} is not an amount"))?;
-    let fraction = format!("{fraction:0<2}");
-    if fraction.len() != 2 {
-        return Err(format!("{text:?} has more than two decimals"));
+    let invalid = || format!("{text:?} is not an amount (digits, optionally a point and one or two digits)");
+    let (units, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if units.is_empty()
+        || !digits(units)
+        || !digits(fraction)
+        || fraction.len() > 2
+        || (text.contains('.') && fraction.is_empty())
+    {
+        return Err(invalid());
     }
-    let cents: i64 = fraction.parse().map_err(|_| format!("{text:?} is not an amount"))?;
-    Ok(units * 100 + cents)
+    let units: i64 = units.parse().map_err(|_| invalid())?;
+    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
+    units.checked_mul(100).and_then(|u| u.checked_add(cents)).ok_or_else(|| format!("{text:?} is too large an amount"))
 }
 
 /// An account's state.

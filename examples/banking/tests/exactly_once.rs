@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 use strata_core::{EventType, ExpectedRevision, NewEvent, Position, StreamId};
 use strata_storage::{Direction, Filter, ReadFrom, ReadOptions, Store};
+use strata_toolkit::projection::Target;
 
 /// Per account: the balance and how many events moved it.
 type Balances = BTreeMap<String, (i64, i64)>;
@@ -152,6 +153,105 @@ fn postgres_read_model_equals_the_fold_after_every_crash() {
         (checkpoint, model)
     };
     crash_again_and_again(&data, &["--postgres", &database.config], &mut read);
+}
+
+/// Two runners of the same projection start at once on an empty read model (two instances of an
+/// application deployed together): whichever applies a batch first wins it, the other is refused
+/// (its checkpoint moved) and stops; the read model is never counted twice.
+fn race<T, F>(data: &Path, make: impl Fn() -> F, read: &mut dyn FnMut() -> (Option<Position>, Balances))
+where
+    T: Target,
+    F: std::future::Future<Output = T>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = Store::open(data).unwrap();
+    let options = strata_toolkit::projection::RunOptions { catch_up_batch_events: 100, ..Default::default() };
+    let (first, second) = runtime.block_on(async {
+        // Both prepared first (tables and bookkeeping exist), so that they race for the batches.
+        let (mut one, mut two) = (make().await, make().await);
+        one.prepare().await.unwrap();
+        two.prepare().await.unwrap();
+        let one = tokio::spawn(strata_toolkit::projection::run_until_caught_up(store.clone(), one, options));
+        let two = tokio::spawn(strata_toolkit::projection::run_until_caught_up(store.clone(), two, options));
+        (one.await.unwrap(), two.await.unwrap())
+    });
+    eprintln!("two runners: {:?} / {:?}", first.map_err(|e| e.to_string()), second.map_err(|e| e.to_string()));
+    drop(store);
+    let (checkpoint, model) = read();
+    assert_eq!(model, truth(data, checkpoint), "two runners at once: the read model differs from the log's fold");
+    // Whatever the race left, one more run completes it exactly.
+    let store = Store::open(data).unwrap();
+    let head = store.head_position();
+    runtime
+        .block_on(async { strata_toolkit::projection::run_until_caught_up(store.clone(), make().await, options).await })
+        .unwrap();
+    drop(store);
+    let (checkpoint, model) = read();
+    assert_eq!(checkpoint, head);
+    assert_eq!(model, truth(data, checkpoint));
+}
+
+fn sqlite_reader(database: &Path) -> impl FnMut() -> (Option<Position>, Balances) + '_ {
+    move || {
+        if !database.exists() {
+            return (None, BTreeMap::new());
+        }
+        let connection = rusqlite::Connection::open(database).unwrap();
+        let checkpoint: Option<i64> = connection
+            .query_row("SELECT position FROM strata_checkpoints WHERE name = 'balances' AND version = 1", [], |row| {
+                row.get(0)
+            })
+            .ok();
+        let mut query = connection.prepare("SELECT account, balance, events FROM balances_v1").unwrap();
+        let model = query
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, (row.get(1)?, row.get(2)?))))
+            .map(|rows| rows.map(Result::unwrap).collect())
+            .unwrap_or_default();
+        (checkpoint.map(|p| Position::new(p as u64)), model)
+    }
+}
+
+fn postgres_reader(database: &common::Postgres) -> impl FnMut() -> (Option<Position>, Balances) + '_ {
+    move || {
+        let checkpoint = database
+            .query("SELECT position FROM strata_checkpoints WHERE name = 'balances' AND version = 1")
+            .ok()
+            .and_then(|rows| rows.first().and_then(|row| u64::try_from(row.get::<_, i64>(0)).ok()).map(Position::new));
+        let model = database
+            .query("SELECT account, balance, events FROM balances_v1")
+            .map(|rows| rows.iter().map(|row| (row.get::<_, String>(0), (row.get(1), row.get(2)))).collect())
+            .unwrap_or_default();
+        (checkpoint, model)
+    }
+}
+
+#[test]
+fn two_sqlite_runners_at_once_never_count_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    seed(&data);
+    let database = dir.path().join("balances.sqlite");
+    let make = || async {
+        strata_toolkit::projection::sqlite::SqliteTarget::open(&database, banking::BalancesSqlite::new(1)).unwrap()
+    };
+    race(&data, make, &mut sqlite_reader(&database));
+}
+
+#[test]
+fn two_postgres_runners_at_once_never_count_twice() {
+    let Some(database) = common::Postgres::fresh_schema("banking_two_runners") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    seed(&data);
+    let make = || async {
+        strata_toolkit::projection::postgres::PostgresTarget::connect(
+            &database.config,
+            banking::BalancesPostgres::new(1),
+        )
+        .await
+        .unwrap()
+    };
+    race(&data, make, &mut postgres_reader(&database));
 }
 
 mod common;

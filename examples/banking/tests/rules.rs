@@ -77,3 +77,23 @@ fn a_transfer_moves_money_between_two_open_accounts() {
         .when(command)
         .then_rejected(|error| *error == AccountError::NotOpen);
 }
+
+#[test]
+fn a_closed_account_takes_no_more_commands() {
+    given::<Account>([opened("a"), AccountEvent::AccountClosed { account: "a".into() }])
+        .when(AccountCommand::Deposit { account: "a".into(), amount: 5 })
+        .then_terminal();
+}
+
+#[test]
+fn version_1_amounts_parse_as_cents() {
+    use banking::parse_decimal_cents as parse;
+    assert_eq!(parse("12.50"), Ok(1_250));
+    assert_eq!(parse("12.5"), Ok(1_250));
+    assert_eq!(parse("7"), Ok(700));
+    assert_eq!(parse("0.07"), Ok(7));
+    for bad in ["", ".5", "1.", "1.234", "-1.50", "1.-5", "1.+5", "+1", "1,5", "99999999999999999999"] {
+        assert!(parse(bad).is_err(), "{bad:?} parsed");
+    }
+    assert!(parse("92233720368547759").is_err(), "an overflow is an error");
+}

@@ -375,3 +375,69 @@ async fn a_projection_resumes_from_its_checkpoint_after_a_restart() {
     // The store trait answers the same as the engine.
     assert_eq!(EventStore::head_position(&store).await.unwrap(), store.head_position());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_key_was_forgotten_is_still_recognised_by_the_store() {
+    let (_dir, store) = store();
+    let handler = CommandHandler::<Account, _>::new(store.clone(), codec());
+    open(&handler, "a").await;
+    let stream = account_stream("a");
+    let command = AccountCommand::Deposit { account: "a".into(), amount: 1_000 };
+    handler.handle(&stream, &command, &CommandOptions::idempotent("k")).await.unwrap();
+    // More than the remembered 100 commands later, the same command arrives again.
+    for n in 0..101 {
+        let small = AccountCommand::Deposit { account: "a".into(), amount: 1 };
+        handler.handle(&stream, &small, &CommandOptions::idempotent(format!("other-{n}"))).await.unwrap();
+    }
+    let again = handler.handle(&stream, &command, &CommandOptions::idempotent("k")).await.unwrap();
+    assert!(again.already_handled, "the store recognised the ids");
+    assert_eq!(again.state.balance, 1_101, "the state reported is the stream's, not a second deposit folded in");
+    assert_eq!(handler.load(&stream).await.unwrap().state.balance, 1_101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_aggregate_is_refused_clearly() {
+    let (_dir, store) = store();
+    let handler = CommandHandler::<Account, _>::new(store.clone(), codec());
+    open(&handler, "a").await;
+    deposit(&handler, "a", 10).await;
+    let stream = account_stream("a");
+    let _ = store.delete_stream(stream.clone(), ExpectedRevision::Any).await.unwrap();
+    let command = AccountCommand::Open { account: "a".into(), owner: "A".into() };
+    match handler.handle(&stream, &command, &CommandOptions::default()).await {
+        Err(CommandError::HiddenHistory { actual, .. }) => assert_eq!(actual, StreamRevision::new(1)),
+        other => panic!("expected HiddenHistory, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stopped_before_catching_up_does_not_take_over() {
+    let (dir, store) = store();
+    let handler = CommandHandler::<Account, _>::new(store.clone(), codec());
+    open(&handler, "a").await;
+    for _ in 0..200 {
+        deposit(&handler, "a", 1).await;
+    }
+    let path = dir.path().join("read.sqlite");
+    let target =
+        |version| strata_toolkit::projection::sqlite::SqliteTarget::open(&path, BalancesSqlite::new(version)).unwrap();
+    projection::run_until_caught_up(store.clone(), target(1), RunOptions::default()).await.unwrap();
+    let v2 =
+        projection::start(store.clone(), target(2), RunOptions { catch_up_batch_events: 1, ..RunOptions::default() });
+    v2.wait_for(Position::new(2)).await.unwrap();
+    v2.stop().await.unwrap();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let active: u32 =
+        connection.query_row("SELECT active_version FROM strata_projections", [], |row| row.get(0)).unwrap();
+    assert_eq!(active, 1);
+    assert_eq!(balances(&path, "balances"), vec![("a".to_owned(), 200, 200)]);
+    // Started again, it goes on from where it stopped and takes over once caught up.
+    let v2 = projection::start(store.clone(), target(2), RunOptions::default());
+    v2.wait_until_caught_up().await.unwrap();
+    v2.stop().await.unwrap();
+    assert!(
+        connection.query_row("SELECT active_version FROM strata_projections", [], |row| row.get::<_, u32>(0)).unwrap()
+            == 2
+    );
+    assert_eq!(balances(&path, "balances"), vec![("a".to_owned(), 200, 200)]);
+}

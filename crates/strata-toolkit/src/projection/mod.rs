@@ -49,7 +49,7 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The projection's handler refused an event.
     #[error("the projection could not apply event {position}: {reason}")]
@@ -136,7 +136,8 @@ enum Control {
     Stop,
 }
 
-/// A running projection.
+/// A running projection. Dropping the handle leaves the runner running (detached, until its runtime
+/// shuts down); [`ProjectionHandle::stop`] stops it.
 #[derive(Debug)]
 pub struct ProjectionHandle {
     status: watch::Receiver<ProjectionStatus>,
@@ -248,8 +249,15 @@ pub fn start<S: EventStore, T: Target>(store: S, target: T, options: RunOptions)
     let (status_sender, status) = watch::channel(status);
     let (control, control_receiver) = watch::channel(ControlState::default());
     let task = tokio::spawn(async move {
-        let mut runner =
-            Runner { store, target, options, status: status_sender, control: control_receiver, switch_overs_done: 0 };
+        let mut runner = Runner {
+            store,
+            target,
+            options,
+            status: status_sender,
+            control: control_receiver,
+            control_closed: false,
+            switch_overs_done: 0,
+        };
         let result = runner.run().await;
         runner.status.send_modify(|status| status.stopped = true);
         result
@@ -277,7 +285,8 @@ pub async fn run_until_caught_up<S: EventStore, T: Target>(
         stopped: false,
     });
     let (_control, control) = watch::channel(ControlState::default());
-    let mut runner = Runner { store, target, options, status: status_sender, control, switch_overs_done: 0 };
+    let mut runner =
+        Runner { store, target, options, status: status_sender, control, control_closed: false, switch_overs_done: 0 };
     let mut checkpoint = runner.target.prepare().await?;
     if runner.target.active_version().await?.is_none() {
         runner.maybe_activate(false).await?;
@@ -293,6 +302,8 @@ struct Runner<S, T> {
     options: RunOptions,
     status: watch::Sender<ProjectionStatus>,
     control: watch::Receiver<ControlState>,
+    /// The handle was dropped: no more control messages can come (and `changed` would return at once).
+    control_closed: bool,
     switch_overs_done: u64,
 }
 
@@ -324,7 +335,13 @@ impl<S: EventStore, T: Target> Runner<S, T> {
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => self.control.borrow().stop,
-            _ = self.control.changed() => self.control.borrow().stop,
+            changed = self.control.changed(), if !self.control_closed => {
+                self.control_closed = changed.is_err();
+                if self.control_closed {
+                    tokio::time::sleep(delay).await;
+                }
+                self.control.borrow().stop
+            }
         }
     }
 
@@ -346,6 +363,10 @@ impl<S: EventStore, T: Target> Runner<S, T> {
             self.maybe_activate(false).await?;
         }
         let checkpoint = self.catch_up(checkpoint).await?;
+        // Stopped before catching up: a rebuild that has not caught up must not take over.
+        if matches!(self.control(), Control::Stop) {
+            return Ok(());
+        }
         self.maybe_activate(false).await?;
         self.status.send_modify(|status| {
             status.caught_up = true;
@@ -403,8 +424,15 @@ impl<S: EventStore, T: Target> Runner<S, T> {
                 Control::Run => {}
             }
             let message = tokio::select! {
+                // Control first: a switch-over or stop asked for before an event arrived is seen
+                // before that event is applied.
+                biased;
+                changed = self.control.changed(), if !self.control_closed => {
+                    // A dropped handle leaves the runner running, without control.
+                    self.control_closed = changed.is_err();
+                    continue;
+                }
                 message = subscription.next() => message?,
-                _ = self.control.changed() => continue,
             };
             let SubscriptionMessage::Events(events) = message else { continue };
             let last = events.last().expect("subscription batches are never empty");
@@ -457,6 +485,14 @@ impl<S: EventStore, T: Target> Runner<S, T> {
                 (_, Some(at)) => (now_micros() - at.as_micros()).max(0) as f64 / 1e6,
             };
         });
+    }
+}
+
+/// A PostgreSQL error with the server's message (the error's own display says only "db error").
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }
 

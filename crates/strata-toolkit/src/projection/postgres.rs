@@ -1,7 +1,9 @@
 //! Exactly-once projections into PostgreSQL: each batch's read-model changes and the checkpoint
-//! commit in one PostgreSQL transaction. The same bookkeeping tables as [`super::sqlite`]. A batch
-//! first locks its checkpoint row and checks it is where this runner left it, so two runners of the
-//! same projection cannot both apply a batch: the second fails, reloads its checkpoint and goes on.
+//! commit in one PostgreSQL transaction. The same bookkeeping tables as [`super::sqlite`] (a
+//! position of -1: nothing reflected yet — the row is created when the projection is prepared). A
+//! batch first locks its checkpoint row and checks it is where this runner left it, so two runners
+//! of the same projection cannot both apply a batch: the second fails, reloads its checkpoint and
+//! goes on. A lost connection is opened again when the runner retries.
 
 use super::{ProjectionError, Tables, Target};
 use std::fmt;
@@ -44,6 +46,7 @@ pub trait PostgresProjection: Send + Sync + 'static {
 
 /// A [`Target`] keeping a [`PostgresProjection`] in a PostgreSQL database.
 pub struct PostgresTarget<P> {
+    config: String,
     client: Client,
     connection: tokio::task::JoinHandle<()>,
     projection: P,
@@ -75,13 +78,20 @@ const BOOKKEEPING: &str = "
 impl<P: PostgresProjection> PostgresTarget<P> {
     /// Connects with a libpq-style configuration (`host=127.0.0.1 user=postgres dbname=app`).
     pub async fn connect(config: &str, projection: P) -> Result<Self, ProjectionError> {
-        let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let (client, connection) = open(config).await?;
         let (name, version) = (projection.name().to_owned(), projection.version());
         let tables = Tables::new(&name, version, &projection.tables())?;
-        Ok(Self { client, connection, projection, name, version, tables, stored: None, before_checkpoint: None })
+        Ok(Self {
+            config: config.to_owned(),
+            client,
+            connection,
+            projection,
+            name,
+            version,
+            tables,
+            stored: None,
+            before_checkpoint: None,
+        })
     }
 
     /// Calls `hook` in every batch after the projection applied its events and before the
@@ -95,6 +105,25 @@ impl<P: PostgresProjection> PostgresTarget<P> {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+async fn open(config: &str) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, connection))
+}
+
+/// The checkpoint column's value for "nothing reflected yet": the row exists from the start, so a
+/// batch always has a row to lock (two runners on an empty read model serialise on it).
+const NO_CHECKPOINT: i64 = -1;
+
+/// The advisory lock key under which projections prepare their tables (any fixed number; "strata").
+const PREPARE_LOCK: i64 = 0x7374_7261_7461;
+
+fn checkpoint_from_column(position: i64) -> Option<Position> {
+    u64::try_from(position).ok().map(Position::new)
 }
 
 impl<P: PostgresProjection> Target for PostgresTarget<P> {
@@ -111,17 +140,32 @@ impl<P: PostgresProjection> Target for PostgresTarget<P> {
     }
 
     async fn prepare(&mut self) -> Result<Option<Position>, ProjectionError> {
-        self.client.batch_execute(BOOKKEEPING).await?;
+        // After a lost connection (a database restart, a network failure) the runner retries from
+        // here: connect again.
+        if self.client.is_closed() {
+            self.connection.abort();
+            (self.client, self.connection) = open(&self.config).await?;
+        }
         let tx = self.client.transaction().await?;
+        // `CREATE TABLE IF NOT EXISTS` is not safe against itself: two runners preparing at once can
+        // both try to create (one fails on a catalog constraint). Preparations take turns.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
+        tx.batch_execute(BOOKKEEPING).await?;
         self.projection.setup(&tx, &self.tables).await?;
+        let version = self.version as i32;
+        tx.execute(
+            "INSERT INTO strata_checkpoints (name, version, position) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&self.name, &version, &NO_CHECKPOINT],
+        )
+        .await?;
         let row = tx
-            .query_opt(
+            .query_one(
                 "SELECT position FROM strata_checkpoints WHERE name = $1 AND version = $2",
-                &[&self.name, &(self.version as i32)],
+                &[&self.name, &version],
             )
             .await?;
         tx.commit().await?;
-        self.stored = row.map(|row| Position::new(row.get::<_, i64>(0) as u64));
+        self.stored = checkpoint_from_column(row.get(0));
         Ok(self.stored)
     }
 
@@ -134,7 +178,7 @@ impl<P: PostgresProjection> Target for PostgresTarget<P> {
                 &[&self.name, &version],
             )
             .await?;
-        let current = row.map(|row| Position::new(row.get::<_, i64>(0) as u64));
+        let current = row.and_then(|row| checkpoint_from_column(row.get(0)));
         if current != self.stored {
             return Err(ProjectionError::Invalid {
                 name: self.name.clone(),
@@ -164,6 +208,8 @@ impl<P: PostgresProjection> Target for PostgresTarget<P> {
 
     async fn activate(&mut self) -> Result<(), ProjectionError> {
         let tx = self.client.transaction().await?;
+        // Views are catalog entries too: two runners switching at once take turns.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
         for base in self.tables.bases() {
             let statement = format!(
                 "DROP VIEW IF EXISTS \"{base}\"; CREATE VIEW \"{base}\" AS SELECT * FROM \"{}\";",
@@ -182,7 +228,6 @@ impl<P: PostgresProjection> Target for PostgresTarget<P> {
     }
 
     async fn active_version(&mut self) -> Result<Option<u32>, ProjectionError> {
-        self.client.batch_execute(BOOKKEEPING).await?;
         let row = self
             .client
             .query_opt("SELECT active_version FROM strata_projections WHERE name = $1", &[&self.name])

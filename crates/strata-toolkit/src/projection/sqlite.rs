@@ -69,6 +69,9 @@ impl<P: SqliteProjection> SqliteTarget<P> {
     pub fn new(connection: Connection, projection: P) -> Result<Self, ProjectionError> {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
+        // Every transaction here writes, so each begins IMMEDIATE (takes the write lock first): a
+        // deferred one that reads, then writes, is refused at once (SQLITE_BUSY, no waiting) when
+        // another connection wrote in between; an immediate one waits up to the busy timeout.
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         let (name, version) = (projection.name().to_owned(), projection.version());
         let tables = Tables::new(&name, version, &projection.tables())?;
@@ -131,7 +134,7 @@ impl<P: SqliteProjection> Target for SqliteTarget<P> {
         let (name, version) = (self.name.clone(), self.version);
         self.stored = self
             .with(move |connection, projection, tables| {
-                let tx = connection.transaction()?;
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute_batch(BOOKKEEPING)?;
                 projection.setup(&tx, tables)?;
                 let position: Option<i64> = tx
@@ -193,7 +196,7 @@ impl<P: SqliteProjection> Target for SqliteTarget<P> {
     async fn activate(&mut self) -> Result<(), ProjectionError> {
         let (name, version) = (self.name.clone(), self.version);
         self.with(move |connection, _, tables| {
-            let tx = connection.transaction()?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for base in tables.bases() {
                 tx.execute_batch(&format!(
                     "DROP VIEW IF EXISTS \"{base}\"; CREATE VIEW \"{base}\" AS SELECT * FROM \"{}\";",
@@ -237,7 +240,7 @@ pub fn retire(connection: &mut Connection, name: &str, version: u32, tables: &[&
         });
     }
     let tables = Tables::new(name, version, tables)?;
-    let tx = connection.transaction()?;
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for base in tables.bases() {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS \"{}\";", tables.get(base)))?;
     }

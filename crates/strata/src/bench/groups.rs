@@ -282,6 +282,13 @@ fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report
     eprintln!("subscribers_1000: {SUBSCRIBER_WRITERS} HTTP writers, without and with {SUBSCRIBERS} SSE subscribers");
     let servers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The subscribers stand for consumers on other machines: on this one they read their sockets at
+    // the delivery pool's low priority, so that their CPU is what the writers leave, as it would be.
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(strata_server::delivery::lower_priority)
+        .enable_all()
+        .build()?;
     let store = Store::open(dir.join("subscribers")).context("open the store")?;
     let server = servers.block_on(start(strata_server::router(state(&store))))?;
     let payload = payload()?;
@@ -293,7 +300,8 @@ fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report
         progress(number, args.run.rounds, "no subscribers", &mut measured);
         let alone_rate = measured.events_per_sec();
         alone.absorb(measured);
-        let (mut measured, probes) = load.block_on(with_subscribers(server, number, round, &payload))?;
+        let (mut measured, probes) =
+            load.block_on(with_subscribers(clients.handle(), server, number, round, &payload))?;
         progress(number, args.run.rounds, "1,000 subscribers", &mut measured);
         ratios.push(measured.events_per_sec() / alone_rate);
         with.absorb(measured);
@@ -310,6 +318,7 @@ fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report
     row.latency = delivery.latency();
     report.emit(row.target(Target::RatioMin(SUBSCRIBERS_RATIO_MIN)));
     drop(load);
+    drop(clients);
     drop(servers);
     Ok(())
 }
@@ -317,6 +326,7 @@ fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report
 /// 1,000 subscribers connect (from the end), then the writers run for `round` while a probe appends
 /// an event every 2 ms whose send time ten of the subscribers compare with its arrival.
 async fn with_subscribers(
+    clients: &tokio::runtime::Handle,
     server: SocketAddr,
     number: u32,
     round: Duration,
@@ -328,7 +338,7 @@ async fn with_subscribers(
     let mut subscribers = Vec::with_capacity(SUBSCRIBERS);
     for at in 0..SUBSCRIBERS {
         let (stop, connected) = (stop.clone(), connected.clone());
-        subscribers.push(tokio::spawn(async move {
+        subscribers.push(clients.spawn(async move {
             let mut sender = connect(server).await?;
             sender.ready().await?;
             let request = hyper::Request::get("/v1/subscribe?from=end")
