@@ -143,6 +143,18 @@ pub async fn serve(
     serve_router(app, listener, options, shutdown, Some(shutting_down)).await
 }
 
+/// Whether the first request on a new connection is a subscription (`GET /v1/subscribe`), judged
+/// from its first bytes without consuming them; `None` if nothing arrived within the header timeout
+/// (or the peek failed): such a connection is closed, as hyper would close it.
+async fn opens_a_subscription(stream: &tokio::net::TcpStream) -> Option<bool> {
+    const SUBSCRIBE: &[u8] = b"GET /v1/subscribe";
+    let mut start = [0u8; SUBSCRIBE.len()];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut start)).await {
+        Ok(Ok(read)) => Some(read == SUBSCRIBE.len() && start == *SUBSCRIBE),
+        _ => None,
+    }
+}
+
 /// Serves any router with the accept loop, timeouts and graceful shutdown of [`serve`];
 /// `shutting_down` (if any) is set when shutdown begins, to end long-lived responses.
 pub async fn serve_router(
@@ -156,6 +168,7 @@ pub async fn serve_router(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
+    let (stop_dispatching, stopping) = watch::channel(false);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -170,15 +183,34 @@ pub async fn serve_router(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let (http, watcher, mut stopping) = (http.clone(), graceful.watcher(), stopping.clone());
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    // A connection that opens with a subscription is served whole — reads, rendering,
+                    // socket writes — on the low-priority delivery pool, so that subscribers never
+                    // take CPU from the appends (see `delivery`). Until its first bytes arrive it is
+                    // not yet a connection graceful shutdown waits for: shutting down drops it.
+                    let subscription = tokio::select! {
+                        subscription = opens_a_subscription(&stream) => subscription,
+                        _ = stopping.wait_for(|&stopping| stopping) => return,
+                    };
+                    let Some(subscription) = subscription else { return };
+                    if subscription {
+                        // Moved to the pool's own IO driver: deregistered here, registered there.
+                        let Ok(stream) = stream.into_std() else { return };
+                        delivery::handle().spawn(async move {
+                            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                            let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                        });
+                    } else {
+                        let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                    }
                 });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    let _ = stop_dispatching.send(true);
     if let Some(shutting_down) = shutting_down {
         let _ = shutting_down.send(true);
     }

@@ -7,10 +7,11 @@ use crate::extract::Params;
 use crate::read::{filter_params, parse_from};
 use crate::state::AppState;
 use crate::wire::{stream_id, write_event};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream;
 use std::convert::Infallible;
@@ -86,62 +87,101 @@ pub async fn subscribe(
     };
     let guard = state.metrics.subscription_opened();
     let shutdown = state.shutdown_signal();
+    let heartbeat = state.heartbeat;
     // Reading and rendering run on the low-priority delivery pool (see `delivery`); the connection
-    // only receives rendered batches. The channel holds two, so a slow socket stops the reading.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Event>>(2);
+    // only receives rendered batches — one body chunk each, however many events — and writes them.
+    // The channel holds two, so a slow socket stops the reading.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
     crate::delivery::handle().spawn(async move {
         let mut subscription = subscription;
         loop {
             // A closed connection ends the task at once, also while it waits for new events: the
-            // subscription holds the store open.
-            let (events, keep_going) = tokio::select! {
-                next = next_events(&mut subscription) => next,
+            // subscription holds the store open. Nothing to send for a while: a heartbeat comment.
+            let (chunk, keep_going) = tokio::select! {
+                next = next_chunk(&mut subscription) => next,
                 () = sender.closed() => return,
+                () = tokio::time::sleep(heartbeat) => (Bytes::from_static(HEARTBEAT), true),
             };
-            if sender.send(events).await.is_err() || !keep_going {
+            if sender.send(chunk).await.is_err() || !keep_going {
                 return;
             }
         }
     });
-    let events = stream::unfold(Some((receiver, guard)), |held| async move {
+    let chunks = stream::unfold(Some((receiver, guard)), |held| async move {
         let (mut receiver, guard) = held?;
-        let events = receiver.recv().await?;
-        Some((stream::iter(events.into_iter().map(Ok::<_, Infallible>)), Some((receiver, guard))))
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(chunk), Some((receiver, guard))))
     })
-    .flatten()
     .take_until(shutdown);
-    let keep_alive = KeepAlive::new().interval(state.heartbeat).text("heartbeat");
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, Body::from_stream(chunks)).into_response())
 }
 
-/// The SSE events for the subscription's next message, and whether the subscription goes on.
-async fn next_events(subscription: &mut Subscription) -> (Vec<Event>, bool) {
+/// The heartbeat comment (SSE clients ignore it; it keeps proxies from closing an idle connection).
+const HEARTBEAT: &[u8] = b": heartbeat\n\n";
+
+/// The SSE messages for the subscription's next message, as one chunk, and whether the
+/// subscription goes on.
+async fn next_chunk(subscription: &mut Subscription) -> (Bytes, bool) {
+    let mut chunk = Vec::new();
     match subscription.next().await {
         Ok(SubscriptionMessage::Events(events)) => {
-            let mut buffer = Vec::with_capacity(512);
-            let events = events
-                .iter()
-                .map(|event| {
-                    buffer.clear();
-                    write_event(&mut buffer, event);
-                    // Rendered JSON is UTF-8 (`write_event` renders non-UTF-8 payloads as base64).
-                    let data = String::from_utf8_lossy(&buffer);
-                    Event::default().id(event.position.value().to_string()).data(data)
-                })
-                .collect();
-            (events, true)
+            let mut rendered = Vec::with_capacity(512);
+            let mut id = Vec::with_capacity(20);
+            for event in &events {
+                rendered.clear();
+                write_event(&mut rendered, event);
+                id.clear();
+                id.extend_from_slice(event.position.value().to_string().as_bytes());
+                write_message(&mut chunk, Field::Id(&id), &rendered);
+            }
+            (chunk.into(), true)
         }
-        Ok(SubscriptionMessage::CaughtUp) => (vec![Event::default().event("caught_up").data("{}")], true),
+        Ok(SubscriptionMessage::CaughtUp) => {
+            write_message(&mut chunk, Field::Event(b"caught_up"), b"{}");
+            (chunk.into(), true)
+        }
         Ok(SubscriptionMessage::FellBehind { behind }) => {
             let data = serde_json::json!({ "behind": behind }).to_string();
-            (vec![Event::default().event("fell_behind").data(data)], true)
+            write_message(&mut chunk, Field::Event(b"fell_behind"), data.as_bytes());
+            (chunk.into(), true)
         }
         Err(error) => {
             let error = ApiError::from(error);
             let data = serde_json::json!({ "error": { "code": error.code, "message": error.message } });
-            (vec![Event::default().event("error").data(data.to_string())], false)
+            write_message(&mut chunk, Field::Event(b"error"), data.to_string().as_bytes());
+            (chunk.into(), false)
         }
     }
+}
+
+/// The field an SSE message carries before its data.
+enum Field<'a> {
+    Id(&'a [u8]),
+    Event(&'a [u8]),
+}
+
+/// Appends one SSE message: its `id:` or `event:` line, its data as `data:` lines, a blank line.
+/// The data is split after every `\n` and `\r` (each kept, as the SSE parser treats either as a line
+/// end), so payloads with line breaks arrive whole: a client joins the `data:` lines with `\n`.
+fn write_message(out: &mut Vec<u8>, field: Field<'_>, data: &[u8]) {
+    let (name, value): (&[u8], &[u8]) = match field {
+        Field::Id(id) => (b"id: ", id),
+        Field::Event(event) => (b"event: ", event),
+    };
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\ndata: ");
+    let mut from = 0;
+    for (at, byte) in data.iter().enumerate() {
+        if *byte == b'\n' || *byte == b'\r' {
+            out.extend_from_slice(&data[from..=at]);
+            out.extend_from_slice(b"data: ");
+            from = at + 1;
+        }
+    }
+    out.extend_from_slice(&data[from..]);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// The revision right after the event of `stream` at `position` (a `Last-Event-ID`).
@@ -162,5 +202,24 @@ async fn revision_after(
             "Last-Event-ID {position} is not the position of an event of stream {stream}; resume with the id of the \
              last event received"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_render_as_axum_rendered_them() {
+        let mut out = Vec::new();
+        write_message(&mut out, Field::Id(b"7"), b"{\"a\":1}");
+        write_message(&mut out, Field::Event(b"caught_up"), b"{}");
+        write_message(&mut out, Field::Id(b"8"), b"{\r\"foo\":  \n\r\r   \"bar\\n\"\n}");
+        let expected = concat!(
+            "id: 7\ndata: {\"a\":1}\n\n",
+            "event: caught_up\ndata: {}\n\n",
+            "id: 8\ndata: {\rdata: \"foo\":  \ndata: \rdata: \rdata:    \"bar\\n\"\ndata: }\n\n",
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }

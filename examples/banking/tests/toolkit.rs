@@ -441,3 +441,44 @@ async fn a_rebuild_stopped_before_catching_up_does_not_take_over() {
     );
     assert_eq!(balances(&path, "balances"), vec![("a".to_owned(), 200, 200)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_once_target_handles_again_what_its_checkpoint_missed() {
+    use std::sync::Mutex;
+    let (dir, store) = store();
+    let handler = CommandHandler::<Account, _>::new(store.clone(), codec());
+    open(&handler, "a").await;
+    for _ in 0..30 {
+        deposit(&handler, "a", 1).await;
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let checkpoint_file = dir.path().join("mailer.checkpoint");
+    // The first run fails at the 20th event: the batch's checkpoint is not stored.
+    let target = |fail_at: Option<u64>| {
+        let seen = seen.clone();
+        strata_toolkit::projection::AtLeastOnce::new(
+            "mailer",
+            banking::balance_filter(),
+            &checkpoint_file,
+            move |event| {
+                if Some(event.position.value()) == fail_at {
+                    return Err("the mail server is down".to_owned());
+                }
+                seen.lock().unwrap().push(event.position.value());
+                Ok(())
+            },
+        )
+    };
+    let options = RunOptions { catch_up_batch_events: 8, ..RunOptions::default() };
+    let error = projection::run_until_caught_up(store.clone(), target(Some(20)), options).await.unwrap_err();
+    assert!(error.to_string().contains("mail server is down"), "{error}");
+    let first: Vec<u64> = seen.lock().unwrap().clone();
+    assert_eq!(first, (1..20).collect::<Vec<_>>());
+    // The second run starts from the last stored checkpoint (16): 17, 18, 19 are handled again.
+    let checkpoint = projection::run_until_caught_up(store.clone(), target(None), options).await.unwrap();
+    assert_eq!(checkpoint, store.head_position());
+    let all: Vec<u64> = seen.lock().unwrap().clone();
+    assert_eq!(all[19..], (17..=30).collect::<Vec<_>>());
+    // Nothing is lost: every deposit was handled at least once.
+    assert!((1..=30).all(|position| all.contains(&position)));
+}
