@@ -274,6 +274,15 @@ async fn a_state_loads_as_of_a_revision_a_position_and_a_time() {
     let recorded = store.read_all(ReadFrom::At(positions[1]), strata_storage::Direction::Forward, 1).unwrap();
     assert_eq!(at(AsOf::Time(recorded[0].recorded_at)).await.state.balance, 300);
     assert_eq!(at(AsOf::Now).await.state.balance, 1_500);
+    // One more event after the last snapshot (at revision 5): loads at and after it start from the
+    // snapshot and fold only what follows; loads before it fold from the start.
+    let last = deposit(&handler, "a", 600).await.unwrap();
+    let now = at(AsOf::Revision(StreamRevision::new(6))).await;
+    assert_eq!((now.state.balance, now.from_snapshot, now.events_folded), (2_100, true, 1));
+    let at_snapshot = at(AsOf::Position(Position::new(last.value() - 1))).await;
+    assert_eq!((at_snapshot.state.balance, at_snapshot.from_snapshot, at_snapshot.events_folded), (1_500, true, 0));
+    let before = at(AsOf::Revision(StreamRevision::new(4))).await;
+    assert_eq!((before.state.balance, before.from_snapshot, before.events_folded), (1_000, false, 5));
     let before = at(AsOf::Time(strata_core::Timestamp::from_micros(0))).await;
     assert_eq!((before.state.opened, before.revision), (false, None));
 }

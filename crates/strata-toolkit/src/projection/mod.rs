@@ -311,9 +311,14 @@ impl<S: EventStore, T: Target> Runner<S, T> {
     async fn run(&mut self) -> Result<(), ProjectionError> {
         let mut delay = RETRY_DELAY_MIN;
         loop {
+            let attempt = std::time::Instant::now();
             match self.run_once().await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
+                    // A failure after a long healthy run is a new incident: its retries start fast again.
+                    if attempt.elapsed() > RETRY_DELAY_MAX * 12 {
+                        delay = RETRY_DELAY_MIN;
+                    }
                     // Store and database errors are usually passing (a restart, a network blip):
                     // retry from the stored checkpoint, and say so in the status meanwhile.
                     let reason = error.to_string();
