@@ -36,6 +36,10 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For subscriptions: a connection of its own each, never reused. The server serves a connection
+    /// that opens with a subscription at low priority, and closes it when the subscription ends;
+    /// requests on pooled connections stay at normal priority.
+    live: reqwest::Client,
     /// The server's URL, without a trailing `/` in its path (`/v1/…` is appended to the path).
     base: Url,
 }
@@ -102,7 +106,12 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|error| ClientError::Http(error.to_string()))?;
-        Ok(Client { http, base })
+        let live = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|error| ClientError::Http(error.to_string()))?;
+        Ok(Client { http, live, base })
     }
 
     /// The server's URL, as given to [`Client::new`] (without a trailing `/`).
@@ -122,6 +131,11 @@ impl Client {
 
     pub(crate) fn get(&self, url: Url) -> RequestBuilder {
         self.http.get(url)
+    }
+
+    /// A subscription request, on a connection of its own.
+    pub(crate) fn subscribe(&self, url: Url) -> RequestBuilder {
+        self.live.get(url).header("accept", "text/event-stream")
     }
 
     /// Sends `request`; a success answer is returned as it is, anything else becomes a [`Failed`].

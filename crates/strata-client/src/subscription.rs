@@ -106,7 +106,7 @@ impl Subscription {
         let url = self.client.url("/v1/subscribe", &params);
         let mut attempt = 0;
         loop {
-            let mut request = self.client.get(url.clone()).header("accept", "text/event-stream");
+            let mut request = self.client.subscribe(url.clone());
             if let Some(position) = self.last_position {
                 request = request.header("last-event-id", position.value().to_string());
             }

@@ -50,6 +50,8 @@ use std::time::Duration;
 use strata_storage::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa::OpenApi as _;
 
 /// The address `strata serve` listens on by default.
@@ -130,8 +132,9 @@ pub fn ceiling_router() -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, ends subscriptions,
-/// lets in-flight requests finish (up to `options.shutdown_grace`) and returns. The store closes
-/// when its last clone is dropped (in-flight commits finish first).
+/// lets in-flight requests finish (up to `options.shutdown_grace`), drops the connections left and
+/// returns once every task that served them has ended. The store closes when its last clone is
+/// dropped (in-flight commits finish first).
 pub async fn serve(
     store: Store,
     listener: TcpListener,
@@ -139,8 +142,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
-    let app = router(AppState::new(store, options.heartbeat, shutdown_watch));
-    serve_router(app, listener, options, shutdown, Some(shutting_down)).await
+    let state = AppState::new(store, options.heartbeat, shutdown_watch);
+    let delivery_tasks = state.delivery_tasks.clone();
+    let app = router(state);
+    serve_router(app, listener, options, shutdown, Some(shutting_down)).await?;
+    // Every connection is gone, so every subscription's reader sees its receiver closed and ends.
+    delivery_tasks.close();
+    delivery_tasks.wait().await;
+    Ok(())
 }
 
 /// Whether the first request on a new connection is a subscription (`GET /v1/subscribe`), judged
@@ -167,6 +176,12 @@ pub async fn serve_router(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // A subscription's connection closes when its subscription ends: a later request of the client
+    // opens a new connection, served at normal priority, instead of queueing behind subscribers.
+    let mut http_subscription = http.clone();
+    http_subscription.keep_alive(false);
+    // Every connection's task, on either runtime, is tracked, and dropped when the grace period ends.
+    let (connections, drop_connections) = (TaskTracker::new(), CancellationToken::new());
     tokio::pin!(shutdown);
     let (stop_dispatching, stopping) = watch::channel(false);
     loop {
@@ -183,8 +198,10 @@ pub async fn serve_router(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let (http, watcher, mut stopping) = (http.clone(), graceful.watcher(), stopping.clone());
-                tokio::spawn(async move {
+                let (http, http_subscription) = (http.clone(), http_subscription.clone());
+                let (watcher, mut stopping) = (graceful.watcher(), stopping.clone());
+                let (connections_inner, dropped) = (connections.clone(), drop_connections.clone());
+                connections.spawn(async move {
                     // A connection that opens with a subscription is served whole — reads, rendering,
                     // socket writes — on the low-priority delivery pool, so that subscribers never
                     // take CPU from the appends (see `delivery`). Until its first bytes arrive it is
@@ -197,12 +214,17 @@ pub async fn serve_router(
                     if subscription {
                         // Moved to the pool's own IO driver: deregistered here, registered there.
                         let Ok(stream) = stream.into_std() else { return };
-                        delivery::handle().spawn(async move {
-                            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
-                            let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
-                        });
+                        connections_inner.spawn_on(
+                            async move {
+                                let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                                let connection = http_subscription.serve_connection(TokioIo::new(stream), service);
+                                let _ = dropped.run_until_cancelled(watcher.watch(connection)).await;
+                            },
+                            delivery::handle(),
+                        );
                     } else {
-                        let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = dropped.run_until_cancelled(watcher.watch(connection)).await;
                     }
                 });
             }
@@ -221,5 +243,8 @@ pub async fn serve_router(
             eprintln!("strata: some requests did not finish within {:?}; closing anyway", options.shutdown_grace);
         }
     }
+    drop_connections.cancel();
+    connections.close();
+    connections.wait().await;
     Ok(())
 }

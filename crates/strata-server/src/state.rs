@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_storage::{ConsumerGroups, Store};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// How often the server saves the checkpoints of consumer groups that changed (acks save on their own
 /// at most every 100 ms; this catches groups that went idle).
@@ -25,11 +26,25 @@ pub struct AppState {
     /// The consumer groups, loaded at their first use (a command that never touches them never
     /// reads their files).
     groups: Arc<tokio::sync::OnceCell<ConsumerGroups>>,
+    /// The subscriptions' readers on the delivery pool: [`crate::serve`] waits for them to end
+    /// (each ends when its connection is gone), so no clone of the store outlives the server.
+    pub delivery_tasks: TaskTracker,
+    /// The SSE messages of the latest events, shared by every subscription.
+    pub(crate) rendered: Arc<crate::subscribe::RenderedEvents>,
 }
 
 impl AppState {
     pub fn new(store: Store, heartbeat: Duration, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, metrics: Arc::default(), heartbeat, started: Instant::now(), shutdown, groups: Arc::default() }
+        Self {
+            store,
+            metrics: Arc::default(),
+            heartbeat,
+            started: Instant::now(),
+            shutdown,
+            groups: Arc::default(),
+            delivery_tasks: TaskTracker::new(),
+            rendered: Arc::default(),
+        }
     }
 
     /// The store's consumer groups.

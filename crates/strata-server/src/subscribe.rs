@@ -15,7 +15,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream;
 use std::convert::Infallible;
-use strata_core::{Position, StreamRevision};
+use std::sync::{Mutex, PoisonError};
+use strata_core::{Position, RecordedEvent, StreamRevision};
 use strata_storage::{Direction, ReadFrom, Subscription, SubscriptionMessage};
 
 const PARAMS: &[&str] = &["stream", "from", "category", "types", "stream_prefix", "tags", "query"];
@@ -90,26 +91,38 @@ pub async fn subscribe(
     let heartbeat = state.heartbeat;
     // Reading and rendering run on the low-priority delivery pool (see `delivery`); the connection
     // only receives rendered batches — one body chunk each, however many events — and writes them.
-    // The channel holds two, so a slow socket stops the reading.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
-    crate::delivery::handle().spawn(async move {
-        let mut subscription = subscription;
-        loop {
-            // A closed connection ends the task at once, also while it waits for new events: the
-            // subscription holds the store open. Nothing to send for a while: a heartbeat comment.
-            let (chunk, keep_going) = tokio::select! {
-                next = next_chunk(&mut subscription) => next,
-                () = sender.closed() => return,
-                () = tokio::time::sleep(heartbeat) => (Bytes::from_static(HEARTBEAT), true),
-            };
-            if sender.send(chunk).await.is_err() || !keep_going {
-                return;
+    // The reader takes a slot in the channel (of one) before it reads a batch, so a slow socket
+    // stops the reading: a subscriber holds at most one rendered batch waiting here and one in
+    // its connection's write buffer.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let rendered = state.rendered.clone();
+    state.delivery_tasks.spawn_on(
+        async move {
+            let mut subscription = subscription;
+            loop {
+                // A closed connection ends the task at once, also while it waits for a slot or for
+                // new events: the subscription holds the store open.
+                let Ok(slot) = sender.reserve().await else { return };
+                let (chunk, keep_going) = tokio::select! {
+                    next = next_chunk(&mut subscription, &rendered) => next,
+                    () = sender.closed() => return,
+                };
+                slot.send(chunk);
+                if !keep_going {
+                    return;
+                }
             }
-        }
-    });
-    let chunks = stream::unfold(Some((receiver, guard)), |held| async move {
+        },
+        crate::delivery::handle(),
+    );
+    // Nothing to send for a heartbeat interval: a heartbeat comment. (Timed here, on the connection's
+    // side, so a heartbeat never interrupts the reading of a batch.)
+    let chunks = stream::unfold(Some((receiver, guard)), move |held| async move {
         let (mut receiver, guard) = held?;
-        let chunk = receiver.recv().await?;
+        let chunk = match tokio::time::timeout(heartbeat, receiver.recv()).await {
+            Ok(chunk) => chunk?,
+            Err(_) => Bytes::from_static(HEARTBEAT),
+        };
         Some((Ok::<_, Infallible>(chunk), Some((receiver, guard))))
     })
     .take_until(shutdown);
@@ -122,18 +135,12 @@ const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 
 /// The SSE messages for the subscription's next message, as one chunk, and whether the
 /// subscription goes on.
-async fn next_chunk(subscription: &mut Subscription) -> (Bytes, bool) {
+async fn next_chunk(subscription: &mut Subscription, rendered: &RenderedEvents) -> (Bytes, bool) {
     let mut chunk = Vec::new();
     match subscription.next().await {
         Ok(SubscriptionMessage::Events(events)) => {
-            let mut rendered = Vec::with_capacity(512);
-            let mut id = Vec::with_capacity(20);
             for event in &events {
-                rendered.clear();
-                write_event(&mut rendered, event);
-                id.clear();
-                id.extend_from_slice(event.position.value().to_string().as_bytes());
-                write_message(&mut chunk, Field::Id(&id), &rendered);
+                rendered.write(&mut chunk, event);
             }
             (chunk.into(), true)
         }
@@ -152,6 +159,67 @@ async fn next_chunk(subscription: &mut Subscription) -> (Bytes, bool) {
             write_message(&mut chunk, Field::Event(b"error"), data.to_string().as_bytes());
             (chunk.into(), false)
         }
+    }
+}
+
+/// The SSE messages of the latest events, rendered once and shared by every subscription of a
+/// server: a thousand subscribers to the same events render each of them once, not a thousand times
+/// (rendering is most of a delivery's CPU: a UUID, a timestamp, the data scanned for line breaks).
+/// A slot per position modulo [`RENDERED_EVENTS`]; a slot is used only for the very event it was
+/// rendered from (same position, id, type and sizes — a scavenged event's placeholder differs), so a
+/// subscription catching up on old events merely renders them itself.
+#[derive(Debug)]
+pub struct RenderedEvents {
+    slots: Box<[Mutex<Option<Rendered>>]>,
+}
+
+/// Slots of [`RenderedEvents`]: the events live subscriptions share (the engine's live tail).
+pub const RENDERED_EVENTS: usize = 8_192;
+
+#[derive(Debug)]
+struct Rendered {
+    position: u64,
+    id: strata_core::EventId,
+    event_type: Box<str>,
+    sizes: (usize, usize),
+    message: Bytes,
+}
+
+impl Default for RenderedEvents {
+    fn default() -> Self {
+        Self { slots: (0..RENDERED_EVENTS).map(|_| Mutex::new(None)).collect() }
+    }
+}
+
+impl RenderedEvents {
+    /// Appends `event`'s SSE message (`id:` its position, `data:` the event) to `out`.
+    fn write(&self, out: &mut Vec<u8>, event: &RecordedEvent) {
+        let position = event.position.value();
+        let sizes = (event.data.len(), event.metadata.len());
+        let slot = &self.slots[(position % RENDERED_EVENTS as u64) as usize];
+        let same = |held: &Rendered| {
+            held.position == position
+                && held.id == event.id
+                && held.sizes == sizes
+                && &*held.event_type == event.event_type.as_str()
+        };
+        if let Some(held) = slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref().filter(|held| same(held)) {
+            out.extend_from_slice(&held.message);
+            return;
+        }
+        let mut json = Vec::with_capacity(512);
+        write_event(&mut json, event);
+        let mut message = Vec::with_capacity(json.len() + 32);
+        write_message(&mut message, Field::Id(position.to_string().as_bytes()), &json);
+        out.extend_from_slice(&message);
+        let rendered = Rendered {
+            position,
+            id: event.id,
+            event_type: event.event_type.as_str().into(),
+            sizes,
+            message: message.into(),
+        };
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(rendered);
     }
 }
 
@@ -221,5 +289,47 @@ mod tests {
             "id: 8\ndata: {\rdata: \"foo\":  \ndata: \rdata: \rdata:    \"bar\\n\"\ndata: }\n\n",
         );
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    fn event(position: u64, event_type: &str, data: &str) -> RecordedEvent {
+        RecordedEvent {
+            id: strata_core::EventId::from_bytes([7; 16]),
+            stream: strata_core::StreamId::new("order-1").unwrap(),
+            event_type: strata_core::EventType::new(event_type).unwrap(),
+            revision: StreamRevision::new(0),
+            position: Position::new(position),
+            recorded_at: strata_core::Timestamp::from_micros(1_700_000_000_000_000),
+            content_type: None,
+            data: Bytes::from(data.to_owned()),
+            metadata: Bytes::new(),
+            tags: Default::default(),
+        }
+    }
+
+    /// What `RenderedEvents` writes, rendered afresh.
+    fn fresh(event: &RecordedEvent) -> Vec<u8> {
+        let (mut json, mut message) = (Vec::new(), Vec::new());
+        write_event(&mut json, event);
+        write_message(&mut message, Field::Id(event.position.value().to_string().as_bytes()), &json);
+        message
+    }
+
+    #[test]
+    fn a_shared_rendering_is_used_only_for_its_own_event() {
+        let rendered = RenderedEvents::default();
+        let placed = event(9, "OrderPlaced", "{\"n\":\n1}");
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            rendered.write(&mut out, &placed);
+            assert_eq!(out, fresh(&placed));
+        }
+        // The same position after a scavenge, and another position in the same slot: rendered anew.
+        let scavenged = event(9, "$scavenged", "{}");
+        let other = event(9 + RENDERED_EVENTS as u64, "OrderPlaced", "{\"n\":\n1}");
+        for changed in [scavenged, other] {
+            let mut out = Vec::new();
+            rendered.write(&mut out, &changed);
+            assert_eq!(out, fresh(&changed));
+        }
     }
 }

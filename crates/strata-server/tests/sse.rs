@@ -5,6 +5,7 @@ mod common;
 
 use common::{SseReader, TestServer};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const WRITERS: u64 = 8;
 /// 8 × 80 × 2 = 1,280 events: more than one subscription batch (1,000) to catch up.
@@ -64,4 +65,52 @@ async fn subscriber_sees_every_event_once_in_order_across_a_reconnect() {
     }
     assert!(next_per_writer.iter().all(|&n| n == APPENDS_PER_WRITER * EVENTS_PER_APPEND));
     server.stop().await;
+}
+
+/// A subscriber that stops reading holds its connection open past the grace period; shutting down
+/// drops it anyway, and `serve` returns only once nothing of the server holds the store: the data
+/// directory can be opened again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_stalled_subscriber_and_releases_the_store() {
+    use std::io::Write as _;
+    use strata_core::{EventType, ExpectedRevision, NewEvent, StreamId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = strata_storage::Store::open(dir.path()).unwrap();
+    // 32 MiB of events: far more than the socket buffers of a subscriber that reads nothing.
+    let payload = format!("{{\"padding\":\"{}\"}}", "x".repeat(8 * 1024));
+    let store = tokio::task::spawn_blocking(move || {
+        for batch in 0..32 {
+            let events = (0..128).map(|_| NewEvent::new(EventType::new("Padded").unwrap(), payload.clone())).collect();
+            let stream = StreamId::new(format!("padded-{batch}")).unwrap();
+            let _ = store.append_blocking(stream, ExpectedRevision::Any, events).unwrap();
+        }
+        store
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = strata_server::ServeOptions { shutdown_grace: Duration::from_millis(300), ..Default::default() };
+    let server = tokio::spawn(strata_server::serve(store, listener, options, async move {
+        let _ = stopped.await;
+    }));
+
+    let mut stalled = std::net::TcpStream::connect(address).unwrap();
+    stalled.write_all(b"GET /v1/subscribe?from=start HTTP/1.1\r\nhost: strata\r\n\r\n").unwrap();
+    let reading = reqwest::Client::new();
+    let mut reader = SseReader::open(&reading, &format!("http://{address}/v1/subscribe?from=end"), None).await;
+    assert_eq!(reader.next().await.unwrap().event.as_deref(), Some("caught_up"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns after the grace period")
+        .unwrap()
+        .unwrap();
+    assert!(reader.next().await.is_none(), "shutdown ends the subscription that reads");
+    strata_storage::Store::open(dir.path()).expect("no task of the server holds the store after serve returns");
+    drop(stalled);
 }

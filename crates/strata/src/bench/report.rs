@@ -95,6 +95,8 @@ pub struct Row {
     pub ceiling: Option<Baseline>,
     /// All must be met for the row to pass.
     pub targets: Vec<Target>,
+    /// Further quantities of the scenario, by their JSON name (in the JSON only).
+    pub details: Vec<(&'static str, f64)>,
 }
 
 impl Row {
@@ -112,6 +114,7 @@ impl Row {
             baseline: None,
             ceiling: None,
             targets: Vec::new(),
+            details: Vec::new(),
         }
     }
 
@@ -128,11 +131,18 @@ impl Row {
             baseline: None,
             ceiling: None,
             targets: Vec::new(),
+            details: Vec::new(),
         }
     }
 
     pub fn against(mut self, baseline: Baseline) -> Row {
         self.baseline = Some(baseline);
+        self
+    }
+
+    /// Adds a further quantity, shown in the JSON as `name`.
+    pub fn detail(mut self, name: &'static str, value: f64) -> Row {
+        self.details.push((name, value));
         self
     }
 
@@ -215,6 +225,9 @@ impl Row {
         }
         if let Some(mib) = self.rss_mib {
             object["rss_mib"] = json!(round(mib, 1));
+        }
+        for (name, value) in &self.details {
+            object[*name] = json!(round(*value, 3));
         }
         object
     }
