@@ -4,10 +4,11 @@
 //! Writers come first (DESIGN.md: consumers never slow the writers down). A subscription's work —
 //! reading the log, rendering every event for its connection — grows with subscribers × events, and
 //! with a thousand subscribers it would take most of the CPU from the appends. So it runs on threads
-//! of their own at nice [`DELIVERY_NICE`]: they get the CPU the request handlers and the committer
-//! leave. A subscriber that cannot keep up falls behind (its subscription says `fell_behind` and
-//! reads on from the log) rather than holding the writers back. The connection's own task only
-//! receives the rendered events through a small channel and writes them to the socket.
+//! of their own at nice [`DELIVERY_NICE`], the lowest priority: they get the CPU the
+//! request handlers and the committer leave. A subscriber that cannot keep up falls behind (its
+//! subscription says `fell_behind` and reads on from the log) rather than holding the writers back.
+//! A connection that opens with a subscription is served here whole (see `serve_router`); its
+//! subscription's reader hands it rendered batches through a channel of one.
 
 use std::sync::OnceLock;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -36,6 +37,11 @@ pub fn handle() -> &'static Handle {
 /// Lowers the calling thread's priority. On Linux the nice value is a thread's own, and
 /// `setpriority(PRIO_PROCESS, tid)` sets it for that thread only. Elsewhere (or if refused) the
 /// threads run at normal priority: delivery still works, only without the precedence.
+///
+/// Not `SCHED_IDLE`: delivery threads take the index's read lock for their reads, and the committer
+/// needs its write lock after every commit; a thread that held the read lock when it was preempted
+/// must get the CPU back soon. At nice 19 it gets a share of it within milliseconds; under
+/// `SCHED_IDLE` only when the CPU is otherwise idle (measured: no gain for the writers either).
 pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.

@@ -133,8 +133,10 @@ pub fn ceiling_router() -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, ends subscriptions,
 /// lets in-flight requests finish (up to `options.shutdown_grace`), drops the connections left and
-/// returns once every task that served them has ended. The store closes when its last clone is
-/// dropped (in-flight commits finish first).
+/// returns once every task that served them, every subscription's reader and the groups' last
+/// checkpoint save have ended. The store closes when its last clone is dropped: work the server
+/// handed to blocking threads (a scavenge, an import, a read in progress) may still hold one after
+/// `serve` returns, and in-flight commits finish first.
 pub async fn serve(
     store: Store,
     listener: TcpListener,
@@ -143,13 +145,44 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
     let state = AppState::new(store, options.heartbeat, shutdown_watch);
-    let delivery_tasks = state.delivery_tasks.clone();
+    let tasks = state.tasks.clone();
     let app = router(state);
     serve_router(app, listener, options, shutdown, Some(shutting_down)).await?;
-    // Every connection is gone, so every subscription's reader sees its receiver closed and ends.
-    delivery_tasks.close();
-    delivery_tasks.wait().await;
+    // Every connection is gone, so every subscription's reader sees its receiver closed and ends; the
+    // groups' saver saves once more and ends.
+    tasks.close();
+    tasks.wait().await;
     Ok(())
+}
+
+/// What hyper buffers of a subscription's response before it stops taking chunks (a chunk larger
+/// than this is still taken whole). Also the most a subscription request's head may take.
+pub const SUBSCRIPTION_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The kernel send buffer asked for a subscription's socket (Linux doubles it for its bookkeeping).
+/// Without a limit the kernel grows it for a subscriber that does not keep up — up to megabytes per
+/// connection, megabytes of memory stirred for every thousand subscribers — while the subscription
+/// itself holds about one batch; with it, a subscriber behind reads older events from the log.
+pub const SUBSCRIPTION_SEND_BUFFER_BYTES: usize = 128 * 1024;
+
+/// Caps the kernel's send buffer of `stream` at [`SUBSCRIPTION_SEND_BUFFER_BYTES`] (best effort: if
+/// refused, the kernel's own sizing stays).
+fn limit_send_buffer(stream: &std::net::TcpStream) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd as _;
+        let bytes = SUBSCRIPTION_SEND_BUFFER_BYTES as libc::c_int;
+        // SAFETY: setsockopt on a socket we own, reading a c_int that lives for the call.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const bytes).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
 }
 
 /// Whether the first request on a new connection is a subscription (`GET /v1/subscribe`), judged
@@ -178,8 +211,10 @@ pub async fn serve_router(
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     // A subscription's connection closes when its subscription ends: a later request of the client
     // opens a new connection, served at normal priority, instead of queueing behind subscribers.
+    // Its write buffer is capped too: hyper takes body chunks until it holds 16 or `max_buf_size`
+    // bytes, and a subscriber that does not read should hold little beyond the batch it is sent.
     let mut http_subscription = http.clone();
-    http_subscription.keep_alive(false);
+    http_subscription.keep_alive(false).max_buf_size(SUBSCRIPTION_WRITE_BUFFER_BYTES);
     // Every connection's task, on either runtime, is tracked, and dropped when the grace period ends.
     let (connections, drop_connections) = (TaskTracker::new(), CancellationToken::new());
     tokio::pin!(shutdown);
@@ -214,6 +249,7 @@ pub async fn serve_router(
                     if subscription {
                         // Moved to the pool's own IO driver: deregistered here, registered there.
                         let Ok(stream) = stream.into_std() else { return };
+                        limit_send_buffer(&stream);
                         connections_inner.spawn_on(
                             async move {
                                 let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };

@@ -26,9 +26,10 @@ pub struct AppState {
     /// The consumer groups, loaded at their first use (a command that never touches them never
     /// reads their files).
     groups: Arc<tokio::sync::OnceCell<ConsumerGroups>>,
-    /// The subscriptions' readers on the delivery pool: [`crate::serve`] waits for them to end
-    /// (each ends when its connection is gone), so no clone of the store outlives the server.
-    pub delivery_tasks: TaskTracker,
+    /// Tasks [`crate::serve`] waits for before it returns: the subscriptions' readers on the delivery
+    /// pool (each ends when its connection is gone) and the groups' checkpoint saver (it saves once
+    /// more at shutdown).
+    pub tasks: TaskTracker,
     /// The SSE messages of the latest events, shared by every subscription.
     pub(crate) rendered: Arc<crate::subscribe::RenderedEvents>,
 }
@@ -42,7 +43,7 @@ impl AppState {
             started: Instant::now(),
             shutdown,
             groups: Arc::default(),
-            delivery_tasks: TaskTracker::new(),
+            tasks: TaskTracker::new(),
             rendered: Arc::default(),
         }
     }
@@ -59,7 +60,7 @@ impl AppState {
                     .map_err(ApiError::from)?;
                 // Checkpoints of idle groups are saved every second, and once more at shutdown.
                 let (flushed, shutdown) = (groups.clone(), self.shutdown_signal());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     tokio::pin!(shutdown);
                     loop {
                         tokio::select! {

@@ -92,11 +92,11 @@ pub async fn subscribe(
     // Reading and rendering run on the low-priority delivery pool (see `delivery`); the connection
     // only receives rendered batches — one body chunk each, however many events — and writes them.
     // The reader takes a slot in the channel (of one) before it reads a batch, so a slow socket
-    // stops the reading: a subscriber holds at most one rendered batch waiting here and one in
-    // its connection's write buffer.
+    // stops the reading: a subscriber holds one rendered batch waiting here, besides what its
+    // connection buffers (see `SUBSCRIPTION_WRITE_BUFFER_BYTES` and `SUBSCRIPTION_SEND_BUFFER_BYTES`).
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
     let rendered = state.rendered.clone();
-    state.delivery_tasks.spawn_on(
+    state.tasks.spawn_on(
         async move {
             let mut subscription = subscription;
             loop {

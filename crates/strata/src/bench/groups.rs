@@ -326,7 +326,8 @@ fn subscribers(args: &GroupsArgs, dir: &std::path::Path, round: Duration, report
         burst.absorb(delivered.burst);
         steady.absorb(delivered.steady);
         fractions.push(delivered.delivered_fraction);
-        drains.push(delivered.drain.map_or(f64::INFINITY, |drain| drain.as_secs_f64()));
+        // A drain that did not end within DRAIN_MAX counts as DRAIN_MAX (and is said above).
+        drains.push(delivered.drain.unwrap_or(DRAIN_MAX).as_secs_f64());
     }
     let alone_row = Row::measured("http_append_64_no_subscribers", &mut alone);
     let mut row = Row::measured("subscribers_1000", &mut with).against(Baseline {
@@ -402,10 +403,12 @@ async fn with_subscribers(
             let mut samples = Vec::new();
             let (mut buffer, mut starts_line) = (Vec::new(), true);
             while !finish.load(Ordering::Relaxed) {
-                let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(100), body.frame()).await else {
-                    continue;
+                let frame = match tokio::time::timeout(Duration::from_millis(100), body.frame()).await {
+                    Err(_) => continue,
+                    Ok(None) => bail!("a subscription ended before the round did"),
+                    Ok(Some(frame)) => frame?,
                 };
-                let Ok(data) = frame?.into_data() else { continue };
+                let Ok(data) = frame.into_data() else { continue };
                 if let Some(id) = last_id(&data, starts_line) {
                     progress[at].store(id + 1, Ordering::Relaxed);
                 }
@@ -457,7 +460,9 @@ async fn with_subscribers(
     tokio::time::sleep(round).await;
     stop_probe.store(true, Ordering::Relaxed);
     probing.await??;
-    everyone_reached(&progress, next()).await;
+    if everyone_reached(&progress, next()).await.is_none() {
+        bail!("the subscribers did not receive the probe's events within {} s", DRAIN_MAX.as_secs());
+    }
     finish.store(true, Ordering::Relaxed);
 
     let mut burst = Measurement { events: 0, elapsed: round, latencies_ns: Vec::new() };
