@@ -179,7 +179,9 @@ pub enum MultiAppendOutcome {
 }
 
 impl AppendOutcome {
-    fn from_single(outcome: MultiAppendOutcome) -> Self {
+    /// The single-stream view of the outcome of a multi-stream append that wrote one stream, with no
+    /// condition (panics on a condition failure, which such an append cannot have).
+    pub fn from_single(outcome: MultiAppendOutcome) -> Self {
         match outcome {
             MultiAppendOutcome::Committed(result) => {
                 let [stream] = &result.streams[..] else { unreachable!("a single-stream append writes one stream") };

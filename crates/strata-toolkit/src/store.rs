@@ -46,7 +46,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
         let append = MultiAppend::to_stream(stream, expected, events);
         let store = self.clone();
-        async move { store.append_multi(append).await.map(single_outcome) }
+        async move { store.append_multi(append).await.map(AppendOutcome::from_single) }
     }
 
     /// A page of one stream's events; a missing stream is an empty page.
@@ -85,27 +85,6 @@ pub trait EventStore: Clone + Send + Sync + 'static {
 /// A subscription of an [`EventStore`]: the messages of [`strata_storage::Subscription`].
 pub trait EventSubscription: Send + 'static {
     fn next(&mut self) -> impl Future<Output = Result<SubscriptionMessage, StoreError>> + Send;
-}
-
-/// The single-stream view of a multi-stream outcome.
-pub fn single_outcome(outcome: MultiAppendOutcome) -> AppendOutcome {
-    match outcome {
-        MultiAppendOutcome::Committed(result) => {
-            let stream = result.streams.first().expect("a committed append wrote its stream");
-            AppendOutcome::Committed(strata_storage::AppendResult {
-                first_revision: stream.first_revision,
-                last_revision: stream.last_revision,
-                first_position: result.first_position,
-                last_position: result.last_position,
-                recorded_at: result.recorded_at,
-                replayed: result.replayed,
-            })
-        }
-        MultiAppendOutcome::WrongExpectedRevision { stream, expected, actual } => {
-            AppendOutcome::WrongExpectedRevision { stream, expected, actual }
-        }
-        MultiAppendOutcome::ConditionFailed { .. } => unreachable!("a single-stream append has no condition"),
-    }
 }
 
 /// Runs blocking store work on tokio's blocking pool (the engine's reads are plain file IO).

@@ -115,23 +115,7 @@ fn sqlite_read_model_equals_the_fold_after_every_crash() {
     seed(&data);
     let database = dir.path().join("balances.sqlite");
     let database_arg = database.to_str().unwrap().to_owned();
-    let mut read = || {
-        if !database.exists() {
-            return (None, BTreeMap::new());
-        }
-        let connection = rusqlite::Connection::open(&database).unwrap();
-        let checkpoint: Option<i64> = connection
-            .query_row("SELECT position FROM strata_checkpoints WHERE name = 'balances' AND version = 1", [], |row| {
-                row.get(0)
-            })
-            .ok();
-        let mut query = connection.prepare("SELECT account, balance, events FROM balances_v1").unwrap();
-        let model = query
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, (row.get(1)?, row.get(2)?))))
-            .map(|rows| rows.map(Result::unwrap).collect())
-            .unwrap_or_default();
-        (checkpoint.map(|p| Position::new(p as u64)), model)
-    };
+    let mut read = sqlite_reader(&database);
     crash_again_and_again(&data, &["--sqlite", &database_arg], &mut read);
 }
 
@@ -141,17 +125,7 @@ fn postgres_read_model_equals_the_fold_after_every_crash() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
     seed(&data);
-    let mut read = || {
-        let checkpoint = database
-            .query("SELECT position FROM strata_checkpoints WHERE name = 'balances' AND version = 1")
-            .ok()
-            .and_then(|rows| rows.first().map(|row| Position::new(row.get::<_, i64>(0) as u64)));
-        let model = database
-            .query("SELECT account, balance, events FROM balances_v1")
-            .map(|rows| rows.iter().map(|row| (row.get::<_, String>(0), (row.get(1), row.get(2)))).collect())
-            .unwrap_or_default();
-        (checkpoint, model)
-    };
+    let mut read = postgres_reader(&database);
     crash_again_and_again(&data, &["--postgres", &database.config], &mut read);
 }
 
@@ -207,7 +181,7 @@ fn sqlite_reader(database: &Path) -> impl FnMut() -> (Option<Position>, Balances
             .query_map([], |row| Ok((row.get::<_, String>(0)?, (row.get(1)?, row.get(2)?))))
             .map(|rows| rows.map(Result::unwrap).collect())
             .unwrap_or_default();
-        (checkpoint.map(|p| Position::new(p as u64)), model)
+        (checkpoint.and_then(|p| u64::try_from(p).ok()).map(Position::new), model)
     }
 }
 

@@ -232,21 +232,27 @@ impl Default for RunOptions {
     }
 }
 
+impl ProjectionStatus {
+    /// The status of `target`'s projection before it has done anything.
+    fn starting<T: Target>(target: &T) -> Self {
+        ProjectionStatus {
+            name: target.name().to_owned(),
+            version: target.version(),
+            checkpoint: None,
+            head: None,
+            lag_events: 0,
+            lag_seconds: 0.0,
+            active: false,
+            caught_up: false,
+            failing: None,
+            stopped: false,
+        }
+    }
+}
+
 /// Starts `target`'s projection of `store` on the current tokio runtime: catch-up, then live.
 pub fn start<S: EventStore, T: Target>(store: S, target: T, options: RunOptions) -> ProjectionHandle {
-    let status = ProjectionStatus {
-        name: target.name().to_owned(),
-        version: target.version(),
-        checkpoint: None,
-        head: None,
-        lag_events: 0,
-        lag_seconds: 0.0,
-        active: false,
-        caught_up: false,
-        failing: None,
-        stopped: false,
-    };
-    let (status_sender, status) = watch::channel(status);
+    let (status_sender, status) = watch::channel(ProjectionStatus::starting(&target));
     let (control, control_receiver) = watch::channel(ControlState::default());
     let task = tokio::spawn(async move {
         let mut runner = Runner {
@@ -272,18 +278,7 @@ pub async fn run_until_caught_up<S: EventStore, T: Target>(
     target: T,
     options: RunOptions,
 ) -> Result<Option<Position>, ProjectionError> {
-    let (status_sender, _status) = watch::channel(ProjectionStatus {
-        name: target.name().to_owned(),
-        version: target.version(),
-        checkpoint: None,
-        head: None,
-        lag_events: 0,
-        lag_seconds: 0.0,
-        active: false,
-        caught_up: false,
-        failing: None,
-        stopped: false,
-    });
+    let (status_sender, _status) = watch::channel(ProjectionStatus::starting(&target));
     let (_control, control) = watch::channel(ControlState::default());
     let mut runner =
         Runner { store, target, options, status: status_sender, control, control_closed: false, switch_overs_done: 0 };
