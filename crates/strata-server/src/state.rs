@@ -29,7 +29,7 @@ pub struct AppState {
     /// Tasks [`crate::serve`] waits for before it returns: the subscriptions' readers on the delivery
     /// pool (each ends when its connection is gone) and the groups' checkpoint saver (it saves once
     /// more at shutdown).
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// The SSE messages of the latest events, shared by every subscription.
     pub(crate) rendered: Arc<crate::subscribe::RenderedEvents>,
 }
