@@ -353,6 +353,7 @@ impl EventIn<'_> {
             data,
             metadata,
             tags: Tags::from_tags(&tags),
+            hash: None,
         })
     }
 }

@@ -149,6 +149,8 @@ pub struct RecordedEvent {
     pub data: Bytes,
     pub metadata: Bytes,
     pub tags: Tags,
+    /// The record's link in the log's hash chain; `None` for events of a format-1 store.
+    pub hash: Option<crate::hash::EventHash>,
 }
 
 /// The tags of a recorded event, kept as they are stored — each a little-endian `u16` length and the

@@ -6,6 +6,7 @@
 //! - [`limits`]: every size and count limit, as `*_MAX` constants.
 //! - [`names`]: [`StreamId`], [`EventType`], [`Tag`], [`ContentType`] — validated names.
 //! - [`event`]: [`EventId`], [`NewEvent`] (before commit) and [`RecordedEvent`] (after commit).
+//! - [`hash`]: [`EventHash`], a record's link in the log's SHA-256 chain (format 2).
 //! - [`metadata`]: [`StreamMetadata`], rules applied when a stream is read.
 //! - [`position`]: [`StreamRevision`], [`Position`], [`ExpectedRevision`].
 //! - [`query`]: [`Query`], events by type and tags, for DCB append conditions and reads.
@@ -17,6 +18,7 @@
 
 pub mod error;
 pub mod event;
+pub mod hash;
 pub mod limits;
 pub mod metadata;
 pub mod names;
@@ -28,6 +30,7 @@ mod shared_str;
 
 pub use error::ValidationError;
 pub use event::{EventId, NewEvent, RecordedEvent, Tags};
+pub use hash::{EventHash, EventHashParseError};
 pub use metadata::StreamMetadata;
 pub use names::{ContentType, EventType, StreamId, Tag};
 pub use position::{ExpectedRevision, Position, StreamRevision};

@@ -303,6 +303,7 @@ mod tests {
             data: Bytes::from(data.to_owned()),
             metadata: Bytes::new(),
             tags: Default::default(),
+            hash: None,
         }
     }
 

@@ -476,6 +476,7 @@ impl RecordedEventJson {
             data,
             metadata,
             tags: strata_core::Tags::from_tags(&tags),
+            hash: None,
         })
     }
 }

@@ -2,8 +2,8 @@
 //! the secondary indexes' sorted position lists instead of reading every event.
 
 use crate::error::{ReadError, StorageError};
+use crate::index::run::KeyKind;
 use crate::index::{Index, PostingList, SortedList};
-use crate::run::KeyKind;
 use std::cell::RefCell;
 use std::ops::Bound;
 use strata_core::{EventType, Query, Tag};

@@ -1,18 +1,22 @@
 //! Strata's storage engine: a durable, gapless, checksummed event log with group commit.
 //!
-//! Codemap, from the bottom of the ladder up:
-//! - [`io`]: the [`Storage`] / [`StorageFile`] traits all file IO goes through, and [`OsStorage`].
-//! - [`sim`]: [`SimStorage`], a simulated disk that loses unsynced bytes at a crash, for tests.
-//! - [`format`]: bytes on disk — segment header, frames, event records — as pure functions.
-//! - `log`: recovery (one verifying pass, torn-tail repair) and the writer side of segments.
-//! - `index`: the indexes from position, stream, category, type, tag and event id to record locations,
+//! Codemap, from the bottom of the ladder up (each folder a layer):
+//! - [`io`]: the [`Storage`] / [`StorageFile`] traits all file IO goes through, [`OsStorage`], and
+//!   [`sim`]: [`SimStorage`], a simulated disk that loses unsynced bytes at a crash, for tests.
+//! - `log/`: [`format`] (bytes on disk — segment header, frames, event records — as pure functions),
+//!   `segments` (the writer's side: zero-filled segments, frames appended and synced, sealing) and
+//!   `recovery` (one verifying pass at open, torn-tail repair).
+//! - `index/`: the indexes from position, stream, category, type, tag and event id to record locations,
 //!   over three levels: `run` files on disk, a frozen memtable, the tail; `indexer` writes and merges runs.
-//! - `writer`: the committer thread — group commit, expected-revision and idempotency checks.
+//! - `commit/`: the committer thread (`committer`) — group commit, expected-revision, idempotency and
+//!   DCB checks — and how its replies travel (`reply`).
 //! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
 //!   filtered reads of the global log (category, types, stream prefix, tags, DCB query) and "as of"
 //!   reads, and `streams` for listings and stream facts.
 //! - `subscription`: [`Subscription`], catch-up then live reads that wait on the head watch.
+//! - `groups`: [`ConsumerGroups`], persistent groups over a subscription.
 //! - `scavenge`: reclaims the space of hidden events in sealed segments, leaving placeholders.
+//! - `system`: the system stream's events (metadata, deletes, tombstones) and their encoding.
 //! - [`stats`]: counters and latency histograms (fsync) for metrics.
 //! - [`clock`]: where recorded time comes from.
 //!
@@ -24,26 +28,25 @@
 //! - The engine reads time only through [`Clock`] and files only through [`Storage`].
 
 pub mod clock;
-pub mod format;
 pub mod io;
-pub mod sim;
 pub mod stats;
 
+mod commit;
 mod error;
 mod filter;
 mod groups;
 mod index;
-mod indexer;
 mod log;
 mod read;
-mod reply;
-mod run;
 mod scavenge;
 mod store;
 mod streams;
 mod subscription;
 mod system;
-mod writer;
+
+/// The on-disk byte layouts (public for tests, benchmarks and the fuzzer).
+pub use io::sim;
+pub use log::format;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppendError, Corruption, OpenError, ReadError, StorageError};

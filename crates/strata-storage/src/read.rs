@@ -6,10 +6,10 @@
 
 use crate::error::{Corruption, ReadError, StorageError};
 use crate::filter::{Filter, Matcher};
-use crate::format::{FRAME_PAYLOAD_BYTES_MAX, decode_record, record_len};
 use crate::index::Index;
 use crate::index::{Location, SegmentFile};
 use crate::io::read_exact_at;
+use crate::log::format::{FRAME_PAYLOAD_BYTES_MAX, decode_record, record_len};
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::Mutex;

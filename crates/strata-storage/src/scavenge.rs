@@ -22,14 +22,14 @@
 //! both whole. Readers that started before the swap finish on the old files (open handles keep them).
 
 use crate::error::{Corruption, StorageError};
-use crate::format::{
+use crate::index::run::{self, RemapSource, Run};
+use crate::index::{Index, SegmentFile};
+use crate::io::{Storage, path_in};
+use crate::log::format::{
     FRAME_HEADER_BYTES, FrameBody, FrameBuilder, FrameRecords, HeaderCheck, RecordFields, SEGMENT_HEADER_BYTES,
     SegmentHeader, check_frame_header, check_frame_payload, decode_record_key, encode_segment_header, seal_frame,
 };
-use crate::index::{Index, SegmentFile};
-use crate::io::{Storage, path_in};
 use crate::log::{ChunkReader, INDEX_DIR};
-use crate::run::{self, RemapSource, Run};
 use crate::store::Store;
 use crate::system;
 use std::collections::HashMap;
@@ -364,7 +364,7 @@ impl WalkError {
 /// every frame and record; stops at the seal.
 fn for_each_record(
     reader: &mut ChunkReader<'_>,
-    mut visit: impl FnMut(u64, &[u8], crate::format::RecordKey<'_>) -> Result<(), StorageError>,
+    mut visit: impl FnMut(u64, &[u8], crate::log::format::RecordKey<'_>) -> Result<(), StorageError>,
 ) -> Result<(), WalkError> {
     let len = reader.segment.len_bytes;
     let mut offset = SEGMENT_HEADER_BYTES;

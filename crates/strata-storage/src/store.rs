@@ -1,14 +1,14 @@
 //! [`Store`]: the embedded engine's public face.
 
 use crate::clock::{Clock, SystemClock};
+use crate::commit::committer::{self, Request, Shared, SystemOperation};
+use crate::commit::reply::{self, Reply};
 use crate::error::{AppendError, OpenError, ReadError, StorageError};
-use crate::format::record_encoded_len;
 use crate::index::Index;
 use crate::io::{OsStorage, Storage, path_in};
+use crate::log::format::record_encoded_len;
 use crate::log::{LogWriter, RecoveryReport, recover};
-use crate::reply::{self, Reply};
 use crate::system;
-use crate::writer::{self, Request, Shared, SystemOperation};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -213,7 +213,7 @@ struct Inner {
     pub(crate) shared: Arc<Shared>,
     queue: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    indexer: Option<crate::indexer::Threads>,
+    indexer: Option<crate::index::indexer::Threads>,
     storage: Arc<dyn Storage>,
     /// Tells the indexer to stop merging (the store is closing).
     cancel_indexing: Arc<std::sync::atomic::AtomicBool>,
@@ -300,7 +300,7 @@ impl Store {
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let cancel_indexing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (indexer_handle, indexer) = crate::indexer::start(
+        let (indexer_handle, indexer) = crate::index::indexer::start(
             shared.clone(),
             storage.clone(),
             path_in(&dir, crate::log::INDEX_DIR),
@@ -313,7 +313,7 @@ impl Store {
             let clock = options.clock.clone();
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
-                .spawn(move || writer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle))
+                .spawn(move || committer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle))
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
         };
         Ok(Store {
@@ -682,8 +682,8 @@ impl Store {
         }
         // With small segments the frame, not the request limit, is what bounds an append.
         let frame_room = self.inner.frame_capacity_bytes
-            - crate::format::FRAME_HEADER_BYTES
-            - crate::format::FRAME_BODY_HEADER_BYTES;
+            - crate::log::format::FRAME_HEADER_BYTES
+            - crate::log::format::FRAME_BODY_HEADER_BYTES;
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }

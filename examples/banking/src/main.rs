@@ -190,6 +190,7 @@ fn seed_history(store: &Store) -> Result<()> {
             data: new_event.data().clone(),
             metadata: new_event.metadata().clone(),
             tags: Tags::from_tags(new_event.tags()),
+            hash: None,
         });
     }
     // One deposit as version 1 wrote it: the amount a decimal string, no schema version.
@@ -205,6 +206,7 @@ fn seed_history(store: &Store) -> Result<()> {
         data: br#"{"account":"alice","amount":"12.50"}"#.to_vec().into(),
         metadata: bytes::Bytes::new(),
         tags: Tags::from_tags(&[strata_core::Tag::new("account:alice")?]),
+        hash: None,
     });
     if store.head_position().is_none() {
         let _ = store.import_blocking(events)?;

@@ -7,10 +7,10 @@
 //! the same size tier (tiers grow by a factor of [`MERGE_FAN_IN`]), they become one run. Each event
 //! is thus rewritten about log₄(events / run size) times over the life of a store.
 
+use crate::commit::committer::Shared;
+use crate::index::run::{self, MergeSource, Run};
 use crate::index::{Frozen, FrozenSource};
 use crate::io::Storage;
-use crate::run::{self, MergeSource, Run};
-use crate::writer::Shared;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,12 +8,12 @@
 //! both commit.
 
 use crate::clock::Clock;
+use crate::commit::reply::{AppendReply, Reply};
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
-use crate::format::{FrameBuilder, RecordFields};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, Postings, PushEvent, push_posting};
+use crate::log::format::{FrameBuilder, RecordFields};
 use crate::log::{LogWriter, WriteError};
-use crate::reply::{AppendReply, Reply};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
 use crate::system;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -510,7 +510,7 @@ pub(crate) fn run(
     mut queue: mpsc::Receiver<Request>,
     clock: Arc<dyn Clock>,
     frame_capacity_bytes: usize,
-    indexer: crate::indexer::Handle,
+    indexer: crate::index::indexer::Handle,
 ) {
     let mut frame = FrameBuilder::default();
     let mut deferred: Option<Request> = None;

@@ -1,6 +1,8 @@
 //! All file IO of the engine goes through [`Storage`] and [`StorageFile`], so that tests can swap the
 //! real file system ([`OsStorage`]) for a simulated disk that loses unsynced bytes at a crash
-//! ([`crate::sim::SimStorage`]).
+//! ([`crate::io::sim::SimStorage`]).
+
+pub mod sim;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

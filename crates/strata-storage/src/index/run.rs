@@ -27,8 +27,8 @@
 //! and the file is removed so that the next open rebuilds it from the log.
 
 use crate::error::StorageError;
-use crate::format::{u16_at, u32_at, u64_at};
 use crate::io::{Storage, StorageFile, path_in, read_exact_at};
+use crate::log::format::{u16_at, u32_at, u64_at};
 use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -474,6 +474,7 @@ pub fn decode_record(buffer: &Bytes, offset: usize) -> Result<(RecordedEvent, us
         data: slice(layout.data),
         metadata: slice(layout.metadata),
         tags,
+        hash: None,
     };
     Ok((event, len))
 }

@@ -17,9 +17,12 @@
 //! in fixed-size chunks (never a reallocating copy of a whole table). The event-id map ([`IdIndex`])
 //! of the memtables is the committer's alone — readers never need it.
 
+pub(crate) mod indexer;
+pub(crate) mod run;
+
 use crate::error::StorageError;
+use crate::index::run::{KeyEntry, KeyIter, KeyKind, KeyVisitor, Run, RunList, RunSource};
 use crate::io::StorageFile;
-use crate::run::{KeyEntry, KeyIter, KeyKind, KeyVisitor, Run, RunList, RunSource};
 use crate::system::{self, SystemChange};
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
@@ -27,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use strata_core::{EventId, Position, StreamId, StreamMetadata, StreamRevision, Timestamp};
 
-pub(crate) use crate::run::Location;
+pub(crate) use crate::index::run::Location;
 
 /// Seeded per process, so ids chosen by clients cannot be aimed at one hash bucket.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
