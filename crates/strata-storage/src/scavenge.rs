@@ -26,8 +26,9 @@ use crate::index::run::{self, RemapSource, Run};
 use crate::index::{Index, SegmentFile};
 use crate::io::{Storage, path_in};
 use crate::log::format::{
-    FRAME_HEADER_BYTES, FrameBody, FrameBuilder, FrameRecords, HeaderCheck, RecordFields, SEGMENT_HEADER_BYTES,
-    SegmentHeader, check_frame_header, check_frame_payload, decode_record_key, encode_segment_header, seal_frame,
+    FRAME_HEADER_BYTES, FrameBody, FrameBuilder, FrameRecords, HeaderCheck, KeptHeader, RecordChain, RecordFields,
+    SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
+    decode_segment_header, encode_segment_header, seal_frame,
 };
 use crate::log::{ChunkReader, INDEX_DIR};
 use crate::store::Store;
@@ -275,7 +276,10 @@ fn rewrite_segment(
     let temp = path_in(segment.path.parent().unwrap_or(Path::new(".")), &format!("{number:010}.seg.scavenge.tmp"));
     let file = storage.open_file(&temp, true).map_err(|e| StorageError::new("create", &temp, e))?;
     let write_failed = |e| StorageError::new("write", &temp, e);
-    let header = SegmentHeader { segment: number, first_position: segment.first_position };
+    let format_version = decode_segment_header(reader.bytes(0, SEGMENT_HEADER_BYTES as usize)?)
+        .map_err(|reason| ScavengeError::from(corrupt(0, reason)))?
+        .format_version;
+    let header = SegmentHeader { segment: number, first_position: segment.first_position, format_version };
     let mut out = encode_segment_header(header).to_vec();
     let mut offsets = Vec::with_capacity((end - segment.first_position) as usize);
     let mut scavenged = Vec::new();
@@ -287,13 +291,29 @@ fn rewrite_segment(
             if frame_first.is_some() {
                 out.extend_from_slice(frame.finish());
             }
-            frame.start_commit(key.position);
+            frame.start_commit(key.position, frame_start.previous);
             frame_first = Some(frame_start);
         }
         let offset = flushed + out.len() as u64 + frame.len() as u64;
         offsets.push(u32::try_from(offset).expect("segments are at most 4 GiB"));
         if key.event_type != system::SCAVENGED_TYPE && hidden(key.stream, key.revision)? {
             let stream = StreamId::new(key.stream).expect("a stored stream id is valid");
+            // A chained event's placeholder keeps its hash and what the hash covers, so the chain
+            // still verifies through it.
+            let (tag_count, tags_encoded) = key.tags_encoded();
+            let chain = match key.chain.hash() {
+                None => RecordChain::Unchained,
+                Some(hash) => RecordChain::Placeholder {
+                    hash,
+                    kept: Some(KeptHeader {
+                        event_type: key.event_type,
+                        content_type: key.content_type,
+                        tag_count,
+                        tags_encoded,
+                        content_digest: key.digests().1,
+                    }),
+                },
+            };
             frame.push_record(RecordFields {
                 position: key.position,
                 revision: key.revision,
@@ -301,6 +321,7 @@ fn rewrite_segment(
                 id: key.id,
                 stream: &stream,
                 event: &placeholder,
+                chain,
             });
             scavenged.push(key.position);
         } else {
@@ -362,9 +383,16 @@ impl WalkError {
 
 /// Calls `visit(frame offset, record bytes, record key)` for every record of a sealed segment, checking
 /// every frame and record; stops at the seal.
+/// Where a record's frame starts in its segment, and the hash the frame is chained to (format 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameStart {
+    offset: u64,
+    previous: Option<strata_core::EventHash>,
+}
+
 fn for_each_record(
     reader: &mut ChunkReader<'_>,
-    mut visit: impl FnMut(u64, &[u8], crate::log::format::RecordKey<'_>) -> Result<(), StorageError>,
+    mut visit: impl FnMut(FrameStart, &[u8], crate::log::format::RecordKey<'_>) -> Result<(), StorageError>,
 ) -> Result<(), WalkError> {
     let len = reader.segment.len_bytes;
     let mut offset = SEGMENT_HEADER_BYTES;
@@ -386,11 +414,11 @@ fn for_each_record(
         let payload = reader.bytes(payload_offset, payload_len)?.to_vec();
         match check_frame_payload(&payload, payload_crc).map_err(|reason| WalkError::Corrupt(offset, reason))? {
             FrameBody::Seal { .. } => return Ok(()),
-            FrameBody::Commit { .. } => {
+            FrameBody::Commit { previous, .. } => {
                 for record in FrameRecords::new(&payload) {
                     let (_, bytes) = record.map_err(|reason| WalkError::Corrupt(offset, reason))?;
                     let key = decode_record_key(bytes).map_err(|reason| WalkError::Corrupt(offset, reason))?;
-                    visit(offset, bytes, key)?;
+                    visit(FrameStart { offset, previous }, bytes, key)?;
                 }
             }
         }

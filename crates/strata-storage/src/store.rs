@@ -35,6 +35,54 @@ const QUEUE_REQUESTS_MAX: usize = 16_384;
 const IMPORT_CLOCK_SKEW_MICROS_MAX: i64 = 60_000_000;
 /// Upper bound of a `$deleted` event's record (a stream id of at most 256 bytes and 8 bytes of data).
 const SYSTEM_EVENT_BYTES_MAX: usize = 512;
+/// Upper bound of the `$store-created` record the committer puts before a store's first append
+/// (about 300 bytes): every frame keeps room for it.
+const STORE_CREATED_BYTES_MAX: usize = 512;
+
+/// The hash of the log's last event (`None`: empty, or format 1 only) and the store's
+/// `$store-created`, read from the log once recovery has indexed it.
+fn read_chain_state(
+    index: &Index,
+) -> Result<(Option<strata_core::EventHash>, Option<system::StoreCreated>), OpenError> {
+    let read_at = |position: u64| -> Result<RecordedEvent, OpenError> {
+        let location = index
+            .location(position)
+            .map_err(OpenError::Storage)?
+            .ok_or_else(|| OpenError::InvalidOptions(format!("the index has no location for position {position}")))?;
+        crate::read::read_event_at(&index.segments, location, position).map_err(|error| match error {
+            ReadError::Corrupted(corruption) => OpenError::Corrupted(corruption),
+            ReadError::Storage(error) => OpenError::Storage(error),
+            other => OpenError::InvalidOptions(other.to_string()),
+        })
+    };
+    let Some(last) = index.next_position().checked_sub(1) else {
+        return Ok((None, None));
+    };
+    let head = read_at(last)?.hash;
+    let identity = match index.stream(system::STORE_STREAM).map_err(OpenError::Storage)? {
+        None => None,
+        Some(stream) => {
+            let position = index.stream_position(&stream, 0).map_err(OpenError::Storage)?;
+            let event = read_at(position)?;
+            let created = system::StoreCreated::decode(&event.data).map_err(|reason| {
+                let (segment, offset_bytes) = index
+                    .location(position)
+                    .ok()
+                    .flatten()
+                    .map_or((0, 0), |location| (location.segment, u64::from(location.offset)));
+                let path = index.segments.get(segment as usize).map(|s| s.path.clone()).unwrap_or_default();
+                OpenError::Corrupted(crate::error::Corruption { segment, path, offset_bytes, reason })
+            })?;
+            Some(created)
+        }
+    };
+    if head.is_some() != identity.is_some() {
+        let reason = "the log has a hash chain but no $store-created, or the other way round".to_owned();
+        let path = index.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        return Err(OpenError::Corrupted(crate::error::Corruption { segment: 0, path, offset_bytes: 0, reason }));
+    }
+    Ok((head, identity))
+}
 
 fn system_stream() -> StreamId {
     StreamId::new(system::SYSTEM_STREAM).expect("a valid name")
@@ -296,7 +344,16 @@ impl Store {
             stats: Default::default(),
             maintenance: Default::default(),
             live_tail: Default::default(),
+            identity: OnceLock::new(),
         });
+        let chain_head = {
+            let index = shared.index.read().expect("index lock poisoned");
+            let (chain_head, identity) = read_chain_state(&index)?;
+            if let Some(identity) = identity {
+                let _ = shared.identity.set(identity);
+            }
+            chain_head
+        };
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let cancel_indexing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -313,7 +370,9 @@ impl Store {
             let clock = options.clock.clone();
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
-                .spawn(move || committer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle))
+                .spawn(move || {
+                    committer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle, chain_head)
+                })
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
         };
         Ok(Store {
@@ -482,6 +541,11 @@ impl Store {
     }
 
     fn prepare_import(&self, events: Vec<RecordedEvent>, reply: Reply) -> Result<Request, AppendError> {
+        // A placeholder's hash is all that is left of what it replaced: the chain takes it as it is.
+        let carried: Vec<Option<strata_core::EventHash>> = events
+            .iter()
+            .map(|event| (event.event_type.as_str() == system::SCAVENGED_TYPE).then_some(event.hash).flatten())
+            .collect();
         // Times ahead of the clock would become the floor of every later append's time.
         let latest_allowed =
             Timestamp::from_micros(self.now().as_micros().saturating_add(IMPORT_CLOCK_SKEW_MICROS_MAX));
@@ -546,6 +610,7 @@ impl Store {
         append.checks = checks;
         let mut request = self.prepare(append, Some(SystemOperation::Import { tombstones }), reply)?;
         request.recorded_times = Some(times);
+        request.carried_hashes = carried.iter().any(Option::is_some).then_some(carried);
         Ok(request)
     }
 
@@ -567,6 +632,15 @@ impl Store {
                 };
             }
             return recorded.event_type.check_not_reserved().map_err(|error| error.to_string());
+        }
+        if recorded.stream.as_str() == system::STORE_STREAM {
+            // An export's first event: it becomes this store's own if this store is empty (the
+            // committer checks), so that the export's chain continues here.
+            return if recorded.event_type.as_str() == system::STORE_CREATED_TYPE && recorded.revision.value() == 0 {
+                system::StoreCreated::decode(&recorded.data).map(|_| ())
+            } else {
+                Err(format!("{} holds only its {} event", system::STORE_STREAM, system::STORE_CREATED_TYPE))
+            };
         }
         if recorded.stream.as_str() != system::SYSTEM_STREAM {
             return Err(format!("stream {} is reserved for the system", recorded.stream));
@@ -650,6 +724,7 @@ impl Store {
         let mut encoded_bytes = 0;
         let client_ids = events.iter().any(|(_, event)| event.id().is_some());
         let mut last_checked_stream: Option<StreamId> = None;
+        let mut content_digests = Vec::with_capacity(events.len());
         for (stream, event) in &mut events {
             // Only the store itself writes the system stream, for a system operation.
             if system.is_none() {
@@ -676,6 +751,8 @@ impl Store {
             }
             size_bytes += event.size_bytes();
             encoded_bytes += record_encoded_len(stream, event);
+            // Hashed here, on the caller's thread: the committer only links.
+            content_digests.push(crate::log::format::new_event_content_digest(event));
         }
         if size_bytes > APPEND_BYTES_MAX {
             return Err(ValidationError::AppendTooLarge { size_bytes, max_bytes: APPEND_BYTES_MAX }.into());
@@ -683,7 +760,9 @@ impl Store {
         // With small segments the frame, not the request limit, is what bounds an append.
         let frame_room = self.inner.frame_capacity_bytes
             - crate::log::format::FRAME_HEADER_BYTES
-            - crate::log::format::FRAME_BODY_HEADER_BYTES;
+            - crate::log::format::FRAME_BODY_HEADER_BYTES
+            - crate::log::format::FRAME_CHAIN_BYTES
+            - STORE_CREATED_BYTES_MAX;
         if encoded_bytes > frame_room {
             return Err(ValidationError::AppendTooLarge { size_bytes: encoded_bytes, max_bytes: frame_room }.into());
         }
@@ -692,6 +771,8 @@ impl Store {
         let generated_id = soft_delete.then(|| self.generate_id());
         Ok(Request {
             events,
+            content_digests,
+            carried_hashes: None,
             checks,
             condition,
             encoded_bytes,

@@ -111,6 +111,85 @@ pub(crate) fn decode(event_type: &str, data: &[u8]) -> Result<Option<SystemChang
     Ok(Some(change))
 }
 
+/// The stream of the store's own events: `$store-created` at revision 0.
+pub const STORE_STREAM: &str = "$store";
+/// Position 0 of a store created in format 2 (or the first format-2 event of a store that began in
+/// format 1): it names the log and seeds the hash chain.
+pub const STORE_CREATED_TYPE: &str = "$store-created";
+
+/// What `$store-created` says. Its data is JSON in one canonical form (fields in this order, no
+/// spaces), written and read only by the engine:
+/// `{"store_id":"<uuid>","genesis":"<64 hex>","format_version":2,"created_at":"<RFC 3339>"}`, with
+/// `,"format_1_events":N` before the brace for a store that began in format 1 (its first N events
+/// are format 1, covered by the genesis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCreated {
+    pub store_id: uuid::Uuid,
+    /// The predecessor of this event's hash: derived from the store id
+    /// (`log::chain::genesis`), or the digest of the format-1 prefix.
+    pub genesis: strata_core::EventHash,
+    pub format_version: u32,
+    pub created_at: strata_core::Timestamp,
+    pub format_1_events: Option<u64>,
+}
+
+impl StoreCreated {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut text = format!(
+            "{{\"store_id\":\"{}\",\"genesis\":\"{}\",\"format_version\":{},\"created_at\":\"{}\"",
+            self.store_id.hyphenated(),
+            self.genesis,
+            self.format_version,
+            self.created_at
+        );
+        if let Some(events) = self.format_1_events {
+            text.push_str(&format!(",\"format_1_events\":{events}"));
+        }
+        text.push('}');
+        text.into_bytes()
+    }
+
+    /// Reads the canonical form back; anything else (another order, spaces, other fields) is refused.
+    pub fn decode(data: &[u8]) -> Result<StoreCreated, String> {
+        let invalid = || format!("{STORE_CREATED_TYPE} data is not in its canonical form");
+        let text = std::str::from_utf8(data).map_err(|_| invalid())?;
+        let field = |text: &'_ str, name: &str| -> Option<(String, usize)> {
+            let start = text.find(&format!("\"{name}\":"))? + name.len() + 3;
+            let rest = &text[start..];
+            let (value, consumed) = match rest.strip_prefix('"') {
+                Some(quoted) => {
+                    let end = quoted.find('"')?;
+                    (quoted[..end].to_owned(), end + 2)
+                }
+                None => {
+                    let end = rest.find([',', '}'])?;
+                    (rest[..end].to_owned(), end)
+                }
+            };
+            Some((value, start + consumed))
+        };
+        let (store_id, _) = field(text, "store_id").ok_or_else(invalid)?;
+        let (genesis, _) = field(text, "genesis").ok_or_else(invalid)?;
+        let (format_version, _) = field(text, "format_version").ok_or_else(invalid)?;
+        let (created_at, _) = field(text, "created_at").ok_or_else(invalid)?;
+        let format_1_events = match field(text, "format_1_events") {
+            Some((events, _)) => Some(events.parse::<u64>().map_err(|_| invalid())?),
+            None => None,
+        };
+        let decoded = StoreCreated {
+            store_id: uuid::Uuid::parse_str(&store_id).map_err(|_| invalid())?,
+            genesis: strata_core::EventHash::parse(&genesis).map_err(|_| invalid())?,
+            format_version: format_version.parse().map_err(|_| invalid())?,
+            created_at: created_at.parse().map_err(|_| invalid())?,
+            format_1_events,
+        };
+        if decoded.encode() != data {
+            return Err(invalid());
+        }
+        Ok(decoded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +213,24 @@ mod tests {
         assert_eq!(decode("Other", b"").unwrap(), None);
         assert!(decode(DELETED_TYPE, &encode_tombstone("a")).is_err());
         assert!(decode(METADATA_TYPE, &[5, 0, b'a']).is_err());
+    }
+
+    #[test]
+    fn store_created_round_trips_in_its_canonical_form_only() {
+        let created = StoreCreated {
+            store_id: uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            genesis: strata_core::EventHash::from_bytes([7; 32]),
+            format_version: 2,
+            created_at: strata_core::Timestamp::from_micros(1_700_000_000_123_456),
+            format_1_events: None,
+        };
+        let data = created.encode();
+        assert_eq!(StoreCreated::decode(&data), Ok(created));
+        let upgraded = StoreCreated { format_1_events: Some(42), ..created };
+        assert_eq!(StoreCreated::decode(&upgraded.encode()), Ok(upgraded));
+        let spaced = String::from_utf8(data.clone()).unwrap().replace(":", ": ");
+        assert!(StoreCreated::decode(spaced.as_bytes()).is_err());
+        assert!(StoreCreated::decode(b"{}").is_err());
+        assert!(StoreCreated::decode(&data[..data.len() - 1]).is_err());
     }
 }

@@ -12,13 +12,15 @@ use crate::commit::reply::{AppendReply, Reply};
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, Postings, PushEvent, push_posting};
-use crate::log::format::{FrameBuilder, RecordFields};
+use crate::log::chain::{self, Digest32};
+use crate::log::format::{FrameBuilder, RecordChain, RecordFields, hash_new_event, new_event_content_digest};
 use crate::log::{LogWriter, WriteError};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
 use crate::system;
 use std::sync::{Arc, OnceLock, RwLock};
 use strata_core::{
-    EventId, EventType, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp, ValidationError,
+    EventHash, EventId, EventType, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp,
+    ValidationError,
 };
 use tokio::sync::mpsc;
 
@@ -36,6 +38,9 @@ pub(crate) struct Shared {
     pub maintenance: std::sync::Mutex<()>,
     /// The latest events, shared by live subscriptions.
     pub live_tail: crate::subscription::LiveTail,
+    /// The store's `$store-created`: read at open, or set by the committer when it writes it (the
+    /// first commit of a new store, or the first format-2 commit of a format-1 store).
+    pub identity: OnceLock<system::StoreCreated>,
 }
 
 /// Up to this many of a group's events, a condition checks each of them; beyond, it searches
@@ -47,6 +52,12 @@ const GROUP_EVENTS_SCANNED_MAX: usize = 256;
 pub(crate) struct Request {
     /// The events in the order they get positions, each with its stream.
     pub events: Vec<(StreamId, NewEvent)>,
+    /// Each event's content digest (metadata and data, `log::chain`), computed by the caller's
+    /// thread so that the committer only hashes headers and links.
+    pub content_digests: Vec<Digest32>,
+    /// An import's hashes of scavenged placeholders, one entry per event (`None` for the others):
+    /// what such a hash covers is gone, so the chain takes it as it is.
+    pub carried_hashes: Option<Vec<Option<EventHash>>>,
     /// Expected revisions, also of streams the append does not write; at most one per stream.
     pub checks: Vec<(StreamId, ExpectedRevision)>,
     pub condition: Option<AppendCondition>,
@@ -117,6 +128,10 @@ struct Group<'a> {
     committed_ids: &'a IdIndex,
     frame: &'a mut FrameBuilder,
     first_position: u64,
+    /// The hash of the last event written so far: the log's before the group, then this group's.
+    chain_head: EventHash,
+    /// Reused to encode an event's tags for its header digest.
+    scratch: Vec<u8>,
     /// The time of the events appended (not imported) in this group.
     recorded_at: Timestamp,
     /// The latest recorded time written in this group so far: an import must not go below it.
@@ -143,14 +158,22 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(index: &'a Index, committed_ids: &'a IdIndex, frame: &'a mut FrameBuilder, recorded_at: Timestamp) -> Self {
+    fn new(
+        index: &'a Index,
+        committed_ids: &'a IdIndex,
+        frame: &'a mut FrameBuilder,
+        recorded_at: Timestamp,
+        chain_head: EventHash,
+    ) -> Self {
         let first_position = index.next_position();
-        frame.start_commit(first_position);
+        frame.start_commit(first_position, Some(chain_head));
         Self {
             index,
             committed_ids,
             frame,
             first_position,
+            chain_head,
+            scratch: Vec::new(),
             recorded_at,
             latest_recorded_at: index.last_recorded_at(),
             events: Vec::new(),
@@ -232,11 +255,18 @@ impl<'a> Group<'a> {
         for entry in &entries {
             streams.record(&entry.stream, entry.revision);
         }
+        // The original append's answer, all of it: its events share one recorded time (an import's
+        // may differ; the last is what the original answer named).
+        let last_position = entries.last().expect("at least one event").position;
+        let recorded_at = match last_position.value().checked_sub(self.first_position) {
+            Some(at) => self.events[at as usize].recorded_at,
+            None => self.index.recorded_at(last_position.value()).map_err(index_failure)?,
+        };
         Ok(Some(MultiAppendResult {
             first_position: first.position,
-            last_position: entries.last().expect("at least one event").position,
+            last_position,
             streams: streams.results,
-            recorded_at: None,
+            recorded_at: Some(recorded_at),
             replayed: true,
         }))
     }
@@ -385,6 +415,7 @@ impl<'a> Group<'a> {
                                         .with_id(request.deleted_event_id());
                                 let system_stream = StreamId::new(system::SYSTEM_STREAM).expect("a valid name");
                                 self.resolve_head(&system_stream)?;
+                                request.content_digests.push(new_event_content_digest(&event));
                                 request.events.push((system_stream, event));
                                 Ok(MultiAppendOutcome::Committed(self.write(request)))
                             }
@@ -415,6 +446,9 @@ impl<'a> Group<'a> {
         // Consecutive events of one stream (the common case) cost one head look-up for the run.
         let mut run: Option<(StreamId, u64, u64)> = None; // stream, first revision, next revision
         let times = request.recorded_times.take();
+        let digests = std::mem::take(&mut request.content_digests);
+        let carried = request.carried_hashes.take();
+        assert_eq!(digests.len(), request.events.len(), "every event has its content digest");
         for (at, (stream, event)) in std::mem::take(&mut request.events).into_iter().enumerate() {
             let revision = match &mut run {
                 Some((run_stream, _, next)) if *run_stream == stream => {
@@ -433,6 +467,25 @@ impl<'a> Group<'a> {
             let id = event.id().expect("ids are assigned before queueing");
             let position = self.first_position + self.events.len() as u64;
             let recorded_at = times.as_ref().map_or(self.recorded_at, |times| times[at]);
+            // Decision order is chain order: each event's hash covers the one before it.
+            let hash = match carried.as_ref().and_then(|hashes| hashes[at]) {
+                Some(hash) => hash,
+                None => hash_new_event(
+                    &self.chain_head,
+                    position,
+                    &stream,
+                    revision,
+                    id,
+                    recorded_at,
+                    &event,
+                    &digests[at],
+                    &mut self.scratch,
+                ),
+            };
+            let carried_here = carried.as_ref().is_some_and(|hashes| hashes[at].is_some());
+            let chain =
+                if carried_here { RecordChain::Placeholder { hash, kept: None } } else { RecordChain::Hashed(hash) };
+            self.chain_head = hash;
             let frame_offset = self.frame.push_record(RecordFields {
                 position,
                 revision,
@@ -440,6 +493,7 @@ impl<'a> Group<'a> {
                 id,
                 stream: &stream,
                 event: &event,
+                chain,
             });
             if request.client_ids {
                 self.ids.insert(id, self.events.len());
@@ -503,6 +557,106 @@ fn partial_duplicate(event_id: EventId, entry: IdEntry) -> AppendError {
 }
 
 /// The committer loop; returns when every `Store` handle is gone and the queue is drained.
+/// How the group about to be decided starts the chain, when the log has none yet.
+enum ChainStart {
+    /// The first request imports an export's `$store-created` into this empty store: the store takes
+    /// that identity, so the export's chain continues here unchanged.
+    Adopt(system::StoreCreated),
+    /// The committer writes `$store-created` first.
+    Create(system::StoreCreated),
+}
+
+/// Decides how a log without a chain starts one: by the import's own `$store-created`, or a new
+/// one — for an empty log derived from a fresh store id, for a format-1 log the digest of its events.
+fn chain_start(index: &Index, first: &Request, now: Timestamp) -> Result<ChainStart, AppendError> {
+    if index.next_position() == 0 {
+        if let (Some(SystemOperation::Import { .. }), Some((stream, event))) = (&first.system, first.events.first()) {
+            if stream.as_str() == system::STORE_STREAM && event.event_type().as_str() == system::STORE_CREATED_TYPE {
+                let created = system::StoreCreated::decode(event.data())
+                    .map_err(|reason| AppendError::Invalid(ValidationError::InvalidImport { position: 0, reason }))?;
+                if created.format_1_events.is_some() || created.genesis != chain::genesis(&created.store_id) {
+                    let reason = "its genesis is not the one its store id gives".to_owned();
+                    return Err(ValidationError::InvalidImport { position: 0, reason }.into());
+                }
+                return Ok(ChainStart::Adopt(created));
+            }
+        }
+        let store_id = uuid::Uuid::new_v4();
+        let genesis = chain::genesis(&store_id);
+        return Ok(ChainStart::Create(system::StoreCreated {
+            store_id,
+            genesis,
+            format_version: crate::log::format::FORMAT_VERSION,
+            created_at: now,
+            format_1_events: None,
+        }));
+    }
+    let prefix = format_1_prefix(index)?;
+    Ok(ChainStart::Create(system::StoreCreated {
+        store_id: uuid::Uuid::new_v4(),
+        format_1_events: Some(prefix.events()),
+        genesis: prefix.finish(),
+        format_version: crate::log::format::FORMAT_VERSION,
+        created_at: now,
+    }))
+}
+
+/// The digest of a format-1 log's events (every record as it is now), computed once: the genesis of
+/// the chain that continues it.
+fn format_1_prefix(index: &Index) -> Result<chain::PrefixDigest, AppendError> {
+    let mut prefix = chain::PrefixDigest::default();
+    let mut tags = Vec::new();
+    for position in 0..index.next_position() {
+        let location = index
+            .location(position)
+            .map_err(index_failure)?
+            .ok_or_else(|| index_failure(format!("position {position} of the format-1 log has no location")))?;
+        let event = crate::read::read_event_at(&index.segments, location, position).map_err(index_failure)?;
+        tags.clear();
+        chain::encode_tags(event.tags.iter(), &mut tags);
+        let header = chain::Header {
+            position,
+            stream: event.stream.as_str(),
+            revision: event.revision.value(),
+            id: event.id,
+            event_type: event.event_type.as_str(),
+            recorded_at: event.recorded_at,
+            content_type: event.content_type.as_ref().map_or("", |c| c.as_str()),
+            tag_count: event.tags.len() as u8,
+            tags_encoded: &tags,
+        };
+        prefix.push(&chain::header_digest(&header), &chain::content_digest(&event.metadata, &event.data));
+    }
+    Ok(prefix)
+}
+
+fn is_store_created(event: &PendingEvent) -> bool {
+    event.stream.as_str() == system::STORE_STREAM && event.event.event_type().as_str() == system::STORE_CREATED_TYPE
+}
+
+/// The committer's own append of `$store-created`; nobody waits for its answer.
+fn store_created_request(created: &system::StoreCreated) -> Request {
+    let stream = StreamId::new(system::STORE_STREAM).expect("a valid name");
+    let event_type = EventType::new(system::STORE_CREATED_TYPE).expect("a valid type");
+    let event = NewEvent::new(event_type, created.encode()).with_id(EventId::from_uuid(uuid::Uuid::new_v4()));
+    Request {
+        encoded_bytes: crate::log::format::record_encoded_len(&stream, &event),
+        content_digests: vec![new_event_content_digest(&event)],
+        events: vec![(stream, event)],
+        carried_hashes: None,
+        checks: Vec::new(),
+        condition: None,
+        client_ids: false,
+        system: None,
+        generated_id: None,
+        recorded_times: None,
+        reply: Reply::Nobody,
+    }
+}
+
+/// The committer loop; returns when every `Store` handle is gone and the queue is drained.
+/// `chain_head` is the hash of the log's last event (`None`: the log is empty, or format 1 only).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     shared: Arc<Shared>,
     mut ids: IdIndex,
@@ -511,6 +665,7 @@ pub(crate) fn run(
     clock: Arc<dyn Clock>,
     frame_capacity_bytes: usize,
     indexer: crate::index::indexer::Handle,
+    mut chain_head: Option<EventHash>,
 ) {
     let mut frame = FrameBuilder::default();
     let mut deferred: Option<Request> = None;
@@ -524,10 +679,31 @@ pub(crate) fn run(
         }
         let index = shared.index.read().expect("index lock poisoned");
         let recorded_at = index.last_recorded_at().map_or(clock.now(), |last| last.max(clock.now()));
-        let mut group = Group::new(&index, &ids, &mut frame, recorded_at);
+        // A log without a chain starts one with this group: `$store-created` comes first.
+        let (previous, creation, created) = match chain_head {
+            Some(head) => (head, None, None),
+            None => match chain_start(&index, &first, recorded_at) {
+                Ok(ChainStart::Adopt(created)) => (created.genesis, None, Some(created)),
+                Ok(ChainStart::Create(created)) => {
+                    (created.genesis, Some(store_created_request(&created)), Some(created))
+                }
+                Err(error) => {
+                    drop(index);
+                    first.reply.send(Err(error));
+                    continue;
+                }
+            },
+        };
+        let mut group = Group::new(&index, &ids, &mut frame, recorded_at, previous);
+        if let Some(creation) = creation {
+            group.admit(creation);
+        }
         let mut frame_bytes = group.frame.len() + first.encoded_bytes;
         group.admit(first);
-        while let Ok(request) = queue.try_recv() {
+        // An adopting import goes alone: if it is refused, no other append may start the chain.
+        let adopting = created.is_some() && !group.events.first().is_some_and(is_store_created);
+        while !adopting {
+            let Ok(request) = queue.try_recv() else { break };
             frame_bytes += request.encoded_bytes;
             if frame_bytes > frame_capacity_bytes {
                 deferred = Some(request);
@@ -535,7 +711,7 @@ pub(crate) fn run(
             }
             group.admit(request);
         }
-        let Group { first_position, events, replies, .. } = group;
+        let Group { first_position, events, replies, chain_head: group_head, .. } = group;
         drop(index);
         if events.is_empty() {
             for (reply, outcome, _) in replies {
@@ -559,6 +735,10 @@ pub(crate) fn run(
         });
         match written {
             Ok(written) => {
+                chain_head = Some(group_head);
+                if let Some(created) = created.filter(|_| events.first().is_some_and(is_store_created)) {
+                    let _ = shared.identity.set(created);
+                }
                 let mut index = shared.index.write().expect("index lock poisoned");
                 if let Some(segment) = written.new_segment {
                     index.segments.push(segment);

@@ -16,6 +16,8 @@ pub(crate) type AppendReply = Result<MultiAppendOutcome, AppendError>;
 pub(crate) enum Reply {
     Task(oneshot::Sender<AppendReply>),
     Thread(ThreadSender),
+    /// The committer's own appends (`$store-created`): nobody waits.
+    Nobody,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,7 @@ impl Reply {
                 let _ = sender.send(reply);
             }
             Reply::Thread(mut sender) => sender.deliver(reply),
+            Reply::Nobody => {}
         }
     }
 }

@@ -4,22 +4,37 @@
 //! one commit group (everything one fdatasync made durable): a 16-byte frame header, then a payload of
 //! a 16-byte body header and self-describing event records. A seal frame closes a full segment.
 //!
+//! Format 2 adds the hash chain (`log::chain`): a commit frame's body header is followed by the
+//! hash of the record before the frame, and every record carries its own hash. Format-1 frames and
+//! records (no hashes) are read as they are; each frame and record says which it is.
+//!
 //! The decoders take untrusted bytes: they never panic, never read out of bounds, and never allocate
 //! more than a small bound (tags of one event) beyond the input they are given.
 
+use crate::log::chain::{self, Digest32};
 use bytes::Bytes;
 use strata_core::limits::TAGS_PER_EVENT_MAX;
 use strata_core::{
-    ContentType, EventId, EventType, NewEvent, Position, RecordedEvent, StreamId, StreamRevision, Tags, Timestamp,
+    ContentType, EventHash, EventId, EventType, NewEvent, Position, RecordedEvent, StreamId, StreamRevision, Tags,
+    Timestamp,
 };
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The format new segments are written in: 2, the hash chain.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format: no hashes. Its segments open and are read as they are.
+pub const FORMAT_VERSION_1: u32 = 1;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATASG";
 pub const SEGMENT_HEADER_BYTES: u64 = 64;
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"STFR");
 pub const FRAME_HEADER_BYTES: usize = 16;
 pub const FRAME_BODY_HEADER_BYTES: usize = 16;
 pub const RECORD_FIXED_BYTES: usize = 64;
+/// A hash (SHA-256) in a frame or record of format 2.
+pub const HASH_BYTES: usize = 32;
+/// What a format-2 record carries beyond the format-1 layout: its hash.
+pub const RECORD_CHAIN_BYTES: usize = HASH_BYTES;
+/// What a format-2 commit frame carries beyond the format-1 layout: its predecessor's hash.
+pub const FRAME_CHAIN_BYTES: usize = HASH_BYTES;
 /// Size of a seal frame, which is always reserved at the end of a segment.
 pub const SEAL_FRAME_BYTES: usize = FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES;
 /// The largest frame payload the format admits. Bounds what a reader allocates for a frame and how
@@ -28,6 +43,17 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const KIND_COMMIT: u8 = 1;
 const KIND_SEAL: u8 = 2;
+/// Byte 1 of a frame's body header: 0 in format 1, 2 for a commit frame of format 2 (chained).
+const FRAME_CHAINED: u8 = 2;
+
+/// Byte 54 of a record (zero in format 1): which chain fields follow its fixed part.
+const RECORD_HASHED: u8 = 1;
+/// A placeholder that kept what its event's hash covers: original type, content type, tags and the
+/// content digest (`u16` length, then those), after the hash.
+const RECORD_KEPT: u8 = 2;
+/// A placeholder whose hash came with an import, without what it covers: the chain goes on from it,
+/// but the link itself cannot be recomputed.
+const RECORD_CARRIED: u8 = 4;
 
 fn crc(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
@@ -52,6 +78,9 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
     pub segment: u32,
+    /// [`FORMAT_VERSION`] for every segment created now; [`FORMAT_VERSION_1`] for a format-1 store's
+    /// segments (which go on receiving format-2 frames once the store writes format 2).
+    pub format_version: u32,
     /// The position of the segment's first event (the log's next position when it was created).
     pub first_position: u64,
 }
@@ -60,7 +89,7 @@ pub struct SegmentHeader {
 pub fn encode_segment_header(header: SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     let mut bytes = [0u8; SEGMENT_HEADER_BYTES as usize];
     bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes[8..12].copy_from_slice(&header.format_version.to_le_bytes());
     bytes[12..16].copy_from_slice(&header.segment.to_le_bytes());
     bytes[16..24].copy_from_slice(&header.first_position.to_le_bytes());
     let checksum = crc(&bytes[..60]);
@@ -79,12 +108,12 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         return Err("segment header checksum mismatch".to_owned());
     }
     let format_version = u32_at(bytes, 8);
-    if format_version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_1..=FORMAT_VERSION).contains(&format_version) {
         return Err(format!(
-            "segment format_version {format_version} is not supported (this build reads {FORMAT_VERSION})"
+            "segment format_version {format_version} is not supported (this build reads {FORMAT_VERSION_1} to {FORMAT_VERSION})"
         ));
     }
-    Ok(SegmentHeader { segment: u32_at(bytes, 12), first_position: u64_at(bytes, 16) })
+    Ok(SegmentHeader { segment: u32_at(bytes, 12), first_position: u64_at(bytes, 16), format_version })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,8 +152,9 @@ pub fn check_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> HeaderCheck {
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameBody {
-    /// A commit group of `event_count` events at positions `first_position..`.
-    Commit { first_position: u64, event_count: u32 },
+    /// A commit group of `event_count` events at positions `first_position..`; in format 2 with the
+    /// hash of the record before it (`previous`), which a replica compares with its own.
+    Commit { first_position: u64, event_count: u32, previous: Option<EventHash> },
     /// The segment is full; the next segment starts at `next_position`.
     Seal { next_position: u64 },
 }
@@ -139,8 +169,21 @@ pub fn check_frame_payload(payload: &[u8], payload_crc: u32) -> Result<FrameBody
     }
     let count = u32_at(payload, 4);
     let position = u64_at(payload, 8);
+    if payload[2..4] != [0, 0] {
+        return Err("frame body header has non-zero reserved bytes".to_owned());
+    }
+    let previous = match (payload[0], payload[1]) {
+        (KIND_COMMIT, FRAME_CHAINED) => {
+            let bytes = payload
+                .get(FRAME_BODY_HEADER_BYTES..FRAME_BODY_HEADER_BYTES + FRAME_CHAIN_BYTES)
+                .ok_or("chained frame too short for its predecessor's hash")?;
+            Some(EventHash::from_bytes(bytes.try_into().expect("32 bytes")))
+        }
+        (_, 0) => None,
+        (_, flag) => return Err(format!("unknown frame format {flag}")),
+    };
     match payload[0] {
-        KIND_COMMIT if count > 0 => Ok(FrameBody::Commit { first_position: position, event_count: count }),
+        KIND_COMMIT if count > 0 => Ok(FrameBody::Commit { first_position: position, event_count: count, previous }),
         KIND_COMMIT => Err("commit frame without events".to_owned()),
         KIND_SEAL if payload.len() == FRAME_BODY_HEADER_BYTES => Ok(FrameBody::Seal { next_position: position }),
         KIND_SEAL => Err("seal frame with a body".to_owned()),
@@ -160,7 +203,16 @@ pub struct FrameRecords<'a> {
 
 impl<'a> FrameRecords<'a> {
     pub fn new(payload: &'a [u8]) -> Self {
-        Self { payload, offset: FRAME_BODY_HEADER_BYTES.min(payload.len()), failed: false }
+        Self { payload, offset: records_start(payload).min(payload.len()), failed: false }
+    }
+}
+
+/// Where a commit frame payload's records begin: after the body header, and in format 2 after the
+/// predecessor's hash.
+fn records_start(payload: &[u8]) -> usize {
+    match payload.get(1) {
+        Some(&FRAME_CHAINED) => FRAME_BODY_HEADER_BYTES + FRAME_CHAIN_BYTES,
+        _ => FRAME_BODY_HEADER_BYTES,
     }
 }
 
@@ -193,15 +245,20 @@ pub struct FrameBuilder {
     bytes: Vec<u8>,
     event_count: u32,
     first_position: u64,
+    /// The hash of the record before the frame (format 2), or `None` for a format-1 frame.
+    previous: Option<EventHash>,
 }
 
 impl FrameBuilder {
-    /// Starts a commit frame whose first event will be at `first_position`.
-    pub fn start_commit(&mut self, first_position: u64) {
+    /// Starts a commit frame whose first event will be at `first_position`, chained to `previous`
+    /// (format 2) or not (format 1: a scavenge rewriting a format-1 segment).
+    pub fn start_commit(&mut self, first_position: u64, previous: Option<EventHash>) {
         self.bytes.clear();
-        self.bytes.resize(FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES, 0);
+        let chain = if previous.is_some() { FRAME_CHAIN_BYTES } else { 0 };
+        self.bytes.resize(FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES + chain, 0);
         self.event_count = 0;
         self.first_position = first_position;
+        self.previous = previous;
     }
 
     pub fn event_count(&self) -> u32 {
@@ -220,6 +277,11 @@ impl FrameBuilder {
     /// Appends the record of the next event; returns its offset from the start of the frame.
     pub fn push_record(&mut self, record: RecordFields<'_>) -> usize {
         assert_eq!(record.position, self.first_position + u64::from(self.event_count), "positions must be dense");
+        assert_eq!(
+            self.previous.is_some(),
+            !matches!(record.chain, RecordChain::Unchained),
+            "a chained frame holds chained records only, a format-1 frame none"
+        );
         let offset = self.bytes.len();
         encode_record(&mut self.bytes, record);
         self.event_count += 1;
@@ -229,6 +291,7 @@ impl FrameBuilder {
     /// Appends an already encoded (and checked) record of the next event, unchanged.
     pub fn push_encoded_record(&mut self, record: &[u8]) -> usize {
         assert_eq!(u64_at(record, 8), self.first_position + u64::from(self.event_count), "positions must be dense");
+        assert_eq!(self.previous.is_some(), record[54] & RECORD_HASHED != 0, "records keep their frame's format");
         let offset = self.bytes.len();
         self.bytes.extend_from_slice(record);
         self.event_count += 1;
@@ -242,6 +305,11 @@ impl FrameBuilder {
         body[0] = KIND_COMMIT;
         body[4..8].copy_from_slice(&self.event_count.to_le_bytes());
         body[8..16].copy_from_slice(&self.first_position.to_le_bytes());
+        if let Some(previous) = self.previous {
+            body[1] = FRAME_CHAINED;
+            let at = FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES;
+            self.bytes[at..at + FRAME_CHAIN_BYTES].copy_from_slice(previous.as_bytes());
+        }
         fill_frame_header(&mut self.bytes);
         &self.bytes
     }
@@ -276,9 +344,108 @@ pub fn seal_frame(next_position: u64) -> [u8; SEAL_FRAME_BYTES] {
 // 16 revision u64
 // 24 recorded_at i64     microseconds since the Unix epoch
 // 32 event id [16]
-// 48 stream_len u16 | 50 type_len u16 | 52 content_type_len u8 | 53 tag_count u8 | 54 zero u16
+// 48 stream_len u16 | 50 type_len u16 | 52 content_type_len u8 | 53 tag_count u8
+// 54 chain flags u8 (0 in format 1) | 55 zero u8
 // 56 metadata_len u32 | 60 data_len u32
-// 64 stream | type | content_type | tags (each u16 len + bytes) | metadata | data
+// 64 [hash [32] if HASHED] [kept_len u16 | kept if KEPT]
+//    stream | type | content_type | tags (each u16 len + bytes) | metadata | data
+//
+// kept (a placeholder's original header and content): type_len u16 | type | content_type_len u8 |
+//    content_type | tag_count u8 | tags (each u16 len + bytes) | content digest [32]
+
+/// Where a record stands in the hash chain.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordChain<'a> {
+    /// A format-1 record (only a scavenge rewriting a format-1 segment writes one now).
+    Unchained,
+    /// A format-2 record and its hash.
+    Hashed(EventHash),
+    /// A placeholder of a format-2 event: the event's hash and, when the scavenger made it, what the
+    /// hash covers beyond the placeholder's own fields (`None`: the hash came with an import).
+    Placeholder { hash: EventHash, kept: Option<KeptHeader<'a>> },
+}
+
+/// What a placeholder keeps of its event so that its hash can still be recomputed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptHeader<'a> {
+    pub event_type: &'a str,
+    /// Empty for JSON.
+    pub content_type: &'a str,
+    pub tag_count: u8,
+    /// Each tag as a `u16` length and its bytes.
+    pub tags_encoded: &'a [u8],
+    pub content_digest: Digest32,
+}
+
+impl KeptHeader<'_> {
+    fn encoded_len(&self) -> usize {
+        2 + self.event_type.len() + 1 + self.content_type.len() + 1 + self.tags_encoded.len() + HASH_BYTES
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.event_type.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.event_type.as_bytes());
+        out.push(self.content_type.len() as u8);
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.push(self.tag_count);
+        out.extend_from_slice(self.tags_encoded);
+        out.extend_from_slice(&self.content_digest);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<KeptHeader<'_>, String> {
+        let mut cursor = Cursor { bytes, at: 0 };
+        let type_len = usize::from(cursor.u16()?);
+        let event_type =
+            std::str::from_utf8(cursor.take(type_len)?).map_err(|_| "kept type is not UTF-8".to_owned())?;
+        let content_type_len = usize::from(cursor.take(1)?[0]);
+        let content_type = std::str::from_utf8(cursor.take(content_type_len)?)
+            .map_err(|_| "kept content type is not UTF-8".to_owned())?;
+        let tag_count = cursor.take(1)?[0];
+        if usize::from(tag_count) > TAGS_PER_EVENT_MAX {
+            return Err(format!("a placeholder keeps {tag_count} tags"));
+        }
+        let tags_start = cursor.at;
+        for _ in 0..tag_count {
+            let len = usize::from(cursor.u16()?);
+            cursor.take(len)?;
+        }
+        let tags_end = cursor.at;
+        let content_digest: Digest32 = cursor.take(HASH_BYTES)?.try_into().expect("32 bytes");
+        if cursor.at != bytes.len() {
+            return Err("a placeholder's kept header has trailing bytes".to_owned());
+        }
+        Ok(KeptHeader {
+            event_type,
+            content_type,
+            tag_count,
+            tags_encoded: &bytes[tags_start..tags_end],
+            content_digest,
+        })
+    }
+}
+
+/// Reads fields off untrusted bytes, never past their end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| "a placeholder's kept header is cut short".to_owned())?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+}
 
 /// Everything a record stores.
 #[derive(Debug, Clone, Copy)]
@@ -289,11 +456,13 @@ pub struct RecordFields<'a> {
     pub id: EventId,
     pub stream: &'a StreamId,
     pub event: &'a NewEvent,
+    pub chain: RecordChain<'a>,
 }
 
-/// The encoded size of an event's record.
+/// The encoded size of an event's record in format 2 (with its hash).
 pub fn record_encoded_len(stream: &StreamId, event: &NewEvent) -> usize {
     RECORD_FIXED_BYTES
+        + RECORD_CHAIN_BYTES
         + stream.as_str().len()
         + event.event_type().as_str().len()
         + event.content_type().map_or(0, |c| c.as_str().len())
@@ -302,10 +471,64 @@ pub fn record_encoded_len(stream: &StreamId, event: &NewEvent) -> usize {
         + event.data().len()
 }
 
+/// The header an event will be hashed with once it has its place.
+pub fn event_header<'a>(
+    position: u64,
+    stream: &'a StreamId,
+    revision: u64,
+    id: EventId,
+    recorded_at: Timestamp,
+    event: &'a NewEvent,
+    tags_encoded: &'a [u8],
+) -> chain::Header<'a> {
+    chain::Header {
+        position,
+        stream: stream.as_str(),
+        revision,
+        id,
+        event_type: event.event_type().as_str(),
+        recorded_at,
+        content_type: event.content_type().map_or("", |c| c.as_str()),
+        tag_count: event.tags().len() as u8,
+        tags_encoded,
+    }
+}
+
+/// The hash of `event` written at `position` (revision, id, time) after `previous`, given its content
+/// digest (computed before it had a place, off the committer's thread). `scratch` is reused.
+#[allow(clippy::too_many_arguments)]
+pub fn hash_new_event(
+    previous: &EventHash,
+    position: u64,
+    stream: &StreamId,
+    revision: u64,
+    id: EventId,
+    recorded_at: Timestamp,
+    event: &NewEvent,
+    content_digest: &Digest32,
+    scratch: &mut Vec<u8>,
+) -> EventHash {
+    scratch.clear();
+    chain::encode_tags(event.tags().iter().map(|tag| tag.as_str()), scratch);
+    let header = event_header(position, stream, revision, id, recorded_at, event, scratch);
+    chain::link(previous, &chain::header_digest(&header), content_digest)
+}
+
+/// The content digest of an event about to be written.
+pub fn new_event_content_digest(event: &NewEvent) -> Digest32 {
+    chain::content_digest(event.metadata(), event.data())
+}
+
 fn encode_record(out: &mut Vec<u8>, record: RecordFields<'_>) {
     let start = out.len();
     let event = record.event;
     let content_type = event.content_type().map_or("", |c| c.as_str());
+    let (flags, hash, kept) = match record.chain {
+        RecordChain::Unchained => (0, None, None),
+        RecordChain::Hashed(hash) => (RECORD_HASHED, Some(hash), None),
+        RecordChain::Placeholder { hash, kept: Some(kept) } => (RECORD_HASHED | RECORD_KEPT, Some(hash), Some(kept)),
+        RecordChain::Placeholder { hash, kept: None } => (RECORD_HASHED | RECORD_CARRIED, Some(hash), None),
+    };
     out.extend_from_slice(&[0u8; 8]); // length and checksum, filled in below
     out.extend_from_slice(&record.position.to_le_bytes());
     out.extend_from_slice(&record.revision.to_le_bytes());
@@ -316,9 +539,16 @@ fn encode_record(out: &mut Vec<u8>, record: RecordFields<'_>) {
     out.extend_from_slice(&(event.event_type().as_str().len() as u16).to_le_bytes());
     out.push(content_type.len() as u8);
     out.push(event.tags().len() as u8);
-    out.extend_from_slice(&[0u8; 2]);
+    out.extend_from_slice(&[flags, 0]);
     out.extend_from_slice(&(event.metadata().len() as u32).to_le_bytes());
     out.extend_from_slice(&(event.data().len() as u32).to_le_bytes());
+    if let Some(hash) = hash {
+        out.extend_from_slice(hash.as_bytes());
+    }
+    if let Some(kept) = kept {
+        out.extend_from_slice(&(kept.encoded_len() as u16).to_le_bytes());
+        kept.encode(out);
+    }
     out.extend_from_slice(record.stream.as_bytes());
     out.extend_from_slice(event.event_type().as_bytes());
     out.extend_from_slice(content_type.as_bytes());
@@ -332,11 +562,37 @@ fn encode_record(out: &mut Vec<u8>, record: RecordFields<'_>) {
     let checksum = crc(&out[start + 8..]);
     out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+    // What was just written must read back as written: a wrong layout here would corrupt the log.
+    debug_assert!(check_record(&out[start..]).is_ok(), "an encoded record checks out");
 }
 
 /// The length a record claims, if at least its length field is there.
 pub fn record_len(bytes: &[u8]) -> Option<usize> {
     (bytes.len() >= 4).then(|| u32_at(bytes, 0) as usize)
+}
+
+/// A record's place in the chain, as read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredChain<'a> {
+    /// Format 1: no hash.
+    Unchained,
+    Hashed(EventHash),
+    /// A placeholder with what its hash covers.
+    Kept {
+        hash: EventHash,
+        kept: KeptHeader<'a>,
+    },
+    /// A placeholder whose hash came with an import: it cannot be recomputed.
+    Carried(EventHash),
+}
+
+impl StoredChain<'_> {
+    pub fn hash(&self) -> Option<EventHash> {
+        match *self {
+            StoredChain::Unchained => None,
+            StoredChain::Hashed(hash) | StoredChain::Kept { hash, .. } | StoredChain::Carried(hash) => Some(hash),
+        }
+    }
 }
 
 /// The fields of a record that the indexes need, borrowed from the record bytes.
@@ -348,9 +604,14 @@ pub struct RecordKey<'a> {
     pub id: EventId,
     pub stream: &'a str,
     pub event_type: &'a str,
+    /// Empty for JSON.
+    pub content_type: &'a str,
     /// The encoded tags (`u16` length + bytes each); see [`RecordKey::tags`].
     tags: &'a [u8],
+    tag_count: u8,
+    pub metadata: &'a [u8],
     pub data: &'a [u8],
+    pub chain: StoredChain<'a>,
 }
 
 impl<'a> RecordKey<'a> {
@@ -370,6 +631,58 @@ impl<'a> RecordKey<'a> {
             None
         })
     }
+
+    /// The tags as the record stores them (each a `u16` length and the tag's bytes).
+    pub fn tags_encoded(&self) -> (u8, &'a [u8]) {
+        (self.tag_count, self.tags)
+    }
+
+    /// The header and content digests of the event as it was written (a placeholder's kept ones).
+    pub fn digests(&self) -> (Digest32, Digest32) {
+        let mut header = chain::Header {
+            position: self.position,
+            stream: self.stream,
+            revision: self.revision,
+            id: self.id,
+            event_type: self.event_type,
+            recorded_at: self.recorded_at,
+            content_type: self.content_type,
+            tag_count: self.tag_count,
+            tags_encoded: self.tags,
+        };
+        match self.chain {
+            StoredChain::Kept { kept, .. } => {
+                header.event_type = kept.event_type;
+                header.content_type = kept.content_type;
+                header.tag_count = kept.tag_count;
+                header.tags_encoded = kept.tags_encoded;
+                (chain::header_digest(&header), kept.content_digest)
+            }
+            _ => (chain::header_digest(&header), chain::content_digest(self.metadata, self.data)),
+        }
+    }
+
+    /// Checks the record's hash against its predecessor's: `Ok(Some(hash))` when it links,
+    /// `Ok(None)` for a format-1 record, an error naming both values when it does not. A carried
+    /// placeholder's hash is taken as it is (what it covers is gone).
+    pub fn check_link(&self, previous: &EventHash) -> Result<Option<EventHash>, String> {
+        match self.chain {
+            StoredChain::Unchained => Ok(None),
+            StoredChain::Carried(hash) => Ok(Some(hash)),
+            StoredChain::Hashed(hash) | StoredChain::Kept { hash, .. } => {
+                let (header, content) = self.digests();
+                let expected = chain::link(previous, &header, &content);
+                if expected == hash {
+                    Ok(Some(hash))
+                } else {
+                    Err(format!(
+                        "the hash chain breaks at position {}: the record says {hash}, its predecessor {previous} gives {expected}",
+                        self.position
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// Where the variable-length fields of a checked record lie.
@@ -380,6 +693,9 @@ struct Layout {
     tags: (usize, usize, usize),
     metadata: (usize, usize),
     data: (usize, usize),
+    flags: u8,
+    /// The kept header of a placeholder.
+    kept: Option<(usize, usize)>,
 }
 
 /// Checks length, checksum and field lengths of exactly one record.
@@ -397,10 +713,15 @@ fn check_record(record: &[u8]) -> Result<Layout, String> {
     let type_len = usize::from(u16_at(record, 50));
     let content_type_len = usize::from(record[52]);
     let tag_count = usize::from(record[53]);
+    let flags = record[54];
     let metadata_len = u32_at(record, 56) as usize;
     let data_len = u32_at(record, 60) as usize;
     if tag_count > TAGS_PER_EVENT_MAX {
         return Err(format!("record has {tag_count} tags"));
+    }
+    let known = [0, RECORD_HASHED, RECORD_HASHED | RECORD_KEPT, RECORD_HASHED | RECORD_CARRIED];
+    if !known.contains(&flags) || record[55] != 0 {
+        return Err(format!("record has unknown chain flags {flags:#x}"));
     }
     let mut at = RECORD_FIXED_BYTES;
     let mut take = |len: usize| -> Result<(usize, usize), String> {
@@ -408,6 +729,15 @@ fn check_record(record: &[u8]) -> Result<Layout, String> {
         let range = (at, end);
         at = end;
         Ok(range)
+    };
+    if flags & RECORD_HASHED != 0 {
+        take(HASH_BYTES)?;
+    }
+    let kept = if flags & RECORD_KEPT != 0 {
+        let (len_at, _) = take(2)?;
+        Some(take(usize::from(u16_at(record, len_at)))?)
+    } else {
+        None
     };
     let stream = take(stream_len)?;
     let event_type = take(type_len)?;
@@ -423,25 +753,50 @@ fn check_record(record: &[u8]) -> Result<Layout, String> {
     if data.1 != record.len() {
         return Err("record has trailing bytes".to_owned());
     }
-    Ok(Layout { stream, event_type, content_type, tags: (tags_start, tags_end, tag_count), metadata, data })
+    Ok(Layout {
+        stream,
+        event_type,
+        content_type,
+        tags: (tags_start, tags_end, tag_count),
+        metadata,
+        data,
+        flags,
+        kept,
+    })
+}
+
+fn stored_chain<'a>(record: &'a [u8], layout: &Layout) -> Result<StoredChain<'a>, String> {
+    if layout.flags & RECORD_HASHED == 0 {
+        return Ok(StoredChain::Unchained);
+    }
+    let hash_at = RECORD_FIXED_BYTES;
+    let hash = EventHash::from_bytes(record[hash_at..hash_at + HASH_BYTES].try_into().expect("32 bytes"));
+    Ok(match layout.kept {
+        Some((start, end)) => StoredChain::Kept { hash, kept: KeptHeader::decode(&record[start..end])? },
+        None if layout.flags & RECORD_CARRIED != 0 => StoredChain::Carried(hash),
+        None => StoredChain::Hashed(hash),
+    })
 }
 
 /// Decodes the index-relevant fields of one record (exactly `record.len()` bytes), checking its checksum.
 pub fn decode_record_key(record: &[u8]) -> Result<RecordKey<'_>, String> {
     let layout = check_record(record)?;
-    let stream = std::str::from_utf8(&record[layout.stream.0..layout.stream.1])
-        .map_err(|_| "record stream id is not UTF-8".to_owned())?;
-    let event_type = std::str::from_utf8(&record[layout.event_type.0..layout.event_type.1])
-        .map_err(|_| "record event type is not UTF-8".to_owned())?;
+    let text = |(start, end): (usize, usize), what: &str| {
+        std::str::from_utf8(&record[start..end]).map_err(|_| format!("record {what} is not UTF-8"))
+    };
     Ok(RecordKey {
         position: u64_at(record, 8),
         revision: u64_at(record, 16),
         recorded_at: Timestamp::from_micros(u64_at(record, 24) as i64),
         id: EventId::from_bytes(record[32..48].try_into().expect("16 bytes")),
-        stream,
-        event_type,
+        stream: text(layout.stream, "stream id")?,
+        event_type: text(layout.event_type, "event type")?,
+        content_type: text(layout.content_type, "content type")?,
         tags: &record[layout.tags.0..layout.tags.1],
+        tag_count: layout.tags.2 as u8,
+        metadata: &record[layout.metadata.0..layout.metadata.1],
         data: &record[layout.data.0..layout.data.1],
+        chain: stored_chain(record, &layout)?,
     })
 }
 
@@ -463,6 +818,12 @@ pub fn decode_record(buffer: &Bytes, offset: usize) -> Result<(RecordedEvent, us
     };
     let (tags_start, tags_end, tag_count) = layout.tags;
     let tags = Tags::from_stored_encoding(slice((tags_start, tags_end)), tag_count).map_err(|e| invalid("tags", e))?;
+    let hash = if layout.flags & RECORD_HASHED != 0 {
+        let at = RECORD_FIXED_BYTES;
+        Some(EventHash::from_bytes(record[at..at + HASH_BYTES].try_into().expect("32 bytes")))
+    } else {
+        None
+    };
     let event = RecordedEvent {
         id: EventId::from_bytes(record[32..48].try_into().expect("16 bytes")),
         stream,
@@ -474,7 +835,7 @@ pub fn decode_record(buffer: &Bytes, offset: usize) -> Result<(RecordedEvent, us
         data: slice(layout.data),
         metadata: slice(layout.metadata),
         tags,
-        hash: None,
+        hash,
     };
     Ok((event, len))
 }
@@ -492,7 +853,8 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(FrameBody, Vec<RecordKey<'_>>), Str
     let payload = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len).ok_or("frame payload cut short")?;
     let body = check_frame_payload(payload, payload_crc)?;
     let mut keys = Vec::new();
-    if let FrameBody::Commit { first_position, event_count } = body {
+    if let FrameBody::Commit { first_position, event_count, previous } = body {
+        let mut chain_head = previous;
         for (index, record) in FrameRecords::new(payload).enumerate() {
             let key = decode_record_key(record?.1)?;
             if key.position != first_position + index as u64 {
@@ -502,6 +864,15 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(FrameBody, Vec<RecordKey<'_>>), Str
                     first_position + index as u64
                 ));
             }
+            // A chained frame holds chained records, each linked to the one before.
+            chain_head = match (chain_head, key.chain) {
+                (None, StoredChain::Unchained) => None,
+                (Some(previous), StoredChain::Unchained) => {
+                    return Err(format!("record {index} has no hash in a chained frame after {previous}"));
+                }
+                (None, _) => return Err(format!("record {index} has a hash in a format-1 frame")),
+                (Some(previous), _) => key.check_link(&previous)?,
+            };
             keys.push(key);
         }
         if keys.len() != event_count as usize {
@@ -516,6 +887,33 @@ mod tests {
     use super::*;
     use strata_core::Tag;
 
+    /// Pushes `event` as the next record of a chained frame, linked to `previous`; returns its
+    /// offset and hash.
+    pub(super) fn push_chained(
+        builder: &mut FrameBuilder,
+        previous: &EventHash,
+        position: u64,
+        revision: u64,
+        id: EventId,
+        stream: &StreamId,
+        event: &NewEvent,
+    ) -> (usize, EventHash) {
+        let recorded_at = Timestamp::from_micros(42);
+        let digest = new_event_content_digest(event);
+        let hash =
+            hash_new_event(previous, position, stream, revision, id, recorded_at, event, &digest, &mut Vec::new());
+        let offset = builder.push_record(RecordFields {
+            position,
+            revision,
+            recorded_at,
+            id,
+            stream,
+            event,
+            chain: RecordChain::Hashed(hash),
+        });
+        (offset, hash)
+    }
+
     fn event(data: &'static str) -> NewEvent {
         NewEvent::new(EventType::new("Happened").unwrap(), data)
             .with_metadata("{\"m\":1}")
@@ -528,21 +926,21 @@ mod tests {
         let stream = StreamId::new("account-1").unwrap();
         let events = [event("{\"x\":1}"), event("{}")];
         let mut builder = FrameBuilder::default();
-        builder.start_commit(7);
+        let previous = EventHash::from_bytes([9; 32]);
+        builder.start_commit(7, Some(previous));
         let mut offsets = Vec::new();
+        let mut head = previous;
         for (index, new_event) in events.iter().enumerate() {
-            offsets.push(builder.push_record(RecordFields {
-                position: 7 + index as u64,
-                revision: index as u64,
-                recorded_at: Timestamp::from_micros(42),
-                id: EventId::from_bytes([index as u8; 16]),
-                stream: &stream,
-                event: new_event,
-            }));
+            let id = EventId::from_bytes([index as u8; 16]);
+            let (offset, hash) =
+                push_chained(&mut builder, &head, 7 + index as u64, index as u64, id, &stream, new_event);
+            offsets.push(offset);
+            head = hash;
         }
         let frame = Bytes::copy_from_slice(builder.finish());
         let (body, keys) = decode_frame(&frame).unwrap();
-        assert_eq!(body, FrameBody::Commit { first_position: 7, event_count: 2 });
+        assert_eq!(body, FrameBody::Commit { first_position: 7, event_count: 2, previous: Some(previous) });
+        assert_eq!(keys[1].chain, StoredChain::Hashed(head));
         assert_eq!(keys[1].position, 8);
         assert_eq!(keys[1].stream, "account-1");
         let (recorded, len) = decode_record(&frame, offsets[1]).unwrap();
@@ -551,6 +949,89 @@ mod tests {
         assert_eq!(recorded.tags.len(), 2);
         assert_eq!(recorded.revision, StreamRevision::new(1));
         assert_eq!(recorded.recorded_at, Timestamp::from_micros(42));
+        assert_eq!(recorded.hash, Some(head));
+    }
+
+    #[test]
+    fn a_broken_link_or_a_frame_of_another_history_is_refused() {
+        let stream = StreamId::new("s").unwrap();
+        let new_event = event("{}");
+        let mut builder = FrameBuilder::default();
+        builder.start_commit(0, Some(EventHash::ZERO));
+        // Linked to another predecessor than the frame names.
+        push_chained(
+            &mut builder,
+            &EventHash::from_bytes([1; 32]),
+            0,
+            0,
+            EventId::from_bytes([1; 16]),
+            &stream,
+            &new_event,
+        );
+        let frame = builder.finish().to_vec();
+        assert!(decode_frame(&frame).unwrap_err().contains("hash chain breaks at position 0"));
+    }
+
+    #[test]
+    fn a_format_1_frame_still_decodes() {
+        let stream = StreamId::new("s").unwrap();
+        let new_event = event("{}");
+        let mut builder = FrameBuilder::default();
+        builder.start_commit(3, None);
+        builder.push_record(RecordFields {
+            position: 3,
+            revision: 0,
+            recorded_at: Timestamp::UNIX_EPOCH,
+            id: EventId::from_bytes([1; 16]),
+            stream: &stream,
+            event: &new_event,
+            chain: RecordChain::Unchained,
+        });
+        let frame = Bytes::copy_from_slice(builder.finish());
+        let (body, keys) = decode_frame(&frame).unwrap();
+        assert_eq!(body, FrameBody::Commit { first_position: 3, event_count: 1, previous: None });
+        assert_eq!(keys[0].chain, StoredChain::Unchained);
+        assert_eq!(decode_record(&frame, FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES).unwrap().0.hash, None);
+    }
+
+    #[test]
+    fn a_placeholder_keeps_what_its_hash_covers() {
+        let stream = StreamId::new("s-1").unwrap();
+        let original = event("{\"secret\":1}");
+        let mut builder = FrameBuilder::default();
+        builder.start_commit(0, Some(EventHash::ZERO));
+        let (_, hash) =
+            push_chained(&mut builder, &EventHash::ZERO, 0, 0, EventId::from_bytes([1; 16]), &stream, &original);
+        let frame = builder.finish().to_vec();
+        let (_, keys) = decode_frame(&frame).unwrap();
+        let key = keys[0];
+        let (tag_count, tags_encoded) = key.tags_encoded();
+        let kept = KeptHeader {
+            event_type: key.event_type,
+            content_type: key.content_type,
+            tag_count,
+            tags_encoded,
+            content_digest: key.digests().1,
+        };
+        let placeholder = NewEvent::new(EventType::new("$scavenged").unwrap(), Bytes::new());
+        let mut rewritten = FrameBuilder::default();
+        rewritten.start_commit(0, Some(EventHash::ZERO));
+        rewritten.push_record(RecordFields {
+            position: 0,
+            revision: 0,
+            recorded_at: key.recorded_at,
+            id: key.id,
+            stream: &stream,
+            event: &placeholder,
+            chain: RecordChain::Placeholder { hash, kept: Some(kept) },
+        });
+        let rewritten = Bytes::copy_from_slice(rewritten.finish());
+        let (_, keys) = decode_frame(&rewritten).expect("the placeholder's link still verifies");
+        assert_eq!(keys[0].event_type, "$scavenged");
+        assert!(keys[0].data.is_empty() && keys[0].tags().next().is_none());
+        assert_eq!(keys[0].chain.hash(), Some(hash));
+        let at = FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES + FRAME_CHAIN_BYTES;
+        assert_eq!(decode_record(&rewritten, at).unwrap().0.hash, Some(hash));
     }
 
     #[test]
@@ -558,15 +1039,8 @@ mod tests {
         let stream = StreamId::new("s").unwrap();
         let new_event = event("{\"x\":1}");
         let mut builder = FrameBuilder::default();
-        builder.start_commit(0);
-        builder.push_record(RecordFields {
-            position: 0,
-            revision: 0,
-            recorded_at: Timestamp::UNIX_EPOCH,
-            id: EventId::from_bytes([1; 16]),
-            stream: &stream,
-            event: &new_event,
-        });
+        builder.start_commit(0, Some(EventHash::ZERO));
+        push_chained(&mut builder, &EventHash::ZERO, 0, 0, EventId::from_bytes([1; 16]), &stream, &new_event);
         let frame = builder.finish().to_vec();
         for bit in 0..frame.len() * 8 {
             let mut damaged = frame.clone();
@@ -588,7 +1062,7 @@ mod tests {
     fn seal_and_segment_header_round_trip() {
         let seal = seal_frame(99);
         assert_eq!(decode_frame(&seal).unwrap().0, FrameBody::Seal { next_position: 99 });
-        let header = SegmentHeader { segment: 3, first_position: 1234 };
+        let header = SegmentHeader { segment: 3, first_position: 1234, format_version: FORMAT_VERSION };
         assert_eq!(decode_segment_header(&encode_segment_header(header)).unwrap(), header);
         let mut damaged = encode_segment_header(header);
         damaged[17] ^= 4;
@@ -609,16 +1083,11 @@ mod decoder_properties {
         let tags = (0..tags).map(|i| Tag::new(format!("k:{i}")).unwrap()).collect();
         let event = NewEvent::new(EventType::new("T").unwrap(), vec![7u8; data_len]).with_tags(tags).unwrap();
         let mut builder = FrameBuilder::default();
-        builder.start_commit(0);
+        builder.start_commit(0, Some(EventHash::ZERO));
+        let mut head = EventHash::ZERO;
         for position in 0..2 {
-            builder.push_record(RecordFields {
-                position,
-                revision: position,
-                recorded_at: Timestamp::UNIX_EPOCH,
-                id: EventId::from_bytes([position as u8; 16]),
-                stream: &stream,
-                event: &event,
-            });
+            let id = EventId::from_bytes([position as u8; 16]);
+            head = super::tests::push_chained(&mut builder, &head, position, position, id, &stream, &event).1;
         }
         builder.finish().to_vec()
     }

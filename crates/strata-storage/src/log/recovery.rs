@@ -8,12 +8,13 @@ use crate::index::run::{self, Run};
 use crate::index::{FrozenSource, IdIndex, Index, PushEvent, SegmentFile, SystemState};
 use crate::io::{Storage, path_in, read_exact_at};
 use crate::log::format::{
-    FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameBody, FrameRecords, HeaderCheck, SEAL_FRAME_BYTES,
-    SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
-    decode_segment_header,
+    FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameBody, FrameRecords, HeaderCheck,
+    SEAL_FRAME_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, StoredChain, check_frame_header, check_frame_payload,
+    decode_record_key, decode_segment_header,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use strata_core::EventHash;
 
 use super::segments::*;
 
@@ -40,6 +41,9 @@ struct Indexing<'a> {
     report: &'a mut RecoveryReport,
     /// A run could not be written: write no more during this recovery.
     writing_failed: bool,
+    /// The hash of the last record read, once the pass has read a chained one: every chained frame
+    /// after it must name it as its predecessor, and no format-1 frame may follow it.
+    chain: Option<EventHash>,
 }
 
 impl Indexing<'_> {
@@ -214,6 +218,7 @@ pub(crate) fn recover(
         run_events,
         report: &mut report,
         writing_failed: false,
+        chain: None,
     };
     indexing.index.segments = files;
     let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
@@ -245,7 +250,7 @@ pub(crate) fn recover(
         // with time to zero-fill it. If that fails (a full disk), the store still opens for reading,
         // and the first append tries again.
         let segment = segments.len() as u32;
-        let header = SegmentHeader { segment, first_position: index.next_position() };
+        let header = SegmentHeader { segment, first_position: index.next_position(), format_version: FORMAT_VERSION };
         match create_segment(&*storage, dir, header, segment_size_bytes, SegmentSource::ZeroFill) {
             Ok(file) => {
                 index.segments.push(file.clone());
@@ -399,11 +404,24 @@ fn scan_segment(
                     format!("seal says the next position is {next_position}, expected {}", indexing.next),
                 ));
             }
-            FrameBody::Commit { first_position, event_count } => {
+            FrameBody::Commit { first_position, event_count, previous } => {
                 if first_position != indexing.next {
                     let reason = format!("frame starts at position {first_position}, expected {}", indexing.next);
                     return Err(corrupt(offset, reason));
                 }
+                // The chain: a frame continues the history read so far, or it is not this log's.
+                let mut chain = match (indexing.chain, previous) {
+                    (Some(head), Some(previous)) if head != previous => {
+                        let reason = format!(
+                            "the frame continues another history: it follows {previous}, the log before it ends at {head}"
+                        );
+                        return Err(corrupt(offset, reason));
+                    }
+                    (Some(_), None) => {
+                        return Err(corrupt(offset, "a format-1 frame after the hash chain began".to_owned()));
+                    }
+                    (_, previous) => previous,
+                };
                 let index = &mut indexing.index;
                 let ids = &mut indexing.ids;
                 let mut count = 0u32;
@@ -413,6 +431,16 @@ fn scan_segment(
                     let (record_offset, bytes) = record.map_err(|reason| corrupt(offset, reason))?;
                     let record_at = payload_offset + record_offset as u64;
                     let key = decode_record_key(bytes).map_err(|reason| corrupt(record_at, reason))?;
+                    chain = match (chain, key.chain) {
+                        (None, StoredChain::Unchained) => None,
+                        (None, _) => return Err(corrupt(record_at, "a hashed record in a format-1 frame".to_owned())),
+                        (Some(_), StoredChain::Unchained) => {
+                            return Err(corrupt(record_at, "a record without a hash in a chained frame".to_owned()));
+                        }
+                        (Some(previous), _) => {
+                            key.check_link(&previous).map_err(|reason| corrupt(record_at, reason))?
+                        }
+                    };
                     if key.position != indexing.next {
                         let reason =
                             format!("record of position {} where {} was expected", key.position, indexing.next);
@@ -455,6 +483,7 @@ fn scan_segment(
                 if count != event_count {
                     return Err(corrupt(offset, format!("frame says {event_count} events but holds {count}")));
                 }
+                indexing.chain = chain;
                 indexing.write_run_when_full();
                 last_frame_start = Some(offset);
                 offset = payload_offset + payload_len as u64;

@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::index::SegmentFile;
 use crate::io::{Storage, StorageFile, path_in};
 use crate::log::format::{
-    FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, SEAL_FRAME_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader,
+    FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, SEAL_FRAME_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader,
     encode_segment_header, seal_frame,
 };
 use std::path::{Path, PathBuf};
@@ -150,7 +150,11 @@ impl LogWriter {
             }
             None => SegmentSource::Allocate,
         };
-        let header = SegmentHeader { segment: self.active_segment, first_position: next_position };
+        let header = SegmentHeader {
+            segment: self.active_segment,
+            first_position: next_position,
+            format_version: FORMAT_VERSION,
+        };
         let created = create_segment(&*self.storage, &self.dir, header, self.segment_size_bytes, source)?;
         self.active = Some(created.clone());
         self.write_offset = SEGMENT_HEADER_BYTES;
