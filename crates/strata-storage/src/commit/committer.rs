@@ -700,10 +700,10 @@ pub(crate) fn run(
         }
         let mut frame_bytes = group.frame.len() + first.encoded_bytes;
         group.admit(first);
-        // An adopting import goes alone: if it is refused, no other append may start the chain.
-        let adopting = created.is_some() && !group.events.first().is_some_and(is_store_created);
-        while !adopting {
-            let Ok(request) = queue.try_recv() else { break };
+        // A chain must start with `$store-created`: if an adopting import was refused, the group ends
+        // here, so that no other append starts the chain without it.
+        let chain_started = created.is_none() || group.events.first().is_some_and(is_store_created);
+        while let Some(request) = chain_started.then(|| queue.try_recv().ok()).flatten() {
             frame_bytes += request.encoded_bytes;
             if frame_bytes > frame_capacity_bytes {
                 deferred = Some(request);
