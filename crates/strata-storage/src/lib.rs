@@ -16,6 +16,7 @@
 //! - `subscription`: [`Subscription`], catch-up then live reads that wait on the head watch.
 //! - `groups`: [`ConsumerGroups`], persistent groups over a subscription.
 //! - `scavenge`: reclaims the space of hidden events in sealed segments, leaving placeholders.
+//! - `verify`: [`Store::verify_chain_blocking`], the whole log's hash chain recomputed.
 //! - `system`: the system stream's events (metadata, deletes, tombstones) and their encoding.
 //! - [`stats`]: counters and latency histograms (fsync) for metrics.
 //! - [`clock`]: where recorded time comes from.
@@ -43,6 +44,7 @@ mod store;
 mod streams;
 mod subscription;
 mod system;
+mod verify;
 
 /// The on-disk byte layouts (public for tests, benchmarks and the fuzzer).
 pub use io::sim;
@@ -69,3 +71,5 @@ pub use store::{
 };
 pub use streams::StreamInfo;
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};
+pub use system::StoreCreated;
+pub use verify::{ChainError, ChainReport};

@@ -524,6 +524,27 @@ pub(crate) fn read_event_at(
     Ok(event)
 }
 
+/// The header and content digests of the event at `position` as it was written (a placeholder's
+/// kept ones): what the chain's genesis of a format-1 log covers.
+pub(crate) fn event_digests_at(
+    segments: &[SegmentFile],
+    location: Location,
+    position: u64,
+) -> Result<(crate::log::chain::Digest32, crate::log::chain::Digest32), ReadError> {
+    let segment = segments.get(location.segment as usize).ok_or_else(|| {
+        let path = segments.first().map(|s| s.path.clone()).unwrap_or_default();
+        StorageError::new("read", path, std::io::Error::other(format!("no segment holds position {position}")))
+    })?;
+    let record = read_record(segment, location.segment, location)?;
+    let key = crate::log::format::decode_record_key(&record)
+        .map_err(|reason| corruption(segment, location.segment, location, reason))?;
+    if key.position != position {
+        let reason = format!("the index places position {position} here but the record holds {}", key.position);
+        return Err(corruption(segment, location.segment, location, reason).into());
+    }
+    Ok(key.digests())
+}
+
 /// Reads one record whose length is not known yet.
 fn read_record(segment: &SegmentFile, number: u32, location: Location) -> Result<Bytes, ReadError> {
     let offset = u64::from(location.offset);

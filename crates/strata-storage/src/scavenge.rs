@@ -301,18 +301,18 @@ fn rewrite_segment(
             // A chained event's placeholder keeps its hash and what the hash covers, so the chain
             // still verifies through it.
             let (tag_count, tags_encoded) = key.tags_encoded();
+            let kept = KeptHeader {
+                event_type: key.event_type,
+                content_type: key.content_type,
+                tag_count,
+                tags_encoded,
+                content_digest: key.digests().1,
+            };
+            // A format-1 event's placeholder keeps them too: they are what the genesis of a chain
+            // that continues format-1 events covers.
             let chain = match key.chain.hash() {
-                None => RecordChain::Unchained,
-                Some(hash) => RecordChain::Placeholder {
-                    hash,
-                    kept: Some(KeptHeader {
-                        event_type: key.event_type,
-                        content_type: key.content_type,
-                        tag_count,
-                        tags_encoded,
-                        content_digest: key.digests().1,
-                    }),
-                },
+                None => RecordChain::UnchainedPlaceholder(kept),
+                Some(hash) => RecordChain::Placeholder { hash, kept: Some(kept) },
             };
             frame.push_record(RecordFields {
                 position: key.position,

@@ -796,6 +796,12 @@ impl Store {
         EventId::from_uuid(uuid::Uuid::new_v7(time))
     }
 
+    /// The store's `$store-created` (its id, genesis and format), once anything was appended; `None`
+    /// for an empty store, or a format-1 store not written to since it was opened by this version.
+    pub fn store_created(&self) -> Option<system::StoreCreated> {
+        self.inner.shared.identity.get().copied()
+    }
+
     /// The last committed position, or `None` for an empty store.
     pub fn head_position(&self) -> Option<Position> {
         self.index().next_position().checked_sub(1).map(Position::new)

@@ -375,6 +375,19 @@ impl<'a> Group<'a> {
 
     /// Checks, condition and write of a request that is not a replay.
     fn decide(&mut self, request: &mut Request) -> Result<MultiAppendOutcome, AppendError> {
+        // An export's `$store-created` names its own store: only an empty store takes it on.
+        if matches!(request.system, Some(SystemOperation::Import { .. })) {
+            let next = self.first_position + self.events.len() as u64;
+            if let Some(at) = request.events.iter().position(|(stream, _)| stream.as_str() == system::STORE_STREAM) {
+                if next + at as u64 != 0 {
+                    let reason = format!(
+                        "{} names the store the export came from; only an empty store takes it on —                          leave it out to import these events into a store that has its own",
+                        system::STORE_CREATED_TYPE
+                    );
+                    return Err(ValidationError::InvalidImport { position: next + at as u64, reason }.into());
+                }
+            }
+        }
         self.resolve_heads(request)?;
         {
             {
@@ -605,27 +618,14 @@ fn chain_start(index: &Index, first: &Request, now: Timestamp) -> Result<ChainSt
 /// the chain that continues it.
 fn format_1_prefix(index: &Index) -> Result<chain::PrefixDigest, AppendError> {
     let mut prefix = chain::PrefixDigest::default();
-    let mut tags = Vec::new();
     for position in 0..index.next_position() {
         let location = index
             .location(position)
             .map_err(index_failure)?
             .ok_or_else(|| index_failure(format!("position {position} of the format-1 log has no location")))?;
-        let event = crate::read::read_event_at(&index.segments, location, position).map_err(index_failure)?;
-        tags.clear();
-        chain::encode_tags(event.tags.iter(), &mut tags);
-        let header = chain::Header {
-            position,
-            stream: event.stream.as_str(),
-            revision: event.revision.value(),
-            id: event.id,
-            event_type: event.event_type.as_str(),
-            recorded_at: event.recorded_at,
-            content_type: event.content_type.as_ref().map_or("", |c| c.as_str()),
-            tag_count: event.tags.len() as u8,
-            tags_encoded: &tags,
-        };
-        prefix.push(&chain::header_digest(&header), &chain::content_digest(&event.metadata, &event.data));
+        let (header, content) =
+            crate::read::event_digests_at(&index.segments, location, position).map_err(index_failure)?;
+        prefix.push(&header, &content);
     }
     Ok(prefix)
 }

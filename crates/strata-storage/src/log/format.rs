@@ -279,7 +279,7 @@ impl FrameBuilder {
         assert_eq!(record.position, self.first_position + u64::from(self.event_count), "positions must be dense");
         assert_eq!(
             self.previous.is_some(),
-            !matches!(record.chain, RecordChain::Unchained),
+            !matches!(record.chain, RecordChain::Unchained | RecordChain::UnchainedPlaceholder(_)),
             "a chained frame holds chained records only, a format-1 frame none"
         );
         let offset = self.bytes.len();
@@ -358,6 +358,9 @@ pub fn seal_frame(next_position: u64) -> [u8; SEAL_FRAME_BYTES] {
 pub enum RecordChain<'a> {
     /// A format-1 record (only a scavenge rewriting a format-1 segment writes one now).
     Unchained,
+    /// The placeholder of a format-1 event, keeping what the digest of the format-1 events (the
+    /// genesis of the chain that continues them) covers.
+    UnchainedPlaceholder(KeptHeader<'a>),
     /// A format-2 record and its hash.
     Hashed(EventHash),
     /// A placeholder of a format-2 event: the event's hash and, when the scavenger made it, what the
@@ -525,6 +528,7 @@ fn encode_record(out: &mut Vec<u8>, record: RecordFields<'_>) {
     let content_type = event.content_type().map_or("", |c| c.as_str());
     let (flags, hash, kept) = match record.chain {
         RecordChain::Unchained => (0, None, None),
+        RecordChain::UnchainedPlaceholder(kept) => (RECORD_KEPT, None, Some(kept)),
         RecordChain::Hashed(hash) => (RECORD_HASHED, Some(hash), None),
         RecordChain::Placeholder { hash, kept: Some(kept) } => (RECORD_HASHED | RECORD_KEPT, Some(hash), Some(kept)),
         RecordChain::Placeholder { hash, kept: None } => (RECORD_HASHED | RECORD_CARRIED, Some(hash), None),
@@ -576,6 +580,8 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
 pub enum StoredChain<'a> {
     /// Format 1: no hash.
     Unchained,
+    /// The placeholder of a format-1 event, with what its digests covered.
+    UnchainedKept(KeptHeader<'a>),
     Hashed(EventHash),
     /// A placeholder with what its hash covers.
     Kept {
@@ -589,7 +595,7 @@ pub enum StoredChain<'a> {
 impl StoredChain<'_> {
     pub fn hash(&self) -> Option<EventHash> {
         match *self {
-            StoredChain::Unchained => None,
+            StoredChain::Unchained | StoredChain::UnchainedKept(_) => None,
             StoredChain::Hashed(hash) | StoredChain::Kept { hash, .. } | StoredChain::Carried(hash) => Some(hash),
         }
     }
@@ -651,7 +657,7 @@ impl<'a> RecordKey<'a> {
             tags_encoded: self.tags,
         };
         match self.chain {
-            StoredChain::Kept { kept, .. } => {
+            StoredChain::Kept { kept, .. } | StoredChain::UnchainedKept(kept) => {
                 header.event_type = kept.event_type;
                 header.content_type = kept.content_type;
                 header.tag_count = kept.tag_count;
@@ -667,7 +673,7 @@ impl<'a> RecordKey<'a> {
     /// placeholder's hash is taken as it is (what it covers is gone).
     pub fn check_link(&self, previous: &EventHash) -> Result<Option<EventHash>, String> {
         match self.chain {
-            StoredChain::Unchained => Ok(None),
+            StoredChain::Unchained | StoredChain::UnchainedKept(_) => Ok(None),
             StoredChain::Carried(hash) => Ok(Some(hash)),
             StoredChain::Hashed(hash) | StoredChain::Kept { hash, .. } => {
                 let (header, content) = self.digests();
@@ -719,7 +725,7 @@ fn check_record(record: &[u8]) -> Result<Layout, String> {
     if tag_count > TAGS_PER_EVENT_MAX {
         return Err(format!("record has {tag_count} tags"));
     }
-    let known = [0, RECORD_HASHED, RECORD_HASHED | RECORD_KEPT, RECORD_HASHED | RECORD_CARRIED];
+    let known = [0, RECORD_KEPT, RECORD_HASHED, RECORD_HASHED | RECORD_KEPT, RECORD_HASHED | RECORD_CARRIED];
     if !known.contains(&flags) || record[55] != 0 {
         return Err(format!("record has unknown chain flags {flags:#x}"));
     }
@@ -767,7 +773,10 @@ fn check_record(record: &[u8]) -> Result<Layout, String> {
 
 fn stored_chain<'a>(record: &'a [u8], layout: &Layout) -> Result<StoredChain<'a>, String> {
     if layout.flags & RECORD_HASHED == 0 {
-        return Ok(StoredChain::Unchained);
+        return Ok(match layout.kept {
+            Some((start, end)) => StoredChain::UnchainedKept(KeptHeader::decode(&record[start..end])?),
+            None => StoredChain::Unchained,
+        });
     }
     let hash_at = RECORD_FIXED_BYTES;
     let hash = EventHash::from_bytes(record[hash_at..hash_at + HASH_BYTES].try_into().expect("32 bytes"));
@@ -866,8 +875,8 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(FrameBody, Vec<RecordKey<'_>>), Str
             }
             // A chained frame holds chained records, each linked to the one before.
             chain_head = match (chain_head, key.chain) {
-                (None, StoredChain::Unchained) => None,
-                (Some(previous), StoredChain::Unchained) => {
+                (None, StoredChain::Unchained | StoredChain::UnchainedKept(_)) => None,
+                (Some(previous), StoredChain::Unchained | StoredChain::UnchainedKept(_)) => {
                     return Err(format!("record {index} has no hash in a chained frame after {previous}"));
                 }
                 (None, _) => return Err(format!("record {index} has a hash in a format-1 frame")),

@@ -432,9 +432,9 @@ fn scan_segment(
                     let record_at = payload_offset + record_offset as u64;
                     let key = decode_record_key(bytes).map_err(|reason| corrupt(record_at, reason))?;
                     chain = match (chain, key.chain) {
-                        (None, StoredChain::Unchained) => None,
+                        (None, StoredChain::Unchained | StoredChain::UnchainedKept(_)) => None,
                         (None, _) => return Err(corrupt(record_at, "a hashed record in a format-1 frame".to_owned())),
-                        (Some(_), StoredChain::Unchained) => {
+                        (Some(_), StoredChain::Unchained | StoredChain::UnchainedKept(_)) => {
                             return Err(corrupt(record_at, "a record without a hash in a chained frame".to_owned()));
                         }
                         (Some(previous), _) => {
