@@ -9,10 +9,10 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::Deserialize;
 use std::time::Duration;
 use strata_core::{ExpectedRevision, NewEvent, Position, StreamId, StreamMetadata, StreamRevision, Timestamp};
-use strata_storage::{
+use strata_store::{
     AppendOutcome, AppendResult, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions, ReadPage,
 };
-use strata_toolkit::{EventStore, StoreError};
+use strata_store::{EventStore, StoreError};
 
 /// A connection attempt that takes longer than this fails (the server is unreachable).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

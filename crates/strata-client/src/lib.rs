@@ -1,10 +1,10 @@
 //! A client for Strata's HTTP API (`docs/api.md`): [`Client`] implements the toolkit's
-//! [`EventStore`](strata_toolkit::EventStore), so application code written against the embedded
+//! [`EventStore`](strata_store::EventStore), so application code written against the embedded
 //! store runs unchanged against a server.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use strata_toolkit::EventStore;
+//! use strata_store::EventStore;
 //! let client = strata_client::Client::new("http://127.0.0.1:2113")?;
 //! let head = client.head_position().await?;
 //! # Ok(()) }
@@ -12,7 +12,7 @@
 //!
 //! Codemap:
 //! - `client`: [`Client`] — URLs (stream ids percent-encoded), requests, the mapping of answers to
-//!   outcomes and errors, and the [`EventStore`](strata_toolkit::EventStore) methods, each one request
+//!   outcomes and errors, and the [`EventStore`](strata_store::EventStore) methods, each one request
 //!   (`position_at` is a backward read of `/v1/all` with `until_time`, the API having no endpoint for it).
 //! - `subscription`: [`Subscription`] — `GET /v1/subscribe` (Server-Sent Events) as the engine's
 //!   subscription messages; resumes a dropped connection with `Last-Event-ID`.
@@ -23,10 +23,10 @@
 //! As with the embedded store, a failed expected revision or DCB condition is an outcome
 //! (`WrongExpectedRevision` with the stream's actual revision, `ConditionFailed` with the position of
 //! the first matching event), and a read of a stream that does not exist is an empty page. Any other
-//! API error is [`StoreError::Remote`](strata_toolkit::StoreError::Remote) with the answer's status,
+//! API error is [`StoreError::Remote`](strata_store::StoreError::Remote) with the answer's status,
 //! code and message (a tombstoned stream, for one, is `410 stream_deleted` rather than the embedded
 //! store's `ReadError::StreamDeleted`). No answer, or one that is not the API's, is
-//! [`StoreError::Transport`](strata_toolkit::StoreError::Transport): whether an append that failed
+//! [`StoreError::Transport`](strata_store::StoreError::Transport): whether an append that failed
 //! so was committed is unknown — retry it with the same event ids. Requests the API cannot express
 //! are refused by the client itself as `Remote { status: 400, code: "invalid_request" }`: metadata
 //! that is not a JSON object, and the stream ids `.` and `..` in paths.
@@ -42,7 +42,7 @@
 //!   server renders empty metadata as `{}`, so metadata stored as `{}` reads as empty).
 //! - In a subscription, a carriage return in JSON data's whitespace arrives as a line feed (`\r\n` as
 //!   two): Server-Sent Events end lines at `\r` as well as `\n`, and cannot carry either in data.
-//! - A subscription from [`ReadFrom::End`](strata_storage::ReadFrom::End) starts at the head when it
+//! - A subscription from [`ReadFrom::End`](strata_store::ReadFrom::End) starts at the head when it
 //!   first connects (its first `next`), not when `subscribe_all` returns. Its batches of events are
 //!   cut where the network cuts them, up to the engine's 1,000 events.
 

@@ -7,8 +7,8 @@ use reqwest::Response;
 use std::collections::VecDeque;
 use std::time::Duration;
 use strata_core::Position;
-use strata_storage::{Filter, ReadFrom, SUBSCRIPTION_BATCH_EVENTS_MAX, SubscriptionMessage};
-use strata_toolkit::{EventStore, EventSubscription, StoreError};
+use strata_store::{EventStore, EventSubscription, StoreError};
+use strata_store::{Filter, ReadFrom, SUBSCRIPTION_BATCH_EVENTS_MAX, SubscriptionMessage};
 
 /// A connection that brings nothing, not even the server's heartbeat (every 15 s by default), for
 /// this long is taken for dead and replaced.

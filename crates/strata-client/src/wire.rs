@@ -18,10 +18,10 @@ use strata_core::{
     ContentType, EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, RecordedEvent, StreamId,
     StreamMetadata, StreamRevision, Tag, Tags, Timestamp,
 };
-use strata_storage::{
+use strata_store::StoreError;
+use strata_store::{
     Direction, Filter, MultiAppend, MultiAppendResult, ReadFrom, ReadOptions, ReadPage, StreamAppendResult,
 };
-use strata_toolkit::StoreError;
 
 /// What the server stores as "no content type" when it is sent with base64 data.
 const JSON_CONTENT_TYPE: &str = "application/json";

@@ -13,6 +13,8 @@
 //! - `store` and `read`: [`Store`], the public API (append, read, heads), with `filter` for
 //!   filtered reads of the global log (category, types, stream prefix, tags, DCB query) and "as of"
 //!   reads, and `streams` for listings and stream facts.
+//! - `event_store`: the boundary's `EventStore` and `ConsumerGroupStore` traits (crate `strata-store`),
+//!   implemented by [`Store`] and [`ConsumerGroups`].
 //! - `subscription`: [`Subscription`], catch-up then live reads that wait on the head watch.
 //! - `groups`: [`ConsumerGroups`], persistent groups over a subscription.
 //! - `scavenge`: reclaims the space of hidden events in sealed segments, leaving placeholders.
@@ -34,6 +36,7 @@ pub mod stats;
 
 mod commit;
 mod error;
+mod event_store;
 mod filter;
 mod groups;
 mod index;
@@ -73,3 +76,8 @@ pub use streams::StreamInfo;
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};
 pub use system::StoreCreated;
 pub use verify::{ChainError, ChainReport};
+
+/// The boundary crate, whose plain types and traits the engine's API speaks (they are re-exported
+/// above under their own names).
+pub use strata_store;
+pub use strata_store::{ConsumerGroupStore, EventStore, EventSubscription, StoreError};

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use std::sync::Mutex;
 use strata_core::limits::{READ_EVENTS_MAX, READ_PAGE_BYTES_MAX};
 use strata_core::{Position, RecordedEvent, StreamId, StreamRevision, Timestamp};
+pub use strata_store::read::*;
 
 /// A filtered read searches this many positions per hold of the index lock.
 const FILTER_WINDOW_POSITIONS: u64 = 1 << 16;
@@ -30,62 +31,6 @@ const RECORD_GUESS_BYTES: u64 = 1024;
 /// Spans at least this large come from the buffer pool; smaller ones are plain allocations (cheap
 /// at that size, and a small event must not pin a large pooled buffer).
 const POOLED_SPAN_BYTES_MIN: usize = 64 << 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Backward,
-}
-
-/// Where a read starts. `At` is inclusive; `Start` and `End` are the first and last event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadFrom<T> {
-    Start,
-    End,
-    At(T),
-}
-
-/// How a read proceeds from where it starts, and which moment of the store it sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadOptions {
-    pub direction: Direction,
-    /// At most this many events (and at most [`READ_EVENTS_MAX`]).
-    pub limit: usize,
-    /// Read the store as it was when this position was its head: later events are invisible.
-    pub until_position: Option<Position>,
-    /// Read the store as it was at this time: events recorded later are invisible.
-    pub until_time: Option<Timestamp>,
-}
-
-impl ReadOptions {
-    pub fn forward(limit: usize) -> Self {
-        Self { direction: Direction::Forward, limit, until_position: None, until_time: None }
-    }
-
-    pub fn backward(limit: usize) -> Self {
-        Self { direction: Direction::Backward, ..Self::forward(limit) }
-    }
-
-    pub fn until_position(self, position: Position) -> Self {
-        Self { until_position: Some(position), ..self }
-    }
-
-    pub fn until_time(self, time: Timestamp) -> Self {
-        Self { until_time: Some(time), ..self }
-    }
-
-    /// How many positions (`0..n`) the read may see.
-    fn visible_len(&self, index: &Index) -> Result<u64, StorageError> {
-        let mut len = index.next_position();
-        if let Some(position) = self.until_position {
-            len = len.min(position.value().saturating_add(1));
-        }
-        if let Some(time) = self.until_time {
-            len = len.min(index.position_at(time)?.map_or(0, |position| position + 1));
-        }
-        Ok(len)
-    }
-}
 
 /// The indexes `0..len` that a read of at most `limit` (clamped to [`READ_EVENTS_MAX`]) from `from` in
 /// `direction` covers, in ascending order.
@@ -120,6 +65,18 @@ fn span_within(first: u64, len: u64, from: ReadFrom<u64>, direction: Direction, 
             (last + 1).saturating_sub(limit).max(first)..last + 1
         }
     }
+}
+
+/// How many positions (`0..n`) a read with `options` may see.
+fn visible_len(options: &ReadOptions, index: &Index) -> Result<u64, StorageError> {
+    let mut len = index.next_position();
+    if let Some(position) = options.until_position {
+        len = len.min(position.value().saturating_add(1));
+    }
+    if let Some(time) = options.until_time {
+        len = len.min(index.position_at(time)?.map_or(0, |position| position + 1));
+    }
+    Ok(len)
 }
 
 fn map_from<T: Copy>(from: ReadFrom<T>, value: impl Fn(T) -> u64) -> ReadFrom<u64> {
@@ -178,7 +135,7 @@ impl Store {
             if index.is_tombstoned(stream.as_str()) {
                 return Err(ReadError::StreamDeleted { stream: stream.clone() });
             }
-            let visible_len = options.visible_len(&index)?;
+            let visible_len = visible_len(&options, &index)?;
             let not_found = || ReadError::StreamNotFound { stream: stream.clone() };
             let entry = index.stream(stream.as_str())?.ok_or_else(not_found)?;
             let revisions = index.stream_partition_point(&entry, |p| Ok(p < visible_len))?;
@@ -244,7 +201,7 @@ impl Store {
         if filter.is_empty() {
             let (targets, segments) = {
                 let index = self.index();
-                let len = options.visible_len(&index)?;
+                let len = visible_len(&options, &index)?;
                 let positions = span(len, map_from(from, Position::value), options.direction, limit);
                 let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
                 index.copy_locations(positions, &mut targets)?;
@@ -263,7 +220,7 @@ impl Store {
             let index = self.index();
             let len = match len {
                 Some(len) => len,
-                None => *len.insert(options.visible_len(&index)?),
+                None => *len.insert(visible_len(&options, &index)?),
             };
             let matcher = Matcher::new(&index, filter)?;
             let mut found = Vec::new();
@@ -355,15 +312,6 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_all(from, direction, limit)).await.expect("read task panicked")
     }
-}
-
-/// A page of a read: the events, and whether there may be more after the last of them (the read
-/// returned `limit` events, or stopped at [`READ_PAGE_BYTES_MAX`]). `false` means the read reached
-/// the end of what it could see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadPage {
-    pub events: Vec<RecordedEvent>,
-    pub more: bool,
 }
 
 fn page(

@@ -4,21 +4,8 @@ use crate::error::ReadError;
 use crate::store::Store;
 use std::ops::Bound;
 use strata_core::limits::STREAMS_LIST_MAX;
-use strata_core::{Position, StreamId, StreamRevision, Timestamp};
-
-/// Facts about one stream that has events its reads show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamInfo {
-    pub stream: StreamId,
-    /// The first revision reads show (above 0 when metadata or a soft delete hides older ones).
-    pub first_revision: StreamRevision,
-    pub last_revision: StreamRevision,
-    pub event_count: u64,
-    pub first_position: Position,
-    pub last_position: Position,
-    pub first_recorded_at: Timestamp,
-    pub last_recorded_at: Timestamp,
-}
+use strata_core::{Position, StreamId, StreamRevision};
+pub use strata_store::StreamInfo;
 
 impl Store {
     /// Facts about `stream`'s visible events, or `None` when reads would not find it (no events,

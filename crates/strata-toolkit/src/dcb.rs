@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use strata_core::{NewEvent, Position, Query, StreamId};
-use strata_storage::{AppendCondition, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions};
+use strata_store::{AppendCondition, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions};
 
 /// A [`Decider`] whose state is a fold of the events matching a query.
 pub trait DcbDecider: Decider {

@@ -17,7 +17,7 @@ use strata_core::{
     EventId, EventType, ExpectedRevision, NewEvent, Position, RecordedEvent, StreamId, StreamMetadata, StreamRevision,
     Timestamp,
 };
-use strata_storage::{AppendOutcome, ReadFrom, ReadOptions};
+use strata_store::{AppendOutcome, ReadFrom, ReadOptions};
 
 /// The decision logic of one kind of aggregate, as pure functions.
 pub trait Decider {

@@ -18,7 +18,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use strata_core::{EventId, EventType, NewEvent, Position, RecordedEvent, Tag};
-use strata_storage::{Filter, ReadFrom, ReadOptions};
+use strata_store::{Filter, ReadFrom, ReadOptions};
 
 /// A stored event type and its current schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

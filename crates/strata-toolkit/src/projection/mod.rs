@@ -4,7 +4,7 @@
 //! selects from the target's checkpoint on, hands them to the target in batches, and the target
 //! commits each batch's read-model changes **and the new checkpoint in one transaction** — so after
 //! a crash at any instant the read model is exactly a fold of the log up to its checkpoint:
-//! exactly-once. [`sqlite`] and [`postgres`] are such targets. A target that cannot commit both
+//! exactly-once. `sqlite` and `postgres` (features of the same names, on by default) are such targets. A target that cannot commit both
 //! together ([`AtLeastOnce`]) stores its checkpoint after the handler's effects: at-least-once, so
 //! its handler must be idempotent.
 //!
@@ -18,7 +18,9 @@
 //! global log with a subscription and filters it itself, so its checkpoint advances over events it
 //! does not need too, and [`ProjectionHandle::wait_for`] answers for any position.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use crate::store::{EventStore, EventSubscription, StoreError};
@@ -27,7 +29,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 use strata_core::{Position, RecordedEvent, Timestamp};
-use strata_storage::{Filter, ReadFrom, ReadOptions, SubscriptionMessage};
+use strata_store::{Filter, ReadFrom, ReadOptions, SubscriptionMessage};
 use tokio::sync::watch;
 
 /// Events per batch (one transaction) while catching up.
@@ -47,8 +49,10 @@ pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[cfg(feature = "postgres")]
     #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The projection's handler refused an event.
@@ -489,6 +493,7 @@ impl<S: EventStore, T: Target> Runner<S, T> {
 }
 
 /// A PostgreSQL error with the server's message (the error's own display says only "db error").
+#[cfg(feature = "postgres")]
 fn postgres_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
@@ -504,10 +509,13 @@ fn now_micros() -> i64 {
 #[derive(Debug, Clone)]
 pub struct Tables {
     version: u32,
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     bases: Vec<String>,
 }
 
 impl Tables {
+    // Only the SQL targets build their tables' names.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     fn new(name: &str, version: u32, bases: &[&str]) -> Result<Self, ProjectionError> {
         for base in bases {
             if base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -526,6 +534,7 @@ impl Tables {
         format!("{base}_v{}", self.version)
     }
 
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     fn bases(&self) -> &[String] {
         &self.bases
     }

@@ -9,7 +9,7 @@ use super::{ProjectionError, Tables, Target};
 use std::fmt;
 use std::future::Future;
 use strata_core::{Position, RecordedEvent};
-use strata_storage::Filter;
+use strata_store::Filter;
 use tokio_postgres::{Client, NoTls, Transaction};
 
 /// A fault-injection hook: see [`PostgresTarget::on_before_checkpoint`].

@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use strata_core::{Position, RecordedEvent};
-use strata_storage::Filter;
+use strata_store::Filter;
 
 /// A fault-injection hook: see [`SqliteTarget::on_before_checkpoint`].
 type BeforeCheckpoint = Arc<Mutex<Box<dyn FnMut(&[RecordedEvent]) + Send>>>;
