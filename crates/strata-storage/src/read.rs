@@ -135,7 +135,7 @@ impl Store {
             if index.is_tombstoned(stream.as_str()) {
                 return Err(ReadError::StreamDeleted { stream: stream.clone() });
             }
-            let visible_len = visible_len(&options, &index)?;
+            let visible_len = visible_len(options, &index)?;
             let not_found = || ReadError::StreamNotFound { stream: stream.clone() };
             let entry = index.stream(stream.as_str())?.ok_or_else(not_found)?;
             let revisions = index.stream_partition_point(&entry, |p| Ok(p < visible_len))?;
@@ -201,7 +201,7 @@ impl Store {
         if filter.is_empty() {
             let (targets, segments) = {
                 let index = self.index();
-                let len = visible_len(&options, &index)?;
+                let len = visible_len(options, &index)?;
                 let positions = span(len, map_from(from, Position::value), options.direction, limit);
                 let mut targets = Vec::with_capacity((positions.end - positions.start) as usize);
                 index.copy_locations(positions, &mut targets)?;
@@ -220,7 +220,7 @@ impl Store {
             let index = self.index();
             let len = match len {
                 Some(len) => len,
-                None => *len.insert(visible_len(&options, &index)?),
+                None => *len.insert(visible_len(options, &index)?),
             };
             let matcher = Matcher::new(&index, filter)?;
             let mut found = Vec::new();

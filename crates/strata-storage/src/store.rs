@@ -176,6 +176,17 @@ impl Store {
     /// Opens the store in `dir`: takes the directory lock, loads the index runs, recovers the log past
     /// them (one sequential pass, verifying every checksum) and starts the committer and indexer threads.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
+        Self::open_with_log(dir, options, |log| log)
+    }
+
+    /// Opens the store with its commit log wrapped (tests put a log with other writers in front).
+    pub(crate) fn open_with_log(
+        dir: impl AsRef<Path>,
+        options: Options,
+        wrap_log: impl FnOnce(Box<dyn crate::commit::log::CommitLog>) -> Box<dyn crate::commit::log::CommitLog>
+        + Send
+        + 'static,
+    ) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&options.segment_size_bytes) {
             return Err(OpenError::InvalidOptions(format!(
@@ -242,6 +253,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
                 .spawn(move || {
+                    let log = wrap_log(Box::new(crate::commit::log::Segments(log)));
                     committer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle, chain_head)
                 })
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?

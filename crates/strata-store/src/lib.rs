@@ -4,14 +4,14 @@
 //! engine (`strata-storage`) and the HTTP client (`strata-client`) implement these.
 //!
 //! Codemap:
-//! - [`append`]: [`MultiAppend`], [`AppendCondition`] (DCB), [`AppendOutcome`] / [`MultiAppendOutcome`].
-//! - [`read`]: [`ReadFrom`], [`ReadOptions`], [`Direction`], [`ReadPage`].
-//! - [`filter`]: [`Filter`], which events of the global log a read sees.
-//! - [`subscription`]: [`SubscriptionMessage`] and its limits.
-//! - [`streams`]: [`StreamInfo`].
-//! - [`groups`]: consumer groups — [`GroupSpec`], [`GroupSettings`], [`Delivery`], [`NackAction`], … and their limits.
-//! - [`error`]: [`AppendError`], [`ReadError`], [`StorageError`], [`Corruption`], [`StoreError`].
-//! - [`traits`]: [`EventStore`], [`EventSubscription`], [`ConsumerGroupStore`].
+//! - [`append`] — [`MultiAppend`], [`AppendCondition`] (DCB), [`AppendOutcome`] / [`MultiAppendOutcome`].
+//! - [`read`] — [`ReadFrom`], [`ReadOptions`], [`Direction`], [`ReadPage`].
+//! - [`filter`] — [`Filter`], which events of the global log a read sees.
+//! - [`subscription`] — [`SubscriptionMessage`] and its limits.
+//! - [`streams`] — [`StreamInfo`].
+//! - [`groups`] — consumer groups — [`GroupSpec`], [`GroupSettings`], [`Delivery`], [`NackAction`], … and their limits.
+//! - [`error`] — [`AppendError`], [`ReadError`], [`StorageError`], [`Corruption`], [`StoreError`].
+//! - [`traits`] — [`EventStore`], [`EventSubscription`], [`ConsumerGroupStore`].
 //!
 //! # Invariants
 //! Nothing here depends on a backend: this crate depends on `strata-core` alone (and `thiserror`).

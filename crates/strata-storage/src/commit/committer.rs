@@ -8,15 +8,17 @@
 //! both commit.
 
 use crate::clock::Clock;
+use crate::commit::log::{CommitLog, Proposal, Proposed};
 use crate::commit::reply::{AppendReply, Reply};
+use crate::error::StorageError;
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, Postings, PushEvent, push_posting};
 use crate::log::chain::{self, Digest32};
 use crate::log::format::{FrameBuilder, RecordChain, RecordFields, hash_new_event, new_event_content_digest};
-use crate::log::{LogWriter, WriteError};
 use crate::store::{AppendCondition, MultiAppendOutcome, MultiAppendResult, StreamAppendResult};
 use crate::system;
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock, RwLock};
 use strata_core::{
     EventHash, EventId, EventType, ExpectedRevision, NewEvent, Position, StreamId, StreamRevision, Timestamp,
@@ -77,7 +79,7 @@ pub(crate) struct Request {
 }
 
 /// What a system request does to its target stream.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum SystemOperation {
     /// `events` holds the `$metadata` event.
     SetMetadata(StreamId),
@@ -103,6 +105,23 @@ impl SystemOperation {
 }
 
 impl Request {
+    /// The request as it was queued, without its reply: what deciding it again after a conflict needs.
+    fn copy_without_reply(&self) -> Request {
+        Request {
+            events: self.events.clone(),
+            content_digests: self.content_digests.clone(),
+            carried_hashes: self.carried_hashes.clone(),
+            checks: self.checks.clone(),
+            condition: self.condition.clone(),
+            encoded_bytes: self.encoded_bytes,
+            client_ids: self.client_ids,
+            system: self.system.clone(),
+            generated_id: self.generated_id,
+            recorded_times: self.recorded_times.clone(),
+            reply: Reply::Nobody,
+        }
+    }
+
     /// The id of a soft delete's `$deleted` event, generated with the request.
     fn deleted_event_id(&self) -> EventId {
         self.generated_id.expect("a soft delete carries an id for its event")
@@ -569,7 +588,6 @@ fn partial_duplicate(event_id: EventId, entry: IdEntry) -> AppendError {
     AppendError::PartialDuplicate { event_id, committed_stream: entry.stream, committed_revision: entry.revision }
 }
 
-/// The committer loop; returns when every `Store` handle is gone and the queue is drained.
 /// How the group about to be decided starts the chain, when the log has none yet.
 enum ChainStart {
     /// The first request imports an export's `$store-created` into this empty store: the store takes
@@ -654,13 +672,17 @@ fn store_created_request(created: &system::StoreCreated) -> Request {
     }
 }
 
+/// How often the committer asks again about a proposal whose outcome was unknown before it gives up
+/// (and poisons the store: only a reopen can tell what the log holds).
+const RESOLVE_ATTEMPTS_MAX: u32 = 5;
+
 /// The committer loop; returns when every `Store` handle is gone and the queue is drained.
 /// `chain_head` is the hash of the log's last event (`None`: the log is empty, or format 1 only).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     shared: Arc<Shared>,
     mut ids: IdIndex,
-    mut log: LogWriter,
+    mut log: Box<dyn CommitLog>,
     mut queue: mpsc::Receiver<Request>,
     clock: Arc<dyn Clock>,
     frame_capacity_bytes: usize,
@@ -668,9 +690,12 @@ pub(crate) fn run(
     mut chain_head: Option<EventHash>,
 ) {
     let mut frame = FrameBuilder::default();
-    let mut deferred: Option<Request> = None;
+    // Requests taken from the queue but not decided yet: one that did not fit the last frame, or a
+    // whole group to decide again after a conflict. They go before the queue, in order.
+    let mut deferred: VecDeque<Request> = VecDeque::new();
+    let retain = log.may_conflict();
     loop {
-        let Some(first) = deferred.take().or_else(|| queue.blocking_recv()) else {
+        let Some(first) = deferred.pop_front().or_else(|| queue.blocking_recv()) else {
             break;
         };
         if let Some(reason) = shared.poisoned.get() {
@@ -695,20 +720,28 @@ pub(crate) fn run(
             },
         };
         let mut group = Group::new(&index, &ids, &mut frame, recorded_at, previous);
+        // What deciding the group again after a conflict needs (the committer's own `$store-created`
+        // is not kept: the next decision makes it again if the log still has no chain).
+        let mut retained: Vec<Option<Request>> = Vec::new();
         if let Some(creation) = creation {
+            retained.push(None);
             group.admit(creation);
         }
         let mut frame_bytes = group.frame.len() + first.encoded_bytes;
+        retained.push(retain.then(|| first.copy_without_reply()));
         group.admit(first);
         // A chain must start with `$store-created`: if an adopting import was refused, the group ends
         // here, so that no other append starts the chain without it.
         let chain_started = created.is_none() || group.events.first().is_some_and(is_store_created);
-        while let Some(request) = chain_started.then(|| queue.try_recv().ok()).flatten() {
+        while let Some(request) =
+            chain_started.then(|| deferred.pop_front().or_else(|| queue.try_recv().ok())).flatten()
+        {
             frame_bytes += request.encoded_bytes;
             if frame_bytes > frame_capacity_bytes {
-                deferred = Some(request);
+                deferred.push_front(request);
                 break;
             }
+            retained.push(retain.then(|| request.copy_without_reply()));
             group.admit(request);
         }
         let Group { first_position, events, replies, chain_head: group_head, .. } = group;
@@ -719,22 +752,44 @@ pub(crate) fn run(
             }
             continue;
         }
-        // While the disk writes the frame, index its event ids (the committer's own map: readers never
-        // look there, and if the sync fails the store is poisoned and never consults it again).
         let frame_bytes = frame.finish();
         let frame_len = frame_bytes.len() as u64;
-        let written = log.write_frame(frame_bytes, first_position).and_then(|written| {
+        let proposed = Proposed { bytes: frame_bytes, first_position, previous };
+        // While the disk syncs the frame, index its event ids (the committer's own map: readers never
+        // look there, and if the sync fails the store is poisoned and never consults it again). A log
+        // that can conflict gets them only once the frame is committed.
+        let index_ids = |ids: &mut IdIndex| {
             for (at, event) in events.iter().enumerate() {
                 // Client ids were checked at admission; generated ones are fresh UUIDv7s.
                 ids.insert(event.id, first_position + at as u64).expect("event ids are unique");
             }
-            let sync_started = std::time::Instant::now();
-            let synced = log.sync().map(|()| written).map_err(WriteError::Failed);
-            shared.stats.fsync.record(sync_started.elapsed());
-            synced
+        };
+        let sync_started = std::time::Instant::now();
+        let mut proposal = log.propose(&proposed, &mut || {
+            if !retain {
+                index_ids(&mut ids);
+            }
         });
-        match written {
-            Ok(written) => {
+        shared.stats.fsync.record(sync_started.elapsed());
+        let mut attempts = 0;
+        while let Proposal::Unknown { reason } = &proposal {
+            attempts += 1;
+            if attempts > RESOLVE_ATTEMPTS_MAX {
+                let reason = format!("the log did not say whether the frame was committed: {reason}");
+                proposal = Proposal::Failed(StorageError::new(
+                    "propose a frame to",
+                    shared_dir(&shared),
+                    std::io::Error::other(reason),
+                ));
+                break;
+            }
+            proposal = log.resolve(&proposed);
+        }
+        match proposal {
+            Proposal::Committed(written) => {
+                if retain {
+                    index_ids(&mut ids);
+                }
                 chain_head = Some(group_head);
                 if let Some(created) = created.filter(|_| events.first().is_some_and(is_store_created)) {
                     let _ = shared.identity.set(created);
@@ -776,14 +831,7 @@ pub(crate) fn run(
                         )
                         .expect("the committer encodes system events itself");
                 }
-                let next_position = index.next_position();
-                // A full tail goes to the indexer; its ids become the previous generation.
-                if let Some(frozen) = index.freeze(indexer.run_events) {
-                    ids.rotate();
-                    indexer.send(frozen);
-                }
-                drop(index);
-                shared.next_position.send_replace(next_position);
+                publish(&shared, index, &indexer, &mut ids);
                 let relaxed = std::sync::atomic::Ordering::Relaxed;
                 shared.stats.commits.fetch_add(1, relaxed);
                 shared.stats.events.fetch_add(events.len() as u64, relaxed);
@@ -792,7 +840,34 @@ pub(crate) fn run(
                     reply.send(outcome);
                 }
             }
-            Err(WriteError::NotWritten(error)) => {
+            Proposal::Conflict { frames } => {
+                // Nothing of the group was committed: bring the local log up to the log's head, then
+                // decide every request of the group again, in the same order, before anything new.
+                let applied = frames.iter().try_for_each(|foreign| {
+                    let head = apply_frame(&shared, &mut *log, &mut ids, &indexer, foreign, chain_head)?;
+                    chain_head = Some(head);
+                    Ok::<(), String>(())
+                });
+                if let Err(reason) = applied {
+                    // The log holds what this replica cannot apply: it must not decide on top of it.
+                    let reason = format!("a frame of the log could not be applied: {reason}");
+                    let _ = shared.poisoned.set(reason.clone());
+                    for (reply, _, _) in replies {
+                        reply.send(Err(AppendError::NotWritten { reason: reason.clone() }));
+                    }
+                    continue;
+                }
+                let again = retained.into_iter().zip(replies).filter_map(|(request, (reply, _, _))| {
+                    request.map(|mut request| {
+                        request.reply = reply;
+                        request
+                    })
+                });
+                for request in again.rev() {
+                    deferred.push_front(request);
+                }
+            }
+            Proposal::NotWritten(error) => {
                 // Nothing of the frame reached the log, and the log is intact: answer, and let the
                 // next group try to create the segment again.
                 let reason = poison_reason(&error);
@@ -801,7 +876,7 @@ pub(crate) fn run(
                     reply.send(if independent { outcome } else { not_written() });
                 }
             }
-            Err(WriteError::Failed(error)) => {
+            Proposal::Failed(error) => {
                 // After a failed write or fdatasync the state of the file is unknown (the page cache may
                 // have dropped the dirty pages): refuse all further writes until the store is reopened
                 // and recovery has read back what is really on disk.
@@ -812,7 +887,90 @@ pub(crate) fn run(
                     reply.send(if independent { outcome } else { unknown() });
                 }
             }
+            Proposal::Unknown { .. } => unreachable!("unknown outcomes are resolved or failed above"),
         }
     }
     log.finish();
+}
+
+/// The data directory, for naming a failure of the log.
+fn shared_dir(shared: &Shared) -> std::path::PathBuf {
+    let index = shared.index.read().expect("index lock poisoned");
+    index.segments.first().and_then(|s| s.path.parent().map(std::path::Path::to_path_buf)).unwrap_or_default()
+}
+
+/// Makes what the index now holds visible: hands a full tail to the indexer (its ids become the
+/// previous generation) and wakes the subscriptions.
+fn publish(
+    shared: &Shared,
+    mut index: std::sync::RwLockWriteGuard<'_, Index>,
+    indexer: &crate::index::indexer::Handle,
+    ids: &mut IdIndex,
+) {
+    let next_position = index.next_position();
+    if let Some(frozen) = index.freeze(indexer.run_events) {
+        ids.rotate();
+        indexer.send(frozen);
+    }
+    drop(index);
+    shared.next_position.send_replace(next_position);
+}
+
+/// Applies a frame another writer committed to the log, exactly as recovery reads one: it must
+/// continue the local log (its first position, the hash it follows), its records must check out and
+/// link, and then they are written to the local copy and indexed. Returns the new chain head.
+fn apply_frame(
+    shared: &Shared,
+    log: &mut dyn CommitLog,
+    ids: &mut IdIndex,
+    indexer: &crate::index::indexer::Handle,
+    frame: &[u8],
+    chain_head: Option<EventHash>,
+) -> Result<EventHash, String> {
+    let (body, keys) = crate::log::format::decode_frame(frame)?;
+    let crate::log::format::FrameBody::Commit { first_position, previous, .. } = body else {
+        return Err("a seal frame is not a commit".to_owned());
+    };
+    let next = shared.index.read().expect("index lock poisoned").next_position();
+    if first_position != next {
+        return Err(format!("the frame starts at position {first_position}, the local log at {next}"));
+    }
+    let Some(previous) = previous else { return Err("a format-1 frame cannot continue the chain".to_owned()) };
+    if let Some(head) = chain_head.filter(|head| *head != previous) {
+        return Err(format!("the frame follows {previous}, the local log ends at {head}: another history"));
+    }
+    let head = keys.last().and_then(|key| key.chain.hash()).expect("a checked commit frame holds chained records");
+    let written = log.apply(frame, first_position).map_err(|error| error.to_string())?;
+    let mut index = shared.index.write().expect("index lock poisoned");
+    if let Some(segment) = written.new_segment {
+        index.segments.push(segment);
+    }
+    let mut offset = crate::log::format::FRAME_HEADER_BYTES
+        + crate::log::format::FRAME_BODY_HEADER_BYTES
+        + crate::log::format::FRAME_CHAIN_BYTES;
+    for key in &keys {
+        let stream = index.stream_number_checked(key.stream, key.revision)?;
+        ids.insert(key.id, key.position)?;
+        let record_offset = written.offset + offset as u64;
+        index.push(
+            PushEvent {
+                position: key.position,
+                revision: key.revision,
+                stream,
+                id: key.id,
+                event_type: key.event_type,
+                recorded_at: key.recorded_at,
+                segment: written.segment,
+                offset: u32::try_from(record_offset).map_err(|_| "offset beyond 4 GiB".to_owned())?,
+            },
+            key.tags(),
+        )?;
+        index.apply_system_event(key.stream, key.event_type, key.data)?;
+        if key.stream == system::STORE_STREAM && key.event_type == system::STORE_CREATED_TYPE {
+            let _ = shared.identity.set(system::StoreCreated::decode(key.data)?);
+        }
+        offset += crate::log::format::record_len(&frame[offset..]).expect("a checked record");
+    }
+    publish(shared, index, indexer, ids);
+    Ok(head)
 }
