@@ -451,8 +451,13 @@ async fn operations_endpoints() {
         assert!(openapi["paths"].get(path).is_some(), "{path} is not documented");
     }
     // The documented event shape is the one reads render.
-    let documented: Vec<&String> =
-        openapi["components"]["schemas"]["RecordedEventJson"]["properties"].as_object().unwrap().keys().collect();
+    // (`RecordedEvent` is one of two forms, JSON or binary data; a key is documented in either.)
+    let documented: Vec<&String> = openapi["components"]["schemas"]["RecordedEvent"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|form| form["properties"].as_object().unwrap().keys())
+        .collect();
     let (_, page) = server.get("/v1/all").await;
     for key in page["events"][0].as_object().unwrap().keys() {
         assert!(documented.contains(&key), "{key} is rendered but not documented");
