@@ -184,12 +184,16 @@ pub fn recorded_event(exported: strata_wire::RecordedEvent) -> Result<RecordedEv
     })
 }
 
+fn parse_object<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<T, serde_json::Error> {
+    serde_json::from_str::<strata_wire::de::Object<T>>(data.get()).map(|object| object.0)
+}
+
 /// The change a system event's JSON data describes (the shapes `render::system_data` writes).
 fn system_change(event_type: &str, data: &RawValue) -> Result<SystemChange, ApiError> {
     let parse_error = |error: serde_json::Error| ApiError::invalid(format!("the data of a {event_type} event: {error}"));
     let change = match event_type {
         METADATA_TYPE => {
-            let change: strata_wire::MetadataChanged = serde_json::from_str(data.get()).map_err(parse_error)?;
+            let change: strata_wire::MetadataChanged = parse_object(data).map_err(parse_error)?;
             let custom = match (change.custom, change.custom_base64) {
                 (None, None) => bytes::Bytes::new(),
                 (Some(custom), None) => bytes::Bytes::copy_from_slice(custom.get().as_bytes()),
@@ -205,11 +209,11 @@ fn system_change(event_type: &str, data: &RawValue) -> Result<SystemChange, ApiE
             SystemChange::Metadata { stream: change.stream, metadata }
         }
         DELETED_TYPE => {
-            let change: strata_wire::StreamDeleted = serde_json::from_str(data.get()).map_err(parse_error)?;
+            let change: strata_wire::StreamDeleted = parse_object(data).map_err(parse_error)?;
             SystemChange::Deleted { stream: change.stream, truncate_before: change.truncate_before }
         }
         TOMBSTONE_TYPE => {
-            let change: strata_wire::StreamTombstoned = serde_json::from_str(data.get()).map_err(parse_error)?;
+            let change: strata_wire::StreamTombstoned = parse_object(data).map_err(parse_error)?;
             SystemChange::Tombstone { stream: change.stream }
         }
         other => {

@@ -78,7 +78,7 @@ fn body_too_large() -> ApiError {
 /// …`) and says what is wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value =
+    let strata_wire::de::Object(value) =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ApiError::invalid(json_error_message(&error)))?;
     deserializer.end().map_err(|error| ApiError::invalid(format!("the body is not valid JSON: {error}")))?;
     Ok(value)
@@ -98,7 +98,9 @@ fn json_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> 
 
 /// Parses a JSON value given in a query parameter (a DCB query).
 pub fn json_param<T: DeserializeOwned>(name: &str, text: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|error| ApiError::invalid(format!("query parameter {name}: {error}")))
+    serde_json::from_str::<strata_wire::de::Object<T>>(text)
+        .map(|object| object.0)
+        .map_err(|error| ApiError::invalid(format!("query parameter {name}: {error}")))
 }
 
 /// The stream id of a `/v1/streams/{stream}` path, percent-decoded and validated.

@@ -44,6 +44,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The complete document, as `GET /v1/openapi.json` serves it.
 pub fn openapi_json() -> Value {
     let mut document = serde_json::to_value(openapi()).expect("the document renders");
+    unsigned_integers(&mut document);
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut() {
             let Some(item) = item.as_object_mut() else { continue };
@@ -53,6 +54,60 @@ pub fn openapi_json() -> Value {
         }
     }
     document
+}
+
+/// utoipa describes a `u64` as `int64` with minimum 0, but the server takes (and answers) every
+/// `u64`: beyond `int64`'s maximum too.
+fn unsigned_integers(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if object.get("format").and_then(Value::as_str) == Some("int64")
+                && object.get("minimum").and_then(Value::as_u64) == Some(0)
+            {
+                object.insert("format".to_owned(), json!("uint64"));
+                object.entry("maximum").or_insert(json!(u64::MAX));
+            }
+            object.values_mut().for_each(unsigned_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_integers),
+        _ => {}
+    }
+}
+
+/// One Server-Sent Event of `GET /v1/subscribe`: an event (`id:` its position, `data:` a
+/// RecordedEvent), `caught_up`, `fell_behind` or `error`, each `data:` JSON of its schema.
+fn subscription_event_schema() -> Value {
+    let data = |schema: &str| {
+        json!({
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": { "$ref": format!("#/components/schemas/{schema}") },
+        })
+    };
+    let control = |name: &str, schema: &str| {
+        json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": { "event": { "const": name }, "data": data(schema) },
+        })
+    };
+    json!({
+        "description": "One Server-Sent Event",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["id", "data"],
+                "properties": {
+                    "event": { "const": "message" },
+                    "id": { "type": "string", "pattern": "^[0-9]+$", "description": "The event's position" },
+                    "data": data("RecordedEvent"),
+                },
+            },
+            control("caught_up", "CaughtUp"),
+            control("fell_behind", "FellBehind"),
+            control("error", "ErrorBody"),
+        ],
+    })
 }
 
 fn error_response(description: &str) -> Value {
@@ -70,6 +125,9 @@ fn complete_operation(method: &str, operation: &mut Value) {
         }
     }
     let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { return };
+    if let Some(stream) = responses.get_mut("200").and_then(|ok| ok.pointer_mut("/content/text~1event-stream")) {
+        stream["schema"] = subscription_event_schema();
+    }
     let mut shared = vec![
         ("400", "invalid_request: a malformed request (unknown or malformed query parameters, a bad body)"),
         ("500", "internal: a bug, or damage found while reading (`strata verify`)"),

@@ -15,6 +15,7 @@ pub struct AppendRequest {
     pub expected_revision: Option<ExpectedRevision>,
     /// 1 to 10,000 events, at most 16 MiB together (each at most 1 MiB of data and metadata).
     #[schema(schema_with = new_events_to_one_stream)]
+    #[serde(deserialize_with = "crate::de::objects")]
     pub events: Vec<NewEvent>,
 }
 
@@ -41,12 +42,13 @@ fn events_schema(with_stream: bool) -> utoipa::openapi::schema::Array {
 pub struct MultiAppendRequest {
     /// Each with its `stream`; they get positions in this order.
     #[schema(schema_with = new_events_with_streams)]
+    #[serde(deserialize_with = "crate::de::objects")]
     pub events: Vec<NewEvent>,
     /// Expected revisions, also of streams the append does not write; one per stream.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::de::objects")]
     pub checks: Vec<Check>,
     /// A DCB condition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_object")]
     pub condition: Option<Condition>,
 }
 
@@ -65,8 +67,9 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
+    #[serde(deserialize_with = "crate::de::object")]
     pub query: Query,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     pub after: Option<u64>,
 }
 
@@ -77,6 +80,7 @@ pub struct Condition {
 #[serde(deny_unknown_fields)]
 pub struct Query {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "crate::de::objects")]
     pub items: Vec<QueryItem>,
 }
 
@@ -91,7 +95,7 @@ pub struct QueryItem {
     pub tags: Vec<String>,
 }
 
-fn event_types() -> utoipa::openapi::schema::Array {
+pub(crate) fn event_types() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(
             utoipa::openapi::schema::ObjectBuilder::new()
@@ -104,7 +108,7 @@ fn event_types() -> utoipa::openapi::schema::Array {
         .build()
 }
 
-fn query_tags() -> utoipa::openapi::schema::Array {
+pub(crate) fn query_tags() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(
             utoipa::openapi::schema::ObjectBuilder::new()

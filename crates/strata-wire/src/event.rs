@@ -61,9 +61,11 @@ pub struct RecordedEvent {
     pub stream: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[serde(deserialize_with = "crate::de::integer")]
     pub revision: u64,
     /// On import, informational: an import appends in order, and keeps positions when the target
     /// is empty.
+    #[serde(deserialize_with = "crate::de::integer")]
     pub position: u64,
     /// RFC 3339, UTC, microseconds.
     pub recorded_at: String,
@@ -120,7 +122,9 @@ impl<'de> Deserialize<'de> for ImportedEvent {
         if let Some(unknown) = keys.keys().find(|key| !RecordedEvent::FIELDS.contains(&key.as_str())) {
             return Err(D::Error::unknown_field(unknown, RecordedEvent::FIELDS));
         }
-        serde_json::from_str(raw.get()).map(ImportedEvent).map_err(D::Error::custom)
+        serde_json::from_str::<crate::de::Object<RecordedEvent>>(raw.get())
+            .map(|event| ImportedEvent(event.0))
+            .map_err(D::Error::custom)
     }
 }
 
@@ -164,43 +168,33 @@ fn base64(description: &str) -> ObjectBuilder {
     string(description).pattern(Some(pattern::BASE64))
 }
 
-/// The two forms of an event's payload: `(json, binary)` objects with their shared properties
-/// added by `common`.
-fn payload_forms(
-    common: impl Fn(ObjectBuilder, bool) -> ObjectBuilder,
-    json_content_type: Option<ObjectBuilder>,
-    binary_content_type: ObjectBuilder,
-    binary_content_type_required: bool,
-) -> (Schema, Schema) {
-    let mut json = common(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object)), true)
-        .property("data", any_json("The payload as JSON (stored as given; `null` too)"))
-        .required("data");
-    if let Some(content_type) = json_content_type {
-        json = json.property("content_type", content_type);
-    }
-    let mut binary = common(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object)), false)
-        .property("data_base64", base64("A binary payload: base64, standard alphabet, padded"))
-        .required("data_base64")
-        .property("content_type", binary_content_type);
-    if binary_content_type_required {
-        binary = binary.required("content_type");
-    }
-    (
-        json.additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false))).build().into(),
-        binary.additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false))).build().into(),
-    )
+/// `schema`, or `null` (what serde reads as an absent optional field).
+fn or_null(schema: impl Into<RefOr<Schema>>) -> Schema {
+    let null = ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null));
+    Schema::OneOf(OneOfBuilder::new().item(null).item(schema).build())
+}
+
+fn null(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)).description(Some(description))
+}
+
+fn closed(object: ObjectBuilder) -> Schema {
+    object.additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false))).build().into()
 }
 
 impl NewEvent {
     /// The schema of an event appended to `POST /v1/streams/{stream}` (`with_stream: false`) or
     /// `POST /v1/append` (`true`: each event names its stream).
     pub fn schema_for(with_stream: bool) -> RefOr<Schema> {
-        let common = |object: ObjectBuilder, _json: bool| {
-            let mut object = object
+        let common = || {
+            let object = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
                 .property(
                     "id",
-                    string("The event's id (a UUID, not nil): give one to make retries idempotent. Generated if absent")
-                        .format(Some(SchemaFormat::Custom("uuid".to_owned()))),
+                    or_null(
+                        string("The event's id (a UUID, not nil): give one to make retries idempotent. Generated if absent")
+                            .format(Some(SchemaFormat::Custom("uuid".to_owned()))),
+                    ),
                 )
                 .property(
                     "type",
@@ -211,10 +205,10 @@ impl NewEvent {
                     ),
                 )
                 .required("type")
-                .property("metadata", json_object("A JSON object stored with the event"))
-                .property("tags", tags("Indexed `key:value` strings, at most 32"));
+                .property("metadata", or_null(json_object("A JSON object stored with the event")))
+                .property("tags", or_null(tags("Indexed `key:value` strings, at most 32")));
             if with_stream {
-                object = object
+                object
                     .property(
                         "stream",
                         name(
@@ -223,23 +217,35 @@ impl NewEvent {
                             strata_core::limits::STREAM_ID_BYTES_MAX,
                         ),
                     )
-                    .required("stream");
+                    .required("stream")
+            } else {
+                object.property("stream", null("The stream is the one in the path"))
             }
-            object
         };
-        let (json, binary) = payload_forms(
-            common,
-            Some(string("Only `application/json`, the same as none").enum_values(Some([CONTENT_TYPE_JSON]))),
-            content_type(
-                "The binary payload's content type (default `application/octet-stream`): printable ASCII, at most \
-                 128 bytes. `application/json` stores the bytes as JSON data, so they must then be JSON",
-            )
-            .pattern(Some(r"^(?!application/json$)[!-~]+$")),
-            false,
-        );
+        let json = common()
+            .property("data", any_json("The payload as JSON (stored as given; `null` too)"))
+            .required("data")
+            .property("data_base64", null("Not with `data`"))
+            .property(
+                "content_type",
+                or_null(string("Only `application/json`, the same as none").enum_values(Some([CONTENT_TYPE_JSON]))),
+            );
+        let binary = common()
+            .property("data_base64", base64("A binary payload: base64, standard alphabet, padded"))
+            .required("data_base64")
+            .property(
+                "content_type",
+                or_null(
+                    content_type(
+                        "The binary payload's content type (default `application/octet-stream`): printable ASCII, at \
+                         most 128 bytes. `application/json` stores the bytes as JSON data, so they must then be JSON",
+                    )
+                    .pattern(Some(r"^(?!application/json$)[!-~]+$")),
+                ),
+            );
         let forms = OneOfBuilder::new()
-            .item(json)
-            .item(binary)
+            .item(closed(json))
+            .item(closed(binary))
             .description(Some("An event to append: its payload as JSON (`data`) or as base64 (`data_base64`)"));
         RefOr::T(Schema::OneOf(forms.build()))
     }
@@ -257,10 +263,11 @@ impl utoipa::ToSchema for NewEvent {
     }
 }
 
-/// The schema of a recorded event; `strict` for import (no other fields).
+/// The schema of a recorded event; `strict` for import (no other fields; `hash` optional).
 fn recorded_event_schema(strict: bool) -> RefOr<Schema> {
-    let common = |object: ObjectBuilder, _json: bool| {
-        object
+    let common = || {
+        let object = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
             .property("id", string("The event's id (a UUID)").format(Some(SchemaFormat::Custom("uuid".to_owned()))))
             .required("id")
             .property(
@@ -297,44 +304,30 @@ fn recorded_event_schema(strict: bool) -> RefOr<Schema> {
             .required("tags")
             .property(
                 "hash",
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                    .pattern(Some(pattern::HASH))
-                    .description(Some(
-                        "The event's hash in the log's chain: 64 lowercase hex digits; `null` for events written \
-                         before the chain",
-                    )),
-            )
-    };
-    let common = move |object: ObjectBuilder, json: bool| {
-        let object = common(object, json);
+                or_null(string("The event's hash in the log's chain: 64 lowercase hex digits; `null` for events \
+                                written before the chain").pattern(Some(pattern::HASH))),
+            );
         if strict { object } else { object.required("hash") }
     };
-    let (json, binary) = payload_forms(
-        common,
-        None,
-        content_type("The binary payload's content type: printable ASCII, at most 128 bytes"),
-        true,
-    );
-    let (json, binary) = if strict {
-        (json, binary)
-    } else {
-        // Answers may grow fields: their schemas do not forbid others.
-        let open = |schema: Schema| match schema {
-            Schema::Object(mut object) => {
-                object.additional_properties = None;
-                Schema::Object(object)
-            }
-            other => other,
-        };
-        (open(json), open(binary))
-    };
+    let json = common()
+        .property("data", any_json("The payload as JSON (stored as given; `null` too)"))
+        .required("data")
+        .property("data_base64", null("Not with `data`"))
+        .property("content_type", null("Not with `data`"));
+    let binary = common()
+        .property("data_base64", base64("A binary payload: base64, standard alphabet, padded"))
+        .required("data_base64")
+        .property("content_type", content_type("The binary payload's content type: printable ASCII, at most 128 bytes"))
+        .required("content_type");
+    // Answers may grow fields: only an import's events are closed.
+    let finish = |object: ObjectBuilder| if strict { closed(object) } else { object.build().into() };
     let description = if strict {
         "An exported event (a line of `strata export`), imported keeping its id, revision and recorded time"
     } else {
         "An event as stored: its payload as JSON (`data`) or as base64 (`data_base64` with `content_type`)"
     };
-    RefOr::T(Schema::OneOf(OneOfBuilder::new().item(json).item(binary).description(Some(description)).build()))
+    let forms = OneOfBuilder::new().item(finish(json)).item(finish(binary)).description(Some(description));
+    RefOr::T(Schema::OneOf(forms.build()))
 }
 
 impl utoipa::PartialSchema for RecordedEvent {
@@ -367,8 +360,11 @@ impl utoipa::ToSchema for ImportedEvent {
 pub struct MetadataChanged {
     /// The stream whose metadata this is.
     pub stream: String,
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub max_age_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub max_count: Option<u64>,
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub truncate_before: Option<u64>,
     /// The application's metadata as JSON; `null` when empty.
     #[schema(value_type = Option<Object>)]
@@ -386,6 +382,7 @@ pub struct StreamDeleted {
     /// The stream deleted.
     pub stream: String,
     /// Reads of the stream skip the revisions before this one: its last revision then, plus one.
+    #[serde(deserialize_with = "crate::de::integer")]
     pub truncate_before: u64,
 }
 

@@ -3,16 +3,56 @@
 use crate::event::RecordedEvent;
 use crate::union::ReadFrom;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
 /// The source of a group: one stream, or the global log with filters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum GroupSource {
     /// A user stream (1–256 bytes, no control characters, not starting with `$`).
     Stream(String),
     /// The global log, filtered (all must hold).
+    #[serde(deserialize_with = "crate::de::object")]
     All(AllFilter),
+}
+
+impl utoipa::PartialSchema for GroupSource {
+    fn schema() -> RefOr<Schema> {
+        let closed = |object: ObjectBuilder| {
+            object.additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        };
+        let stream = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(strata_core::limits::STREAM_ID_BYTES_MAX))
+            .pattern(Some(crate::pattern::USER_NAME))
+            .description(Some("A user stream: 1–256 bytes, no control characters, not starting with `$`"));
+        let stream = closed(ObjectBuilder::new().schema_type(Type::Object).property("stream", stream).required("stream"));
+        let all = closed(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("all", RefOr::Ref(utoipa::openapi::Ref::from_schema_name("AllFilter")))
+                .required("all"),
+        );
+        let forms = OneOfBuilder::new()
+            .item(stream)
+            .item(all)
+            .description(Some("One stream (`{\"stream\": id}`), or the global log filtered (`{\"all\": {…}}`)"));
+        RefOr::T(Schema::OneOf(forms.build()))
+    }
+}
+
+impl ToSchema for GroupSource {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("GroupSource")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((AllFilter::name().into_owned(), <AllFilter as utoipa::PartialSchema>::schema()));
+    }
 }
 
 /// The filters of a group over the global log.
@@ -25,7 +65,7 @@ pub struct AllFilter {
     pub category: Option<String>,
     /// Any of these event types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(inline, value_type = Vec<String>)]
+    #[schema(schema_with = crate::append::event_types)]
     pub types: Vec<String>,
     /// Streams whose id starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +73,7 @@ pub struct AllFilter {
     pub stream_prefix: Option<String>,
     /// Tags the event must all carry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::append::query_tags)]
     pub tags: Vec<String>,
 }
 
@@ -41,15 +82,15 @@ pub struct AllFilter {
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
     /// Deliveries not yet acked, across consumers (default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     #[schema(minimum = 1, maximum = 10_000)]
     pub max_in_flight: Option<u64>,
     /// A delivery not acked within this is delivered again (default 30,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     #[schema(minimum = 10, maximum = 86_400_000)]
     pub ack_timeout_ms: Option<u64>,
     /// Deliveries after the first before an event is parked (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     #[schema(maximum = 1_000)]
     pub max_retries: Option<u64>,
     /// `round_robin` (default) or `pinned`.
@@ -75,7 +116,7 @@ pub struct PutGroupRequest {
     /// Where the group starts (default `start`): a position (global log) or a revision (stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ReadFrom>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_object")]
     pub settings: Option<GroupSettings>,
 }
 
@@ -124,11 +165,11 @@ pub struct FetchRequest {
     #[schema(min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub consumer: String,
     /// At most this many events (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     #[schema(minimum = 1, maximum = 1_000)]
     pub max: Option<u64>,
     /// Wait up to this long for events (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_integer")]
     #[schema(maximum = 60_000)]
     pub wait_ms: Option<u64>,
 }

@@ -25,6 +25,7 @@
 //! fields.
 
 mod append;
+pub mod de;
 mod error;
 mod event;
 mod groups;

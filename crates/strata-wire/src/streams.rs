@@ -44,13 +44,13 @@ pub struct DeleteResponse {
 #[serde(deny_unknown_fields)]
 pub struct StreamMetadata {
     /// Reads skip events older than this.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub max_age_seconds: Option<u64>,
     /// Reads show only the last this many events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub max_count: Option<u64>,
     /// Reads skip revisions before this one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
     pub truncate_before: Option<u64>,
     /// Free application data: a JSON object.
     #[schema(value_type = Option<Object>)]

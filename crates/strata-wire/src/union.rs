@@ -58,7 +58,8 @@ impl<'de, T> Visitor<'de> for NameOrNumber<T> {
     }
 
     fn visit_f64<E: de::Error>(self, number: f64) -> Result<T, E> {
-        Err(self.refuse(number))
+        // JSON has one kind of number: 7.0 is 7.
+        crate::de::integral(number).map(self.number).ok_or_else(|| self.refuse(number))
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<T, E> {
