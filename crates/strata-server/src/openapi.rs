@@ -31,6 +31,8 @@ use utoipa::OpenApi as _;
     components(schemas(
         strata_wire::ErrorBody, strata_wire::CaughtUp, strata_wire::FellBehind, strata_wire::RecordedEvent,
         strata_wire::MetadataChanged, strata_wire::StreamDeleted, strata_wire::StreamTombstoned,
+        strata_wire::Direction, strata_wire::ReadFrom, strata_wire::ExpectedRevision, strata_wire::Query,
+        strata_wire::QueryItem,
     )),
     tags((name = "streams"), (name = "subscriptions"), (name = "groups"), (name = "operations"))
 )]
@@ -243,5 +245,11 @@ mod tests {
         }
         let documented: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
         assert_eq!(documented, routed.len(), "documented operations that are not routed: {routed:?}");
+        // Every reference resolves.
+        let text = document.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(document["components"]["schemas"].get(name).is_some(), "{name} is referenced but not defined");
+        }
     }
 }

@@ -76,11 +76,18 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -
 
 struct ObjectOnly<T>(PhantomData<T>);
 
+/// `T`'s name without its path, as serde's derive names it ("expected struct AppendRequest").
+fn short_name<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    let name = name.split('<').next().unwrap_or(name);
+    name.rsplit("::").next().unwrap_or(name)
+}
+
 impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
     type Value = T;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON object")
+        write!(formatter, "struct {} (a JSON object)", short_name::<T>())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {

@@ -145,7 +145,7 @@ fn integer(description: &str) -> ObjectBuilder {
 }
 
 fn any_json(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new().description(Some(description))
+    ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(description))
 }
 
 fn json_object(description: &str) -> ObjectBuilder {
