@@ -18,7 +18,9 @@ use strata_core::{
     ContentType, EventHash, EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, RecordedEvent,
     StreamId, StreamMetadata, StreamRevision, Tag, Tags, Timestamp,
 };
-use strata_storage::{Direction, Filter, MultiAppend, MultiAppendResult, ReadFrom, ReadOptions, ReadPage, StreamAppendResult};
+use strata_storage::{
+    Direction, Filter, MultiAppend, MultiAppendResult, ReadFrom, ReadOptions, ReadPage, StreamAppendResult,
+};
 use strata_toolkit::StoreError;
 use strata_wire::{CONTENT_TYPE_BINARY_DEFAULT as BINARY_CONTENT_TYPE, CONTENT_TYPE_JSON as JSON_CONTENT_TYPE};
 
@@ -150,7 +152,9 @@ fn stream_id(text: String) -> Result<StreamId, String> {
 }
 
 /// The details of a `wrong_expected_revision` conflict.
-pub(crate) fn conflict(error: &strata_wire::ErrorDetail) -> Option<(StreamId, ExpectedRevision, Option<StreamRevision>)> {
+pub(crate) fn conflict(
+    error: &strata_wire::ErrorDetail,
+) -> Option<(StreamId, ExpectedRevision, Option<StreamRevision>)> {
     let stream = StreamId::new(error.stream.clone()?).ok()?;
     Some((stream, error.expected?.into(), error.actual?.into()))
 }
@@ -214,7 +218,8 @@ pub(crate) fn page_params(from: ReadFrom<u64>, options: &ReadOptions) -> Vec<(&'
     // The engine clamps the limit; the API refuses what is out of range. A limit of 0 reads one
     // event that `page` then drops (the answer still says whether the stream exists).
     let limit = options.limit.clamp(1, READ_EVENTS_MAX);
-    let mut params = vec![("from", from.to_string()), ("direction", direction.to_string()), ("limit", limit.to_string())];
+    let mut params =
+        vec![("from", from.to_string()), ("direction", direction.to_string()), ("limit", limit.to_string())];
     if let Some(position) = options.until_position {
         params.push(("until_position", position.value().to_string()));
     }

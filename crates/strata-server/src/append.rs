@@ -1,10 +1,10 @@
 //! `POST /v1/streams/{stream}` and `POST /v1/append`.
 
+use crate::convert::stream_id;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params, StreamPath};
 use crate::metrics::AppendResult as Counted;
 use crate::state::AppState;
-use crate::convert::stream_id;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -17,7 +17,9 @@ pub fn stream_id(text: String, field: &str) -> Result<StreamId, ApiError> {
 }
 
 fn base64(encoded: &str, field: &str) -> Result<Vec<u8>, ApiError> {
-    BASE64.decode(encoded.as_bytes()).map_err(|error| ApiError::invalid(format!("{field} is not valid base64: {error}")))
+    BASE64
+        .decode(encoded.as_bytes())
+        .map_err(|error| ApiError::invalid(format!("{field} is not valid base64: {error}")))
 }
 
 /// An event to append, as the engine takes it.
@@ -57,8 +59,8 @@ pub fn new_event(event: strata_wire::NewEvent) -> Result<NewEvent, ApiError> {
         new_event = new_event.with_content_type(content_type);
     }
     if let Some(id) = event.id {
-        let uuid =
-            uuid::Uuid::parse_str(&id).map_err(|error| ApiError::invalid(format!("id {id:?} is not a UUID: {error}")))?;
+        let uuid = uuid::Uuid::parse_str(&id)
+            .map_err(|error| ApiError::invalid(format!("id {id:?} is not a UUID: {error}")))?;
         if uuid.is_nil() {
             return Err(ApiError::invalid("id must not be the nil UUID"));
         }
@@ -190,7 +192,8 @@ fn parse_object<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<T, se
 
 /// The change a system event's JSON data describes (the shapes `render::system_data` writes).
 fn system_change(event_type: &str, data: &RawValue) -> Result<SystemChange, ApiError> {
-    let parse_error = |error: serde_json::Error| ApiError::invalid(format!("the data of a {event_type} event: {error}"));
+    let parse_error =
+        |error: serde_json::Error| ApiError::invalid(format!("the data of a {event_type} event: {error}"));
     let change = match event_type {
         METADATA_TYPE => {
             let change: strata_wire::MetadataChanged = parse_object(data).map_err(parse_error)?;

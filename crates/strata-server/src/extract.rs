@@ -78,8 +78,8 @@ fn body_too_large() -> ApiError {
 /// …`) and says what is wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let strata_wire::de::Object(value) =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ApiError::invalid(json_error_message(&error)))?;
+    let strata_wire::de::Object(value) = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| ApiError::invalid(json_error_message(&error)))?;
     deserializer.end().map_err(|error| ApiError::invalid(format!("the body is not valid JSON: {error}")))?;
     Ok(value)
 }

@@ -24,9 +24,8 @@ impl From<GroupError> for ApiError {
     fn from(error: GroupError) -> Self {
         let message = error.to_string();
         match error {
-            GroupError::NotFound(name) => {
-                ApiError::new(StatusCode::NOT_FOUND, "group_not_found", message).with(|detail| detail.group = Some(name))
-            }
+            GroupError::NotFound(name) => ApiError::new(StatusCode::NOT_FOUND, "group_not_found", message)
+                .with(|detail| detail.group = Some(name)),
             GroupError::Conflict(name) => {
                 ApiError::new(StatusCode::CONFLICT, "group_conflict", message).with(|detail| detail.group = Some(name))
             }
@@ -274,7 +273,11 @@ pub async fn parked(
     let parked = groups(&state).await?.parked(&name).await?;
     let parked = parked
         .into_iter()
-        .map(|p| strata_wire::Parked { position: p.position.value(), attempts: u64::from(p.attempts), reason: p.reason })
+        .map(|p| strata_wire::Parked {
+            position: p.position.value(),
+            attempts: u64::from(p.attempts),
+            reason: p.reason,
+        })
         .collect();
     Ok(Json(ParkedList { parked }))
 }

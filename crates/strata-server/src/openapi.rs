@@ -4,7 +4,8 @@
 //! - every error answer is a `strata_wire::ErrorBody`;
 //! - every route can answer 400 (unknown or malformed query parameters) and 500 (`internal`: a bug,
 //!   or damage found on read); a route with a body also 408 (the body did not arrive in time) and 413
-//!   (larger than the cap);
+//!   (larger than the cap); and hyper answers 414 and 431 (a request line or headers too long, no
+//!   body) before the router sees the request;
 //! - path parameters carry the constraints the server checks (`{stream}`: a stream id, not `$` for
 //!   writes; `{name}`: a group name);
 //! - the `query` parameter (a DCB query) is JSON, described by its schema.
@@ -148,6 +149,15 @@ fn complete_operation(method: &str, operation: &mut Value) {
             *response = error_response(&description);
         }
     }
+    // Answered by the HTTP layer before the API sees the request, without a body.
+    responses.insert(
+        "414".to_owned(),
+        json!({ "description": "The request line is longer than the server reads (about 400 KiB; 64 KiB for a subscription); no body" }),
+    );
+    responses.insert(
+        "431".to_owned(),
+        json!({ "description": "The request's headers are larger than the server reads; no body" }),
+    );
 }
 
 fn complete_parameter(method: &str, parameter: &mut Value) {
@@ -234,10 +244,10 @@ mod tests {
                 assert!(declared, "{method} {path} does not declare its path parameter {parameter}");
             }
             for (status, response) in operation["responses"].as_object().unwrap() {
-                if status.as_str() >= "400" && !(*path == "/v1/health" && status == "503") {
+                let bodiless = ["414", "431"].contains(&status.as_str()) || (*path == "/v1/health" && status == "503");
+                if status.as_str() >= "400" && !bodiless {
                     assert_eq!(
-                        response["content"]["application/json"]["schema"]["$ref"],
-                        "#/components/schemas/ErrorBody",
+                        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
                         "{method} {path} {status}"
                     );
                 }

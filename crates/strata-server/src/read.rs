@@ -3,8 +3,8 @@
 
 use crate::error::ApiError;
 use crate::extract::{Params, StreamPath, json_param, parse_u64};
-use crate::state::AppState;
 use crate::render::write_page;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -141,7 +141,8 @@ pub fn parse_from(text: Option<&str>) -> Result<Option<strata_wire::ReadFrom>, A
     if let Some(from) = strata_wire::ReadFrom::from_name(text) {
         return Ok(Some(from));
     }
-    let at = parse_u64("from", text).map_err(|error| ApiError::invalid(format!("{} (or start / end)", error.message())))?;
+    let at =
+        parse_u64("from", text).map_err(|error| ApiError::invalid(format!("{} (or start / end)", error.message())))?;
     Ok(Some(strata_wire::ReadFrom::At(at)))
 }
 

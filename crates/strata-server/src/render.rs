@@ -219,10 +219,13 @@ mod tests {
     /// back into the engine's event it renders to the same bytes (what export → import relies on).
     fn check(event: &RecordedEvent) {
         let json = rendered(event);
-        let wire: strata_wire::RecordedEvent = serde_json::from_slice(&json)
-            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&json)));
+        let wire: strata_wire::RecordedEvent =
+            serde_json::from_slice(&json).unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&json)));
         assert_eq!(wire.id, event.id.to_string());
-        assert_eq!((wire.stream.as_str(), wire.event_type.as_str()), (event.stream.as_str(), event.event_type.as_str()));
+        assert_eq!(
+            (wire.stream.as_str(), wire.event_type.as_str()),
+            (event.stream.as_str(), event.event_type.as_str())
+        );
         assert_eq!((wire.revision, wire.position), (event.revision.value(), event.position.value()));
         assert_eq!(wire.recorded_at, event.recorded_at.to_string());
         assert_eq!(wire.tags, event.tags.iter().map(str::to_owned).collect::<Vec<_>>());
@@ -234,7 +237,8 @@ mod tests {
             (Some(data), None) => assert_eq!(data.get().as_bytes(), &event.data[..]),
             (None, Some(encoded)) => {
                 assert_eq!(BASE64.decode(encoded).unwrap(), &event.data[..]);
-                let expected = event.content_type.as_ref().map_or(strata_wire::CONTENT_TYPE_BINARY_DEFAULT, |c| c.as_str());
+                let expected =
+                    event.content_type.as_ref().map_or(strata_wire::CONTENT_TYPE_BINARY_DEFAULT, |c| c.as_str());
                 assert_eq!(wire.content_type.as_deref(), Some(expected));
             }
             other => panic!("neither or both payloads: {other:?}"),

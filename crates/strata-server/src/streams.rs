@@ -96,9 +96,8 @@ pub async fn delete(
         Some(text) if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
             strata_wire::ExpectedRevision::Exact(crate::extract::parse_u64("expected_revision", &text)?)
         }
-        Some(text) => strata_wire::ExpectedRevision::from_name(&text).ok_or_else(|| {
-            ApiError::invalid(format!("{}, got {text:?}", strata_wire::ExpectedRevision::EXPLAIN))
-        })?,
+        Some(text) => strata_wire::ExpectedRevision::from_name(&text)
+            .ok_or_else(|| ApiError::invalid(format!("{}, got {text:?}", strata_wire::ExpectedRevision::EXPLAIN)))?,
     }
     .into();
     params.finish(&["hard", "expected_revision"])?;

@@ -2,12 +2,12 @@
 //! a `caught_up` event, then live, with heartbeats. Every event's SSE `id` is its global position, so
 //! a reconnecting client's `Last-Event-ID` resumes right after the last event it received.
 
+use crate::convert::stream_id;
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::read::{filter_params, parse_from};
-use crate::state::AppState;
-use crate::convert::stream_id;
 use crate::render::write_event;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -40,7 +40,10 @@ pub async fn subscribe(
     mut params: Params,
 ) -> Result<Response, ApiError> {
     let stream = params.take("stream")?.map(|stream| stream_id(stream, "stream")).transpose()?;
-    let from = crate::read::map_from(parse_from(params.take("from")?.as_deref())?.unwrap_or(strata_wire::ReadFrom::Start), |at| at);
+    let from = crate::read::map_from(
+        parse_from(params.take("from")?.as_deref())?.unwrap_or(strata_wire::ReadFrom::Start),
+        |at| at,
+    );
     let filter = filter_params(&mut params)?;
     params.finish(PARAMS)?;
     let last_event_id = match headers.get("last-event-id") {

@@ -68,5 +68,5 @@ pub use store::{
     SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
 };
 pub use streams::StreamInfo;
-pub use system::{DELETED_TYPE, METADATA_TYPE, SCAVENGED_TYPE, SYSTEM_STREAM, SystemChange, TOMBSTONE_TYPE};
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};
+pub use system::{DELETED_TYPE, METADATA_TYPE, SCAVENGED_TYPE, SYSTEM_STREAM, SystemChange, TOMBSTONE_TYPE};

@@ -98,7 +98,9 @@ impl SystemChange {
     pub fn encode(&self) -> (&'static str, Vec<u8>) {
         let encoded = match self {
             SystemChange::Metadata { stream, metadata } => (METADATA_TYPE, encode_metadata(stream, metadata)),
-            SystemChange::Deleted { stream, truncate_before } => (DELETED_TYPE, encode_deleted(stream, *truncate_before)),
+            SystemChange::Deleted { stream, truncate_before } => {
+                (DELETED_TYPE, encode_deleted(stream, *truncate_before))
+            }
             SystemChange::Tombstone { stream } => (TOMBSTONE_TYPE, encode_tombstone(stream)),
         };
         debug_assert_eq!(decode(encoded.0, &encoded.1).as_ref(), Ok(&Some(self.clone())), "encode then decode");

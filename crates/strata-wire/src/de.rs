@@ -4,8 +4,8 @@
 //! - objects: a struct is given as a JSON object only (serde would also take an array of its
 //!   fields in order, which no schema describes).
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -104,9 +104,7 @@ impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ObjectOnly<T> {
 }
 
 /// An optional struct: absent or `null` is `None`; otherwise a JSON object.
-pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<T>, D::Error> {
+pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
     struct Optional<T>(PhantomData<T>);
     impl<'de, T: Deserialize<'de>> Visitor<'de> for Optional<T> {
         type Value = Option<T>;

@@ -304,8 +304,13 @@ fn recorded_event_schema(strict: bool) -> RefOr<Schema> {
             .required("tags")
             .property(
                 "hash",
-                or_null(string("The event's hash in the log's chain: 64 lowercase hex digits; `null` for events \
-                                written before the chain").pattern(Some(pattern::HASH))),
+                or_null(
+                    string(
+                        "The event's hash in the log's chain: 64 lowercase hex digits; `null` for events \
+                                written before the chain",
+                    )
+                    .pattern(Some(pattern::HASH)),
+                ),
             );
         if strict { object } else { object.required("hash") }
     };

@@ -30,7 +30,8 @@ impl utoipa::PartialSchema for GroupSource {
             .max_length(Some(strata_core::limits::STREAM_ID_BYTES_MAX))
             .pattern(Some(crate::pattern::USER_NAME))
             .description(Some("A user stream: 1–256 bytes, no control characters, not starting with `$`"));
-        let stream = closed(ObjectBuilder::new().schema_type(Type::Object).property("stream", stream).required("stream"));
+        let stream =
+            closed(ObjectBuilder::new().schema_type(Type::Object).property("stream", stream).required("stream"));
         let all = closed(
             ObjectBuilder::new()
                 .schema_type(Type::Object)

@@ -72,8 +72,7 @@ pub mod pattern {
     /// An event id: a UUID, hyphenated (the nil UUID is refused).
     pub const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
     /// Base64, standard alphabet, padded, canonical (unused bits of the last character zero).
-    pub const BASE64: &str =
-        r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+    pub const BASE64: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
     /// A consumer group's name: 1–128 ASCII letters, digits, `-`, `_`, `.`.
     pub const GROUP_NAME: &str = r"^[A-Za-z0-9._-]{1,128}$";
     /// An event hash: 64 lowercase hexadecimal digits.

@@ -19,7 +19,8 @@ pub struct ReadPage {
 }
 
 /// A comma-separated list of event types (the parameter may also be repeated).
-const TYPES_PATTERN: &str = r"^,*(?:[^,\u0000-\u001F\u007F-\u009F]{1,256}(?:,+[^,\u0000-\u001F\u007F-\u009F]{1,256})*)?,*$";
+const TYPES_PATTERN: &str =
+    r"^,*(?:[^,\u0000-\u001F\u007F-\u009F]{1,256}(?:,+[^,\u0000-\u001F\u007F-\u009F]{1,256})*)?,*$";
 /// A comma-separated list of tags (the parameter may also be repeated).
 const TAGS_PATTERN: &str = r"^,*(?:[^:,\u0000-\u001F\u007F-\u009F]+:[^,\u0000-\u001F\u007F-\u009F]+(?:,+[^:,\u0000-\u001F\u007F-\u009F]+:[^,\u0000-\u001F\u007F-\u009F]+)*)?,*$";
 

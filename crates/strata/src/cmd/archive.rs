@@ -8,10 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use strata_wire::{ImportResponse, ReadPage, ScavengeResponse, StreamInfo, StreamList};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use strata_wire::{ImportResponse, ReadPage, ScavengeResponse, StreamInfo, StreamList};
 
 /// Events per page when exporting or verifying.
 const PAGE_EVENTS: u64 = 10_000;

@@ -190,8 +190,9 @@ fn json_argument(text: &str, what: &str) -> Result<Box<RawValue>> {
 pub fn expected_revision(text: &str) -> Result<ExpectedRevision> {
     match text.parse::<u64>() {
         Ok(revision) => Ok(ExpectedRevision::Exact(revision)),
-        Err(_) => ExpectedRevision::from_name(text)
-            .with_context(|| format!("{}, got {text:?}", ExpectedRevision::EXPLAIN)),
+        Err(_) => {
+            ExpectedRevision::from_name(text).with_context(|| format!("{}, got {text:?}", ExpectedRevision::EXPLAIN))
+        }
     }
 }
 
@@ -200,11 +201,16 @@ pub async fn append(target: &Target, args: AppendArgs, json: bool) -> Result<()>
         id: args.id,
         event_type: args.event_type,
         data: Some(json_argument(&args.event_data, "the data must be JSON (quote strings: '\"text\"')")?),
-        metadata: args.metadata.as_deref().map(|m| json_argument(m, "the metadata must be a JSON object")).transpose()?,
+        metadata: args
+            .metadata
+            .as_deref()
+            .map(|m| json_argument(m, "the metadata must be a JSON object"))
+            .transpose()?,
         tags: (!args.tags.is_empty()).then_some(args.tags),
         ..Default::default()
     };
-    let body = AppendRequest { expected_revision: Some(expected_revision(&args.expected_revision)?), events: vec![event] };
+    let body =
+        AppendRequest { expected_revision: Some(expected_revision(&args.expected_revision)?), events: vec![event] };
     let path = format!("/v1/streams/{}", encode(&args.stream));
     let result: AppendResponse = target.send("POST", &path, json_body(&body)).await?.ok()?;
     if json {
