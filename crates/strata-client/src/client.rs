@@ -49,7 +49,7 @@ pub struct Client {
 #[derive(Debug)]
 pub(crate) enum Failed {
     /// The server answered with an API error.
-    Answer { status: u16, error: ErrorDetail },
+    Answer { status: u16, error: Box<ErrorDetail> },
     /// No answer, or one that is not the API's.
     Transport(String),
 }
@@ -57,7 +57,10 @@ pub(crate) enum Failed {
 impl From<Failed> for StoreError {
     fn from(failed: Failed) -> Self {
         match failed {
-            Failed::Answer { status, error } => StoreError::Remote { status, code: error.code, message: error.message },
+            Failed::Answer { status, error } => {
+                let error = *error;
+                StoreError::Remote { status, code: error.code, message: error.message }
+            }
             Failed::Transport(reason) => StoreError::Transport(reason),
         }
     }
@@ -148,7 +151,7 @@ impl Client {
         }
         let body = response.bytes().await.map_err(transport)?;
         match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(body) => Err(Failed::Answer { status: status.as_u16(), error: body.error }),
+            Ok(body) => Err(Failed::Answer { status: status.as_u16(), error: Box::new(body.error) }),
             Err(_) => {
                 let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
                 Err(Failed::Transport(format!(

@@ -188,7 +188,7 @@ impl Subscription {
                     "unavailable" => 503,
                     _ => 500,
                 };
-                return Err(Failed::Answer { status, error }.into());
+                return Err(Failed::Answer { status, error: Box::new(error) }.into());
             }
             _ => {}
         }

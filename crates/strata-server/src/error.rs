@@ -12,12 +12,13 @@ use strata_wire::ErrorDetail;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub detail: ErrorDetail,
+    /// Boxed: errors travel in every handler's `Result`, which stays small.
+    pub detail: Box<ErrorDetail>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, detail: ErrorDetail::new(code, message) }
+        Self { status, detail: Box::new(ErrorDetail::new(code, message)) }
     }
 
     /// 400 `invalid_request`.
@@ -63,7 +64,7 @@ impl ApiError {
 
     /// The body, `{"error": {…}}`.
     pub fn body(self) -> strata_wire::ErrorBody {
-        strata_wire::ErrorBody { error: self.detail }
+        strata_wire::ErrorBody { error: *self.detail }
     }
 }
 
