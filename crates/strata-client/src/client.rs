@@ -2,7 +2,7 @@
 //! and its [`EventStore`] implementation.
 
 use crate::subscription::Subscription;
-use crate::wire::{self, AppendAnswer, AppendOut, ErrorBody, ErrorJson, EventOut, MetadataOut, MultiAppendAnswer};
+use crate::wire;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response, Url};
@@ -13,6 +13,7 @@ use strata_store::{
     AppendOutcome, AppendResult, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions, ReadPage,
 };
 use strata_store::{EventStore, StoreError};
+use strata_wire::{AppendResponse, ErrorBody, ErrorDetail, MultiAppendResponse};
 
 /// A connection attempt that takes longer than this fails (the server is unreachable).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +49,7 @@ pub struct Client {
 #[derive(Debug)]
 pub(crate) enum Failed {
     /// The server answered with an API error.
-    Answer { status: u16, error: ErrorJson },
+    Answer { status: u16, error: Box<ErrorDetail> },
     /// No answer, or one that is not the API's.
     Transport(String),
 }
@@ -56,7 +57,10 @@ pub(crate) enum Failed {
 impl From<Failed> for StoreError {
     fn from(failed: Failed) -> Self {
         match failed {
-            Failed::Answer { status, error } => StoreError::Remote { status, code: error.code, message: error.message },
+            Failed::Answer { status, error } => {
+                let error = *error;
+                StoreError::Remote { status, code: error.code, message: error.message }
+            }
             Failed::Transport(reason) => StoreError::Transport(reason),
         }
     }
@@ -147,7 +151,7 @@ impl Client {
         }
         let body = response.bytes().await.map_err(transport)?;
         match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(body) => Err(Failed::Answer { status: status.as_u16(), error: body.error }),
+            Ok(body) => Err(Failed::Answer { status: status.as_u16(), error: Box::new(body.error) }),
             Err(_) => {
                 let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
                 Err(Failed::Transport(format!(
@@ -191,7 +195,7 @@ fn conflict(failed: Failed) -> Result<MultiAppendOutcome, StoreError> {
         match error.code.as_str() {
             "wrong_expected_revision" => {
                 let (stream, expected, actual) =
-                    error.conflict().ok_or_else(|| undecodable("an append", "a conflict without its details"))?;
+                    wire::conflict(error).ok_or_else(|| undecodable("an append", "a conflict without its details"))?;
                 return Ok(MultiAppendOutcome::WrongExpectedRevision { stream, expected, actual });
             }
             "append_condition_failed" => {
@@ -209,11 +213,12 @@ impl EventStore for Client {
     type Subscription = Subscription;
 
     async fn append_multi(&self, append: MultiAppend) -> Result<MultiAppendOutcome, StoreError> {
-        let body = wire::MultiAppendOut::new(&append)?;
+        let body = wire::multi_append_request(&append)?;
         match self.send_json(Method::POST, "/v1/append", &body).await {
             Ok(answer) => {
-                let answer: MultiAppendAnswer = decode("an append", &answer)?;
-                Ok(MultiAppendOutcome::Committed(answer.into_result().map_err(|e| undecodable("an append", e))?))
+                let answer: MultiAppendResponse = decode("an append", &answer)?;
+                let result = wire::multi_append_result(answer).map_err(|e| undecodable("an append", e))?;
+                Ok(MultiAppendOutcome::Committed(result))
             }
             Err(failed) => conflict(failed),
         }
@@ -225,11 +230,10 @@ impl EventStore for Client {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let events = events.iter().map(|event| EventOut::new(None, event)).collect::<Result<_, _>>()?;
-        let body = AppendOut { expected_revision: wire::expected_json(expected), events };
+        let body = wire::append_request(expected, &events)?;
         match self.send_json(Method::POST, &Self::stream_path(&stream, "")?, &body).await {
             Ok(answer) => {
-                let answer: AppendAnswer = decode("an append", &answer)?;
+                let answer: AppendResponse = decode("an append", &answer)?;
                 let recorded_at = answer.recorded_at.as_deref().map(wire::timestamp).transpose();
                 Ok(AppendOutcome::Committed(AppendResult {
                     first_revision: StreamRevision::new(answer.first_revision),
@@ -298,12 +302,8 @@ impl EventStore for Client {
     }
 
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
-        #[derive(Deserialize)]
-        struct Info {
-            head_position: Option<u64>,
-        }
         let body = self.call(self.get(self.url("/v1/info", &[]))).await?;
-        Ok(decode::<Info>("GET /v1/info", &body)?.head_position.map(Position::new))
+        Ok(decode::<strata_wire::Info>("GET /v1/info", &body)?.head_position.map(Position::new))
     }
 
     async fn position_at(&self, time: Timestamp) -> Result<Option<Position>, StoreError> {
@@ -314,7 +314,7 @@ impl EventStore for Client {
     }
 
     async fn set_stream_metadata(&self, stream: StreamId, metadata: StreamMetadata) -> Result<(), StoreError> {
-        let body = MetadataOut::new(&metadata)?;
+        let body = wire::metadata_request(&metadata)?;
         self.send_json(Method::PUT, &Self::stream_path(&stream, "/metadata")?, &body).await?;
         Ok(())
     }

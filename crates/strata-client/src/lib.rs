@@ -16,8 +16,9 @@
 //!   (`position_at` is a backward read of `/v1/all` with `until_time`, the API having no endpoint for it).
 //! - `subscription`: [`Subscription`] — `GET /v1/subscribe` (Server-Sent Events) as the engine's
 //!   subscription messages; resumes a dropped connection with `Last-Event-ID`.
-//! - `wire`: the JSON shapes — events and appends out; recorded events, pages, append answers and
-//!   error bodies in — and the query parameters of reads and filters.
+//! - `wire`: the engine's types to and from the API's JSON shapes, which `strata_wire` defines (the
+//!   same types the server parses and renders) — events and appends out; recorded events, pages,
+//!   append answers and error bodies in — and the query parameters of reads and filters.
 //!
 //! # Errors and outcomes
 //! As with the embedded store, a failed expected revision or DCB condition is an outcome
@@ -40,6 +41,8 @@
 //! - A content type of `application/json` is stored as none (the data must then be JSON).
 //! - Metadata must be a JSON object; whitespace around it is dropped, and `{}` means none (the
 //!   server renders empty metadata as `{}`, so metadata stored as `{}` reads as empty).
+//! - System events of `$streams` (metadata, deletes, tombstones) read as their JSON (`data`, no
+//!   content type), as the API renders them, not as the engine's binary encoding.
 //! - In a subscription, a carriage return in JSON data's whitespace arrives as a line feed (`\r\n` as
 //!   two): Server-Sent Events end lines at `\r` as well as `\n`, and cannot carry either in data.
 //! - A subscription from [`ReadFrom::End`](strata_store::ReadFrom::End) starts at the head when it

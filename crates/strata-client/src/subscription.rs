@@ -173,16 +173,12 @@ impl Subscription {
                 self.pending.push_back(Ok(SubscriptionMessage::CaughtUp));
             }
             Some("fell_behind") => {
-                #[derive(serde::Deserialize)]
-                struct FellBehind {
-                    behind: u64,
-                }
-                let message: FellBehind = serde_json::from_str(&event.data).map_err(decode_error)?;
+                let message: strata_wire::FellBehind = serde_json::from_str(&event.data).map_err(decode_error)?;
                 self.caught_up = false;
                 self.pending.push_back(Ok(SubscriptionMessage::FellBehind { behind: message.behind }));
             }
             Some("error") => {
-                let error = serde_json::from_str::<wire::ErrorBody>(&event.data).map_err(decode_error)?.error;
+                let error = serde_json::from_str::<strata_wire::ErrorBody>(&event.data).map_err(decode_error)?.error;
                 // The subscription was answered 200 when it started; this is the status the same
                 // failure gets as an answer of its own.
                 let status = match error.code.as_str() {
@@ -192,7 +188,7 @@ impl Subscription {
                     "unavailable" => 503,
                     _ => 500,
                 };
-                return Err(Failed::Answer { status, error }.into());
+                return Err(Failed::Answer { status, error: Box::new(error) }.into());
             }
             _ => {}
         }

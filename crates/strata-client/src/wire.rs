@@ -1,32 +1,28 @@
-//! The JSON of the API as the client speaks it: appends out; recorded events, pages, append answers
-//! and error bodies in.
+//! The client's side of the API's JSON (`strata_wire`): the engine's events, appends and metadata
+//! into the wire's requests; the wire's answers — recorded events, pages, append answers, error
+//! bodies — into the engine's types; and the query parameters of reads and filters.
 //!
 //! Encoding keeps payloads byte for byte where the API can carry them: JSON data goes out as the
 //! stored text itself (a `RawValue`, never re-serialized), anything else as base64. Decoding is
-//! lenient about fields it does not know (a newer server may add some) and strict about the ones it
-//! reads: names, times and content types are validated as the engine validates them.
+//! lenient about fields it does not know (a newer server may add some: the wire's answer types
+//! ignore them) and strict about the ones it reads: names, times and content types are validated as
+//! the engine validates them.
 
 use crate::client::refused;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 use strata_core::limits::READ_EVENTS_MAX;
 use strata_core::{
-    ContentType, EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, RecordedEvent, StreamId,
-    StreamMetadata, StreamRevision, Tag, Tags, Timestamp,
+    ContentType, EventHash, EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, RecordedEvent,
+    StreamId, StreamMetadata, StreamRevision, Tag, Tags, Timestamp,
 };
 use strata_store::StoreError;
 use strata_store::{
     Direction, Filter, MultiAppend, MultiAppendResult, ReadFrom, ReadOptions, ReadPage, StreamAppendResult,
 };
-
-/// What the server stores as "no content type" when it is sent with base64 data.
-const JSON_CONTENT_TYPE: &str = "application/json";
-/// What the server stores for base64 data sent without a content type.
-const BINARY_CONTENT_TYPE: &str = "application/octet-stream";
+use strata_wire::{CONTENT_TYPE_BINARY_DEFAULT as BINARY_CONTENT_TYPE, CONTENT_TYPE_JSON as JSON_CONTENT_TYPE};
 
 /// `bytes` as one JSON value, if they are exactly that: UTF-8, valid, and without whitespace around
 /// it (which a JSON field could not carry).
@@ -38,7 +34,7 @@ fn exact_json(bytes: &[u8]) -> Option<&RawValue> {
 
 /// A JSON object as the API takes metadata: surrounding whitespace is dropped (a JSON field cannot
 /// carry it); `{}` is sent as no metadata, which is how the server renders empty metadata.
-fn json_object<'a>(bytes: &'a [u8], what: &str) -> Result<Option<&'a RawValue>, StoreError> {
+fn json_object(bytes: &[u8], what: &str) -> Result<Option<Box<RawValue>>, StoreError> {
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -48,199 +44,103 @@ fn json_object<'a>(bytes: &'a [u8], what: &str) -> Result<Option<&'a RawValue>, 
         .filter(|raw| raw.get().starts_with('{'));
     match object {
         Some(raw) if raw.get() == "{}" => Ok(None),
-        Some(raw) => Ok(Some(raw)),
+        Some(raw) => Ok(Some(raw.to_owned())),
         None => Err(refused(format!("{what} must be a JSON object to go through the HTTP API"))),
     }
 }
 
-/// An event to append, as `POST /v1/streams/{stream}` and `POST /v1/append` take it.
-#[derive(Debug, Serialize)]
-pub(crate) struct EventOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<&'a str>,
-}
-
-impl<'a> EventOut<'a> {
-    pub fn new(stream: Option<&'a StreamId>, event: &'a NewEvent) -> Result<Self, StoreError> {
-        let data = event.data();
-        // JSON without a content type travels as JSON. JSON with whitespace around it goes as base64
-        // marked JSON (stored byte for byte, as JSON); other bytes without a content type can only be
-        // stored as binary.
-        let (json, content_type) = match event.content_type() {
-            Some(content_type) => (None, Some(content_type.as_str())),
-            None => match exact_json(data) {
-                Some(raw) => (Some(raw), None),
-                None if serde_json::from_slice::<&RawValue>(data).is_ok() && std::str::from_utf8(data).is_ok() => {
-                    (None, Some(JSON_CONTENT_TYPE))
-                }
-                None => (None, Some(BINARY_CONTENT_TYPE)),
-            },
-        };
-        Ok(Self {
-            stream: stream.map(StreamId::as_str),
-            id: event.id().map(|id| id.to_string()),
-            event_type: event.event_type().as_str(),
-            data: json,
-            data_base64: json.is_none().then(|| BASE64.encode(data)),
-            content_type,
-            metadata: json_object(event.metadata(), "an event's metadata")?,
-            tags: event.tags().iter().map(Tag::as_str).collect(),
-        })
-    }
+/// An event to append, as `POST /v1/streams/{stream}` (no `stream`) and `POST /v1/append` take it.
+pub(crate) fn new_event(stream: Option<&StreamId>, event: &NewEvent) -> Result<strata_wire::NewEvent, StoreError> {
+    let data = event.data();
+    // JSON without a content type travels as JSON. JSON with whitespace around it goes as base64
+    // marked JSON (stored byte for byte, as JSON); other bytes without a content type can only be
+    // stored as binary.
+    let (json, content_type) = match event.content_type() {
+        Some(content_type) => (None, Some(content_type.as_str())),
+        None => match exact_json(data) {
+            Some(raw) => (Some(raw), None),
+            None if serde_json::from_slice::<&RawValue>(data).is_ok() && std::str::from_utf8(data).is_ok() => {
+                (None, Some(JSON_CONTENT_TYPE))
+            }
+            None => (None, Some(BINARY_CONTENT_TYPE)),
+        },
+    };
+    let tags: Vec<String> = event.tags().iter().map(|tag| tag.as_str().to_owned()).collect();
+    Ok(strata_wire::NewEvent {
+        id: event.id().map(|id| id.to_string()),
+        stream: stream.map(|stream| stream.as_str().to_owned()),
+        event_type: event.event_type().as_str().to_owned(),
+        data: json.map(ToOwned::to_owned),
+        data_base64: json.is_none().then(|| BASE64.encode(data)),
+        content_type: content_type.map(str::to_owned),
+        metadata: json_object(event.metadata(), "an event's metadata")?,
+        tags: (!tags.is_empty()).then_some(tags),
+    })
 }
 
 /// `POST /v1/streams/{stream}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct AppendOut<'a> {
-    pub expected_revision: Value,
-    pub events: Vec<EventOut<'a>>,
+pub(crate) fn append_request(
+    expected: ExpectedRevision,
+    events: &[NewEvent],
+) -> Result<strata_wire::AppendRequest, StoreError> {
+    let events = events.iter().map(|event| new_event(None, event)).collect::<Result<_, _>>()?;
+    Ok(strata_wire::AppendRequest { expected_revision: Some(expected.into()), events })
 }
 
 /// `POST /v1/append`.
-#[derive(Debug, Serialize)]
-pub(crate) struct MultiAppendOut<'a> {
-    events: Vec<EventOut<'a>>,
-    checks: Vec<CheckOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    condition: Option<ConditionOut>,
-}
-
-#[derive(Debug, Serialize)]
-struct CheckOut<'a> {
-    stream: &'a str,
-    expected_revision: Value,
-}
-
-#[derive(Debug, Serialize)]
-struct ConditionOut {
-    query: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    after: Option<u64>,
-}
-
-impl<'a> MultiAppendOut<'a> {
-    pub fn new(append: &'a MultiAppend) -> Result<Self, StoreError> {
-        let events =
-            append.events.iter().map(|(stream, event)| EventOut::new(Some(stream), event)).collect::<Result<_, _>>()?;
-        let checks = append
-            .checks
-            .iter()
-            .map(|(stream, expected)| CheckOut { stream: stream.as_str(), expected_revision: expected_json(*expected) })
-            .collect();
-        let condition = append.condition.as_ref().map(|condition| ConditionOut {
-            query: query_json(&condition.query),
-            after: condition.after.map(Position::value),
-        });
-        Ok(Self { events, checks, condition })
-    }
-}
-
-pub(crate) fn expected_json(expected: ExpectedRevision) -> Value {
-    match expected {
-        ExpectedRevision::Any => "any".into(),
-        ExpectedRevision::NoStream => "no_stream".into(),
-        ExpectedRevision::StreamExists => "stream_exists".into(),
-        ExpectedRevision::Exact(revision) => revision.value().into(),
-    }
-}
-
-/// `{"items": [{"types": [..], "tags": [..]}]}`.
-pub(crate) fn query_json(query: &Query) -> Value {
-    let items = query.items.iter().map(|item| {
-        let types: Vec<&str> = item.types.iter().map(EventType::as_str).collect();
-        let tags: Vec<&str> = item.tags.iter().map(Tag::as_str).collect();
-        serde_json::json!({ "types": types, "tags": tags })
+pub(crate) fn multi_append_request(append: &MultiAppend) -> Result<strata_wire::MultiAppendRequest, StoreError> {
+    let events =
+        append.events.iter().map(|(stream, event)| new_event(Some(stream), event)).collect::<Result<_, _>>()?;
+    let checks = append
+        .checks
+        .iter()
+        .map(|(stream, expected)| strata_wire::Check {
+            stream: stream.as_str().to_owned(),
+            expected_revision: (*expected).into(),
+        })
+        .collect();
+    let condition = append.condition.as_ref().map(|condition| strata_wire::Condition {
+        query: strata_wire::Query::from(&condition.query),
+        after: condition.after.map(Position::value),
     });
-    serde_json::json!({ "items": items.collect::<Vec<_>>() })
+    Ok(strata_wire::MultiAppendRequest { events, checks, condition })
+}
+
+/// A query as the `query` parameter carries it: `{"items": [{"tags": [..], "types": [..]}]}`.
+pub(crate) fn query_text(query: &Query) -> String {
+    serde_json::to_value(strata_wire::Query::from(query)).expect("a query renders").to_string()
 }
 
 /// `PUT /v1/streams/{stream}/metadata`.
-#[derive(Debug, Serialize)]
-pub(crate) struct MetadataOut<'a> {
-    max_age_seconds: Option<u64>,
-    max_count: Option<u64>,
-    truncate_before: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    custom: Option<&'a RawValue>,
+pub(crate) fn metadata_request(metadata: &StreamMetadata) -> Result<strata_wire::StreamMetadata, StoreError> {
+    Ok(strata_wire::StreamMetadata {
+        max_age_seconds: metadata.max_age_seconds,
+        max_count: metadata.max_count,
+        truncate_before: metadata.truncate_before.map(StreamRevision::value),
+        custom: json_object(&metadata.custom, "a stream's custom metadata")?,
+    })
 }
 
-impl<'a> MetadataOut<'a> {
-    pub fn new(metadata: &'a StreamMetadata) -> Result<Self, StoreError> {
-        Ok(Self {
-            max_age_seconds: metadata.max_age_seconds,
-            max_count: metadata.max_count,
-            truncate_before: metadata.truncate_before.map(StreamRevision::value),
-            custom: json_object(&metadata.custom, "a stream's custom metadata")?,
-        })
-    }
-}
-
-/// What `POST /v1/streams/{stream}` answers.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AppendAnswer {
-    pub first_revision: u64,
-    pub last_revision: u64,
-    pub first_position: u64,
-    pub last_position: u64,
-    /// Absent from servers older than the client.
-    #[serde(default)]
-    pub recorded_at: Option<String>,
-    pub replayed: bool,
-}
-
-/// What `POST /v1/append` answers.
-#[derive(Debug, Deserialize)]
-pub(crate) struct MultiAppendAnswer {
-    first_position: u64,
-    last_position: u64,
-    streams: Vec<StreamAnswer>,
-    #[serde(default)]
-    recorded_at: Option<String>,
-    replayed: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct StreamAnswer {
-    stream: String,
-    first_revision: u64,
-    last_revision: u64,
-}
-
-impl MultiAppendAnswer {
-    pub fn into_result(self) -> Result<MultiAppendResult, String> {
-        let streams = self
-            .streams
-            .into_iter()
-            .map(|answer| {
-                Ok(StreamAppendResult {
-                    stream: stream_id(answer.stream)?,
-                    first_revision: StreamRevision::new(answer.first_revision),
-                    last_revision: StreamRevision::new(answer.last_revision),
-                })
+/// What `POST /v1/append` answered, as the engine's result.
+pub(crate) fn multi_append_result(answer: strata_wire::MultiAppendResponse) -> Result<MultiAppendResult, String> {
+    let streams = answer
+        .streams
+        .into_iter()
+        .map(|answer| {
+            Ok(StreamAppendResult {
+                stream: stream_id(answer.stream)?,
+                first_revision: StreamRevision::new(answer.first_revision),
+                last_revision: StreamRevision::new(answer.last_revision),
             })
-            .collect::<Result<_, String>>()?;
-        Ok(MultiAppendResult {
-            first_position: Position::new(self.first_position),
-            last_position: Position::new(self.last_position),
-            streams,
-            recorded_at: self.recorded_at.as_deref().map(timestamp).transpose()?,
-            replayed: self.replayed,
         })
-    }
+        .collect::<Result<_, String>>()?;
+    Ok(MultiAppendResult {
+        first_position: Position::new(answer.first_position),
+        last_position: Position::new(answer.last_position),
+        streams,
+        recorded_at: answer.recorded_at.as_deref().map(timestamp).transpose()?,
+        replayed: answer.replayed,
+    })
 }
 
 pub(crate) fn timestamp(text: &str) -> Result<Timestamp, String> {
@@ -251,134 +151,75 @@ fn stream_id(text: String) -> Result<StreamId, String> {
     StreamId::new(text).map_err(|error| format!("stream: {error}"))
 }
 
-/// `{"error": {"code", "message", …details}}`: the details the client turns into outcomes.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ErrorBody {
-    pub error: ErrorJson,
+/// The details of a `wrong_expected_revision` conflict.
+pub(crate) fn conflict(
+    error: &strata_wire::ErrorDetail,
+) -> Option<(StreamId, ExpectedRevision, Option<StreamRevision>)> {
+    let stream = StreamId::new(error.stream.clone()?).ok()?;
+    Some((stream, error.expected?.into(), error.actual?.into()))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ErrorJson {
-    pub code: String,
-    pub message: String,
-    pub stream: Option<String>,
-    pub expected: Option<Value>,
-    pub actual: Option<Value>,
-    pub position: Option<u64>,
-}
-
-impl ErrorJson {
-    /// The details of a `wrong_expected_revision` conflict.
-    pub fn conflict(&self) -> Option<(StreamId, ExpectedRevision, Option<StreamRevision>)> {
-        let stream = StreamId::new(self.stream.clone()?).ok()?;
-        let expected = match self.expected.as_ref()? {
-            Value::String(name) if name == "any" => ExpectedRevision::Any,
-            Value::String(name) if name == "no_stream" => ExpectedRevision::NoStream,
-            Value::String(name) if name == "stream_exists" => ExpectedRevision::StreamExists,
-            other => ExpectedRevision::Exact(StreamRevision::new(other.as_u64()?)),
-        };
-        let actual = match self.actual.as_ref()? {
-            Value::String(name) if name == "no_stream" => None,
-            other => Some(StreamRevision::new(other.as_u64()?)),
-        };
-        Some((stream, expected, actual))
-    }
-}
-
-/// A page of `GET /v1/streams/{stream}` or `GET /v1/all`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct PageAnswer<'a> {
-    #[serde(borrow)]
-    pub events: Vec<EventIn<'a>>,
-    pub next: Option<u64>,
-}
-
-/// A recorded event as the server renders it (reads, SSE, export).
-#[derive(Debug, Deserialize)]
-pub(crate) struct EventIn<'a> {
-    id: &'a str,
-    stream: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    revision: u64,
-    position: u64,
-    recorded_at: &'a str,
-    /// `null` is JSON data too, hence not a plain `Option` (which would read it as absent).
-    #[serde(default, borrow, deserialize_with = "some_raw")]
-    data: Option<&'a RawValue>,
-    data_base64: Option<&'a str>,
-    content_type: Option<String>,
-    #[serde(borrow)]
-    metadata: Option<&'a RawValue>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-fn some_raw<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&'de RawValue>::deserialize(deserializer).map(Some)
-}
-
-impl EventIn<'_> {
-    /// The engine's event, as the embedded store returns it (see the crate docs for what the API
-    /// cannot carry).
-    pub fn into_recorded(self) -> Result<RecordedEvent, String> {
-        let invalid = |field: &str, error: &dyn std::fmt::Display| format!("{field}: {error}");
-        let (content_type, data) = match (self.data, self.data_base64) {
-            (Some(json), None) => (None, Bytes::copy_from_slice(json.get().as_bytes())),
-            (None, Some(encoded)) => {
-                let content_type = self.content_type.as_deref().unwrap_or(BINARY_CONTENT_TYPE);
-                let content_type = ContentType::new(content_type).map_err(|error| invalid("content_type", &error))?;
-                let data = BASE64.decode(encoded).map_err(|error| invalid("data_base64", &error))?;
-                (Some(content_type), Bytes::from(data))
-            }
-            _ => return Err("an event needs either data or data_base64".to_owned()),
-        };
-        let metadata = match self.metadata.map(RawValue::get) {
-            None | Some("{}") => Bytes::new(),
-            Some(text) => Bytes::copy_from_slice(text.as_bytes()),
-        };
-        let tags = self
-            .tags
-            .into_iter()
-            .map(|tag| Tag::new(tag).map_err(|error| invalid("tags", &error)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RecordedEvent {
-            id: EventId::from_uuid(uuid::Uuid::parse_str(self.id).map_err(|error| invalid("id", &error))?),
-            stream: stream_id(self.stream)?,
-            event_type: EventType::new(self.event_type).map_err(|error| invalid("type", &error))?,
-            revision: StreamRevision::new(self.revision),
-            position: Position::new(self.position),
-            recorded_at: timestamp(self.recorded_at)?,
-            content_type,
-            data,
-            metadata,
-            tags: Tags::from_tags(&tags),
-            hash: None,
-        })
-    }
+/// A recorded event as the embedded store returns it (see the crate docs for what the API cannot
+/// carry).
+pub(crate) fn recorded(event: strata_wire::RecordedEvent) -> Result<RecordedEvent, String> {
+    let invalid = |field: &str, error: &dyn std::fmt::Display| format!("{field}: {error}");
+    let (content_type, data) = match (event.data, event.data_base64) {
+        (Some(json), None) => (None, Bytes::copy_from_slice(json.get().as_bytes())),
+        (None, Some(encoded)) => {
+            let content_type = event.content_type.as_deref().unwrap_or(BINARY_CONTENT_TYPE);
+            let content_type = ContentType::new(content_type).map_err(|error| invalid("content_type", &error))?;
+            let data = BASE64.decode(encoded).map_err(|error| invalid("data_base64", &error))?;
+            (Some(content_type), Bytes::from(data))
+        }
+        _ => return Err("an event needs either data or data_base64".to_owned()),
+    };
+    let metadata = match event.metadata.get() {
+        "{}" => Bytes::new(),
+        text => Bytes::copy_from_slice(text.as_bytes()),
+    };
+    let tags = event
+        .tags
+        .into_iter()
+        .map(|tag| Tag::new(tag).map_err(|error| invalid("tags", &error)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hash = event.hash.as_deref().map(EventHash::parse).transpose().map_err(|error| invalid("hash", &error))?;
+    Ok(RecordedEvent {
+        id: EventId::from_uuid(uuid::Uuid::parse_str(&event.id).map_err(|error| invalid("id", &error))?),
+        stream: stream_id(event.stream)?,
+        event_type: EventType::new(event.event_type).map_err(|error| invalid("type", &error))?,
+        revision: StreamRevision::new(event.revision),
+        position: Position::new(event.position),
+        recorded_at: timestamp(&event.recorded_at)?,
+        content_type,
+        data,
+        metadata,
+        tags: Tags::from_tags(&tags),
+        hash,
+    })
 }
 
 /// Parses one recorded event (an SSE message's data).
 pub(crate) fn recorded_event(json: &[u8]) -> Result<RecordedEvent, String> {
-    let event: EventIn<'_> = serde_json::from_slice(json).map_err(|error| error.to_string())?;
-    event.into_recorded()
+    let event: strata_wire::RecordedEvent = serde_json::from_slice(json).map_err(|error| error.to_string())?;
+    recorded(event)
 }
 
 /// The query parameters of a read's start and options.
 pub(crate) fn page_params(from: ReadFrom<u64>, options: &ReadOptions) -> Vec<(&'static str, String)> {
     let from = match from {
-        ReadFrom::Start => "start".to_owned(),
-        ReadFrom::End => "end".to_owned(),
-        ReadFrom::At(at) => at.to_string(),
+        ReadFrom::Start => strata_wire::ReadFrom::Start,
+        ReadFrom::End => strata_wire::ReadFrom::End,
+        ReadFrom::At(at) => strata_wire::ReadFrom::At(at),
     };
     let direction = match options.direction {
-        Direction::Forward => "forward",
-        Direction::Backward => "backward",
+        Direction::Forward => strata_wire::Direction::Forward,
+        Direction::Backward => strata_wire::Direction::Backward,
     };
     // The engine clamps the limit; the API refuses what is out of range. A limit of 0 reads one
     // event that `page` then drops (the answer still says whether the stream exists).
     let limit = options.limit.clamp(1, READ_EVENTS_MAX);
-    let mut params = vec![("from", from), ("direction", direction.to_owned()), ("limit", limit.to_string())];
+    let mut params =
+        vec![("from", from.to_string()), ("direction", direction.to_string()), ("limit", limit.to_string())];
     if let Some(position) = options.until_position {
         params.push(("until_position", position.value().to_string()));
     }
@@ -398,11 +239,11 @@ pub(crate) fn rfc3339(time: Timestamp) -> String {
 /// A page as the embedded store returns it. `index` is where an event sits in what was read (its
 /// revision or its position).
 pub(crate) fn page(
-    answer: PageAnswer<'_>,
+    answer: strata_wire::ReadPage,
     options: &ReadOptions,
     index: impl Fn(&RecordedEvent) -> u64,
 ) -> Result<ReadPage, String> {
-    let events = answer.events.into_iter().map(EventIn::into_recorded).collect::<Result<Vec<_>, _>>()?;
+    let events = answer.events.into_iter().map(recorded).collect::<Result<Vec<_>, _>>()?;
     if options.limit == 0 {
         return Ok(ReadPage { events: Vec::new(), more: true });
     }
@@ -439,7 +280,7 @@ pub(crate) fn filter_params(filter: &Filter) -> Option<Vec<(&'static str, String
     };
     match query {
         Some(query) if query.items.is_empty() => return None,
-        Some(query) => params.push(("query", query_json(&query).to_string())),
+        Some(query) => params.push(("query", query_text(&query))),
         None => {}
     }
     Some(params)
@@ -469,19 +310,20 @@ fn fold_into_query(filter: &Filter) -> Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn event(data: &'static [u8]) -> NewEvent {
         NewEvent::new(EventType::new("Noted").unwrap(), Bytes::from_static(data))
     }
 
     fn encoded(event: &NewEvent) -> Value {
-        serde_json::to_value(EventOut::new(None, event).unwrap()).unwrap()
+        serde_json::to_value(new_event(None, event).unwrap()).unwrap()
     }
 
     #[test]
     fn payloads_travel_as_json_when_they_can_and_as_base64_otherwise() {
         // JSON is sent as its own text, inner whitespace included.
-        let text = serde_json::to_string(&EventOut::new(None, &event(br#"{ "a" : [1, 2.50] }"#)).unwrap()).unwrap();
+        let text = serde_json::to_string(&new_event(None, &event(br#"{ "a" : [1, 2.50] }"#)).unwrap()).unwrap();
         assert_eq!(text, r#"{"type":"Noted","data":{ "a" : [1, 2.50] }}"#);
         assert_eq!(encoded(&event(b"null"))["data"], Value::Null);
         // Whitespace around JSON cannot be a JSON field: base64, marked JSON.
@@ -499,7 +341,7 @@ mod tests {
         assert!(encoded(&event(b"1").with_metadata(&b"{}"[..])).get("metadata").is_none());
         assert_eq!(encoded(&event(b"1").with_metadata(&b" {\"k\": 1} "[..]))["metadata"], serde_json::json!({"k": 1}));
         for bad in [&b"[1]"[..], b"\xff", b"{"] {
-            assert!(EventOut::new(None, &event(b"1").with_metadata(bad)).is_err());
+            assert!(new_event(None, &event(b"1").with_metadata(bad)).is_err());
         }
     }
 

@@ -1,19 +1,17 @@
 //! `POST /v1/streams/{stream}` and `POST /v1/append`.
 
+use crate::convert::stream_id;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params, StreamPath};
 use crate::metrics::AppendResult as Counted;
 use crate::state::AppState;
-use crate::wire::{
-    AppendRequest, AppendResponse, MultiAppendRequest, MultiAppendResponse, StreamAppendJson, actual_json,
-    expected_json, expected_revision, stream_id,
-};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use std::time::Instant;
 use strata_core::ExpectedRevision;
 use strata_storage::{AppendCondition, AppendOutcome, MultiAppend, MultiAppendOutcome};
+use strata_wire::{AppendRequest, AppendResponse, MultiAppendRequest, MultiAppendResponse, StreamAppend};
 
 /// Appends events to one stream, atomically, if the expected revision holds.
 #[utoipa::path(post, path = "/v1/streams/{stream}", tag = "streams",
@@ -33,7 +31,7 @@ pub async fn append(
 ) -> Result<Json<AppendResponse>, ApiError> {
     let started = Instant::now();
     params.finish(&[])?;
-    let expected = expected_revision(request.expected_revision.as_ref())?;
+    let expected = request.expected_revision.unwrap_or_default().into();
     let events = convert_events(request.events, |event, at| {
         if event.stream.is_some() {
             return Err(ApiError::invalid("the stream is in the URL; events here take no stream field").at(at));
@@ -73,7 +71,6 @@ pub async fn append_without_storage(
     JsonBody(request): JsonBody<AppendRequest>,
 ) -> Result<Json<AppendResponse>, ApiError> {
     params.finish(&[])?;
-    expected_revision(request.expected_revision.as_ref())?;
     let events = convert_events(request.events, |_, _| Ok(()))?;
     let last = events.len() as u64 - 1;
     Ok(Json(AppendResponse {
@@ -118,14 +115,13 @@ pub async fn append_multi(
         .enumerate()
         .map(|(at, check)| {
             let place = format!("checks[{at}]");
-            let expected = expected_revision(Some(&check.expected_revision)).map_err(|error| error.at(&place))?;
-            Ok((stream_id(check.stream, &format!("{place}.stream"))?, expected))
+            Ok((stream_id(check.stream, &format!("{place}.stream"))?, check.expected_revision.into()))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let condition = request
         .condition
         .map(|condition| {
-            let query = condition.query.into_query().map_err(|error| error.at("condition"))?;
+            let query = crate::convert::query(condition.query).map_err(|error| error.at("condition"))?;
             Ok::<_, ApiError>(AppendCondition { query, after: condition.after.map(strata_core::Position::new) })
         })
         .transpose()?;
@@ -149,7 +145,7 @@ pub async fn append_multi(
                     position.value()
                 ),
             )
-            .with("position", position.value()));
+            .with(|detail| detail.position = Some(position.value())));
         }
         Err(error) => {
             state.metrics.count_append(Counted::Failed, 0, 0, started);
@@ -163,7 +159,7 @@ pub async fn append_multi(
         streams: result
             .streams
             .into_iter()
-            .map(|stream| StreamAppendJson {
+            .map(|stream| StreamAppend {
                 stream: stream.stream.to_string(),
                 first_revision: stream.first_revision.value(),
                 last_revision: stream.last_revision.value(),
@@ -182,8 +178,8 @@ fn count_committed(state: &AppState, replayed: bool, events: usize, bytes: usize
 
 /// Converts the events, checking the count first (before converting thousands of them).
 fn convert_events(
-    events: Vec<crate::wire::NewEventJson>,
-    check: impl Fn(&crate::wire::NewEventJson, &str) -> Result<(), ApiError>,
+    events: Vec<strata_wire::NewEvent>,
+    check: impl Fn(&strata_wire::NewEvent, &str) -> Result<(), ApiError>,
 ) -> Result<Vec<strata_core::NewEvent>, ApiError> {
     if events.is_empty() {
         return Err(strata_core::ValidationError::EmptyBatch.into());
@@ -198,7 +194,7 @@ fn convert_events(
         .map(|(at, event)| {
             let place = format!("events[{at}]");
             check(&event, &place)?;
-            event.into_event().map_err(|error| error.at(&place))
+            crate::convert::new_event(event).map_err(|error| error.at(&place))
         })
         .collect()
 }
@@ -217,7 +213,9 @@ pub fn wrong_expected_revision(
             strata_core::position::display_actual(actual)
         ),
     )
-    .with("stream", stream.as_str())
-    .with("expected", expected_json(expected))
-    .with("actual", actual_json(actual))
+    .with(|detail| {
+        detail.stream = Some(stream.to_string());
+        detail.expected = Some(expected.into());
+        detail.actual = Some(actual.into());
+    })
 }

@@ -1,24 +1,24 @@
-//! The one place where failures become HTTP responses: `{"error": {"code", "message", …details}}`.
-//! `docs/api.md` lists every code with its causes and what a client does about it.
+//! The one place where failures become HTTP responses: [`strata_wire::ErrorBody`],
+//! `{"error": {"code", "message", …details}}`. `docs/api.md` lists every code with its causes and
+//! what a client does about it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
 use strata_core::ValidationError;
 use strata_storage::{AppendError, ReadError};
+use strata_wire::ErrorDetail;
 
 /// An error answer: status, stable code, a message saying what to fix, and details for programs.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: Map<String, Value>,
+    /// Boxed: errors travel in every handler's `Result`, which stays small.
+    pub detail: Box<ErrorDetail>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Map::new() }
+        Self { status, detail: Box::new(ErrorDetail::new(code, message)) }
     }
 
     /// 400 `invalid_request`.
@@ -38,25 +38,39 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_owned(), value.into());
+    pub fn code(&self) -> &str {
+        &self.detail.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.detail.message
+    }
+
+    /// Sets details: `self.with(|detail| detail.stream = Some(..))`.
+    pub fn with(mut self, set: impl FnOnce(&mut ErrorDetail)) -> Self {
+        set(&mut self.detail);
         self
+    }
+
+    pub fn with_stream(self, stream: &strata_core::StreamId) -> Self {
+        self.with(|detail| detail.stream = Some(stream.to_string()))
     }
 
     /// Prefixes the message with where in the request the problem is (`events[3]`).
     pub fn at(mut self, place: &str) -> Self {
-        self.message = format!("{place}: {}", self.message);
+        self.detail.message = format!("{place}: {}", self.detail.message);
         self
+    }
+
+    /// The body, `{"error": {…}}`.
+    pub fn body(self) -> strata_wire::ErrorBody {
+        strata_wire::ErrorBody { error: *self.detail }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = Map::with_capacity(self.details.len() + 2);
-        error.insert("code".to_owned(), Value::from(self.code));
-        error.insert("message".to_owned(), Value::from(self.message));
-        error.extend(self.details);
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        (self.status, axum::Json(self.body())).into_response()
     }
 }
 
@@ -77,18 +91,21 @@ impl From<AppendError> for ApiError {
         match error {
             AppendError::Invalid(error) => error.into(),
             AppendError::PartialDuplicate { event_id, committed_stream, committed_revision } => {
-                ApiError::invalid(message)
-                    .with("event_id", event_id.to_string())
-                    .with("committed_stream", committed_stream.as_str())
-                    .with("committed_revision", committed_revision.value())
+                ApiError::invalid(message).with(|detail| {
+                    detail.event_id = Some(event_id.to_string());
+                    detail.committed_stream = Some(committed_stream.to_string());
+                    detail.committed_revision = Some(committed_revision.value());
+                })
             }
             AppendError::StreamDeleted { stream } => {
-                ApiError::new(StatusCode::GONE, "stream_deleted", message).with("stream", stream.as_str())
+                ApiError::new(StatusCode::GONE, "stream_deleted", message).with_stream(&stream)
             }
             AppendError::StreamNotFound { stream } => {
-                ApiError::new(StatusCode::NOT_FOUND, "stream_not_found", message).with("stream", stream.as_str())
+                ApiError::new(StatusCode::NOT_FOUND, "stream_not_found", message).with_stream(&stream)
             }
-            AppendError::OutcomeUnknown { .. } => ApiError::unavailable(message).with("outcome_unknown", true),
+            AppendError::OutcomeUnknown { .. } => {
+                ApiError::unavailable(message).with(|detail| detail.outcome_unknown = Some(true))
+            }
             AppendError::Poisoned { .. } | AppendError::NotWritten { .. } | AppendError::Closed => {
                 ApiError::unavailable(message)
             }
@@ -102,10 +119,10 @@ impl From<ReadError> for ApiError {
         let message = error.to_string();
         match error {
             ReadError::StreamNotFound { stream } => {
-                ApiError::new(StatusCode::NOT_FOUND, "stream_not_found", message).with("stream", stream.as_str())
+                ApiError::new(StatusCode::NOT_FOUND, "stream_not_found", message).with_stream(&stream)
             }
             ReadError::StreamDeleted { stream } => {
-                ApiError::new(StatusCode::GONE, "stream_deleted", message).with("stream", stream.as_str())
+                ApiError::new(StatusCode::GONE, "stream_deleted", message).with_stream(&stream)
             }
             _ => ApiError::internal(message),
         }

@@ -45,7 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if bytes.is_empty() {
             return Err(ApiError::invalid("the request needs a JSON body"));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|error| ApiError::invalid(json_error_message(&error)))
+        parse_json(&bytes).map(JsonBody)
     }
 }
 
@@ -71,21 +71,36 @@ fn body_too_large() -> ApiError {
         "the request body is larger than {} bytes; split the append into several requests",
         REQUEST_BODY_BYTES_MAX
     ))
-    .with("max_bytes", REQUEST_BODY_BYTES_MAX)
+    .with(|detail| detail.max_bytes = Some(REQUEST_BODY_BYTES_MAX as u64))
 }
 
-fn json_error_message(error: &serde_json::Error) -> String {
+/// Parses a JSON body; a refusal names where in the body the problem is (`checks[0].expected_revision:
+/// …`) and says what is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let strata_wire::de::Object(value) = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| ApiError::invalid(json_error_message(&error)))?;
+    deserializer.end().map_err(|error| ApiError::invalid(format!("the body is not valid JSON: {error}")))?;
+    Ok(value)
+}
+
+fn json_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     use serde_json::error::Category;
-    match error.classify() {
-        Category::Syntax | Category::Eof => format!("the body is not valid JSON: {error}"),
+    match error.inner().classify() {
+        Category::Syntax | Category::Eof => format!("the body is not valid JSON: {}", error.inner()),
+        Category::Data if error.path().iter().next().is_none() => {
+            format!("the body does not have the expected shape: {}", error.inner())
+        }
         Category::Data => format!("the body does not have the expected shape: {error}"),
-        Category::Io => format!("could not read the body: {error}"),
+        Category::Io => format!("could not read the body: {}", error.inner()),
     }
 }
 
 /// Parses a JSON value given in a query parameter (a DCB query).
 pub fn json_param<T: DeserializeOwned>(name: &str, text: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|error| ApiError::invalid(format!("query parameter {name}: {error}")))
+    serde_json::from_str::<strata_wire::de::Object<T>>(text)
+        .map(|object| object.0)
+        .map_err(|error| ApiError::invalid(format!("query parameter {name}: {error}")))
 }
 
 /// The stream id of a `/v1/streams/{stream}` path, percent-decoded and validated.

@@ -5,31 +5,32 @@ use crate::extract::Params;
 
 /// Parses `data` as each JSON request body the API takes, and converts what parses.
 pub fn request_body(data: &[u8]) {
-    if let Ok(request) = serde_json::from_slice::<crate::wire::AppendRequest>(data) {
-        let _ = crate::wire::expected_revision(request.expected_revision.as_ref());
+    use crate::convert;
+    use crate::extract::parse_json;
+    if let Ok(request) = parse_json::<strata_wire::AppendRequest>(data) {
         for event in request.events {
-            let _ = event.into_event();
+            let _ = convert::new_event(event);
         }
     }
-    if let Ok(request) = serde_json::from_slice::<crate::wire::MultiAppendRequest>(data) {
+    if let Ok(request) = parse_json::<strata_wire::MultiAppendRequest>(data) {
         for event in request.events {
-            let _ = event.into_event();
+            let _ = convert::new_event(event);
         }
         for check in request.checks {
-            let _ = crate::wire::expected_revision(Some(&check.expected_revision));
-            let _ = crate::wire::stream_id(check.stream, "stream");
+            let _ = convert::stream_id(check.stream, "stream");
         }
         if let Some(condition) = request.condition {
-            let _ = condition.query.into_query();
+            let _ = convert::query(condition.query);
         }
     }
-    if let Ok(request) = serde_json::from_slice::<crate::import::ImportRequest>(data) {
+    if let Ok(request) = parse_json::<strata_wire::ImportRequest>(data) {
         for event in request.events {
-            let _ = event.into_recorded();
+            let _ = convert::recorded_event(event.0);
         }
     }
-    let _ = crate::wire::parse_exported_event(data);
-    let _ = serde_json::from_slice::<crate::streams::MetadataJson>(data);
+    let _ = convert::parse_exported_event(data);
+    let _ = parse_json::<strata_wire::StreamMetadata>(data);
+    let _ = parse_json::<strata_wire::PutGroupRequest>(data);
 }
 
 /// Parses `query` as a query string the way each reading endpoint does.

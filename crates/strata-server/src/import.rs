@@ -4,35 +4,22 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params};
 use crate::state::AppState;
-use crate::wire::RecordedEventJson;
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 use strata_storage::MultiAppendOutcome;
-use utoipa::ToSchema;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    pub events: Vec<RecordedEventJson>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportResponse {
-    pub first_position: u64,
-    pub last_position: u64,
-    /// The batch was imported before; nothing was written.
-    pub replayed: bool,
-}
+use strata_wire::{ImportRequest, ImportResponse};
 
 /// Imports a batch of exported events.
 #[utoipa::path(post, path = "/v1/import", tag = "operations",
     request_body = ImportRequest,
     responses(
-        (status = 200, body = ImportResponse),
-        (status = 400, description = "invalid_request (times going backwards, a revision gap)"),
+        (status = 200, body = ImportResponse, description = "Imported, or replayed"),
+        (status = 400, description = "invalid_request: not an export, or not one that continues this store (times \
+            going backwards or ahead of the clock, a revision gap, `$` names other than the system events of `$streams`)"),
         (status = 409, description = "wrong_expected_revision: a stream does not continue where this store's copy ends"),
+        (status = 410, description = "stream_deleted: an event of a stream tombstoned here"),
         (status = 413, description = "payload_too_large"),
+        (status = 503, description = "unavailable"),
     ))]
 pub async fn import(
     State(state): State<AppState>,
@@ -47,7 +34,7 @@ pub async fn import(
         .events
         .into_iter()
         .enumerate()
-        .map(|(at, event)| event.into_recorded().map_err(|error| error.at(&format!("events[{at}]"))))
+        .map(|(at, event)| crate::convert::recorded_event(event.0).map_err(|error| error.at(&format!("events[{at}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || store.import_blocking(events))

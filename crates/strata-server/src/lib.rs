@@ -8,8 +8,14 @@
 //! - `streams`: listing, stream info, soft and hard delete, metadata.
 //! - `import`: `POST /v1/import` (exported events, keeping ids and recorded times).
 //! - `system`: health, info, OpenAPI, unknown routes; `metrics`: `GET /metrics`.
-//! - `wire`: the JSON shapes and their conversion; `extract`: bodies (capped, time-limited), strict
-//!   query strings, stream ids from paths; `error`: the one place failures become status codes.
+//! - `render`: recorded events as JSON, by hand (the hot path of reads and SSE), exactly the
+//!   `strata_wire::RecordedEvent` shape; `convert`: the wire's shapes into the engine's types.
+//! - `extract`: bodies (capped, time-limited, parsed into `strata_wire` types), strict query
+//!   strings, stream ids from paths; `error`: the one place failures become status codes.
+//! - `openapi`: the OpenAPI document, generated from the handlers' annotations and the
+//!   `strata_wire` types, completed with what every route shares (error bodies, path parameters).
+//!
+//! The JSON shapes themselves are `strata_wire`'s, shared with the client and the CLI.
 //!
 //! # Invariants
 //! - Only this crate knows HTTP; the engine knows nothing of it.
@@ -18,6 +24,7 @@
 //!   answered with 500 `internal` and does not take the server down.
 
 mod append;
+mod convert;
 pub mod delivery;
 mod error;
 pub mod extract;
@@ -26,20 +33,18 @@ pub mod fuzz;
 mod groups;
 mod import;
 mod metrics;
+mod openapi;
 mod read;
+pub mod render;
 mod scavenge;
 mod state;
 mod streams;
 mod subscribe;
 mod system;
-mod wire;
 
-/// The JSON of events, shared with the command line (export, import).
-pub mod render {
-    pub use crate::wire::{parse_exported_event, write_event, write_string};
-}
-
+pub use convert::parse_exported_event;
 pub use error::ApiError;
+pub use openapi::{openapi, openapi_json};
 pub use state::AppState;
 
 use axum::Router;
@@ -52,7 +57,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use utoipa::OpenApi as _;
 
 /// The address `strata serve` listens on by default.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:2113";
@@ -74,48 +78,38 @@ impl Default for ServeOptions {
     }
 }
 
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(title = "Strata", description = "A durable event store: streams, one gapless global log, subscriptions."),
-    paths(
-        append::append, append::append_multi, import::import, read::read_stream, read::read_all, subscribe::subscribe,
-        streams::list, streams::info, streams::delete, streams::get_metadata, streams::put_metadata,
-        system::health, system::info, system::openapi, metrics::metrics, scavenge::scavenge,
-        groups::put, groups::get_group, groups::list, groups::delete, groups::fetch, groups::ack, groups::nack,
-        groups::parked, groups::replay_parked,
-    ),
-    tags((name = "streams"), (name = "subscriptions"), (name = "groups"), (name = "operations"))
-)]
-struct ApiDoc;
-
-/// The OpenAPI 3.1 document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// Every route of the API with its handlers (the OpenAPI document must describe each: a test walks
+/// both).
+fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
+    vec![
+        ("/v1/streams", get(streams::list)),
+        ("/v1/streams/{stream}", post(append::append).get(read::read_stream).delete(streams::delete)),
+        ("/v1/streams/{stream}/info", get(streams::info)),
+        ("/v1/streams/{stream}/metadata", get(streams::get_metadata).put(streams::put_metadata)),
+        ("/v1/append", post(append::append_multi)),
+        ("/v1/import", post(import::import)),
+        ("/v1/scavenge", post(scavenge::scavenge)),
+        ("/v1/groups", get(groups::list)),
+        ("/v1/groups/{name}", axum::routing::put(groups::put).get(groups::get_group).delete(groups::delete)),
+        ("/v1/groups/{name}/fetch", post(groups::fetch)),
+        ("/v1/groups/{name}/ack", post(groups::ack)),
+        ("/v1/groups/{name}/nack", post(groups::nack)),
+        ("/v1/groups/{name}/parked", get(groups::parked)),
+        ("/v1/groups/{name}/replay-parked", post(groups::replay_parked)),
+        ("/v1/all", get(read::read_all)),
+        ("/v1/subscribe", get(subscribe::subscribe)),
+        ("/v1/health", get(system::health)),
+        ("/v1/info", get(system::info)),
+        ("/v1/openapi.json", get(system::openapi)),
+        ("/metrics", get(metrics::metrics)),
+    ]
 }
 
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/streams", get(streams::list))
-        .route("/v1/streams/{stream}", post(append::append).get(read::read_stream).delete(streams::delete))
-        .route("/v1/streams/{stream}/info", get(streams::info))
-        .route("/v1/streams/{stream}/metadata", get(streams::get_metadata).put(streams::put_metadata))
-        .route("/v1/append", post(append::append_multi))
-        .route("/v1/import", post(import::import))
-        .route("/v1/scavenge", post(scavenge::scavenge))
-        .route("/v1/groups", get(groups::list))
-        .route("/v1/groups/{name}", axum::routing::put(groups::put).get(groups::get_group).delete(groups::delete))
-        .route("/v1/groups/{name}/fetch", post(groups::fetch))
-        .route("/v1/groups/{name}/ack", post(groups::ack))
-        .route("/v1/groups/{name}/nack", post(groups::nack))
-        .route("/v1/groups/{name}/parked", get(groups::parked))
-        .route("/v1/groups/{name}/replay-parked", post(groups::replay_parked))
-        .route("/v1/all", get(read::read_all))
-        .route("/v1/subscribe", get(subscribe::subscribe))
-        .route("/v1/health", get(system::health))
-        .route("/v1/info", get(system::info))
-        .route("/v1/openapi.json", get(system::openapi))
-        .route("/metrics", get(metrics::metrics))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(system::unknown_route)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {

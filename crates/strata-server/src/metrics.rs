@@ -67,7 +67,7 @@ impl Metrics {
 
 /// Prometheus metrics of the server and the engine.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4")))]
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = &state.metrics;
     let stats = state.store.stats();

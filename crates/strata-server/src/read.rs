@@ -3,8 +3,8 @@
 
 use crate::error::ApiError;
 use crate::extract::{Params, StreamPath, json_param, parse_u64};
+use crate::render::write_page;
 use crate::state::AppState;
-use crate::wire::{QueryJson, write_page};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -31,18 +31,12 @@ const ALL_PARAMS: &[&str] = &[
 
 /// Reads a page of one stream's events.
 #[utoipa::path(get, path = "/v1/streams/{stream}", tag = "streams",
-    params(
-        ("stream" = String, Path, description = "The stream id"),
-        ("from" = Option<String>, Query, description = "A revision, `start` or `end` (default: start forwards, end backwards)"),
-        ("direction" = Option<String>, Query, description = "`forward` (default) or `backward`"),
-        ("limit" = Option<u64>, Query, description = "At most this many events (default 1000, at most 100000)"),
-        ("until_position" = Option<u64>, Query, description = "Read as of this position"),
-        ("until_time" = Option<String>, Query, description = "Read as of this RFC 3339 time"),
-    ),
+    params(("stream" = String, Path, description = "The stream id"), strata_wire::PageParams),
     responses(
-        (status = 200, body = crate::wire::ReadResponse),
-        (status = 400, description = "invalid_request"), (status = 404, description = "stream_not_found"),
-        (status = 410, description = "stream_deleted"),
+        (status = 200, body = strata_wire::ReadPage, description = "A page of the stream's events"),
+        (status = 400, description = "invalid_request"),
+        (status = 404, description = "stream_not_found: no (visible) events, or soft-deleted"),
+        (status = 410, description = "stream_deleted: tombstoned"),
     ))]
 pub async fn read_stream(
     State(state): State<AppState>,
@@ -67,19 +61,11 @@ pub async fn read_stream(
 
 /// Reads a page of the global log, optionally filtered.
 #[utoipa::path(get, path = "/v1/all", tag = "streams",
-    params(
-        ("from" = Option<String>, Query, description = "A position, `start` or `end`"),
-        ("direction" = Option<String>, Query, description = "`forward` (default) or `backward`"),
-        ("limit" = Option<u64>, Query, description = "At most this many events (default 1000, at most 100000)"),
-        ("until_position" = Option<u64>, Query, description = "Read as of this position"),
-        ("until_time" = Option<String>, Query, description = "Read as of this RFC 3339 time"),
-        ("category" = Option<String>, Query, description = "Streams of this category (the id before the first `-`)"),
-        ("types" = Option<String>, Query, description = "Event types, comma-separated or repeated"),
-        ("stream_prefix" = Option<String>, Query, description = "Streams whose id starts with this"),
-        ("tags" = Option<String>, Query, description = "Tags the event must all carry, comma-separated or repeated"),
-        ("query" = Option<String>, Query, description = "A DCB query as JSON: {\"items\":[{\"types\":[..],\"tags\":[..]}]}"),
-    ),
-    responses((status = 200, body = crate::wire::ReadResponse), (status = 400, description = "invalid_request")))]
+    params(strata_wire::PageParams, strata_wire::FilterParams),
+    responses(
+        (status = 200, body = strata_wire::ReadPage, description = "A page of the global log"),
+        (status = 400, description = "invalid_request"),
+    ))]
 pub async fn read_all(State(state): State<AppState>, mut params: Params) -> Result<Response, ApiError> {
     let (from, options) = page_params(&mut params)?;
     let filter = filter_params(&mut params)?;
@@ -113,26 +99,28 @@ fn next_from(last: Option<u64>, more: bool, options: &ReadOptions) -> Option<u64
     }
 }
 
-fn map_from<T>(from: ReadFrom<u64>, make: impl Fn(u64) -> T) -> ReadFrom<T> {
+/// The engine's start of a read, `make` turning the number into a revision or a position.
+pub fn map_from<T>(from: strata_wire::ReadFrom, make: impl Fn(u64) -> T) -> ReadFrom<T> {
     match from {
-        ReadFrom::Start => ReadFrom::Start,
-        ReadFrom::End => ReadFrom::End,
-        ReadFrom::At(at) => ReadFrom::At(make(at)),
+        strata_wire::ReadFrom::Start => ReadFrom::Start,
+        strata_wire::ReadFrom::End => ReadFrom::End,
+        strata_wire::ReadFrom::At(at) => ReadFrom::At(make(at)),
     }
 }
 
 /// `from`, `direction`, `limit`, `until_position`, `until_time`.
-pub fn page_params(params: &mut Params) -> Result<(ReadFrom<u64>, ReadOptions), ApiError> {
-    let direction = match params.take("direction")?.as_deref() {
-        None | Some("forward") => Direction::Forward,
-        Some("backward") => Direction::Backward,
-        Some(other) => {
-            return Err(ApiError::invalid(format!("direction must be forward or backward, got {other:?}")));
-        }
+pub fn page_params(params: &mut Params) -> Result<(strata_wire::ReadFrom, ReadOptions), ApiError> {
+    let direction = match params.take("direction")? {
+        None => Direction::Forward,
+        Some(text) => match strata_wire::Direction::from_name(&text) {
+            Some(strata_wire::Direction::Forward) => Direction::Forward,
+            Some(strata_wire::Direction::Backward) => Direction::Backward,
+            None => return Err(ApiError::invalid(format!("direction must be forward or backward, got {text:?}"))),
+        },
     };
     let from = parse_from(params.take("from")?.as_deref())?.unwrap_or(match direction {
-        Direction::Forward => ReadFrom::Start,
-        Direction::Backward => ReadFrom::End,
+        Direction::Forward => strata_wire::ReadFrom::Start,
+        Direction::Backward => strata_wire::ReadFrom::End,
     });
     let limit = match params.take_u64("limit")? {
         None => READ_LIMIT_DEFAULT,
@@ -148,16 +136,14 @@ pub fn page_params(params: &mut Params) -> Result<(ReadFrom<u64>, ReadOptions), 
 }
 
 /// `start`, `end` or a number.
-pub fn parse_from(text: Option<&str>) -> Result<Option<ReadFrom<u64>>, ApiError> {
-    Ok(match text {
-        None => None,
-        Some("start") => Some(ReadFrom::Start),
-        Some("end") => Some(ReadFrom::End),
-        Some(text) => Some(ReadFrom::At(
-            parse_u64("from", text)
-                .map_err(|error| ApiError::invalid(format!("{} (or start / end)", error.message)))?,
-        )),
-    })
+pub fn parse_from(text: Option<&str>) -> Result<Option<strata_wire::ReadFrom>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    if let Some(from) = strata_wire::ReadFrom::from_name(text) {
+        return Ok(Some(from));
+    }
+    let at =
+        parse_u64("from", text).map_err(|error| ApiError::invalid(format!("{} (or start / end)", error.message())))?;
+    Ok(Some(strata_wire::ReadFrom::At(at)))
 }
 
 pub fn parse_time(name: &str, text: &str) -> Result<Timestamp, ApiError> {
@@ -182,8 +168,8 @@ pub fn filter_params(params: &mut Params) -> Result<Filter, ApiError> {
         .map(|tag| Tag::new(tag).map_err(|error| ApiError::from(error).at("tags")))
         .collect::<Result<_, _>>()?;
     if let Some(query) = params.take("query")? {
-        let query: QueryJson = json_param("query", &query)?;
-        filter.query = Some(query.into_query()?);
+        let query: strata_wire::Query = json_param("query", &query)?;
+        filter.query = Some(crate::convert::query(query)?);
     }
     Ok(filter)
 }

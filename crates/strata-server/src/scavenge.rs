@@ -6,29 +6,14 @@ use crate::extract::Params;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 use strata_storage::ScavengeError;
-use utoipa::ToSchema;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ScavengeResponse {
-    /// Sealed segments read to find hidden events (those the index files cover).
-    pub segments_scanned: u32,
-    /// Segments written again with placeholders for the hidden events.
-    pub segments_rewritten: u32,
-    /// Segments left for the next scavenge because metadata changed meanwhile.
-    pub segments_skipped: u32,
-    /// Events replaced by placeholders (`$scavenged`: position, stream, revision, id and time kept).
-    pub events_scavenged: u64,
-    /// Bytes of the rewritten segments before and after.
-    pub bytes_before: u64,
-    pub bytes_after: u64,
-}
+use strata_wire::ScavengeResponse;
 
 /// Scavenges the store. Reads and appends go on meanwhile; one scavenge runs at a time.
 #[utoipa::path(post, path = "/v1/scavenge", tag = "operations",
     responses(
-        (status = 200, body = ScavengeResponse),
+        (status = 200, body = ScavengeResponse, description = "What the scavenge did"),
+        (status = 400, description = "invalid_request"),
         (status = 500, description = "internal: a storage failure or damage stopped the scavenge (what it finished stays)"),
         (status = 503, description = "unavailable: the store refuses writes after a storage failure"),
     ))]

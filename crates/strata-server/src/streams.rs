@@ -6,36 +6,21 @@ use crate::append::wrong_expected_revision;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params, StreamPath};
 use crate::state::AppState;
-use crate::wire::expected_revision;
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use strata_core::limits::STREAMS_LIST_MAX;
 use strata_core::{StreamMetadata, StreamRevision};
 use strata_storage::{MultiAppendOutcome, ReadError};
-use utoipa::ToSchema;
+use strata_wire::{DeleteResponse, StreamInfo, StreamList};
 
 /// Streams per page when the request gives no `limit`.
 pub const LIST_LIMIT_DEFAULT: usize = 100;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamListResponse {
-    pub streams: Vec<String>,
-    /// Pass as `after` for the next page; `null` when this page is the last.
-    pub next: Option<String>,
-}
-
 /// Lists streams by id, in byte order, with a prefix and paging.
 #[utoipa::path(get, path = "/v1/streams", tag = "streams",
-    params(
-        ("prefix" = Option<String>, Query, description = "Only streams whose id starts with this"),
-        ("after" = Option<String>, Query, description = "Only streams after this id (the previous page's `next`)"),
-        ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 10000)"),
-    ),
-    responses((status = 200, body = StreamListResponse), (status = 400, description = "invalid_request")))]
-pub async fn list(State(state): State<AppState>, mut params: Params) -> Result<Json<StreamListResponse>, ApiError> {
+    params(strata_wire::ListParams),
+    responses((status = 200, body = StreamList, description = "Stream ids"), (status = 400, description = "invalid_request")))]
+pub async fn list(State(state): State<AppState>, mut params: Params) -> Result<Json<StreamList>, ApiError> {
     let prefix = params.take("prefix")?.unwrap_or_default();
     let after = params.take("after")?;
     let limit = match params.take_u64("limit")? {
@@ -49,35 +34,22 @@ pub async fn list(State(state): State<AppState>, mut params: Params) -> Result<J
     let streams: Vec<String> =
         state.store.list_streams(&prefix, after.as_deref(), limit)?.into_iter().map(|id| id.to_string()).collect();
     let next = if streams.len() == limit { streams.last().cloned() } else { None };
-    Ok(Json(StreamListResponse { streams, next }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamInfoResponse {
-    pub stream: String,
-    /// The first revision reads show (above 0 when metadata or a soft delete hides older ones).
-    pub first_revision: u64,
-    pub last_revision: u64,
-    pub event_count: u64,
-    pub first_position: u64,
-    pub last_position: u64,
-    pub first_recorded_at: String,
-    pub last_recorded_at: String,
+    Ok(Json(StreamList { streams, next }))
 }
 
 /// Facts about a stream: revisions, event count, positions, first and last recorded time.
 #[utoipa::path(get, path = "/v1/streams/{stream}/info", tag = "streams",
     params(("stream" = String, Path, description = "The stream id")),
-    params(),
     responses(
-        (status = 200, body = StreamInfoResponse),
+        (status = 200, body = StreamInfo, description = "The stream's facts"),
+        (status = 400, description = "invalid_request"),
         (status = 404, description = "stream_not_found"), (status = 410, description = "stream_deleted"),
     ))]
 pub async fn info(
     State(state): State<AppState>,
     StreamPath(stream): StreamPath,
     params: Params,
-) -> Result<Json<StreamInfoResponse>, ApiError> {
+) -> Result<Json<StreamInfo>, ApiError> {
     params.finish(&[])?;
     if state.store.is_tombstoned(stream.as_str()) {
         return Err(ReadError::StreamDeleted { stream }.into());
@@ -85,7 +57,7 @@ pub async fn info(
     let Some(info) = state.store.stream_info(stream.as_str())? else {
         return Err(ReadError::StreamNotFound { stream }.into());
     };
-    Ok(Json(StreamInfoResponse {
+    Ok(Json(StreamInfo {
         stream: info.stream.to_string(),
         first_revision: info.first_revision.value(),
         last_revision: info.last_revision.value(),
@@ -97,27 +69,17 @@ pub async fn info(
     }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeleteResponse {
-    pub stream: String,
-    /// `true` for a tombstone (`hard=true`): the stream can never be written again.
-    pub hard: bool,
-    /// The position of the system event that records the deletion.
-    pub position: u64,
-}
-
 /// Deletes a stream: soft (reads say not found, a later append continues after its last revision)
 /// or, with `hard=true`, for good (a tombstone).
 #[utoipa::path(delete, path = "/v1/streams/{stream}", tag = "streams",
-    params(
-        ("stream" = String, Path, description = "The stream id"),
-        ("hard" = Option<bool>, Query, description = "`true`: tombstone, never writable again"),
-        ("expected_revision" = Option<String>, Query, description = "`any` (default), `stream_exists` or a revision"),
-    ),
+    params(("stream" = String, Path, description = "The stream id"), strata_wire::DeleteParams),
     responses(
-        (status = 200, body = DeleteResponse),
-        (status = 404, description = "stream_not_found"), (status = 409, description = "wrong_expected_revision"),
-        (status = 410, description = "stream_deleted"),
+        (status = 200, body = DeleteResponse, description = "Deleted"),
+        (status = 400, description = "invalid_request"),
+        (status = 404, description = "stream_not_found: the stream has no events"),
+        (status = 409, description = "wrong_expected_revision"),
+        (status = 410, description = "stream_deleted: already tombstoned"),
+        (status = 503, description = "unavailable"),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -130,13 +92,14 @@ pub async fn delete(
         Some(other) => return Err(ApiError::invalid(format!("hard must be true or false, got {other:?}"))),
     };
     let expected = match params.take("expected_revision")? {
-        None => None,
+        None => strata_wire::ExpectedRevision::Any,
         Some(text) if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
-            Some(Value::from(crate::extract::parse_u64("expected_revision", &text)?))
+            strata_wire::ExpectedRevision::Exact(crate::extract::parse_u64("expected_revision", &text)?)
         }
-        Some(text) => Some(Value::from(text)),
-    };
-    let expected = expected_revision(expected.as_ref())?;
+        Some(text) => strata_wire::ExpectedRevision::from_name(&text)
+            .ok_or_else(|| ApiError::invalid(format!("{}, got {text:?}", strata_wire::ExpectedRevision::EXPLAIN)))?,
+    }
+    .into();
     params.finish(&["hard", "expected_revision"])?;
     let outcome = if hard {
         state.store.tombstone_stream(stream.clone(), expected).await?
@@ -154,62 +117,50 @@ pub async fn delete(
     }
 }
 
-/// A stream's metadata: rules applied when it is read, and the application's own JSON.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataJson {
-    /// Reads skip events older than this.
-    pub max_age_seconds: Option<u64>,
-    /// Reads show only the last this many events.
-    pub max_count: Option<u64>,
-    /// Reads skip revisions before this one.
-    pub truncate_before: Option<u64>,
-    /// Free application data: a JSON object.
-    #[schema(value_type = Option<Object>)]
-    pub custom: Option<Box<RawValue>>,
-}
-
 /// Reads a stream's metadata (all unset when none was ever set).
 #[utoipa::path(get, path = "/v1/streams/{stream}/metadata", tag = "streams",
     params(("stream" = String, Path, description = "The stream id")),
-    responses((status = 200, body = MetadataJson), (status = 410, description = "stream_deleted")))]
+    responses(
+        (status = 200, body = strata_wire::StreamMetadata, description = "The metadata in force"),
+        (status = 400, description = "invalid_request"), (status = 410, description = "stream_deleted"),
+    ))]
 pub async fn get_metadata(
     State(state): State<AppState>,
     StreamPath(stream): StreamPath,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<strata_wire::StreamMetadata>, ApiError> {
     params.finish(&[])?;
     if state.store.is_tombstoned(stream.as_str()) {
         return Err(ReadError::StreamDeleted { stream }.into());
     }
     let metadata = state.store.stream_metadata(stream.as_str()).unwrap_or_default();
-    let custom = if metadata.custom.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&metadata.custom).unwrap_or_else(|_| json!({}))
-    };
-    Ok(Json(json!({
-        "max_age_seconds": metadata.max_age_seconds,
-        "max_count": metadata.max_count,
-        "truncate_before": metadata.truncate_before.map(StreamRevision::value),
-        "custom": custom,
-    })))
+    // Custom metadata that is not JSON (written through the embedded API) shows as `{}`.
+    let custom = serde_json::from_slice::<serde_json::Value>(&metadata.custom)
+        .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
+    let custom = serde_json::value::to_raw_value(&custom).expect("a JSON value renders");
+    Ok(Json(strata_wire::StreamMetadata {
+        max_age_seconds: metadata.max_age_seconds,
+        max_count: metadata.max_count,
+        truncate_before: metadata.truncate_before.map(StreamRevision::value),
+        custom: Some(custom),
+    }))
 }
 
 /// Replaces a stream's metadata.
 #[utoipa::path(put, path = "/v1/streams/{stream}/metadata", tag = "streams",
     params(("stream" = String, Path, description = "The stream id")),
-    request_body = MetadataJson,
+    request_body = strata_wire::StreamMetadata,
     responses(
-        (status = 200, body = MetadataJson, description = "The metadata now in force"),
+        (status = 200, body = strata_wire::StreamMetadata, description = "The metadata now in force"),
         (status = 400, description = "invalid_request"), (status = 410, description = "stream_deleted"),
+        (status = 413, description = "payload_too_large"), (status = 503, description = "unavailable"),
     ))]
 pub async fn put_metadata(
     State(state): State<AppState>,
     StreamPath(stream): StreamPath,
     params: Params,
-    JsonBody(request): JsonBody<MetadataJson>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(request): JsonBody<strata_wire::StreamMetadata>,
+) -> Result<Json<strata_wire::StreamMetadata>, ApiError> {
     params.finish(&[])?;
     let custom = match &request.custom {
         None => bytes::Bytes::new(),

@@ -2,11 +2,12 @@
 //! a `caught_up` event, then live, with heartbeats. Every event's SSE `id` is its global position, so
 //! a reconnecting client's `Last-Event-ID` resumes right after the last event it received.
 
+use crate::convert::stream_id;
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::read::{filter_params, parse_from};
+use crate::render::write_event;
 use crate::state::AppState;
-use crate::wire::{stream_id, write_event};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -24,18 +25,14 @@ const PARAMS: &[&str] = &["stream", "from", "category", "types", "stream_prefix"
 /// Subscribes to a stream or to the global log, as Server-Sent Events.
 #[utoipa::path(get, path = "/v1/subscribe", tag = "subscriptions",
     params(
-        ("stream" = Option<String>, Query, description = "Subscribe to this stream (otherwise: the global log)"),
-        ("from" = Option<String>, Query, description = "A revision (stream) or position (log), inclusive; `start` (default) or `end`"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (overrides `from`)"),
-        ("category" = Option<String>, Query, description = "Global log only: streams of this category"),
-        ("types" = Option<String>, Query, description = "Global log only: event types"),
-        ("stream_prefix" = Option<String>, Query, description = "Global log only: streams whose id starts with this"),
-        ("tags" = Option<String>, Query, description = "Global log only: tags the event must all carry"),
-        ("query" = Option<String>, Query, description = "Global log only: a DCB query as JSON"),
+        strata_wire::SubscribeParams,
+        strata_wire::FilterParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (overrides `from`): for a stream subscription, the position of one of the stream's events"),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "Events (`id:` = position, `data:` = the event as JSON), a `caught_up` event (again after each `fell_behind {\"behind\": n}`), heartbeat comments"),
-        (status = 400, description = "invalid_request"), (status = 410, description = "stream_deleted"),
+        (status = 200, content_type = "text/event-stream", body = String, description = "Server-Sent Events: each event with `id:` its position and `data:` a RecordedEvent; `event: caught_up` (`data:` CaughtUp) at the live hand-off, again after each `event: fell_behind` (`data:` FellBehind); `event: error` (`data:` ErrorBody) ends it; `: heartbeat` comments"),
+        (status = 400, description = "invalid_request (filters with `stream` apply to the global log only)"),
+        (status = 410, description = "stream_deleted"),
     ))]
 pub async fn subscribe(
     State(state): State<AppState>,
@@ -43,7 +40,10 @@ pub async fn subscribe(
     mut params: Params,
 ) -> Result<Response, ApiError> {
     let stream = params.take("stream")?.map(|stream| stream_id(stream, "stream")).transpose()?;
-    let from = parse_from(params.take("from")?.as_deref())?.unwrap_or(ReadFrom::Start);
+    let from = crate::read::map_from(
+        parse_from(params.take("from")?.as_deref())?.unwrap_or(strata_wire::ReadFrom::Start),
+        |at| at,
+    );
     let filter = filter_params(&mut params)?;
     params.finish(PARAMS)?;
     let last_event_id = match headers.get("last-event-id") {
@@ -149,14 +149,15 @@ async fn next_chunk(subscription: &mut Subscription, rendered: &RenderedEvents) 
             (chunk.into(), true)
         }
         Ok(SubscriptionMessage::FellBehind { behind }) => {
-            let data = serde_json::json!({ "behind": behind }).to_string();
-            write_message(&mut chunk, Field::Event(b"fell_behind"), data.as_bytes());
+            let data = serde_json::to_vec(&strata_wire::FellBehind { behind }).expect("renders");
+            write_message(&mut chunk, Field::Event(b"fell_behind"), &data);
             (chunk.into(), true)
         }
         Err(error) => {
             let error = ApiError::from(error);
-            let data = serde_json::json!({ "error": { "code": error.code, "message": error.message } });
-            write_message(&mut chunk, Field::Event(b"error"), data.to_string().as_bytes());
+            let body = strata_wire::ErrorBody { error: strata_wire::ErrorDetail::new(error.code(), error.message()) };
+            let data = serde_json::to_vec(&body).expect("renders");
+            write_message(&mut chunk, Field::Event(b"error"), &data);
             (chunk.into(), false)
         }
     }

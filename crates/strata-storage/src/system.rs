@@ -23,9 +23,12 @@ const MAX_AGE: u8 = 1;
 const MAX_COUNT: u8 = 2;
 const TRUNCATE_BEFORE: u8 = 4;
 
-/// A decoded system event.
+/// A decoded system event: what a `$metadata`, `$deleted` or `$tombstone` event of [`SYSTEM_STREAM`]
+/// says. [`SystemChange::decode`] and [`SystemChange::encode`] are the binary form's two directions
+/// (the server renders these events as JSON and parses that JSON back on import; the engine knows
+/// only the bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SystemChange {
+pub enum SystemChange {
     Metadata { stream: String, metadata: StreamMetadata },
     Deleted { stream: String, truncate_before: u64 },
     Tombstone { stream: String },
@@ -81,6 +84,36 @@ impl<'a> Reader<'a> {
 
     fn field(&mut self, flags: u8, flag: u8) -> Result<Option<u64>, String> {
         if flags & flag != 0 { self.u64().map(Some) } else { Ok(None) }
+    }
+}
+
+impl SystemChange {
+    /// Decodes a system event's data; `None` for an event type that is not a system change, an
+    /// error (what is wrong) for data that does not decode.
+    pub fn decode(event_type: &str, data: &[u8]) -> Result<Option<SystemChange>, String> {
+        decode(event_type, data)
+    }
+
+    /// The event type and data of this change, as the engine writes them.
+    pub fn encode(&self) -> (&'static str, Vec<u8>) {
+        let encoded = match self {
+            SystemChange::Metadata { stream, metadata } => (METADATA_TYPE, encode_metadata(stream, metadata)),
+            SystemChange::Deleted { stream, truncate_before } => {
+                (DELETED_TYPE, encode_deleted(stream, *truncate_before))
+            }
+            SystemChange::Tombstone { stream } => (TOMBSTONE_TYPE, encode_tombstone(stream)),
+        };
+        debug_assert_eq!(decode(encoded.0, &encoded.1).as_ref(), Ok(&Some(self.clone())), "encode then decode");
+        encoded
+    }
+
+    /// The stream the change is about.
+    pub fn stream(&self) -> &str {
+        match self {
+            SystemChange::Metadata { stream, .. }
+            | SystemChange::Deleted { stream, .. }
+            | SystemChange::Tombstone { stream } => stream,
+        }
     }
 }
 
@@ -212,6 +245,9 @@ mod tests {
         );
         assert_eq!(decode("Other", b"").unwrap(), None);
         assert!(decode(DELETED_TYPE, &encode_tombstone("a")).is_err());
+        let change = SystemChange::Deleted { stream: "a".into(), truncate_before: 9 };
+        assert_eq!(change.encode(), (DELETED_TYPE, encode_deleted("a", 9)));
+        assert_eq!(SystemChange::decode(DELETED_TYPE, &change.encode().1).unwrap(), Some(change));
         assert!(decode(METADATA_TYPE, &[5, 0, b'a']).is_err());
     }
 

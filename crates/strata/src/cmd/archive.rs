@@ -5,12 +5,13 @@ use super::target::{Target, expect_status};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use strata_wire::{ImportResponse, ReadPage, ScavengeResponse, StreamInfo, StreamList};
 
 /// Events per page when exporting or verifying.
 const PAGE_EVENTS: u64 = 10_000;
@@ -62,6 +63,8 @@ fn progress(total: Option<u64>, what: &str, quiet: bool) -> ProgressBar {
     bar
 }
 
+/// A page of `GET /v1/all` whose events are kept as the server rendered them: an export copies them
+/// byte for byte (a `strata_wire::ReadPage` otherwise).
 #[derive(Deserialize)]
 struct RawPage<'a> {
     #[serde(borrow)]
@@ -71,8 +74,21 @@ struct RawPage<'a> {
 
 /// The head position now (`None`: empty).
 async fn head(target: &Target) -> Result<Option<u64>> {
-    Ok(target.get("/v1/info").await?["head_position"].as_u64())
+    Ok(target.get::<strata_wire::Info>("/v1/info").await?.head_position)
 }
+
+/// `manifest.json` of a backup.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    events: u64,
+    head_position: Option<u64>,
+    events_file: String,
+    events_bytes: u64,
+    events_crc32c: u32,
+}
+
+const BACKUP_FORMAT: &str = "strata-backup-1";
 
 /// Writes every event up to `until` (the snapshot) to `out`, one per line, exactly as the API
 /// renders them; returns how many.
@@ -149,10 +165,10 @@ async fn import_from(
     let mut send = async |batch: &mut Vec<u8>, batch_count: &mut usize, line_number: u64| -> Result<()> {
         batch.extend_from_slice(b"]}");
         let answer = target.send("POST", "/v1/import", Some(std::mem::take(batch))).await?;
-        let result = answer.ok().with_context(|| {
+        let result: ImportResponse = answer.ok().with_context(|| {
             format!("import the batch ending before line {line_number} (events before it are imported)")
         })?;
-        if result["replayed"] == true {
+        if result.replayed {
             replayed += *batch_count as u64;
         } else {
             imported += *batch_count as u64;
@@ -222,14 +238,14 @@ pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()>
     let (crc, bytes) = (out.crc, out.bytes);
     out.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     bar.finish_and_clear();
-    let manifest = json!({
-        "format": "strata-backup-1",
-        "events": count,
-        "head_position": until,
-        "events_file": BACKUP_EVENTS_FILE,
-        "events_bytes": bytes,
-        "events_crc32c": crc,
-    });
+    let manifest = Manifest {
+        format: BACKUP_FORMAT.to_owned(),
+        events: count,
+        head_position: until,
+        events_file: BACKUP_EVENTS_FILE.to_owned(),
+        events_bytes: bytes,
+        events_crc32c: crc,
+    };
     // The manifest is written last, and atomically: a backup without one is incomplete.
     let manifest_path = args.output.join(BACKUP_MANIFEST_FILE);
     let temporary = args.output.join("manifest.json.tmp");
@@ -237,7 +253,7 @@ pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()>
     std::fs::File::open(&temporary)?.sync_all()?;
     std::fs::rename(&temporary, &manifest_path)?;
     std::fs::File::open(&args.output)?.sync_all()?;
-    report(json, manifest, || format!("backed up {count} events to {}", args.output.display()));
+    report(json, serde_json::to_value(&manifest)?, || format!("backed up {count} events to {}", args.output.display()));
     Ok(())
 }
 
@@ -248,17 +264,19 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
             .with_context(|| format!("read {} (is this a backup?)", manifest_path.display()))?,
     )
     .context("the manifest is not JSON")?;
-    ensure!(manifest["format"] == "strata-backup-1", "unknown backup format {}", manifest["format"]);
+    let format = manifest.get("format").cloned().unwrap_or_default();
+    ensure!(format == BACKUP_FORMAT, "unknown backup format {format}");
+    let manifest: Manifest = serde_json::from_value(manifest).context("the manifest is incomplete")?;
     ensure!(head(target).await?.is_none(), "the target store is not empty: restore into a new data directory");
     let events_path = args.from.join(BACKUP_EVENTS_FILE);
     // Checked whole before anything is restored, streaming: a backup may be larger than memory.
     let (crc, bytes) = checksum_file(&events_path)?;
     ensure!(
-        manifest["events_bytes"] == bytes && manifest["events_crc32c"] == crc,
+        manifest.events_bytes == bytes && manifest.events_crc32c == crc,
         "{} does not match its manifest (truncated or damaged); nothing was restored",
         events_path.display()
     );
-    let expected = manifest["events"].as_u64().context("the manifest has no event count")?;
+    let expected = manifest.events;
     let bar = progress(Some(expected), "restoring", json);
     let file = std::fs::File::open(&events_path).with_context(|| format!("open {}", events_path.display()))?;
     let (imported, _) = import_from(target, &mut BufReader::with_capacity(1 << 20, file), 1_000, &bar).await.context(
@@ -266,8 +284,8 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
     )?;
     bar.finish_and_clear();
     ensure!(imported == expected, "restored {imported} events where the backup has {expected}");
-    ensure!(head(target).await? == manifest["head_position"].as_u64(), "the restored head differs from the backup's");
-    report(json, json!({ "restored": imported, "head_position": manifest["head_position"] }), || {
+    ensure!(head(target).await? == manifest.head_position, "the restored head differs from the backup's");
+    report(json, json!({ "restored": imported, "head_position": manifest.head_position }), || {
         format!("restored {imported} events")
     });
     Ok(())
@@ -314,20 +332,19 @@ impl<W: Write> Write for ChecksumWriter<W> {
 /// info agreeing with its events. Fails (exit 1) at the first problem.
 /// `strata scavenge`: `POST /v1/scavenge`, and what it did.
 pub async fn scavenge(target: &Target, json: bool) -> Result<()> {
-    let report = target.send("POST", "/v1/scavenge", None).await?.ok()?;
+    let report: ScavengeResponse = target.send("POST", "/v1/scavenge", None).await?.ok()?;
     if json {
-        println!("{report}");
+        println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let number = |field: &str| report[field].as_u64().unwrap_or(0);
     println!(
         "scavenged {} events in {} of {} sealed segments: {} bytes are now {} ({} segments left for next time)",
-        number("events_scavenged"),
-        number("segments_rewritten"),
-        number("segments_scanned"),
-        number("bytes_before"),
-        number("bytes_after"),
-        number("segments_skipped"),
+        report.events_scavenged,
+        report.segments_rewritten,
+        report.segments_scanned,
+        report.bytes_before,
+        report.bytes_after,
+        report.segments_skipped,
     );
     Ok(())
 }
@@ -342,28 +359,30 @@ pub async fn verify(target: &Target, json: bool) -> Result<()> {
     if let Some(until) = until {
         let mut from = 0;
         loop {
-            let page = target.get(&format!("/v1/all?from={from}&limit={PAGE_EVENTS}&until_position={until}")).await?;
-            let events = page["events"].as_array().context("a page without events")?;
-            for event in events {
-                ensure!(event["position"] == position, "position {position} is missing: the log has a gap");
-                let id = uuid::Uuid::parse_str(event["id"].as_str().unwrap_or_default())?.as_u128();
-                ensure!(ids.insert(id), "event id {} appears twice (position {position})", event["id"]);
-                let stream = event["stream"].as_str().context("an event without a stream")?.to_owned();
-                let expected = next_revisions.get(&stream).copied().unwrap_or(0);
+            let page: ReadPage =
+                target.get(&format!("/v1/all?from={from}&limit={PAGE_EVENTS}&until_position={until}")).await?;
+            for event in &page.events {
+                ensure!(event.position == position, "position {position} is missing: the log has a gap");
+                let id = uuid::Uuid::parse_str(&event.id)?.as_u128();
+                ensure!(ids.insert(id), "event id {} appears twice (position {position})", event.id);
+                let expected = next_revisions.get(&event.stream).copied().unwrap_or(0);
                 ensure!(
-                    event["revision"] == expected,
-                    "stream {stream} jumps from revision {} to {} at position {position}",
+                    event.revision == expected,
+                    "stream {} jumps from revision {} to {} at position {position}",
+                    event.stream,
                     expected as i128 - 1,
-                    event["revision"]
+                    event.revision
                 );
-                next_revisions.insert(stream, expected + 1);
-                let time = event["recorded_at"].as_str().unwrap_or_default();
-                ensure!(time >= last_time.as_str(), "recorded time goes backwards at position {position}");
-                last_time = time.to_owned();
+                next_revisions.insert(event.stream.clone(), expected + 1);
+                ensure!(
+                    event.recorded_at.as_str() >= last_time.as_str(),
+                    "recorded time goes backwards at position {position}"
+                );
+                last_time.clone_from(&event.recorded_at);
                 position += 1;
             }
-            bar.inc(events.len() as u64);
-            match page["next"].as_u64() {
+            bar.inc(page.events.len() as u64);
+            match page.next {
                 Some(next) => from = next,
                 None => break,
             }
@@ -379,22 +398,21 @@ pub async fn verify(target: &Target, json: bool) -> Result<()> {
             Some(after) => format!("/v1/streams?limit=10000&after={}", super::target::encode(after)),
             None => "/v1/streams?limit=10000".to_owned(),
         };
-        let list = target.get(&path).await?;
-        for stream in list["streams"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let stream = stream.as_str().unwrap_or_default();
-            let info = target.get(&format!("/v1/streams/{}/info", super::target::encode(stream))).await?;
+        let list: StreamList = target.get(&path).await?;
+        for stream in &list.streams {
+            let info: StreamInfo = target.get(&format!("/v1/streams/{}/info", super::target::encode(stream))).await?;
             let next = next_revisions.get(stream).copied();
-            if info["last_revision"].as_u64().map(|r| r + 1) != next {
+            if Some(info.last_revision + 1) != next {
                 bail!(
                     "the index says stream {stream} ends at revision {}, the log at {:?}",
-                    info["last_revision"],
+                    info.last_revision,
                     next.map(|n| n - 1)
                 );
             }
             checked_streams += 1;
         }
-        match list["next"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
+        match list.next {
+            Some(next) => after = Some(next),
             None => break,
         }
     }

@@ -1,10 +1,11 @@
 //! `append`, `read`, `read-all`, `tail`, `streams`, `info`: the everyday commands.
 
-use super::target::{Target, encode, expect_status};
+use super::target::{Target, encode, expect_status, json_body};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
+use strata_wire::{AppendRequest, AppendResponse, ExpectedRevision, ReadPage, RecordedEvent, StreamInfo, StreamList};
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {
@@ -140,81 +141,87 @@ fn filter_pairs(filter: &FilterArgs) -> Vec<(&'static str, Option<String>)> {
     ]
 }
 
-/// One event, readably: position, stream@revision, type, time, data.
-pub fn print_event(event: &Value, json: bool) {
+/// One event, readably: position, stream@revision, type, time, data — or, with `json`, as the API
+/// rendered it.
+pub fn print_event(event: &RecordedEvent, json: bool) {
     if json {
-        println!("{event}");
+        println!("{}", serde_json::to_string(event).expect("an event renders"));
         return;
     }
-    let data = match (event.get("data"), event.get("data_base64")) {
-        (Some(data), _) => data.to_string(),
+    let data = match (&event.data, &event.data_base64) {
+        (Some(data), _) => data.get().to_owned(),
         (None, Some(encoded)) => {
-            format!(
-                "<{} base64: {}>",
-                event["content_type"].as_str().unwrap_or("binary"),
-                encoded.as_str().unwrap_or("")
-            )
+            format!("<{} base64: {encoded}>", event.content_type.as_deref().unwrap_or("binary"))
         }
         _ => String::new(),
     };
     let data: String = if data.chars().count() > 100 { data.chars().take(99).chain(['…']).collect() } else { data };
-    let tags = event["tags"]
-        .as_array()
-        .filter(|tags| !tags.is_empty())
-        .map(|tags| format!("  [{}]", tags.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")));
+    let tags = (!event.tags.is_empty()).then(|| format!("  [{}]", event.tags.join(" ")));
     println!(
         "{:>8}  {}@{}  {}  {}  {data}{}",
-        event["position"],
-        event["stream"].as_str().unwrap_or("?"),
-        event["revision"],
-        event["type"].as_str().unwrap_or("?"),
-        event["recorded_at"].as_str().unwrap_or("?"),
+        event.position,
+        event.stream,
+        event.revision,
+        event.event_type,
+        event.recorded_at,
         tags.unwrap_or_default()
     );
 }
 
-fn print_page(page: &Value, json: bool) {
-    let events = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
-    for event in events {
+fn print_page(page: &ReadPage, json: bool) {
+    for event in &page.events {
         print_event(event, json);
     }
     if !json {
-        match page["next"].as_u64() {
-            Some(next) => eprintln!("({} events; more from {next}: --from {next})", events.len()),
-            None => eprintln!("({} events)", events.len()),
+        match page.next {
+            Some(next) => eprintln!("({} events; more from {next}: --from {next})", page.events.len()),
+            None => eprintln!("({} events)", page.events.len()),
+        }
+    }
+}
+
+/// JSON given on the command line, as the compact text sent (`what` names it in the error).
+fn json_argument(text: &str, what: &str) -> Result<Box<RawValue>> {
+    let value: serde_json::Value = serde_json::from_str(text).context(what.to_owned())?;
+    Ok(serde_json::value::to_raw_value(&value)?)
+}
+
+/// `any`, `no_stream`, `stream_exists` or a revision.
+pub fn expected_revision(text: &str) -> Result<ExpectedRevision> {
+    match text.parse::<u64>() {
+        Ok(revision) => Ok(ExpectedRevision::Exact(revision)),
+        Err(_) => {
+            ExpectedRevision::from_name(text).with_context(|| format!("{}, got {text:?}", ExpectedRevision::EXPLAIN))
         }
     }
 }
 
 pub async fn append(target: &Target, args: AppendArgs, json: bool) -> Result<()> {
-    let data: Value =
-        serde_json::from_str(&args.event_data).context("the data must be JSON (quote strings: '\"text\"')")?;
-    let mut event = json!({ "type": args.event_type, "data": data });
-    if !args.tags.is_empty() {
-        event["tags"] = json!(args.tags);
-    }
-    if let Some(id) = args.id {
-        event["id"] = json!(id);
-    }
-    if let Some(metadata) = args.metadata {
-        event["metadata"] = serde_json::from_str(&metadata).context("the metadata must be a JSON object")?;
-    }
-    let expected = match args.expected_revision.parse::<u64>() {
-        Ok(revision) => json!(revision),
-        Err(_) => json!(args.expected_revision),
+    let event = strata_wire::NewEvent {
+        id: args.id,
+        event_type: args.event_type,
+        data: Some(json_argument(&args.event_data, "the data must be JSON (quote strings: '\"text\"')")?),
+        metadata: args
+            .metadata
+            .as_deref()
+            .map(|m| json_argument(m, "the metadata must be a JSON object"))
+            .transpose()?,
+        tags: (!args.tags.is_empty()).then_some(args.tags),
+        ..Default::default()
     };
-    let body = json!({ "expected_revision": expected, "events": [event] });
+    let body =
+        AppendRequest { expected_revision: Some(expected_revision(&args.expected_revision)?), events: vec![event] };
     let path = format!("/v1/streams/{}", encode(&args.stream));
-    let result = target.send("POST", &path, Some(body.to_string().into_bytes())).await?.ok()?;
+    let result: AppendResponse = target.send("POST", &path, json_body(&body)).await?.ok()?;
     if json {
-        println!("{result}");
+        println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
             "appended to {} at revision {}, position {}{}",
             args.stream,
-            result["first_revision"],
-            result["first_position"],
-            if result["replayed"] == true { " (a retry: it was already there)" } else { "" }
+            result.first_revision,
+            result.first_position,
+            if result.replayed { " (a retry: it was already there)" } else { "" }
         );
     }
     Ok(())
@@ -237,32 +244,32 @@ pub async fn streams(target: &Target, args: StreamsArgs, json: bool) -> Result<(
         "/v1/streams{}",
         query(&[("prefix", Some(args.prefix)), ("after", args.after), ("limit", Some(args.limit.to_string()))])
     );
-    let list = target.get(&path).await?;
+    let list: StreamList = target.get(&path).await?;
     if json {
-        println!("{list}");
+        println!("{}", serde_json::to_string(&list)?);
         return Ok(());
     }
-    for stream in list["streams"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        println!("{}", stream.as_str().unwrap_or("?"));
+    for stream in &list.streams {
+        println!("{stream}");
     }
-    if let Some(next) = list["next"].as_str() {
+    if let Some(next) = &list.next {
         eprintln!("(more: --after {next})");
     }
     Ok(())
 }
 
 pub async fn info(target: &Target, args: InfoArgs, json: bool) -> Result<()> {
-    let info = target.get(&format!("/v1/streams/{}/info", encode(&args.stream))).await?;
+    let info: StreamInfo = target.get(&format!("/v1/streams/{}/info", encode(&args.stream))).await?;
     if json {
-        println!("{info}");
+        println!("{}", serde_json::to_string(&info)?);
         return Ok(());
     }
-    println!("stream        {}", info["stream"].as_str().unwrap_or("?"));
-    println!("revisions     {} ..= {}", info["first_revision"], info["last_revision"]);
-    println!("events        {}", info["event_count"]);
-    println!("positions     {} ..= {}", info["first_position"], info["last_position"]);
-    println!("first event   {}", info["first_recorded_at"].as_str().unwrap_or("?"));
-    println!("last event    {}", info["last_recorded_at"].as_str().unwrap_or("?"));
+    println!("stream        {}", info.stream);
+    println!("revisions     {} ..= {}", info.first_revision, info.last_revision);
+    println!("events        {}", info.event_count);
+    println!("positions     {} ..= {}", info.first_position, info.last_position);
+    println!("first event   {}", info.first_recorded_at);
+    println!("last event    {}", info.last_recorded_at);
     Ok(())
 }
 
@@ -277,10 +284,10 @@ pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
     let mut last_event_id: Option<u64> = None;
     if args.from == "end" {
         last_event_id = match &args.stream {
-            None => target.get("/v1/info").await?["head_position"].as_u64(),
+            None => target.get::<strata_wire::Info>("/v1/info").await?.head_position,
             Some(stream) => {
                 let answer = target.send("GET", &format!("/v1/streams/{}/info", encode(stream)), None).await?;
-                if answer.status == 200 { answer.json()?["last_position"].as_u64() } else { None }
+                if answer.status == 200 { Some(answer.json::<StreamInfo>()?.last_position) } else { None }
             }
         };
     }
@@ -328,8 +335,9 @@ pub async fn tail(target: &Target, args: TailArgs, json: bool) -> Result<()> {
                     Some("error") => bail!("the subscription ended: {data}"),
                     _ if data.is_empty() => {}
                     _ => {
-                        let event: Value = serde_json::from_str(&data).context("an SSE event that is not JSON")?;
-                        last_event_id = event["position"].as_u64();
+                        let event: RecordedEvent =
+                            serde_json::from_str(&data).context("an SSE event that is not an event")?;
+                        last_event_id = Some(event.position);
                         print_event(&event, json);
                     }
                 }

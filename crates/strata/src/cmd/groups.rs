@@ -1,10 +1,13 @@
 //! `strata groups …`: consumer groups, over the HTTP API (`/v1/groups`).
 
 use super::events::{FilterArgs, print_event};
-use super::target::{Target, encode};
-use anyhow::{Result, bail};
+use super::target::{Target, encode, json_body};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use strata_wire::{
+    AckRequest, AckResponse, AllFilter, FetchRequest, FetchResponse, Group, GroupList, GroupSettings, GroupSource,
+    NackRequest, ParkedList, PutGroupRequest, ReadFrom, Replayed,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
@@ -101,140 +104,137 @@ fn list_of(text: &Option<String>) -> Vec<String> {
     text.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
-fn settings_json(settings: &SettingsArgs) -> Value {
-    let mut out = Map::new();
-    for (name, value) in [
-        ("max_in_flight", settings.max_in_flight),
-        ("ack_timeout_ms", settings.ack_timeout_ms),
-        ("max_retries", settings.max_retries),
-    ] {
-        if let Some(value) = value {
-            out.insert(name.to_owned(), json!(value));
-        }
-    }
-    if let Some(strategy) = &settings.strategy {
-        out.insert("strategy".to_owned(), json!(strategy));
-    }
-    Value::Object(out)
+/// A name of the API's JSON (`round_robin`, `park`, …) as its `strata_wire` type.
+fn named<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).with_context(|| format!("--{what} {text:?}"))
 }
 
-fn print_group(group: &Value) {
-    let source = match &group["source"] {
-        Value::Object(source) if source.contains_key("stream") => format!("stream {}", source["stream"]),
-        other => format!("all {}", other["all"]),
+/// The settings given; the rest stay unset (the server's defaults, or the group's on an update).
+fn settings(settings: &SettingsArgs) -> Result<GroupSettings> {
+    Ok(GroupSettings {
+        max_in_flight: settings.max_in_flight,
+        ack_timeout_ms: settings.ack_timeout_ms,
+        max_retries: settings.max_retries,
+        strategy: settings.strategy.as_deref().map(|strategy| named(strategy, "strategy")).transpose()?,
+    })
+}
+
+fn print_group(group: &Group) {
+    let source = match &group.source {
+        GroupSource::Stream(stream) => format!("stream {}", serde_json::Value::from(stream.as_str())),
+        GroupSource::All(filter) => format!("all {}", serde_json::to_string(filter).expect("renders")),
     };
+    let checkpoint = group.checkpoint.map_or("null".to_owned(), |checkpoint| checkpoint.to_string());
     println!(
-        "{:<24} {source}  checkpoint {}  lag {} events / {:.1} s  in flight {}  parked {}",
-        group["name"].as_str().unwrap_or("?"),
-        group["checkpoint"],
-        group["lag_events"],
-        group["lag_seconds"].as_f64().unwrap_or(0.0),
-        group["in_flight"],
-        group["parked"],
+        "{:<24} {source}  checkpoint {checkpoint}  lag {} events / {:.1} s  in flight {}  parked {}",
+        group.name, group.lag_events, group.lag_seconds, group.in_flight, group.parked,
     );
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string(value).expect("answers render"));
 }
 
 pub async fn run(target: &Target, command: GroupsCommand, json: bool) -> Result<()> {
     let path = |name: &str, rest: &str| format!("/v1/groups/{}{rest}", encode(name));
-    let show = |value: &Value| {
+    let show = |group: &Group| {
         if json {
-            println!("{value}");
+            print_json(group);
         } else {
-            print_group(value);
+            print_group(group);
         }
     };
     match command {
         GroupsCommand::List => {
-            let answer = target.get("/v1/groups").await?;
+            let answer: GroupList = target.get("/v1/groups").await?;
             if json {
-                println!("{answer}");
+                print_json(&answer);
             } else {
-                for group in answer["groups"].as_array().into_iter().flatten() {
-                    print_group(group);
-                }
+                answer.groups.iter().for_each(print_group);
             }
         }
         GroupsCommand::Create(args) => {
             let source = match &args.stream {
-                Some(stream) => json!({ "stream": stream }),
-                None => json!({ "all": {
-                    "category": args.filter.category, "types": list_of(&args.filter.types),
-                    "stream_prefix": args.filter.stream_prefix, "tags": list_of(&args.filter.tags),
-                } }),
+                Some(stream) => GroupSource::Stream(stream.clone()),
+                None => GroupSource::All(AllFilter {
+                    category: args.filter.category.clone(),
+                    types: list_of(&args.filter.types),
+                    stream_prefix: args.filter.stream_prefix.clone(),
+                    tags: list_of(&args.filter.tags),
+                }),
             };
-            let source = strip_nulls(source);
-            let from = args.from.parse::<u64>().map_or(json!(args.from), |n| json!(n));
-            let body = json!({ "source": source, "from": from, "settings": settings_json(&args.settings) });
-            let answer = target.send("PUT", &path(&args.name, ""), Some(body.to_string().into_bytes())).await?.ok()?;
+            let from = match args.from.parse::<u64>() {
+                Ok(at) => ReadFrom::At(at),
+                Err(_) => ReadFrom::from_name(&args.from)
+                    .with_context(|| format!("--from must be start, end or a number, not {:?}", args.from))?,
+            };
+            let body = PutGroupRequest { source, from: Some(from), settings: Some(settings(&args.settings)?) };
+            let answer: Group = target.send("PUT", &path(&args.name, ""), json_body(&body)).await?.ok()?;
             show(&answer);
         }
         GroupsCommand::Update(args) => {
-            let current = target.get(&path(&args.name, "")).await?;
-            let mut settings = current["settings"].clone();
-            if let (Value::Object(settings), Value::Object(changes)) = (&mut settings, settings_json(&args.settings)) {
-                settings.extend(changes);
-            }
-            let body = json!({ "source": current["source"], "from": current["from"], "settings": settings });
-            let answer = target.send("PUT", &path(&args.name, ""), Some(body.to_string().into_bytes())).await?.ok()?;
+            let current: Group = target.get(&path(&args.name, "")).await?;
+            let changes = settings(&args.settings)?;
+            let settings = GroupSettings {
+                max_in_flight: changes.max_in_flight.or(current.settings.max_in_flight),
+                ack_timeout_ms: changes.ack_timeout_ms.or(current.settings.ack_timeout_ms),
+                max_retries: changes.max_retries.or(current.settings.max_retries),
+                strategy: changes.strategy.or(current.settings.strategy),
+            };
+            let body = PutGroupRequest { source: current.source, from: Some(current.from), settings: Some(settings) };
+            let answer: Group = target.send("PUT", &path(&args.name, ""), json_body(&body)).await?.ok()?;
             show(&answer);
         }
         GroupsCommand::Info { name } => {
-            let group = target.get(&path(&name, "")).await?;
+            let group: Group = target.get(&path(&name, "")).await?;
             if json {
-                println!("{group}");
+                print_json(&group);
             } else {
                 print_group(&group);
-                println!("settings {}", group["settings"]);
-                for consumer in group["consumers"].as_array().into_iter().flatten() {
-                    println!("consumer {} holds {}", consumer["consumer"], consumer["in_flight"]);
+                println!("settings {}", serde_json::to_string(&group.settings)?);
+                for consumer in &group.consumers {
+                    println!(
+                        "consumer {} holds {}",
+                        serde_json::Value::from(consumer.consumer.as_str()),
+                        consumer.in_flight
+                    );
                 }
             }
         }
         GroupsCommand::Delete { name } => {
-            target.send("DELETE", &path(&name, ""), None).await?.ok()?;
+            let _: strata_wire::GroupDeleted = target.send("DELETE", &path(&name, ""), None).await?.ok()?;
             if !json {
                 println!("deleted {name}");
             }
         }
         GroupsCommand::Consume(args) => consume(target, &args, json).await?,
         GroupsCommand::Ack { name, delivery_ids } => {
-            let body = json!({ "delivery_ids": delivery_ids });
-            let answer = target.send("POST", &path(&name, "/ack"), Some(body.to_string().into_bytes())).await?.ok()?;
-            println!("{answer}");
+            let body = AckRequest { delivery_ids };
+            let answer: AckResponse = target.send("POST", &path(&name, "/ack"), json_body(&body)).await?.ok()?;
+            print_json(&answer);
         }
         GroupsCommand::Nack { name, action, delivery_ids } => {
-            let body = json!({ "delivery_ids": delivery_ids, "action": action });
-            let answer = target.send("POST", &path(&name, "/nack"), Some(body.to_string().into_bytes())).await?.ok()?;
-            println!("{answer}");
+            let body = NackRequest { delivery_ids, action: named(&action, "action")? };
+            let answer: AckResponse = target.send("POST", &path(&name, "/nack"), json_body(&body)).await?.ok()?;
+            print_json(&answer);
         }
         GroupsCommand::Parked { name } => {
-            let answer = target.get(&path(&name, "/parked")).await?;
+            let answer: ParkedList = target.get(&path(&name, "/parked")).await?;
             if json {
-                println!("{answer}");
+                print_json(&answer);
             } else {
-                for parked in answer["parked"].as_array().into_iter().flatten() {
-                    println!("{:>10}  {} attempts  {}", parked["position"], parked["attempts"], parked["reason"]);
+                for parked in &answer.parked {
+                    let reason = serde_json::Value::from(parked.reason.as_str());
+                    println!("{:>10}  {} attempts  {reason}", parked.position, parked.attempts);
                 }
             }
         }
         GroupsCommand::ReplayParked { name } => {
-            let answer = target.send("POST", &path(&name, "/replay-parked"), None).await?.ok()?;
-            println!("{answer}");
+            let answer: Replayed = target.send("POST", &path(&name, "/replay-parked"), None).await?.ok()?;
+            print_json(&answer);
         }
     }
     Ok(())
-}
-
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 async fn consume(target: &Target, args: &ConsumeArgs, json: bool) -> Result<()> {
@@ -245,9 +245,9 @@ async fn consume(target: &Target, args: &ConsumeArgs, json: bool) -> Result<()> 
         if want == 0 {
             return Ok(());
         }
-        let body = json!({ "consumer": args.consumer, "max": want, "wait_ms": args.wait_ms });
-        let answer = target.send("POST", &format!("{path}/fetch"), Some(body.to_string().into_bytes())).await?.ok()?;
-        let deliveries = answer["deliveries"].as_array().cloned().unwrap_or_default();
+        let body = FetchRequest { consumer: args.consumer.clone(), max: Some(want), wait_ms: Some(args.wait_ms) };
+        let answer: FetchResponse = target.send("POST", &format!("{path}/fetch"), json_body(&body)).await?.ok()?;
+        let deliveries = answer.deliveries;
         if deliveries.is_empty() {
             if args.follow {
                 continue;
@@ -257,17 +257,17 @@ async fn consume(target: &Target, args: &ConsumeArgs, json: bool) -> Result<()> 
         let mut ids = Vec::with_capacity(deliveries.len());
         for delivery in &deliveries {
             if json {
-                println!("{delivery}");
+                print_json(delivery);
             } else {
-                print_event(&delivery["event"], false);
+                print_event(&delivery.event, false);
             }
-            ids.push(delivery["delivery_id"].clone());
+            ids.push(delivery.delivery_id.clone());
         }
         if !args.no_ack {
-            let body = json!({ "delivery_ids": ids });
-            let answer =
-                target.send("POST", &format!("{path}/ack"), Some(body.to_string().into_bytes())).await?.ok()?;
-            if answer["unknown"].as_array().is_some_and(|unknown| !unknown.is_empty()) {
+            let body = AckRequest { delivery_ids: ids };
+            let answer: AckResponse = target.send("POST", &format!("{path}/ack"), json_body(&body)).await?.ok()?;
+            if !answer.unknown.is_empty() {
+                let answer = serde_json::to_string(&answer)?;
                 bail!("the group no longer expected some acks (they timed out and went to another consumer): {answer}");
             }
         }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use clap::Args;
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::pin::Pin;
 use strata_storage::{OpenError, Store};
@@ -41,12 +41,14 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn json(&self) -> Result<Value> {
-        serde_json::from_slice(&self.body).with_context(|| format!("the answer is not JSON (status {})", self.status))
+    /// The body as the API's answer `T` (a `strata_wire` type).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("the answer is not the API's JSON (status {})", self.status))
     }
 
-    /// The JSON body of a 2xx answer, or the API's error as an error.
-    pub fn ok(self) -> Result<Value> {
+    /// The body of a 2xx answer, or the API's error as an error.
+    pub fn ok<T: DeserializeOwned>(self) -> Result<T> {
         if (200..300).contains(&self.status) {
             return self.json();
         }
@@ -56,16 +58,15 @@ impl Answer {
 
 /// The API's `{"error": {"code", "message"}}` as a readable error.
 pub fn api_error(status: u16, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(error) if error["error"]["message"].is_string() => {
-            anyhow!(
-                "{} ({status} {})",
-                error["error"]["message"].as_str().unwrap(),
-                error["error"]["code"].as_str().unwrap_or("?")
-            )
-        }
-        _ => anyhow!("the server answered {status}: {}", String::from_utf8_lossy(body)),
+    match serde_json::from_slice::<strata_wire::ErrorBody>(body) {
+        Ok(body) => anyhow!("{} ({status} {})", body.error.message, body.error.code),
+        Err(_) => anyhow!("the server answered {status}: {}", String::from_utf8_lossy(body)),
     }
+}
+
+/// Sends `body` as JSON.
+pub fn json_body(body: &impl serde::Serialize) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(body).expect("request bodies render"))
 }
 
 impl Target {
@@ -97,7 +98,8 @@ impl Target {
         Ok(Answer { status, body: collected.into() })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
+    /// `GET path`, answered with `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send("GET", path, None).await?.ok()
     }
 
