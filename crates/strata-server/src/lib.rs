@@ -89,6 +89,7 @@ fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
         ("/v1/append", post(append::append_multi)),
         ("/v1/import", post(import::import)),
         ("/v1/scavenge", post(scavenge::scavenge)),
+        ("/v1/verify", post(scavenge::verify)),
         ("/v1/groups", get(groups::list)),
         ("/v1/groups/{name}", axum::routing::put(groups::put).get(groups::get_group).delete(groups::delete)),
         ("/v1/groups/{name}/fetch", post(groups::fetch)),

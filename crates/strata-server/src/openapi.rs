@@ -25,7 +25,7 @@ use utoipa::OpenApi as _;
         crate::streams::list, crate::streams::info, crate::streams::delete, crate::streams::get_metadata,
         crate::streams::put_metadata,
         crate::system::health, crate::system::info, crate::system::openapi, crate::metrics::metrics,
-        crate::scavenge::scavenge,
+        crate::scavenge::scavenge, crate::scavenge::verify,
         crate::groups::put, crate::groups::get_group, crate::groups::list, crate::groups::delete, crate::groups::fetch,
         crate::groups::ack, crate::groups::nack, crate::groups::parked, crate::groups::replay_parked,
     ),

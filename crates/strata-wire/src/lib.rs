@@ -15,7 +15,7 @@
 //! - `read`: [`ReadPage`] and the query parameters of reads and subscriptions.
 //! - `streams`: listing, stream info, deletes, [`StreamMetadata`].
 //! - `groups`: consumer groups.
-//! - `operations`: health, info, import, scavenge.
+//! - `operations`: health, info, import, scavenge, verify.
 //! - `sse`: the payloads of the subscription's control events.
 //! - `error`: [`ErrorBody`], the one shape of every error answer.
 //! - [`pattern`]: the regular expressions the schemas state for names (what `strata_core` enforces).
@@ -51,6 +51,7 @@ pub use groups::{
 };
 pub use operations::{
     Health, HealthStatus, ImportRequest, ImportResponse, Info, InfoLimits, InfoRecovery, ScavengeResponse,
+    VerifyResponse,
 };
 pub use read::{DeleteParams, FilterParams, ListParams, PageParams, ReadPage, SubscribeParams};
 pub use sse::{CaughtUp, FellBehind};

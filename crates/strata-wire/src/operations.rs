@@ -1,4 +1,4 @@
-//! Operations: health, info, import, scavenge.
+//! Operations: health, info, import, scavenge, verify.
 
 use crate::event::ImportedEvent;
 use serde::{Deserialize, Serialize};
@@ -94,4 +94,25 @@ pub struct ScavengeResponse {
     pub bytes_before: u64,
     /// Bytes of the rewritten segments after.
     pub bytes_after: u64,
+}
+
+/// What a verification of the hash chain found (`POST /v1/verify`): the whole log up to its head
+/// when the verification began, every link recomputed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Events read.
+    pub events: u64,
+    /// Events written in format 1 before the chain began (covered by its genesis).
+    pub format_1_events: u64,
+    /// Events whose hash was recomputed and matched (placeholders that kept their header included).
+    pub verified_events: u64,
+    /// Placeholders whose hash came with an import: the chain goes on from them, their own link
+    /// cannot be recomputed.
+    pub carried_placeholders: u64,
+    /// The store's id (from `$store-created`); `null` before the chain began.
+    pub store_id: Option<String>,
+    /// The genesis the chain follows; `null` before the chain began.
+    pub genesis: Option<String>,
+    /// The hash of the last event read; `null` for an empty store or one still all format 1.
+    pub head_hash: Option<String>,
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use strata_wire::{ImportResponse, ReadPage, ScavengeResponse, StreamInfo, StreamList};
+use strata_wire::{ImportResponse, ReadPage, ScavengeResponse, StreamInfo, StreamList, VerifyResponse};
 
 /// Events per page when exporting or verifying.
 const PAGE_EVENTS: u64 = 10_000;
@@ -416,9 +416,20 @@ pub async fn verify(target: &Target, json: bool) -> Result<()> {
             None => break,
         }
     }
-    report(json, json!({ "ok": true, "events": position, "streams": checked_streams }), || {
+    // The hash chain, recomputed by the store over every record (also the kept headers of
+    // placeholders, which reads do not show).
+    let chain: VerifyResponse = target.send("POST", "/v1/verify", None).await?.ok()?;
+    let chain_json = serde_json::to_value(&chain)?;
+    report(json, json!({ "ok": true, "events": position, "streams": checked_streams, "chain": chain_json }), || {
+        let chain_text = match &chain.head_hash {
+            Some(head) => format!(
+                "; hash chain verified: {} events linked, {} format-1 events before it, {} placeholders carried from an import; head {head}",
+                chain.verified_events, chain.format_1_events, chain.carried_placeholders
+            ),
+            None => format!("; no hash chain yet ({} format-1 events)", chain.format_1_events),
+        };
         format!(
-            "ok: {position} events, {checked_streams} streams; checksums, positions, ids, revisions and indexes agree"
+            "ok: {position} events, {checked_streams} streams; checksums, positions, ids, revisions and indexes agree{chain_text}"
         )
     });
     Ok(())
