@@ -74,8 +74,8 @@ pub use store::{
 };
 pub use streams::StreamInfo;
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};
-pub use system::{DELETED_TYPE, METADATA_TYPE, SCAVENGED_TYPE, SYSTEM_STREAM, SystemChange, TOMBSTONE_TYPE};
 pub use system::StoreCreated;
+pub use system::{DELETED_TYPE, METADATA_TYPE, SCAVENGED_TYPE, SYSTEM_STREAM, SystemChange, TOMBSTONE_TYPE};
 pub use verify::{ChainError, ChainReport};
 
 /// The boundary crate, whose plain types and traits the engine's API speaks (they are re-exported

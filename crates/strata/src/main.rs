@@ -2,12 +2,12 @@
 //!
 //! Codemap:
 //! - `cmd`: one file per command (`serve`, …).
-//! - `bench`: `strata bench engine`, the embedded engine measured against the physical limit.
+//!   `bench` only runs the `strata-bench` binary built beside this one (`crates/strata-bench`).
 //!
 //! Exit codes: 0 on success; 1 on any error, after printing the error and its causes to stderr;
-//! 2 for a command line clap cannot parse.
+//! 2 for a command line clap cannot parse. `strata bench` becomes `strata-bench`, so its exit code
+//! is the benchmark's.
 
-mod bench;
 mod cmd;
 
 use clap::{Parser, Subcommand};
@@ -53,8 +53,10 @@ enum Command {
     /// Consumer groups: create, list, consume, ack, park and replay.
     #[command(subcommand)]
     Groups(cmd::groups::GroupsCommand),
-    /// Measure throughput and latency side by side with the physical limit of this machine.
-    Bench(bench::BenchArgs),
+    /// Measure throughput and latency side by side with the physical limit of this machine (runs
+    /// the `strata-bench` built beside this binary: `cargo build --release -p strata-bench`).
+    #[command(disable_help_flag = true)]
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args, cli.target.data),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let json = cli.target.json;

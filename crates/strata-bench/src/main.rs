@@ -1,8 +1,15 @@
-//! `strata bench`: throughput and latency, side by side with the physical limit (DESIGN.md §8).
+//! `strata-bench` (also run as `strata bench`): throughput and latency, side by side with the
+//! physical limit (DESIGN.md §8).
+//!
+//! A crate of its own so that the `strata` binary links neither the banking example nor the PostgreSQL
+//! client; `strata bench ARGS…` runs the `strata-bench` built beside it with the same arguments.
 //!
 //! fdatasync latency on a shared machine can change tenfold from one minute to the next, so an absolute
 //! number means little. Each append scenario therefore alternates with its raw baseline round by round
 //! in one run (baseline, Strata, baseline, Strata, …), and reports the ratio of the two totals.
+//!
+//! Exit codes: 0 on success; 1 on any error, after printing the error and its causes to stderr;
+//! 2 for a command line clap cannot parse.
 //!
 //! Codemap:
 //! - this file: the command line, the workload, and the order in which scenarios and rounds run.
@@ -31,13 +38,14 @@ mod stats;
 mod toolkit;
 
 use anyhow::{Context, Result, ensure};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::ConditionalWriter;
 use layout::{Build, Layout, ManyStreams};
 use raw::RawFile;
 use report::{Baseline, Format, Report, Row, Target};
 use stats::Measurement;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use strata_core::{EventType, NewEvent, Query, QueryItem, StreamId, Tag};
 use strata_storage::format::record_encoded_len;
@@ -69,8 +77,10 @@ const READ_STREAM_P99_US_MAX: f64 = 2_000.0;
 const RAW_GROUP_COMMIT: &str = "raw_group_commit_64";
 const RAW_BATCH: &str = "raw_batch_1000";
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
+/// Measure throughput and latency side by side with the physical limit of this machine.
+#[derive(Debug, Parser)]
+#[command(name = "strata-bench", version)]
+struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
 }
@@ -172,7 +182,21 @@ impl Scenario {
     }
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+fn main() -> ExitCode {
+    match run(BenchArgs::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // As `strata` does: the chain, one cause per line, no backtrace.
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Engine(args) => run_engine(args),
         BenchCommand::Server(args) => server::run(args),
