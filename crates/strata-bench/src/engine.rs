@@ -24,8 +24,15 @@ const BUILD_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Events per `read_all` call in the scans, filtered or not.
 const READ_BATCH_EVENTS: usize = 10_000;
 
+/// `--unhashed`: the stores this run opens skip the hash chain.
+pub static UNHASHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn open(dir: &Path) -> Result<Store> {
-    Store::open_with(dir, Options::default()).with_context(|| format!("open the store in {}", dir.display()))
+    let options = Options {
+        chain_hashing_off_for_benchmarks: UNHASHED.load(std::sync::atomic::Ordering::Relaxed),
+        ..Options::default()
+    };
+    Store::open_with(dir, options).with_context(|| format!("open the store in {}", dir.display()))
 }
 
 /// Closes `store`, which waits for its committer and for any segment being zero-filled in the

@@ -131,6 +131,10 @@ struct EngineArgs {
     /// A scenario to run (repeatable). [default: all but open_10m]
     #[arg(long = "scenario", value_name = "NAME", value_enum)]
     scenarios: Vec<Scenario>,
+    /// Stores without the hash chain (every hash zero; `Options::chain_hashing_off_for_benchmarks`),
+    /// to measure what the chain costs: compare with a run without this flag.
+    #[arg(long)]
+    unhashed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,6 +220,7 @@ struct Plan<'a> {
 }
 
 fn run_engine(args: EngineArgs) -> Result<()> {
+    engine::UNHASHED.store(args.unhashed, std::sync::atomic::Ordering::Relaxed);
     let selected = |scenario: Scenario| {
         if args.scenarios.is_empty() { scenario.by_default() } else { args.scenarios.contains(&scenario) }
     };

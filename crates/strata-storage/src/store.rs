@@ -102,6 +102,10 @@ pub struct Options {
     /// `docs/design.md`, "Indexes"): bounds the memory of the indexes and what an open after a crash
     /// reads from the log. At least [`INDEX_RUN_EVENTS_MIN`].
     pub index_run_events: u64,
+    /// **Breaks the hash chain — for measuring its cost only.** Every record gets an all-zero hash
+    /// instead of its link, so the store cannot be reopened (recovery refuses the chain) nor verified.
+    /// `strata-bench engine --unhashed` sets it to compare the same appends with and without hashing.
+    pub chain_hashing_off_for_benchmarks: bool,
 }
 
 /// Default of [`Options::index_run_events`].
@@ -117,6 +121,7 @@ impl Default for Options {
             storage: Arc::new(OsStorage),
             clock: Arc::new(SystemClock),
             index_run_events: INDEX_RUN_EVENTS_DEFAULT,
+            chain_hashing_off_for_benchmarks: false,
         }
     }
 }
@@ -227,6 +232,7 @@ impl Store {
             maintenance: Default::default(),
             live_tail: Default::default(),
             identity: OnceLock::new(),
+            hashing_off: options.chain_hashing_off_for_benchmarks,
         });
         let chain_head = {
             let index = shared.index.read().expect("index lock poisoned");
@@ -635,7 +641,11 @@ impl Store {
             size_bytes += event.size_bytes();
             encoded_bytes += record_encoded_len(stream, event);
             // Hashed here, on the caller's thread: the committer only links.
-            content_digests.push(crate::log::format::new_event_content_digest(event));
+            content_digests.push(if self.inner.shared.hashing_off {
+                [0; 32]
+            } else {
+                crate::log::format::new_event_content_digest(event)
+            });
         }
         if size_bytes > APPEND_BYTES_MAX {
             return Err(ValidationError::AppendTooLarge { size_bytes, max_bytes: APPEND_BYTES_MAX }.into());

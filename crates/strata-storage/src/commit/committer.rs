@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// The store's `$store-created`: read at open, or set by the committer when it writes it (the
     /// first commit of a new store, or the first format-2 commit of a format-1 store).
     pub identity: OnceLock<system::StoreCreated>,
+    /// `Options::chain_hashing_off_for_benchmarks`: every hash is zero (the chain's cost, measured).
+    pub hashing_off: bool,
 }
 
 /// Up to this many of a group's events, a condition checks each of them; beyond, it searches
@@ -143,6 +145,8 @@ struct PendingEvent {
 
 /// One commit group under construction.
 struct Group<'a> {
+    /// Zero hashes instead of links (`Options::chain_hashing_off_for_benchmarks`).
+    hashing_off: bool,
     index: &'a Index,
     committed_ids: &'a IdIndex,
     frame: &'a mut FrameBuilder,
@@ -187,6 +191,7 @@ impl<'a> Group<'a> {
         let first_position = index.next_position();
         frame.start_commit(first_position, Some(chain_head));
         Self {
+            hashing_off: false,
             index,
             committed_ids,
             frame,
@@ -502,6 +507,7 @@ impl<'a> Group<'a> {
             // Decision order is chain order: each event's hash covers the one before it.
             let hash = match carried.as_ref().and_then(|hashes| hashes[at]) {
                 Some(hash) => hash,
+                None if self.hashing_off => EventHash::ZERO,
                 None => hash_new_event(
                     &self.chain_head,
                     position,
@@ -720,6 +726,7 @@ pub(crate) fn run(
             },
         };
         let mut group = Group::new(&index, &ids, &mut frame, recorded_at, previous);
+        group.hashing_off = shared.hashing_off;
         // What deciding the group again after a conflict needs (the committer's own `$store-created`
         // is not kept: the next decision makes it again if the log still has no chain).
         let mut retained: Vec<Option<Request>> = Vec::new();
