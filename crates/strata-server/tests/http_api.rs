@@ -28,7 +28,7 @@ async fn append_then_conflict_then_idempotent_retry() {
     assert!(recorded_at.as_str().unwrap().parse::<strata_core::Timestamp>().is_ok(), "{recorded_at}");
     assert_eq!(
         result,
-        json!({ "first_revision": 0, "last_revision": 1, "first_position": 0, "last_position": 1, "replayed": false })
+        json!({ "first_revision": 0, "last_revision": 1, "first_position": 1, "last_position": 2, "replayed": false })
     );
 
     // The same expectation again is a conflict that names the stream, the expectation and the truth.
@@ -50,7 +50,8 @@ async fn append_then_conflict_then_idempotent_retry() {
     let (status, first) = server.post("/v1/streams/account-2", &retry).await;
     assert_eq!((status, &first["replayed"]), (200, &json!(false)), "{first}");
     let (status, again) = server.post("/v1/streams/account-2", &retry).await;
-    assert_eq!((status, &again["replayed"], &again["recorded_at"]), (200, &json!(true), &json!(null)));
+    // The replay answers the original result, all of it: its recorded time too.
+    assert_eq!((status, &again["replayed"], &again["recorded_at"]), (200, &json!(true), &first["recorded_at"]));
     assert_eq!(first["first_position"], again["first_position"]);
     // … and an id reused for a different event is refused, naming it.
     let (status, error) = server
@@ -99,7 +100,7 @@ async fn reads_render_events_page_and_travel_in_time() {
     assert_eq!(first["stream"], "order-1");
     assert_eq!(first["type"], "Step");
     assert_eq!(first["revision"], 0);
-    assert_eq!(first["position"], 0);
+    assert_eq!(first["position"], 1, "position 0 is the store's $store-created");
     assert_eq!(first["data"], json!({ "n": 0 }));
     assert_eq!(first["metadata"], json!({}));
     assert_eq!(first["tags"], json!([]));
@@ -121,12 +122,12 @@ async fn reads_render_events_page_and_travel_in_time() {
     assert!(page["events"][0].get("data").is_none());
 
     // As of a position and as of a time.
-    let (_, page) = server.get("/v1/streams/order-1?until_position=2").await;
+    let (_, page) = server.get("/v1/streams/order-1?until_position=3").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
     let (_, page) = server.get("/v1/all?until_position=0").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
     let (_, all) = server.get("/v1/all").await;
-    let third_time = all["events"][2]["recorded_at"].as_str().unwrap().to_owned();
+    let third_time = all["events"][3]["recorded_at"].as_str().unwrap().to_owned();
     let (_, page) = server.get(&format!("/v1/streams/order-1?until_time={third_time}")).await;
     let count = page["events"].as_array().unwrap().len();
     assert!((3..=5).contains(&count), "events recorded at or before the third one's time: {count}");
@@ -170,7 +171,7 @@ async fn filtered_reads_of_the_global_log() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(streams_of(&page), ["user-2", "course-1"]);
     let (_, page) = server.get("/v1/all?category=user&direction=backward&limit=1").await;
-    assert_eq!((streams_of(&page), &page["next"]), (vec!["user-1".to_owned()], &json!(2)));
+    assert_eq!((streams_of(&page), &page["next"]), (vec!["user-1".to_owned()], &json!(3)));
     server.stop().await;
 }
 
@@ -190,8 +191,8 @@ async fn multi_stream_appends_with_checks_and_conditions() {
     });
     let (status, result) = server.post("/v1/append", &transfer).await;
     assert_eq!(status, 200, "{result}");
-    assert_eq!(result["first_position"], 0);
-    assert_eq!(result["last_position"], 1);
+    assert_eq!(result["first_position"], 1);
+    assert_eq!(result["last_position"], 2);
     assert_eq!(
         result["streams"],
         json!([
@@ -224,13 +225,13 @@ async fn multi_stream_appends_with_checks_and_conditions() {
     let (status, error) = server.post("/v1/append", &claim("ada", None)).await;
     assert_eq!(status, 409);
     assert_eq!(error["error"]["code"], "append_condition_failed");
-    assert_eq!(error["error"]["position"], 2);
-    let (status, _) = server.post("/v1/append", &claim("ada", Some(2))).await;
-    assert_eq!(status, 200, "nothing matches after position 2");
+    assert_eq!(error["error"]["position"], 3);
+    let (status, _) = server.post("/v1/append", &claim("ada", Some(3))).await;
+    assert_eq!(status, 200, "nothing matches after position 3");
     let (status, error) = server.post("/v1/append", &claim("bob", Some(99))).await;
     assert_eq!(status, 400, "a condition beyond the head is a mistake: {error}");
     let (_, page) = server.get("/v1/all").await;
-    assert_eq!(page["events"].as_array().unwrap().len(), 4, "failed appends wrote nothing");
+    assert_eq!(page["events"].as_array().unwrap().len(), 5, "failed appends wrote nothing ($store-created, then 4)");
     server.stop().await;
 }
 
@@ -250,7 +251,7 @@ async fn stream_lifecycle_list_info_metadata_delete_tombstone() {
     assert_eq!(status, 200);
     assert_eq!(info["event_count"], 2);
     assert_eq!((&info["first_revision"], &info["last_revision"]), (&json!(0), &json!(1)));
-    assert_eq!((&info["first_position"], &info["last_position"]), (&json!(0), &json!(1)));
+    assert_eq!((&info["first_position"], &info["last_position"]), (&json!(1), &json!(2)));
     assert!(info["first_recorded_at"].as_str().unwrap() <= info["last_recorded_at"].as_str().unwrap());
     assert_eq!(server.get("/v1/streams/cart-9/info").await.0, 404);
 
@@ -324,7 +325,7 @@ async fn scavenge_turns_deleted_events_into_placeholders() {
     assert!(report["bytes_after"].as_u64().unwrap() < report["bytes_before"].as_u64().unwrap(), "{report}");
     let (_, page) = server.get("/v1/all?limit=1000").await;
     let events = page["events"].as_array().unwrap();
-    assert_eq!(events.len(), 60 + 1 + 60, "every position is still there: {page}");
+    assert_eq!(events.len(), 1 + 60 + 1 + 60, "every position is still there ($store-created first): {page}");
     let placeholder = events
         .iter()
         .find(|e| e["type"] == "$scavenged")
@@ -386,8 +387,8 @@ async fn consumer_groups_over_http() {
     let (_, info) = server.get("/v1/groups/billing").await;
     assert_eq!(info["parked"], 1, "{info}");
     assert_eq!(info["in_flight"], 0, "{info}");
-    // Handled, parked or acked, up to order-9's event at position 7: nothing left.
-    assert_eq!((info["checkpoint"].clone(), info["lag_events"].clone()), (json!(7), json!(0)), "{info}");
+    // Handled, parked or acked, up to order-9's event at position 8: nothing left.
+    assert_eq!((info["checkpoint"].clone(), info["lag_events"].clone()), (json!(8), json!(0)), "{info}");
     let (_, listed) = server.get("/v1/groups").await;
     assert_eq!(listed["groups"].as_array().unwrap().len(), 1);
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -426,7 +427,7 @@ async fn operations_endpoints() {
     assert_eq!((status, health), (200, json!({ "status": "ok" })));
     let (status, info) = server.get("/v1/info").await;
     assert_eq!(status, 200);
-    assert_eq!(info["head_position"], 0);
+    assert_eq!(info["head_position"], 1, "$store-created at 0, then the append");
     assert_eq!(info["limits"]["append_events_max"], 10_000);
     assert_eq!(info["writes_poisoned"], Value::Null);
 
@@ -438,7 +439,7 @@ async fn operations_endpoints() {
         "strata_events_appended_total 1",
         "strata_append_latency_seconds_count 1",
         "strata_fsync_latency_seconds_bucket{le=\"+Inf\"} 1",
-        "strata_head_position 0",
+        "strata_head_position 1",
         "strata_subscriptions_open 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
@@ -474,7 +475,10 @@ async fn subscriptions_catch_up_then_go_live_and_resume() {
     let mut all = SseReader::open(&server.client, &server.url("/v1/subscribe?from=0"), None).await;
     let mut stream = SseReader::open(&server.client, &server.url("/v1/subscribe?stream=a-1"), None).await;
     let mut filtered = SseReader::open(&server.client, &server.url("/v1/subscribe?types=B"), None).await;
-    for position in 0..3 {
+    // Position 0 is the store's $store-created.
+    let created: Value = serde_json::from_str(&all.next().await.unwrap().data).unwrap();
+    assert_eq!((&created["position"], &created["type"]), (&json!(0), &json!("$store-created")));
+    for position in 1..4 {
         let sse = all.next().await.unwrap();
         assert_eq!(sse.id.as_deref(), Some(position.to_string().as_str()));
         let received: Value = serde_json::from_str(&sse.data).unwrap();
@@ -493,39 +497,39 @@ async fn subscriptions_catch_up_then_go_live_and_resume() {
     // Live.
     append(&server, "a-1", json!("any"), vec![event("A", json!(4))]).await;
     append(&server, "b-1", json!("any"), vec![event("B", json!(5))]).await;
-    assert_eq!(all.next().await.unwrap().id.as_deref(), Some("3"));
     assert_eq!(all.next().await.unwrap().id.as_deref(), Some("4"));
+    assert_eq!(all.next().await.unwrap().id.as_deref(), Some("5"));
     let live: Value = serde_json::from_str(&stream.next().await.unwrap().data).unwrap();
-    assert_eq!((&live["revision"], &live["position"]), (&json!(2), &json!(3)));
-    assert_eq!(filtered.next().await.unwrap().id.as_deref(), Some("4"));
+    assert_eq!((&live["revision"], &live["position"]), (&json!(2), &json!(4)));
+    assert_eq!(filtered.next().await.unwrap().id.as_deref(), Some("5"));
     let (status, _) = server.get("/metrics").await;
     assert_eq!(status, 200);
 
     // Resume with Last-Event-ID: right after the last event received, for the log and for a stream.
     drop(all);
-    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe"), Some(2)).await;
-    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("3"));
+    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe"), Some(3)).await;
     assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("4"));
+    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("5"));
     assert_eq!(resumed.next().await.unwrap().event.as_deref(), Some("caught_up"));
-    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe?stream=a-1"), Some(1)).await;
+    let mut resumed = SseReader::open(&server.client, &server.url("/v1/subscribe?stream=a-1"), Some(2)).await;
     let resumed_event: Value = serde_json::from_str(&resumed.next().await.unwrap().data).unwrap();
     assert_eq!(resumed_event["revision"], 2);
     let (status, error) = server
         .client
         .get(server.url("/v1/subscribe?stream=a-1"))
-        .header("last-event-id", "2")
+        .header("last-event-id", "3")
         .send()
         .await
         .map(|r| r.status().as_u16())
         .map(|s| (s, ()))
         .unwrap();
-    assert_eq!((status, error), (400, ()), "position 2 is an event of b-1");
+    assert_eq!((status, error), (400, ()), "position 3 is an event of b-1");
 
     // From the end: only new events.
     let mut tail = SseReader::open(&server.client, &server.url("/v1/subscribe?from=end"), None).await;
     assert_eq!(tail.next().await.unwrap().event.as_deref(), Some("caught_up"));
     append(&server, "c-1", json!("any"), vec![event("C", json!(6))]).await;
-    assert_eq!(tail.next().await.unwrap().id.as_deref(), Some("5"));
+    assert_eq!(tail.next().await.unwrap().id.as_deref(), Some("6"));
 
     // A stream tombstoned while subscribed ends with an error event; shutdown ends the others.
     server.delete("/v1/streams/a-1?hard=true").await;
@@ -569,7 +573,10 @@ async fn system_events_read_as_json_and_import_back() {
     let (status, page) = server.get("/v1/all").await;
     assert_eq!(status, 200, "{page}");
     let events = page["events"].as_array().unwrap();
-    assert!(events.iter().all(|event| event.get("hash") == Some(&Value::Null)), "{page}");
+    assert!(
+        events.iter().all(|event| event["hash"].as_str().is_some_and(|hash| hash.len() == 64)),
+        "every event carries its hash: {page}"
+    );
     let system: Vec<&Value> = events.iter().filter(|event| event["stream"] == "$streams").collect();
     let datas: Vec<(&Value, &Value)> = system.iter().map(|event| (&event["type"], &event["data"])).collect();
     assert_eq!(

@@ -150,10 +150,10 @@ pub const STORE_STREAM: &str = "$store";
 /// format 1): it names the log and seeds the hash chain.
 pub const STORE_CREATED_TYPE: &str = "$store-created";
 
-/// What `$store-created` says. Its data is JSON in one canonical form (fields in this order, no
-/// spaces), written and read only by the engine:
-/// `{"store_id":"<uuid>","genesis":"<64 hex>","format_version":2,"created_at":"<RFC 3339>"}`, with
-/// `,"format_1_events":N` before the brace for a store that began in format 1 (its first N events
+/// What `$store-created` says. Its data is JSON in one canonical form (keys sorted, no spaces),
+/// written and read only by the engine:
+/// `{"created_at":"<RFC 3339>","format_version":2,"genesis":"<64 hex>","store_id":"<uuid>"}`, with
+/// `"format_1_events":N` after `created_at` for a store that began in format 1 (its first N events
 /// are format 1, covered by the genesis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreCreated {
@@ -168,17 +168,18 @@ pub struct StoreCreated {
 
 impl StoreCreated {
     pub fn encode(&self) -> Vec<u8> {
-        let mut text = format!(
-            "{{\"store_id\":\"{}\",\"genesis\":\"{}\",\"format_version\":{},\"created_at\":\"{}\"",
-            self.store_id.hyphenated(),
-            self.genesis,
-            self.format_version,
-            self.created_at
-        );
+        // Keys in sorted order, no spaces: the form any JSON serializer with sorted maps writes, so
+        // the event survives an export rendered and imported through JSON unchanged.
+        let mut text = format!("{{\"created_at\":\"{}\"", self.created_at);
         if let Some(events) = self.format_1_events {
             text.push_str(&format!(",\"format_1_events\":{events}"));
         }
-        text.push('}');
+        text.push_str(&format!(
+            ",\"format_version\":{},\"genesis\":\"{}\",\"store_id\":\"{}\"}}",
+            self.format_version,
+            self.genesis,
+            self.store_id.hyphenated()
+        ));
         text.into_bytes()
     }
 
