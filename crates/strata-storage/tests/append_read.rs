@@ -19,19 +19,20 @@ fn appends_get_gapless_positions_and_revisions() {
     let a = commit(&store, "account-1", ExpectedRevision::NoStream, vec![event("{}"), event("{}")]);
     let b = commit(&store, "account-2", ExpectedRevision::Any, vec![event("{}")]);
     let c = commit(&store, "account-1", ExpectedRevision::Exact(revision(1)), vec![event("{}")]);
-    assert_eq!((a.first_position.value(), a.last_position.value()), (0, 1));
+    // Position 0 is the store's `$store-created`: user events start at 1.
+    assert_eq!((a.first_position.value(), a.last_position.value()), (1, 2));
     assert_eq!((a.first_revision, a.last_revision), (revision(0), revision(1)));
-    assert_eq!((b.first_position.value(), b.first_revision), (2, revision(0)));
-    assert_eq!((c.first_position.value(), c.first_revision), (3, revision(2)));
-    assert_eq!(store.head_position(), Some(Position::new(3)));
+    assert_eq!((b.first_position.value(), b.first_revision), (3, revision(0)));
+    assert_eq!((c.first_position.value(), c.first_revision), (4, revision(2)));
+    assert_eq!(store.head_position(), Some(Position::new(4)));
     assert_eq!(store.stream_revision("account-1").unwrap(), Some(revision(2)));
     assert_eq!(store.stream_revision("account-3").unwrap(), None);
 
     let all = read_everything(&store);
     let positions: Vec<u64> = all.iter().map(|e| e.position.value()).collect();
-    assert_eq!(positions, [0, 1, 2, 3]);
+    assert_eq!(positions, [0, 1, 2, 3, 4]);
     let streams: Vec<&str> = all.iter().map(|e| e.stream.as_str()).collect();
-    assert_eq!(streams, ["account-1", "account-1", "account-2", "account-1"]);
+    assert_eq!(streams, ["$store", "account-1", "account-1", "account-2", "account-1"]);
 }
 
 #[test]
@@ -49,7 +50,7 @@ fn expected_revision_conflicts_report_the_actual_revision_and_write_nothing() {
         let outcome = store.append_blocking(stream("new"), expected, vec![event("{}")]).unwrap();
         assert_eq!(outcome, AppendOutcome::WrongExpectedRevision { stream: stream("new"), expected, actual: None });
     }
-    assert_eq!(store.head_position(), Some(Position::new(0)));
+    assert_eq!(store.head_position(), Some(Position::new(1)));
     assert!(store.read_stream(&stream("new"), ReadFrom::Start, Direction::Forward, 10).is_err());
 }
 
@@ -71,12 +72,12 @@ fn a_retried_append_returns_the_original_result_and_writes_nothing() {
     // A contiguous part of the original batch, in order, is a replay too.
     let tail = commit(&store, "s", ExpectedRevision::Any, batch[1..].to_vec());
     assert_eq!((tail.first_revision, tail.replayed), (revision(1), true));
-    assert_eq!(store.head_position(), Some(Position::new(4)));
+    assert_eq!(store.head_position(), Some(Position::new(5)));
     // And it survives a reopen (the id index is rebuilt from the log).
     drop(store);
     let store = open_sim(&storage, SEGMENT);
     assert!(commit(&store, "s", ExpectedRevision::Any, batch).replayed);
-    assert_eq!(store.head_position(), Some(Position::new(4)));
+    assert_eq!(store.head_position(), Some(Position::new(5)));
 }
 
 #[test]
@@ -97,7 +98,7 @@ fn a_partly_committed_batch_is_an_error_that_names_the_event() {
     // An id committed in another stream is refused too: ids are unique across the store.
     let error = store.append_blocking(stream("t"), ExpectedRevision::Any, vec![event_with_id(1)]).unwrap_err();
     assert!(matches!(error, AppendError::PartialDuplicate { .. }), "{error}");
-    assert_eq!(store.head_position(), Some(Position::new(1)));
+    assert_eq!(store.head_position(), Some(Position::new(2)));
 }
 
 #[test]
@@ -114,8 +115,8 @@ fn duplicates_racing_in_one_commit_group_are_caught() {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(results.iter().filter(|r| !r.replayed).count(), 1);
-    assert!(results.iter().all(|r| r.first_position == Position::new(0)));
-    assert_eq!(store.head_position(), Some(Position::new(1)));
+    assert!(results.iter().all(|r| r.first_position == Position::new(1)));
+    assert_eq!(store.head_position(), Some(Position::new(2)));
 }
 
 #[test]
@@ -154,7 +155,7 @@ fn an_append_larger_than_a_segment_is_refused() {
     // Just under the room a segment has is fine, and crosses into a new segment.
     commit(&store, "s", ExpectedRevision::Any, vec![event(&"x".repeat(7000))]);
     commit(&store, "s", ExpectedRevision::Any, vec![event(&"x".repeat(7000))]);
-    assert_eq!(read_everything(&store).len(), 2);
+    assert_eq!(read_everything(&store).len(), 3, "$store-created and the two events");
 }
 
 #[test]
@@ -181,11 +182,13 @@ fn reads_go_both_ways_from_any_place_with_limits() {
     let positions = |from, direction, limit| {
         store.read_all(from, direction, limit).unwrap().iter().map(|e| e.position.value()).collect::<Vec<_>>()
     };
-    assert_eq!(positions(ReadFrom::At(Position::new(27)), Direction::Forward, 10), [27, 28, 29]);
-    assert_eq!(positions(ReadFrom::End, Direction::Backward, 2), [29, 28]);
+    assert_eq!(positions(ReadFrom::At(Position::new(28)), Direction::Forward, 10), [28, 29, 30]);
+    assert_eq!(positions(ReadFrom::End, Direction::Backward, 2), [30, 29]);
     assert_eq!(positions(ReadFrom::Start, Direction::Forward, 0), Vec::<u64>::new());
     let a_events = store.read_stream(&a, ReadFrom::Start, Direction::Forward, 100).unwrap();
-    assert!(a_events.iter().enumerate().all(|(i, e)| e.position.value() == 3 * i as u64 && e.id == id(3 * i as u128)));
+    assert!(
+        a_events.iter().enumerate().all(|(i, e)| e.position.value() == 3 * i as u64 + 1 && e.id == id(3 * i as u128))
+    );
     assert!(matches!(
         store.read_stream(&stream("nope"), ReadFrom::Start, Direction::Forward, 1),
         Err(ReadError::StreamNotFound { .. })
@@ -205,7 +208,7 @@ fn events_come_back_exactly_as_written() {
     commit(&store, "account-42", ExpectedRevision::Any, vec![written.clone()]);
     drop(store);
     let store = open_sim(&storage, SEGMENT);
-    let read = &read_everything(&store)[0];
+    let read = &read_everything(&store)[1];
     assert_eq!(read.id, id(77));
     assert_eq!(read.stream.as_str(), "account-42");
     assert_eq!(read.event_type, *written.event_type());
@@ -222,7 +225,10 @@ fn events_without_ids_get_uuid_v7_ids() {
     let storage = SimStorage::new();
     let store = open_sim(&storage, SEGMENT);
     commit(&store, "s", ExpectedRevision::Any, vec![event("{}"), event("{}")]);
-    let events = read_everything(&store);
+    let all = read_everything(&store);
+    assert_eq!(all[0].event_type.as_str(), "$store-created");
+    let events = &all[1..];
+    assert_eq!(events.len(), 2);
     assert_ne!(events[0].id, events[1].id);
     assert!(events.iter().all(|e| e.id.as_uuid().get_version_num() == 7));
     // Their time part comes from the store's clock, not the wall clock.
@@ -241,7 +247,7 @@ fn one_read_returns_at_most_read_events_max() {
     let page = store.read_all(ReadFrom::Start, Direction::Forward, usize::MAX).unwrap();
     assert_eq!(page.len(), limits::READ_EVENTS_MAX);
     let rest = store.read_all(ReadFrom::At(Position::new(page.len() as u64)), Direction::Forward, usize::MAX).unwrap();
-    assert_eq!(rest.len(), 5);
+    assert_eq!(rest.len(), 6, "the 5 events left and $store-created before them all");
     let backward = store.read_stream(&stream("s"), ReadFrom::End, Direction::Backward, usize::MAX).unwrap();
     assert_eq!(backward.len(), limits::READ_EVENTS_MAX);
     assert_eq!(backward[0].revision.value(), total as u64 - 1);
@@ -264,7 +270,7 @@ fn recorded_time_never_goes_backwards_even_when_the_clock_does() {
     let store = Store::open_with(DIR, options).unwrap();
     commit(&store, "s", ExpectedRevision::Any, vec![event("{}")]);
     let times: Vec<i64> = read_everything(&store).iter().map(|e| e.recorded_at.as_micros()).collect();
-    assert_eq!(times, [5_000, 5_000, 11_000, 11_000]);
+    assert_eq!(times, [5_000, 5_000, 5_000, 11_000, 11_000], "$store-created first, with the first append");
 }
 
 #[test]
@@ -306,20 +312,22 @@ fn a_failed_fsync_poisons_writes_but_reads_go_on() {
     assert!(matches!(error, AppendError::Poisoned { .. }), "{error}");
     assert!(error.to_string().contains("simulated fsync failure"), "{error}");
     assert!(store.poison_reason().is_some());
-    assert_eq!(read_everything(&store).len(), 1);
+    assert_eq!(read_everything(&store).len(), 2, "$store-created and the first event");
     assert_eq!(store.stream_revision("s").unwrap(), Some(revision(0)));
     drop(store);
     // A restart without a reboot: the failed frame is still in the page cache, so recovery sees it
     // and serves it — and must therefore make it durable before serving it.
     let store = open_sim(&storage, SEGMENT);
     assert!(store.poison_reason().is_none());
-    assert_eq!(read_everything(&store).len(), 2);
+    assert_eq!(read_everything(&store).len(), 3);
     drop(store);
     let after_power_loss = storage.crash_image(7);
     let store = open_sim(&after_power_loss, SEGMENT);
-    assert_eq!(read_everything(&store).iter().map(|e| e.id).collect::<Vec<_>>(), [id(1), id(2)]);
+    let after = read_everything(&store);
+    assert_eq!(after[0].event_type.as_str(), "$store-created");
+    assert_eq!(after[1..].iter().map(|e| e.id).collect::<Vec<_>>(), [id(1), id(2)]);
     commit(&store, "s", ExpectedRevision::Any, vec![event_with_id(4)]);
-    assert_eq!(read_everything(&store).len(), 3);
+    assert_eq!(read_everything(&store).len(), 4);
 }
 
 #[test]
@@ -371,7 +379,9 @@ async fn sixty_four_tasks_on_one_stream_with_exact_and_retries_lose_nothing() {
     }
     let events = store.read_stream_async(stream("counter"), ReadFrom::Start, Direction::Forward, 10_000).await.unwrap();
     assert_eq!(events.len() as u128, TASKS * EVENTS_PER_TASK);
-    assert!(events.iter().enumerate().all(|(i, e)| e.revision.value() == i as u64 && e.position.value() == i as u64));
+    assert!(
+        events.iter().enumerate().all(|(i, e)| e.revision.value() == i as u64 && e.position.value() == i as u64 + 1)
+    );
     let mut ids: Vec<_> = events.iter().map(|e| e.id).collect();
     ids.sort();
     ids.dedup();
@@ -402,14 +412,14 @@ fn streams_are_listed_by_prefix_in_pages_and_described() {
 
     let info = store.stream_info("account-1").unwrap().unwrap();
     assert_eq!((info.last_revision.value(), info.event_count), (2, 3));
-    assert_eq!((info.first_position.value(), info.last_position.value()), (3, 6));
+    assert_eq!((info.first_position.value(), info.last_position.value()), (4, 7));
     assert_eq!((info.first_recorded_at.as_micros(), info.last_recorded_at.as_micros()), (1_030, 1_050));
     assert!(store.stream_info("nope").unwrap().is_none());
     // The same after a reopen: rebuilt from the log.
     drop(store);
     let store = Store::open_with(DIR, options).unwrap();
     assert_eq!(store.stream_info("account-1").unwrap().unwrap(), info);
-    assert_eq!(store.list_streams("", None, 100).unwrap().len(), 5);
+    assert_eq!(store.list_streams("", None, 100).unwrap().len(), 6, "the five and $store");
 }
 
 /// A stream prefix is matched through the streams' position lists when few streams have it, and per
@@ -450,7 +460,8 @@ fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
     let store = open_sim(&storage, 4 << 10);
     let mut written = 0;
     // Fill the first segment until the next 1 KiB event needs a new one.
-    while store.read_all(ReadFrom::Start, Direction::Forward, 1000).unwrap().len() < 3 {
+    // (Three events after `$store-created`.)
+    while store.read_all(ReadFrom::Start, Direction::Forward, 1000).unwrap().len() < 4 {
         commit(&store, "s", ExpectedRevision::Any, vec![event(&"x".repeat(1000))]);
         written += 1;
     }
@@ -468,11 +479,11 @@ fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
     }
     assert!(refused > 0, "the test must reach a roll-over");
     assert!(store.poison_reason().is_none());
-    assert_eq!(read_everything(&store).len(), written);
+    assert_eq!(read_everything(&store).len(), written + 1, "$store-created and what was written");
     // The store closes with its last segment sealed and no next one; it opens on the full disk.
     drop(store);
     let store = open_sim(&storage, 4 << 10);
-    assert_eq!(read_everything(&store).len(), written);
+    assert_eq!(read_everything(&store).len(), written + 1);
     let deferred = store.recovery_report().next_segment_deferred.clone().expect("the open says why");
     assert!(deferred.contains("no space left"), "{deferred}");
     assert!(matches!(
@@ -482,10 +493,10 @@ fn a_full_disk_at_roll_over_refuses_the_append_but_harms_nothing() {
     storage.fail_creates(false);
     let result =
         commit(&store, "s", ExpectedRevision::Exact(StreamRevision::new(written as u64 - 1)), vec![event("{}")]);
-    assert_eq!(result.first_position.value(), written as u64);
+    assert_eq!(result.first_position.value(), written as u64 + 1);
     drop(store);
     let store = open_sim(&storage, 4 << 10);
-    assert_eq!(read_everything(&store).len(), written + 1);
+    assert_eq!(read_everything(&store).len(), written + 2);
 }
 
 /// A page stops at about `READ_PAGE_BYTES_MAX` of events, says there is more, and pages together
@@ -511,9 +522,10 @@ fn pages_are_bounded_in_bytes_and_cover_everything() {
             _ => break,
         }
     }
-    assert_eq!(positions, (0..40).collect::<Vec<_>>());
+    // `$store-created` at 0, then the 40 events.
+    assert_eq!(positions, (0..=40).collect::<Vec<_>>());
     let first = store.read_all_page(ReadFrom::Start, &options, &strata_storage::Filter::default()).unwrap();
-    assert!(first.more && first.events.len() < 40, "the first page stopped early: {}", first.events.len());
+    assert!(first.more && first.events.len() < 41, "the first page stopped early: {}", first.events.len());
 
     let backward = strata_storage::ReadOptions::backward(1_000);
     let mut revisions = Vec::new();
@@ -528,7 +540,7 @@ fn pages_are_bounded_in_bytes_and_cover_everything() {
     }
     assert_eq!(revisions, (0..40).rev().collect::<Vec<_>>());
     // The unbounded forms still return everything asked for.
-    assert_eq!(store.read_all(ReadFrom::Start, Direction::Forward, 1_000).unwrap().len(), 40);
+    assert_eq!(store.read_all(ReadFrom::Start, Direction::Forward, 1_000).unwrap().len(), 41);
 }
 
 /// Filtered reads search the log in windows (the index lock is released between them): across
@@ -635,7 +647,8 @@ fn a_stream_of_many_chunks_reads_like_a_short_one() {
         commit(&store, "long", ExpectedRevision::Any, (0..1_000).map(|_| event("{}")).collect());
         commit(&store, "other", ExpectedRevision::Any, vec![event("{}")]);
     }
-    let position_of = |revision: u64| revision + revision / 1_000;
+    // (After `$store-created` at position 0.)
+    let position_of = |revision: u64| 1 + revision + revision / 1_000;
     let read = |from: u64, direction: Direction, limit: usize| -> Vec<(u64, u64)> {
         store
             .read_stream(&stream("long"), ReadFrom::At(StreamRevision::new(from)), direction, limit)
@@ -682,16 +695,17 @@ fn tables_of_many_chunks_answer_like_small_ones() {
     }
     for n in [0, 16_383, 16_384, 19_999] {
         let info = store.stream_info(&format!("s-{n}")).unwrap().unwrap();
-        assert_eq!(info.first_position.value(), n, "stream s-{n}");
+        assert_eq!(info.first_position.value(), n + 1, "stream s-{n}");
         assert_eq!(info.first_recorded_at.as_micros(), 1_000_000 + 10 * (n as i64 + 1));
         let events = store.read_stream(&stream(&format!("s-{n}")), ReadFrom::Start, Direction::Forward, 10).unwrap();
-        assert_eq!(events[0].position.value(), n);
+        assert_eq!(events[0].position.value(), n + 1);
     }
     for n in [0u64, 16_383, 16_384, 16_385, 19_999] {
         let time = strata_core::Timestamp::from_micros(1_000_000 + 10 * (n as i64 + 1));
-        assert_eq!(store.position_at(time).unwrap(), Some(Position::new(n)), "position at the time of event {n}");
+        // Event n is at position n + 1, after `$store-created` (written with event 0, at its time).
+        assert_eq!(store.position_at(time).unwrap(), Some(Position::new(n + 1)), "position at the time of event {n}");
         let before = strata_core::Timestamp::from_micros(time.as_micros() - 1);
-        assert_eq!(store.position_at(before).unwrap(), n.checked_sub(1).map(Position::new));
+        assert_eq!(store.position_at(before).unwrap(), n.checked_sub(1).map(|p| Position::new(p + 1)));
     }
     assert_eq!(
         store.list_streams("s-", None, 100_000).unwrap().len(),

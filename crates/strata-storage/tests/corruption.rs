@@ -7,6 +7,9 @@ use common::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use strata_core::ExpectedRevision;
+use strata_storage::format::{
+    FRAME_BODY_HEADER_BYTES, FRAME_CHAIN_BYTES, FRAME_HEADER_BYTES, RECORD_CHAIN_BYTES, SEGMENT_HEADER_BYTES,
+};
 use strata_storage::{OpenError, Options, Store};
 
 const SEGMENT: u64 = 8 << 10;
@@ -60,6 +63,26 @@ fn expect_corrupted(dir: &Path, segment: u32) -> strata_storage::Corruption {
     }
 }
 
+/// Where the first frame's records begin (log format 2): after the segment header, the frame
+/// header, the body header and the predecessor's hash. The first of them is `$store-created`.
+const FIRST_RECORD: u64 =
+    SEGMENT_HEADER_BYTES + (FRAME_HEADER_BYTES + FRAME_BODY_HEADER_BYTES + FRAME_CHAIN_BYTES) as u64;
+
+/// Where the first frame's second record begins: the first event appended, after `$store-created`.
+fn first_appended_record(path: &Path) -> u64 {
+    let file = std::fs::File::open(path).unwrap();
+    let mut len = [0u8; 4];
+    file.read_exact_at(&mut len, FIRST_RECORD).unwrap();
+    FIRST_RECORD + u64::from(u32::from_le_bytes(len))
+}
+
+/// The ids of the events appended: the log without its `$store-created` at position 0.
+fn appended_ids(store: &Store) -> Vec<strata_core::EventId> {
+    let events = read_everything(store);
+    assert_eq!(events[0].event_type.as_str(), "$store-created");
+    events[1..].iter().map(|e| e.id).collect()
+}
+
 /// The index runs: without them, an open reads (and verifies) the whole log.
 fn remove_index_runs(dir: &Path) {
     let index = dir.join("index");
@@ -89,7 +112,7 @@ fn a_flipped_bit_anywhere_in_a_sealed_segment_is_detected_when_the_log_is_read()
     }
     // Undamaged again, it opens with everything.
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert_eq!(read_everything(&store).len(), 60);
+    assert_eq!(read_everything(&store).len(), 61, "$store-created and the 60 events");
 }
 
 /// With index runs, an open does not read sealed segments; a damaged record is then caught by its own
@@ -101,8 +124,9 @@ fn a_flipped_bit_in_a_record_under_the_index_runs_is_never_served() {
     assert_eq!(store.recovery_report().events_read_from_log, 0, "a clean close leaves nothing to read");
     drop(store);
     let sealed = &segments(dir.path())[0];
-    // Inside the first record's data (segment header 64, frame header 16, body header 16, record).
-    let offset = 64 + 16 + 16 + 100;
+    // Inside the first event's data (segment header 64, frame header 16, body header 16, the
+    // predecessor's hash 32, $store-created, then the record, whose hash takes 32 bytes more).
+    let offset = first_appended_record(sealed) + 100 + RECORD_CHAIN_BYTES as u64;
     flip_bit(sealed, offset, 2);
     let store = Store::open_with(dir.path(), options()).unwrap();
     let error = store
@@ -134,7 +158,7 @@ fn a_flipped_bit_in_an_acknowledged_frame_of_the_last_segment_is_not_mistaken_fo
         assert!(corruption.reason.contains("not a torn write"), "{corruption}");
         flip_bit(&last, offset, 3);
     }
-    assert_eq!(read_everything(&Store::open_with(dir.path(), options()).unwrap()).len(), 40);
+    assert_eq!(read_everything(&Store::open_with(dir.path(), options()).unwrap()).len(), 41);
 }
 
 #[test]
@@ -161,12 +185,11 @@ fn a_torn_tail_is_repaired_and_the_store_goes_on() {
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     assert!(store.recovery_report().torn_tail_bytes_zeroed > 0);
-    let events = read_everything(&store);
-    assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [id(1)]);
+    assert_eq!(appended_ids(&store), [id(1)]);
     commit(&store, "s", ExpectedRevision::Exact(strata_core::StreamRevision::new(0)), vec![event("{}").with_id(id(3))]);
     drop(store);
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert_eq!(read_everything(&store).iter().map(|e| e.id).collect::<Vec<_>>(), [id(1), id(3)]);
+    assert_eq!(appended_ids(&store), [id(1), id(3)]);
     assert_eq!(store.recovery_report().torn_tail_bytes_zeroed, 0);
 }
 
@@ -207,22 +230,24 @@ fn damage_after_open_is_reported_by_reads_never_served() {
 /// sector's part of it reached the disk, was once taken for corruption.
 #[test]
 fn a_torn_frame_header_across_a_sector_boundary_is_repaired() {
-    // Segment header (64) + one frame of one event: 16 + 16 + record (64 + 1 + 8 + data).
-    // With 336 bytes of data the first frame ends at byte 505, so the next header spans 505..521.
+    // Segment header (64) + one frame of `$store-created` and one event: 16 + 16 + the predecessor's
+    // hash 32 + `$store-created` (64 + 32 + 6 + 14 + 190 bytes of data) + record (64 + 32 + 1 + 8 +
+    // data). With 478 bytes of data the first frame ends at byte 1017, so the next header spans
+    // 1017..1033, across the sector boundary at 1024.
     for keep_first_part in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), options()).unwrap();
-        commit(&store, "s", ExpectedRevision::Any, vec![event(&"a".repeat(336)).with_id(id(1))]);
+        commit(&store, "s", ExpectedRevision::Any, vec![event(&"a".repeat(478)).with_id(id(1))]);
         drop(store);
         let path = segments(dir.path()).pop().unwrap();
         let before = std::fs::read(&path).unwrap();
-        assert_eq!(written_len_of(&before), 505, "the layout this test relies on changed");
+        assert_eq!(written_len_of(&before), 1017, "the layout this test relies on changed");
         let store = Store::open_with(dir.path(), options()).unwrap();
         commit(&store, "s", ExpectedRevision::Any, vec![event(&"b".repeat(2000)).with_id(id(2))]);
         drop(store);
         let after = std::fs::read(&path).unwrap();
         let mut torn = before.clone();
-        let (start, end) = if keep_first_part { (505, 512) } else { (512, 1024) };
+        let (start, end) = if keep_first_part { (1017, 1024) } else { (1024, 1536) };
         torn[start..end].copy_from_slice(&after[start..end]);
         std::fs::write(&path, &torn).unwrap();
         remove_index_runs(dir.path());
@@ -230,7 +255,7 @@ fn a_torn_frame_header_across_a_sector_boundary_is_repaired() {
         let store = Store::open_with(dir.path(), options())
             .unwrap_or_else(|e| panic!("keep_first_part={keep_first_part}: {e}"));
         assert!(store.recovery_report().torn_tail_bytes_zeroed > 0);
-        assert_eq!(read_everything(&store).iter().map(|e| e.id).collect::<Vec<_>>(), [id(1)]);
+        assert_eq!(appended_ids(&store), [id(1)]);
     }
 }
 
@@ -269,5 +294,5 @@ fn torn_bytes_are_saved_before_they_are_zeroed() {
     let saved = store.recovery_report().torn_tail_saved_to.clone().expect("the torn bytes were saved");
     let bytes = std::fs::read(&saved).unwrap();
     assert!(bytes.ends_with(b"debris of an interrupted write"));
-    assert_eq!(read_everything(&store).len(), 1);
+    assert_eq!(read_everything(&store).len(), 2, "$store-created and the event");
 }

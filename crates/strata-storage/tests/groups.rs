@@ -151,12 +151,13 @@ async fn retries_then_parking_then_replay() {
     let groups = ConsumerGroups::open(&store).unwrap();
     let settings = GroupSettings { max_retries: 2, ..GroupSettings::default() };
     groups.put(spec("billing", all(), settings)).await.unwrap();
-    // The first event fails every time: delivered 1 + 2 retries, then parked.
+    // The first event (position 1, after `$store-created`) fails every time: delivered 1 + 2
+    // retries, then parked.
     let mut attempts = Vec::new();
     loop {
         let deliveries = groups.fetch("billing", "a", 1, NO_WAIT).await.unwrap();
         let Some(delivery) = deliveries.into_iter().next() else { break };
-        if delivery.event.position.value() == 0 {
+        if delivery.event.position.value() == 1 {
             attempts.push(delivery.attempt);
             groups.nack("billing", &[delivery.delivery_id], NackAction::Retry).await.unwrap();
         } else {
@@ -166,7 +167,7 @@ async fn retries_then_parking_then_replay() {
     assert_eq!(attempts, [1, 2, 3]);
     let parked = groups.parked("billing").await.unwrap();
     assert_eq!(parked.len(), 1);
-    assert_eq!((parked[0].position.value(), parked[0].attempts), (0, 3));
+    assert_eq!((parked[0].position.value(), parked[0].attempts), (1, 3));
     let info = groups.info("billing").await.unwrap();
     assert_eq!((info.parked, info.lag_events), (1, 0), "a parked event does not hold the checkpoint back");
     // Parking by hand and skipping.
@@ -185,7 +186,7 @@ async fn retries_then_parking_then_replay() {
     let replayed = groups.fetch("billing", "a", 10, NO_WAIT).await.unwrap();
     assert_eq!(
         replayed.iter().map(|d| d.event.position.value()).collect::<Vec<_>>(),
-        [0, two[0].event.position.value()]
+        [1, two[0].event.position.value()]
     );
     let ids: Vec<String> = replayed.iter().map(|d| d.delivery_id.clone()).collect();
     groups.ack("billing", &ids).await.unwrap();

@@ -70,23 +70,24 @@ fn imports_that_break_the_log_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     commit(&store, "a-1", ExpectedRevision::Any, vec![event("one"), event("two")]);
+    // `$store-created`, then the two events.
     let exported = read_everything(&store);
 
     let other_dir = tempfile::tempdir().unwrap();
     let other = Store::open(other_dir.path()).unwrap();
     // A stream that does not continue where this store's copy of it ends, and a gap within a batch.
-    let outcome = other.import_blocking(vec![exported[1].clone()]).unwrap();
+    let outcome = other.import_blocking(vec![exported[2].clone()]).unwrap();
     assert!(matches!(outcome, MultiAppendOutcome::WrongExpectedRevision { .. }), "{outcome:?}");
     let mut skipping = exported.clone();
-    skipping[1].revision = strata_core::StreamRevision::new(5);
+    skipping[2].revision = strata_core::StreamRevision::new(5);
     let error = other.import_blocking(skipping).unwrap_err();
     assert!(error.to_string().contains("revision 5 where revision 1 comes next"), "{error}");
     // Recorded times going backwards, within a batch and from the store's latest event.
     let mut backwards = exported.clone();
-    backwards[1].recorded_at = Timestamp::from_micros(backwards[0].recorded_at.as_micros() - 1);
+    backwards[2].recorded_at = Timestamp::from_micros(backwards[1].recorded_at.as_micros() - 1);
     let error = other.import_blocking(backwards).unwrap_err();
     assert!(error.to_string().contains("never go backwards"), "{error}");
-    let mut early = exported[0].clone();
+    let mut early = exported[1].clone();
     early.recorded_at = Timestamp::UNIX_EPOCH;
     early.id = strata_core::EventId::from_uuid(uuid::Uuid::now_v7());
     early.stream = stream("b-1");
@@ -97,7 +98,8 @@ fn imports_that_break_the_log_are_refused_and_write_nothing() {
     assert_eq!(read_everything(&store), exported);
 }
 
-/// Exports a store with a stream `s` (two events) that is then tombstoned: `[s@0, s@1, $tombstone]`.
+/// Exports a store with a stream `s` (two events) that is then tombstoned:
+/// `[$store-created, s@0, s@1, $tombstone]`.
 fn export_with_tombstone() -> Vec<strata_core::RecordedEvent> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -109,7 +111,7 @@ fn export_with_tombstone() -> Vec<strata_core::RecordedEvent> {
 #[test]
 fn imports_may_not_write_reserved_names_or_undecodable_system_events() {
     let exported = export_with_tombstone();
-    let tombstone = exported[2].clone();
+    let tombstone = exported[3].clone();
     assert_eq!(tombstone.stream.as_str(), "$streams");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -134,18 +136,18 @@ fn imports_may_not_write_reserved_names_or_undecodable_system_events() {
         bytes::Bytes::from(data)
     };
     refused(at_system, "reserved");
-    let mut other_system = exported[0].clone();
+    let mut other_system = exported[1].clone();
     other_system.stream = stream("$all");
     refused(other_system, "reserved for the system");
-    let mut reserved_type = exported[0].clone();
+    let mut reserved_type = exported[1].clone();
     reserved_type.event_type = EventType::new("$Opened").unwrap();
     refused(reserved_type, "reserved");
-    let mut future = exported[0].clone();
+    let mut future = exported[1].clone();
     future.recorded_at = Timestamp::from_micros(253_402_300_799_000_000);
     refused(future, "later than this store's clock");
     // An event of a stream after its tombstone, in one batch.
     let mut after = exported.clone();
-    let mut late = exported[0].clone();
+    let mut late = exported[1].clone();
     late.id = strata_core::EventId::from_uuid(uuid::Uuid::now_v7());
     late.revision = strata_core::StreamRevision::new(2);
     after.push(late);
@@ -171,10 +173,11 @@ fn an_imported_tombstone_stops_appends_in_the_same_commit_group() {
     };
     let storage = strata_storage::SimStorage::new();
     let store = open_sim(&storage, 64 << 10);
-    let _ = store.import_blocking(exported[..1].to_vec()).unwrap();
+    // `$store-created` and `s`'s event first; the tombstone (exported[2]) races an append.
+    let _ = store.import_blocking(exported[..2].to_vec()).unwrap();
     let blocker = hold_committer(&storage, &store);
     let import = {
-        let (store, tombstone) = (store.clone(), exported[1].clone());
+        let (store, tombstone) = (store.clone(), exported[2].clone());
         std::thread::spawn(move || store.import_blocking(vec![tombstone]))
     };
     wait_until_queued(&store, 1);

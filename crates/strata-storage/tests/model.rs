@@ -12,6 +12,7 @@ use strata_core::{
     EventId, EventType, ExpectedRevision, NewEvent, Position, Query, QueryItem, StreamMetadata, StreamRevision, Tag,
     Timestamp,
 };
+use strata_storage::format;
 use strata_storage::{
     AppendCondition, AppendError, AppendOutcome, Direction, Filter, ManualClock, MultiAppend, MultiAppendOutcome,
     Options, ReadError, ReadFrom, ReadOptions, SimStorage, Store,
@@ -25,6 +26,17 @@ const PREFIXES: [&str; 4] = ["b-", "a", "b-2", "x"];
 const START_MICROS: i64 = 1_700_000_000_000_000;
 const EVENT_BYTES_MAX: usize = 1500;
 const SEGMENT_SIZE_BYTES: u64 = 4096;
+/// The most an append's records may take (log format 2): a segment less its header and the room kept
+/// for its seal, less the frame's header, body header and predecessor's hash, less the room every
+/// frame keeps for `$store-created` (the engine's bound, 512 bytes). With records 32 bytes longer
+/// (their hash), the largest appends this test makes no longer all fit these small segments.
+const APPEND_ROOM_BYTES: usize = SEGMENT_SIZE_BYTES as usize
+    - format::SEGMENT_HEADER_BYTES as usize
+    - format::SEAL_FRAME_BYTES
+    - format::FRAME_HEADER_BYTES
+    - format::FRAME_BODY_HEADER_BYTES
+    - format::FRAME_CHAIN_BYTES
+    - 512;
 
 #[derive(Debug, Clone)]
 enum Expect {
@@ -265,7 +277,27 @@ impl Model {
         first.min(revisions)
     }
 
+    /// A store's first commit group begins with `$store-created` at position 0, in stream `$store`
+    /// (written by the committer, recorded at the group's time: the clock's, the log being empty).
+    /// Its id and data are the store's own: a system event.
+    fn create_store_if_empty(&mut self) {
+        if !self.log.is_empty() {
+            return;
+        }
+        self.streams.entry("$store").or_default().push(0);
+        self.log.push(ModelEvent {
+            id: EventId::from_bytes([0; 16]),
+            stream: "$store",
+            data: String::new(),
+            event_type: "$store-created",
+            tags: vec![],
+            recorded_micros: self.clock_micros,
+            system: true,
+        });
+    }
+
     fn record_system(&mut self, event_type: &'static str) {
+        self.create_store_if_empty();
         let recorded_micros = self.log.last().map_or(self.clock_micros, |e| e.recorded_micros.max(self.clock_micros));
         self.streams.entry("$streams").or_default().push(self.log.len() as u64);
         self.log.push(ModelEvent {
@@ -290,6 +322,7 @@ impl Model {
     }
 
     fn commit(&mut self, stream: &'static str, events: Vec<ModelNew>) -> (u64, u64) {
+        self.create_store_if_empty();
         let first_position = self.log.len() as u64;
         let first_revision = self.head(stream).map_or(0, |h| h + 1);
         // The store records max(clock, last recorded time).
@@ -467,6 +500,7 @@ fn check_append_multi(
         }
     }
     let MultiAppendOutcome::Committed(result) = outcome else { panic!("expected a commit, got {outcome:?}") };
+    model.create_store_if_empty();
     assert_eq!(result.first_position.value(), model.log.len() as u64);
     let recorded_micros = model.log.last().map_or(model.clock_micros, |e| e.recorded_micros.max(model.clock_micros));
     for (stream, new) in events {
@@ -547,7 +581,14 @@ fn run(ops: Vec<Op>) {
                 if oversized && !events.is_empty() {
                     events[0].data = "y".repeat(EVENT_BYTES_MAX + 1);
                 }
-                let invalid = events.is_empty() || oversized;
+                // Too large for a frame: refused like an oversized event (`AppendTooLarge`).
+                let encoded_bytes: usize = events
+                    .iter()
+                    .map(|e| {
+                        format::record_encoded_len(&common::stream(stream), &with_type(e.to_new_event(), e.event_type))
+                    })
+                    .sum();
+                let invalid = events.is_empty() || oversized || encoded_bytes > APPEND_ROOM_BYTES;
                 check_append(&store, &mut model, stream, expected, events, invalid);
             }
             Op::Retry { append, expect } => {
@@ -610,11 +651,12 @@ fn run(ops: Vec<Op>) {
                     (from.unwrap_or(0)..len).take(limit).collect()
                 };
                 let events = store.read_all(from_place, direction, limit).unwrap();
-                // System events are compared by stream and type: their ids and data are the store's.
+                // System events (of `$streams`, and `$store-created`) are compared by stream and type:
+                // their ids and data are the store's.
                 let got: Vec<(u64, Option<EventId>, &str, String)> = events
                     .iter()
                     .map(|e| {
-                        let system = e.stream.as_str() == "$streams";
+                        let system = ["$streams", "$store"].contains(&e.stream.as_str());
                         let shown =
                             if system { e.event_type.to_string() } else { String::from_utf8(e.data.to_vec()).unwrap() };
                         (e.position.value(), (!system).then_some(e.id), e.stream.as_str(), shown)

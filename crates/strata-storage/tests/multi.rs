@@ -49,13 +49,13 @@ fn events_for_several_streams_commit_atomically_in_order() {
             })
             .unwrap(),
     );
-    assert_eq!((result.first_position.value(), result.last_position.value()), (1, 3));
+    assert_eq!((result.first_position.value(), result.last_position.value()), (2, 4));
     let revisions: Vec<(&str, u64, u64)> =
         result.streams.iter().map(|s| (s.stream.as_str(), s.first_revision.value(), s.last_revision.value())).collect();
     assert_eq!(revisions, [("a", 1, 2), ("b", 0, 0)]);
     let all: Vec<(String, u64)> =
         read_everything(&store).iter().map(|e| (e.stream.to_string(), e.revision.value())).collect();
-    assert_eq!(all, [("a".into(), 0), ("a".into(), 1), ("b".into(), 0), ("a".into(), 2)]);
+    assert_eq!(all, [("$store".into(), 0), ("a".into(), 0), ("a".into(), 1), ("b".into(), 0), ("a".into(), 2)]);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_failed_check_on_any_stream_writes_nothing_and_names_it() {
             actual: Some(StreamRevision::new(1)),
         }
     );
-    assert_eq!(store.head_position(), Some(Position::new(1)));
+    assert_eq!(store.head_position(), Some(Position::new(2)));
 }
 
 #[test]
@@ -124,13 +124,14 @@ fn a_condition_fails_on_a_matching_event_after_its_position_and_says_where() {
     };
     assert_eq!(
         store.append_multi_blocking(conditional("bob", None)).unwrap(),
-        MultiAppendOutcome::ConditionFailed { position: Position::new(1) }
+        MultiAppendOutcome::ConditionFailed { position: Position::new(2) }
     );
-    // bob was claimed at position 1: a decision made after reading up to 1 stands.
-    committed(store.append_multi_blocking(conditional("bob", Some(1))).unwrap());
+    // bob was claimed at position 2 (ann at 1, after `$store-created`): a decision made after
+    // reading up to 2 stands.
+    committed(store.append_multi_blocking(conditional("bob", Some(2))).unwrap());
     // Nobody claimed carl.
     committed(store.append_multi_blocking(conditional("carl", None)).unwrap());
-    assert_eq!(store.head_position(), Some(Position::new(3)));
+    assert_eq!(store.head_position(), Some(Position::new(4)));
 }
 
 #[test]
@@ -296,7 +297,8 @@ fn conditions_see_events_admitted_earlier_in_the_same_group() {
     let store = open_sim(&storage, SEGMENT);
     let blocker = hold_committer(&storage, &store);
     // The committer is inside the blocker's commit: these three queue up and form the next group.
-    let contenders: Vec<_> = [("users-1", None), ("users-2", None), ("users-3", Some(0))]
+    // (The blocker's event is at position 1, after `$store-created`.)
+    let contenders: Vec<_> = [("users-1", None), ("users-2", None), ("users-3", Some(1))]
         .into_iter()
         .map(|(stream_name, after)| {
             let store = store.clone();
@@ -315,7 +317,7 @@ fn conditions_see_events_admitted_earlier_in_the_same_group() {
             assert_eq!(*position, won.first_position, "a refusal points at the claim that won");
         }
     }
-    assert_eq!(store.head_position(), Some(Position::new(1)));
+    assert_eq!(store.head_position(), Some(Position::new(2)));
 }
 
 #[test]
@@ -323,19 +325,20 @@ fn a_condition_position_beyond_the_head_or_an_empty_query_is_refused() {
     let storage = SimStorage::new();
     let store = open_sim(&storage, SEGMENT);
     commit(&store, "a", ExpectedRevision::Any, vec![event("{}")]);
-    for after in [1, 1000, u64::MAX] {
+    // `$store-created` at 0, "a" at 1: the head.
+    for after in [2, 1000, u64::MAX] {
         let error = store.append_multi_blocking(claim("users-1", "ann", Some(after))).unwrap_err();
         assert!(matches!(error, AppendError::Invalid(ValidationError::ConditionAfterHead { .. })), "{error}");
-        assert!(error.to_string().contains("beyond the head of the log (0)"), "{error}");
+        assert!(error.to_string().contains("beyond the head of the log (1)"), "{error}");
     }
-    committed(store.append_multi_blocking(claim("users-1", "ann", Some(0))).unwrap());
+    committed(store.append_multi_blocking(claim("users-1", "ann", Some(1))).unwrap());
     let empty = MultiAppend {
         events: vec![(stream("a"), event("{}"))],
         checks: vec![],
         condition: Some(AppendCondition { query: Query::default(), after: None }),
     };
     assert!(matches!(store.append_multi_blocking(empty), Err(AppendError::Invalid(ValidationError::EmptyQuery))));
-    assert_eq!(store.head_position(), Some(Position::new(1)));
+    assert_eq!(store.head_position(), Some(Position::new(2)));
 }
 
 #[test]
@@ -352,7 +355,8 @@ fn checks_and_a_condition_together_and_interleaved_streams_get_gapless_revisions
             (stream("a"), event("{}")),
         ],
         checks: vec![(stream("a"), expected_a)],
-        condition: Some(AppendCondition { query: query("T", "k:1"), after: Some(Position::new(0)) }),
+        // After "a"'s first event (position 1, after `$store-created`).
+        condition: Some(AppendCondition { query: query("T", "k:1"), after: Some(Position::new(1)) }),
     };
     // A failing check is reported before the condition is looked at.
     let outcome = store.append_multi_blocking(append(ExpectedRevision::NoStream)).unwrap();
@@ -366,7 +370,7 @@ fn checks_and_a_condition_together_and_interleaved_streams_get_gapless_revisions
     assert_eq!(a.iter().map(|e| e.revision.value()).collect::<Vec<_>>(), [0, 1, 2, 3]);
     // Its own event now matches: the same condition fails, pointing at it.
     let outcome = store.append_multi_blocking(append(ExpectedRevision::Any)).unwrap();
-    assert_eq!(outcome, MultiAppendOutcome::ConditionFailed { position: Position::new(1) });
+    assert_eq!(outcome, MultiAppendOutcome::ConditionFailed { position: Position::new(2) });
 }
 
 /// The same in a large group, where conditions search position lists of the group's events instead
@@ -389,7 +393,8 @@ fn conditions_see_earlier_events_of_a_large_group() {
         .map(|name| {
             let store = store.clone();
             std::thread::spawn(move || {
-                store.append_multi_blocking(claim(&format!("users-{name}"), name, Some(0))).unwrap()
+                // After the blocker's event (position 1, after `$store-created`).
+                store.append_multi_blocking(claim(&format!("users-{name}"), name, Some(1))).unwrap()
             })
         })
         .collect();
@@ -401,5 +406,5 @@ fn conditions_see_earlier_events_of_a_large_group() {
     // "ann" was claimed by the bulk append's last event, in the same group; "bob" is free.
     assert_eq!(outcomes[0], MultiAppendOutcome::ConditionFailed { position: bulk_result.last_position });
     assert!(matches!(outcomes[1], MultiAppendOutcome::Committed(_)), "{:?}", outcomes[1]);
-    assert_eq!(bulk_result.first_position, Position::new(1), "the bulk append opened the group");
+    assert_eq!(bulk_result.first_position, Position::new(2), "the bulk append opened the group");
 }

@@ -102,13 +102,18 @@ proptest! {
             store.subscribe_all(all_from(&plan.starts[1]), type_filter).with_batch_events_max(plan.batch),
             store.subscribe_stream(stream("s-2"), stream_start).with_batch_events_max(plan.batch),
         ];
-        // The log the plan makes: one writer appends in order, so positions follow the plan.
+        // The log the plan makes: one writer appends in order, so positions follow the plan — after
+        // `$store-created` at position 0, written with the first append (`STORE`: neither a stream
+        // s-N nor a type TN, so only the whole log's subscription gets it).
+        const STORE: u8 = u8::MAX;
         let model: Vec<(u64, u8, u8, u64)> = {
             let mut revisions = [0u64; 4];
-            plan.before.iter().chain(&plan.during).flatten().enumerate().map(|(position, &(s, kind))| {
+            let appended = plan.before.iter().chain(&plan.during).flatten();
+            let created = appended.clone().next().map(|_| (0, STORE, STORE, 0));
+            created.into_iter().chain(appended.enumerate().map(|(at, &(s, kind))| {
                 revisions[s as usize] += 1;
-                (position as u64, s, kind, revisions[s as usize] - 1)
-            }).collect()
+                (at as u64 + 1, s, kind, revisions[s as usize] - 1)
+            })).collect()
         };
         let first_position = |start: &Begin| match start {
             Begin::First => 0,
@@ -170,6 +175,8 @@ fn a_live_subscription_that_falls_behind_says_so_and_catches_up() {
         assert_eq!(subscription.next().await.unwrap(), SubscriptionMessage::CaughtUp);
     });
     let total = strata_storage::SUBSCRIPTION_FELL_BEHIND as usize + 500;
+    // The log holds `$store-created` (position 0, written with the first append) and the events.
+    let in_log = total + 1;
     for batch in 0..total.div_ceil(1_000) {
         let count = (total - batch * 1_000).min(1_000);
         let events = (0..count).map(|_| event(0)).collect();
@@ -177,7 +184,7 @@ fn a_live_subscription_that_falls_behind_says_so_and_catches_up() {
     }
     let (mut received, mut messages) = (0, Vec::new());
     runtime.block_on(async {
-        while received < total || messages.last() != Some(&"caught_up") {
+        while received < in_log || messages.last() != Some(&"caught_up") {
             match subscription.next().await.unwrap() {
                 SubscriptionMessage::Events(events) => {
                     assert_eq!(events[0].position.value(), received as u64, "nothing skipped, nothing repeated");
@@ -185,14 +192,14 @@ fn a_live_subscription_that_falls_behind_says_so_and_catches_up() {
                     messages.push("events");
                 }
                 SubscriptionMessage::FellBehind { behind } => {
-                    assert_eq!(behind, total as u64);
+                    assert_eq!(behind, in_log as u64);
                     messages.push("fell_behind");
                 }
                 SubscriptionMessage::CaughtUp => messages.push("caught_up"),
             }
         }
     });
-    assert_eq!(received, total);
+    assert_eq!(received, in_log);
     assert_eq!(messages.first(), Some(&"fell_behind"));
     assert_eq!(messages.iter().filter(|m| **m == "fell_behind").count(), 1);
 }

@@ -311,6 +311,10 @@ impl<'a> Group<'a> {
         if self.events.len().saturating_sub(skip) <= GROUP_EVENTS_SCANNED_MAX {
             // A few events: checking each is cheaper than listing them.
             return Ok(self.events.iter().enumerate().skip(skip).find_map(|(at, pending)| {
+                // The committer's own `$store-created` is no event a client decided on.
+                if is_store_created(pending) {
+                    return None;
+                }
                 let tags = pending.event.tags().iter().map(|tag| tag.as_str());
                 let matches = condition.query.matches(pending.event.event_type().as_str(), tags);
                 matches.then(|| Position::new(self.first_position + at as u64))
@@ -620,11 +624,13 @@ fn chain_start(index: &Index, first: &Request, now: Timestamp) -> Result<ChainSt
         }
         let store_id = uuid::Uuid::new_v4();
         let genesis = chain::genesis(&store_id);
+        // An import into a new store keeps its events' times: the store is created at the first.
+        let created_at = first.recorded_times.as_ref().and_then(|times| times.first().copied()).unwrap_or(now);
         return Ok(ChainStart::Create(system::StoreCreated {
             store_id,
             genesis,
             format_version: crate::log::format::FORMAT_VERSION,
-            created_at: now,
+            created_at: created_at.min(now),
             format_1_events: None,
         }));
     }
@@ -673,7 +679,7 @@ fn store_created_request(created: &system::StoreCreated) -> Request {
         client_ids: false,
         system: None,
         generated_id: None,
-        recorded_times: None,
+        recorded_times: Some(vec![created.created_at]),
         reply: Reply::Nobody,
     }
 }
@@ -730,6 +736,7 @@ pub(crate) fn run(
         // What deciding the group again after a conflict needs (the committer's own `$store-created`
         // is not kept: the next decision makes it again if the log still has no chain).
         let mut retained: Vec<Option<Request>> = Vec::new();
+        let creation_admitted = creation.is_some();
         if let Some(creation) = creation {
             retained.push(None);
             group.admit(creation);
@@ -753,7 +760,10 @@ pub(crate) fn run(
         }
         let Group { first_position, events, replies, chain_head: group_head, .. } = group;
         drop(index);
-        if events.is_empty() {
+        // `$store-created` goes with the store's first events, never alone: a store nothing was
+        // appended to stays empty.
+        let only_creation = creation_admitted && events.len() == 1;
+        if events.is_empty() || only_creation {
             for (reply, outcome, _) in replies {
                 reply.send(outcome);
             }

@@ -209,7 +209,7 @@ impl<'a> FrameRecords<'a> {
 
 /// Where a commit frame payload's records begin: after the body header, and in format 2 after the
 /// predecessor's hash.
-fn records_start(payload: &[u8]) -> usize {
+pub(crate) fn records_start(payload: &[u8]) -> usize {
     match payload.get(1) {
         Some(&FRAME_CHAINED) => FRAME_BODY_HEADER_BYTES + FRAME_CHAIN_BYTES,
         _ => FRAME_BODY_HEADER_BYTES,

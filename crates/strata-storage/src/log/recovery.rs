@@ -612,7 +612,8 @@ fn damage_reason(damage: &Damage) -> &str {
 /// the crash kept from being written), and where a record's length is unusable, the rest of the frame
 /// must. A frame whose failing record is written whole has rotted, not torn.
 fn is_torn_frame(frame: &[u8], offset: u64) -> bool {
-    let mut at = FRAME_HEADER_BYTES + crate::log::format::FRAME_BODY_HEADER_BYTES;
+    // Records begin after the body header, and in a chained frame after the predecessor's hash.
+    let mut at = FRAME_HEADER_BYTES + crate::log::format::records_start(&frame[FRAME_HEADER_BYTES.min(frame.len())..]);
     let mut any_record_failed = false;
     while at < frame.len() {
         let rest = &frame[at..];
