@@ -33,7 +33,9 @@ async fn subscriber_sees_every_event_once_in_order_across_a_reconnect() {
         }));
     }
 
-    // Read half, disconnect, resume from the last id received, read the rest.
+    // Read half, disconnect, resume from the last id received, read the rest. Position 0 is the
+    // store's `$store-created`, written with the first append: the writers' events are 1..=total.
+    let last_position = total;
     let mut next_position = 0u64;
     let mut next_per_writer = [0u64; WRITERS as usize];
     let mut receive = |sse: common::SseEvent, next_position: &mut u64| {
@@ -44,19 +46,24 @@ async fn subscriber_sees_every_event_once_in_order_across_a_reconnect() {
         let position = event["position"].as_u64().unwrap();
         assert_eq!(position, *next_position, "a gap or a duplicate in the global order");
         assert_eq!(sse.id.as_deref(), Some(position.to_string().as_str()));
+        if position == 0 {
+            assert_eq!((&event["stream"], &event["type"]), (&json!("$store"), &json!("$store-created")), "{event}");
+            *next_position += 1;
+            return;
+        }
         let writer = event["data"]["writer"].as_u64().unwrap() as usize;
         assert_eq!(event["data"]["n"], next_per_writer[writer], "a writer's events out of order");
         assert_eq!(event["revision"], next_per_writer[writer]);
         next_per_writer[writer] += 1;
         *next_position += 1;
     };
-    while next_position < total / 2 {
+    while next_position <= last_position / 2 {
         let sse = reader.next().await.expect("the subscription ended early");
         receive(sse, &mut next_position);
     }
     drop(reader);
     let mut reader = SseReader::open(&server.client, &server.url("/v1/subscribe"), Some(next_position - 1)).await;
-    while next_position < total {
+    while next_position <= last_position {
         let sse = reader.next().await.expect("the subscription ended early");
         receive(sse, &mut next_position);
     }

@@ -34,7 +34,12 @@ fn export_import_export_is_byte_identical_on_a_directory() {
     let (source, target) = (dir.path().join("source"), dir.path().join("target"));
     write_history(path(&source));
     let first = strata_ok(&["--data", path(&source), "export"]);
-    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 25);
+    // 25 events, and the `$store-created` line first.
+    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 26);
+    assert!(
+        first.starts_with(b"{")
+            && String::from_utf8_lossy(&first).lines().next().unwrap().contains("\"$store-created\"")
+    );
     let file = dir.path().join("export.ndjson");
     std::fs::write(&file, &first).unwrap();
     strata_ok(&["--data", path(&target), "import", path(&file), "--batch-events", "4"]);
@@ -43,7 +48,7 @@ fn export_import_export_is_byte_identical_on_a_directory() {
     // Resumable and idempotent: a second run changes nothing.
     let again = strata_ok(&["--json", "--data", path(&target), "import", path(&file), "--batch-events", "4"]);
     let again: Value = serde_json::from_slice(&again).unwrap();
-    assert_eq!(again, json!({ "imported": 0, "already_present": 25 }));
+    assert_eq!(again, json!({ "imported": 0, "already_present": 26 }));
     // The system events took effect in the target too.
     let read = |stream: &str| strata(&["--data", path(&target), "read", stream]);
     assert_eq!(read("account-1").status.code(), Some(1), "soft-deleted");
@@ -203,7 +208,8 @@ fn consumer_groups_from_the_command_line() {
     assert_eq!(lines[0]["event"]["stream"], "order-0");
     let info: Value =
         serde_json::from_slice(&strata_ok(&["--data", data, "--json", "groups", "info", "billing"])).unwrap();
-    assert_eq!(info["checkpoint"], 2, "{info}");
+    // Positions 1, 2, 3: position 0 is `$store-created`.
+    assert_eq!(info["checkpoint"], 3, "{info}");
     let rest = strata_ok(&["--data", data, "groups", "consume", "billing", "--wait-ms", "0"]);
     assert_eq!(String::from_utf8(rest).unwrap().lines().count(), 2);
     strata_ok(&["--data", data, "groups", "update", "billing", "--max-in-flight", "7"]);
@@ -219,8 +225,8 @@ fn consumer_groups_from_the_command_line() {
 }
 
 /// System events (metadata, a soft delete, a tombstone) read as JSON in `read-all` and exports —
-/// the stream, the revision, the metadata — and every event carries its `hash` (null before the
-/// chain); the export imports back (the byte-identical round trip is the test above).
+/// the stream, the revision, the metadata — and every event carries its `hash` (64 hex digits:
+/// the chain starts at `$store-created`); the export imports back (the byte-identical round trip is the test above).
 #[test]
 fn system_events_are_readable_json_in_read_all_and_exports() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +250,17 @@ fn system_events_are_readable_json_in_read_all_and_exports() {
     );
     assert_eq!(data_of("$deleted"), json!({ "stream": "account-1", "truncate_before": 7 }));
     assert_eq!(data_of("$tombstone"), json!({ "stream": "account-2" }));
-    assert!(exported.iter().all(|event| event.get("hash") == Some(&Value::Null)), "every event has its hash");
+    // Log format 2: the chain starts at `$store-created`, so every event's hash is 64 hex digits.
+    assert!(
+        exported.iter().all(|event| event
+            .get("hash")
+            .and_then(Value::as_str)
+            .is_some_and(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))),
+        "every event has its hash"
+    );
+    assert_eq!(exported[0]["type"], "$store-created");
+    assert_eq!(exported[0]["stream"], "$store");
+    assert_eq!(exported[0]["position"], 0);
     // The text form shows the JSON too.
     let text = String::from_utf8(strata_ok(&["--data", path(&data), "read-all", "--limit", "1000"])).unwrap();
     assert!(text.contains(r#"{"stream":"account-2"}"#), "{text}");
