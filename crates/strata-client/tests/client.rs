@@ -156,7 +156,7 @@ async fn append_script(store: &impl EventStore) -> Vec<Outcome> {
     // DCB: "no deposit to account 2 anywhere" fails at the deposit's position; "none after it" holds.
     let query =
         Query::new(vec![QueryItem { types: vec![EventType::new("Deposited").unwrap()], tags: tags(&["account:2"]) }]);
-    for after in [None, Some(Position::new(4))] {
+    for after in [None, Some(Position::new(5))] {
         let guarded = MultiAppend {
             events: vec![(stream("account-2"), deposit(10, "2"))],
             checks: vec![],
@@ -178,9 +178,10 @@ async fn appends_have_the_outcomes_of_the_embedded_store() {
 
     // The outcomes themselves, spelled out.
     let Outcome::Single(AppendOutcome::Committed(first)) = &outcomes[0] else { panic!("{:?}", outcomes[0]) };
-    assert_eq!((first.last_revision.value(), first.last_position.value(), first.replayed), (1, 1, false));
+    assert_eq!((first.last_revision.value(), first.last_position.value(), first.replayed), (1, 2, false));
     let Outcome::Single(AppendOutcome::Committed(retry)) = &outcomes[1] else { panic!("{:?}", outcomes[1]) };
-    assert_eq!((retry.first_position.value(), retry.recorded_at, retry.replayed), (0, None, true));
+    // A replay answers the original result, its recorded time included.
+    assert_eq!((retry.first_position.value(), retry.recorded_at, retry.replayed), (1, first.recorded_at, true));
     let conflict = AppendOutcome::WrongExpectedRevision {
         stream: stream("account-1"),
         expected: ExpectedRevision::Exact(StreamRevision::new(0)),
@@ -189,14 +190,14 @@ async fn appends_have_the_outcomes_of_the_embedded_store() {
     assert_eq!(outcomes[2], Outcome::Single(conflict));
     assert!(matches!(&outcomes[3], Outcome::Single(AppendOutcome::WrongExpectedRevision { actual: None, .. })));
     let Outcome::Multi(MultiAppendOutcome::Committed(both)) = &outcomes[6] else { panic!("{:?}", outcomes[6]) };
-    assert_eq!((both.streams.len(), both.first_position.value(), both.last_position.value()), (2, 3, 4));
+    assert_eq!((both.streams.len(), both.first_position.value(), both.last_position.value()), (2, 4, 5));
     let stale = MultiAppendOutcome::WrongExpectedRevision {
         stream: stream("account-2"),
         expected: ExpectedRevision::NoStream,
         actual: Some(StreamRevision::new(0)),
     };
     assert_eq!(outcomes[7], Outcome::Multi(stale));
-    assert_eq!(outcomes[8], Outcome::Multi(MultiAppendOutcome::ConditionFailed { position: Position::new(4) }));
+    assert_eq!(outcomes[8], Outcome::Multi(MultiAppendOutcome::ConditionFailed { position: Position::new(5) }));
     assert!(matches!(outcomes[9], Outcome::Multi(MultiAppendOutcome::Committed(_))));
 
     // The recorded time an append answers is the events' recorded time.
@@ -243,8 +244,10 @@ async fn reads_equal_the_embedded_stores() {
     // metadata, tags — and the client reads back what the embedded store reads.
     let all =
         EventStore::read_all(store, ReadFrom::Start, ReadOptions::forward(1000), &Filter::default()).await.unwrap();
-    assert_eq!(all.events.len(), written.len());
-    for ((name, sent), stored) in written.iter().zip(&all.events) {
+    // Position 0 is the store's $store-created.
+    assert_eq!(all.events[0].event_type.as_str(), "$store-created");
+    assert_eq!(all.events.len(), written.len() + 1);
+    for ((name, sent), stored) in written.iter().zip(&all.events[1..]) {
         assert_eq!(
             (&stored.stream, Some(stored.id), &stored.event_type, stored.content_type.as_ref()),
             (name, sent.id(), sent.event_type(), sent.content_type())
@@ -311,7 +314,7 @@ async fn reads_equal_the_embedded_stores() {
     }
     assert_eq!(checked, (4 * 6 + filters.len() * 3) * read_options(&times).len());
 
-    assert_eq!(client.head_position().await.unwrap(), Some(Position::new(written.len() as u64 - 1)));
+    assert_eq!(client.head_position().await.unwrap(), Some(Position::new(written.len() as u64)), "$store-created at 0, then what was written");
     let mut moments = vec![Timestamp::from_micros(i64::MIN), Timestamp::UNIX_EPOCH, Timestamp::from_micros(i64::MAX)];
     for time in &times {
         moments.extend([Timestamp::from_micros(time.as_micros() - 1), *time]);
@@ -384,7 +387,7 @@ async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_o
     let _ = append(8, "order-1").await;
     assert_eq!(take_events(&mut subscription, 2).await, expected(6));
     let everything = |from: u64| store.read_all(ReadFrom::At(Position::new(from)), Direction::Forward, 10).unwrap();
-    assert_eq!(take_events(&mut from_end, 3).await, everything(6));
+    assert_eq!(take_events(&mut from_end, 3).await, everything(7));
 
     // The server stops (ending the subscription), events are appended meanwhile, it comes back:
     // the subscription resumes right after the last event it delivered, and is not told again
@@ -396,10 +399,10 @@ async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_o
         let _ = store.append(name, ExpectedRevision::Any, vec![new_event]).await.unwrap();
     }
     server.restart().await;
-    assert_eq!(take_events(&mut subscription, 2).await, expected(9));
+    assert_eq!(take_events(&mut subscription, 2).await, expected(10));
     let _ = append(13, "order-4").await;
-    assert_eq!(take_events(&mut subscription, 1).await, expected(13));
-    assert_eq!(take_events(&mut from_end, 5).await, everything(9));
+    assert_eq!(take_events(&mut subscription, 1).await, expected(14));
+    assert_eq!(take_events(&mut from_end, 5).await, everything(10));
 
     // A filter that matches nothing is caught up at once, and then quiet.
     let mut nothing =
