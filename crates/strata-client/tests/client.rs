@@ -314,7 +314,11 @@ async fn reads_equal_the_embedded_stores() {
     }
     assert_eq!(checked, (4 * 6 + filters.len() * 3) * read_options(&times).len());
 
-    assert_eq!(client.head_position().await.unwrap(), Some(Position::new(written.len() as u64)), "$store-created at 0, then what was written");
+    assert_eq!(
+        client.head_position().await.unwrap(),
+        Some(Position::new(written.len() as u64)),
+        "$store-created at 0, then what was written"
+    );
     let mut moments = vec![Timestamp::from_micros(i64::MIN), Timestamp::UNIX_EPOCH, Timestamp::from_micros(i64::MAX)];
     for time in &times {
         moments.extend([Timestamp::from_micros(time.as_micros() - 1), *time]);

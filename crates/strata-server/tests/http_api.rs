@@ -578,7 +578,9 @@ async fn system_events_read_as_json_and_import_back() {
     assert_eq!(status, 200, "{page}");
     let events = page["events"].as_array().unwrap();
     assert!(
-        events.iter().all(|event| event["hash"].as_str().is_some_and(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))),
+        events.iter().all(|event| event["hash"]
+            .as_str()
+            .is_some_and(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))),
         "every event carries its hash: {page}"
     );
     let system: Vec<&Value> = events.iter().filter(|event| event["stream"] == "$streams").collect();
