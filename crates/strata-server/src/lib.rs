@@ -16,12 +16,17 @@
 //!   `strata_wire` types, completed with what every route shares (error bodies, path parameters).
 //!
 //! The JSON shapes themselves are `strata_wire`'s, shared with the client and the CLI.
+//! - `request_log`: a line per request at debug (method, path, status, latency, bytes).
+//!
+//! Logs go through `tracing` (the binary installs the subscriber): requests at debug; shutdown at
+//! info; connection and accept failures at warn (a client that went away at debug).
 //!
 //! # Invariants
 //! - Only this crate knows HTTP; the engine knows nothing of it.
 //! - Every request body is capped ([`extract::REQUEST_BODY_BYTES_MAX`]) before it is parsed, and
 //!   every failure is answered as `{"error": {"code", "message", …}}`; a panic in a handler is
 //!   answered with 500 `internal` and does not take the server down.
+//! - Logs never hold event data, metadata, query strings, headers or credentials.
 
 mod append;
 mod convert;
@@ -36,6 +41,7 @@ mod metrics;
 mod openapi;
 mod read;
 pub mod render;
+mod request_log;
 mod scavenge;
 mod state;
 mod streams;
@@ -115,15 +121,22 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             use axum::response::IntoResponse;
+            // The panic's message went to stderr through the panic hook; it may quote anything the
+            // handler held, so it stays out of the log.
+            tracing::error!("a request handler panicked; answered 500");
             ApiError::internal("the server failed to answer this request (a bug; it is logged)").into_response()
         }))
+        .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(state)
 }
 
 /// A router that answers `POST /v1/streams/{stream}` like the API but stores nothing: the ceiling
 /// `strata bench server` compares the server with (the same stack, HTTP and JSON only).
 pub fn ceiling_router() -> Router {
-    Router::new().route("/v1/streams/{stream}", post(append::append_without_storage)).fallback(system::unknown_route)
+    Router::new()
+        .route("/v1/streams/{stream}", post(append::append_without_storage))
+        .fallback(system::unknown_route)
+        .layer(axum::middleware::from_fn(request_log::log_request))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, ends subscriptions,
@@ -221,7 +234,7 @@ pub async fn serve_router(
                     Ok((stream, _)) => stream,
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        eprintln!("strata: accepting a connection failed: {error}");
+                        tracing::warn!(%error, "accepting a connection failed; trying again in 50 ms");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -249,19 +262,20 @@ pub async fn serve_router(
                             async move {
                                 let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
                                 let connection = http_subscription.serve_connection(TokioIo::new(stream), service);
-                                let _ = dropped.run_until_cancelled(watcher.watch(connection)).await;
+                                log_connection_end(dropped.run_until_cancelled(watcher.watch(connection)).await);
                             },
                             delivery::handle(),
                         );
                     } else {
                         let connection = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = dropped.run_until_cancelled(watcher.watch(connection)).await;
+                        log_connection_end(dropped.run_until_cancelled(watcher.watch(connection)).await);
                     }
                 });
             }
             () = &mut shutdown => break,
         }
     }
+    tracing::info!("shutting down: no longer accepting connections; answering the requests in flight");
     drop(listener);
     let _ = stop_dispatching.send(true);
     if let Some(shutting_down) = shutting_down {
@@ -271,11 +285,34 @@ pub async fn serve_router(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(options.shutdown_grace) => {
-            eprintln!("strata: some requests did not finish within {:?}; closing anyway", options.shutdown_grace);
+            let grace_ms = options.shutdown_grace.as_millis() as u64;
+            tracing::warn!(grace_ms, "some requests did not finish within the grace period; dropping their connections");
         }
     }
     drop_connections.cancel();
     connections.close();
     connections.wait().await;
+    tracing::info!("every connection is closed");
     Ok(())
+}
+
+/// Logs how a connection ended (`None`: dropped at the end of the shutdown grace period). A client
+/// that went away — reset, closed mid-message, too slow to send its headers — is logged at debug:
+/// a server sees that all day. Anything else (a malformed request, an IO failure) at warn.
+fn log_connection_end(ended: Option<Result<(), hyper::Error>>) {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let Some(Err(error)) = ended else { return };
+    let io_kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let went_away = error.is_incomplete_message()
+        || error.is_canceled()
+        || error.is_body_write_aborted()
+        || error.is_timeout()
+        || matches!(io_kind, Some(BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof));
+    if went_away {
+        tracing::debug!(%error, "connection closed by the client");
+    } else {
+        tracing::warn!(%error, "connection failed");
+    }
 }

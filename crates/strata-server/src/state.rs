@@ -64,8 +64,8 @@ impl AppState {
                     tokio::pin!(shutdown);
                     loop {
                         tokio::select! {
-                            () = tokio::time::sleep(GROUP_FLUSH_INTERVAL) => { let _ = flushed.flush().await; }
-                            () = &mut shutdown => { let _ = flushed.flush().await; return; }
+                            () = tokio::time::sleep(GROUP_FLUSH_INTERVAL) => log_flush(flushed.flush().await),
+                            () = &mut shutdown => { log_flush(flushed.flush().await); return; }
                         }
                     }
                 });
@@ -90,5 +90,13 @@ impl AppState {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// A failed save of the groups' checkpoints is tried again at the next interval; it is logged, since
+/// consumers would be sent again what they acked since the last save if the server stopped now.
+fn log_flush(flushed: Result<(), strata_storage::GroupError>) {
+    if let Err(error) = flushed {
+        tracing::warn!(%error, "saving the consumer groups' checkpoints failed; trying again");
     }
 }

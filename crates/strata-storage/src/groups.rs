@@ -154,6 +154,7 @@ impl ConsumerGroups {
                     // One damaged file must not take every group down: set it aside, say so.
                     let aside = path_in(&dir, &format!("{name}.damaged"));
                     let _ = registry.storage.rename(&path, &aside);
+                    tracing::warn!(%error, aside = %aside.display(), "a consumer group's file is damaged; set aside");
                     registry
                         .problems
                         .lock()
@@ -499,7 +500,9 @@ impl Drop for Registry {
             if let Ok(mut state) = group.state.try_lock()
                 && state.dirty
             {
-                let _ = save(&*self.storage, &self.dir, &mut state);
+                if let Err(error) = save(&*self.storage, &self.dir, &mut state) {
+                    tracing::warn!(%error, dir = %self.dir.display(), "the consumer groups' last checkpoint save failed");
+                }
             }
         }
     }

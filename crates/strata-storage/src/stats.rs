@@ -99,6 +99,7 @@ impl EngineStats {
     }
 
     pub fn record_index_failure(&self, reason: String) {
+        tracing::warn!(%reason, "index maintenance failed; it is tried again (the log is unaffected)");
         self.index_failures.fetch_add(1, Ordering::Relaxed);
         *self.last_index_failure.lock().expect("stats lock") = Some(reason);
     }

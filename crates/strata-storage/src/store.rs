@@ -172,6 +172,35 @@ impl Drop for Inner {
     }
 }
 
+/// What recovery did, at info; what it repaired or set aside, at warn. Figures and paths only.
+fn log_recovery(dir: &Path, report: &RecoveryReport, duration: std::time::Duration) {
+    tracing::info!(
+        dir = %dir.display(),
+        events = report.events,
+        segments = report.segments,
+        duration_ms = duration.as_millis() as u64,
+        torn_tail_bytes_zeroed = report.torn_tail_bytes_zeroed,
+        index_runs_loaded = report.index_runs,
+        index_runs_written = report.index_runs_written,
+        events_read_from_log = report.events_read_from_log,
+        "store opened"
+    );
+    if report.torn_tail_bytes_zeroed > 0 {
+        let saved_to = report.torn_tail_saved_to.as_ref().map_or("nowhere".into(), |path| path.display().to_string());
+        tracing::warn!(
+            bytes = report.torn_tail_bytes_zeroed,
+            %saved_to,
+            "recovery zeroed the torn tail of an interrupted (never acknowledged) write"
+        );
+    }
+    for reason in &report.index_runs_dropped {
+        tracing::warn!(%reason, "an index run was not used; its events were indexed again from the log");
+    }
+    if let Some(reason) = &report.next_segment_deferred {
+        tracing::warn!(%reason, "the next segment could not be created; the first append tries again");
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir` with default options.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
@@ -221,8 +250,10 @@ impl Store {
             std::io::ErrorKind::WouldBlock => OpenError::Locked { dir: dir.clone(), lock_file: lock_file.clone() },
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
+        let recovery_started = std::time::Instant::now();
         let (index, ids, log, report) =
             recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+        log_recovery(&dir, &report, recovery_started.elapsed());
         let (next_position, _) = tokio::sync::watch::channel(index.next_position());
         let shared = Arc::new(Shared {
             index: RwLock::new(index),

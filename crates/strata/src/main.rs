@@ -2,6 +2,7 @@
 //!
 //! Codemap:
 //! - `cmd`: one file per command (`serve`, …).
+//! - `logging`: the `tracing` subscriber (`RUST_LOG`, `serve --log-format text|json`), to stderr.
 //!   `bench` only runs the `strata-bench` binary built beside this one (`crates/strata-bench`).
 //!
 //! Exit codes: 0 on success; 1 on any error, after printing the error and its causes to stderr;
@@ -9,9 +10,11 @@
 //! is the benchmark's.
 
 mod cmd;
+mod logging;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "Strata: a durable event store")]
@@ -76,9 +79,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => cmd::serve::run(args, cli.target.data),
+        Command::Serve(args) => {
+            logging::init(args.log_format, LevelFilter::INFO)?;
+            cmd::serve::run(args, cli.target.data)
+        }
         Command::Bench(args) => cmd::bench::run(args),
         command => {
+            // A command's answer is its output; the log shows only what went wrong, unless asked.
+            logging::init(logging::LogFormat::Text, LevelFilter::WARN)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let json = cli.target.json;
             runtime.block_on(async {

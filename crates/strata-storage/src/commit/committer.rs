@@ -688,6 +688,10 @@ fn store_created_request(created: &system::StoreCreated) -> Request {
 /// (and poisons the store: only a reopen can tell what the log holds).
 const RESOLVE_ATTEMPTS_MAX: u32 = 5;
 
+/// An fdatasync that takes longer than this is logged (at warn): a commit that slow means a disk in
+/// trouble or a machine short of IO, and every append of the group waited for it.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The committer loop; returns when every `Store` handle is gone and the queue is drained.
 /// `chain_head` is the hash of the log's last event (`None`: the log is empty, or format 1 only).
 #[allow(clippy::too_many_arguments)]
@@ -787,7 +791,17 @@ pub(crate) fn run(
                 index_ids(&mut ids);
             }
         });
-        shared.stats.fsync.record(sync_started.elapsed());
+        let sync_elapsed = sync_started.elapsed();
+        shared.stats.fsync.record(sync_elapsed);
+        if sync_elapsed > SLOW_COMMIT {
+            let duration_ms = sync_elapsed.as_millis() as u64;
+            tracing::warn!(
+                duration_ms,
+                events = events.len(),
+                frame_bytes = frame_len,
+                "slow commit (fdatasync over {SLOW_COMMIT:?})"
+            );
+        }
         let mut attempts = 0;
         while let Proposal::Unknown { reason } = &proposal {
             attempts += 1;
@@ -888,6 +902,7 @@ pub(crate) fn run(
                 // Nothing of the frame reached the log, and the log is intact: answer, and let the
                 // next group try to create the segment again.
                 let reason = poison_reason(&error);
+                tracing::error!(%reason, events = events.len(), "a frame was not written; its appends were refused");
                 for (reply, outcome, independent) in replies {
                     let not_written = || Err(AppendError::NotWritten { reason: reason.clone() });
                     reply.send(if independent { outcome } else { not_written() });
@@ -899,6 +914,7 @@ pub(crate) fn run(
                 // and recovery has read back what is really on disk.
                 let reason = poison_reason(&error);
                 let _ = shared.poisoned.set(reason.clone());
+                tracing::error!(%reason, events = events.len(), "the store is poisoned: writes are refused until it is reopened");
                 for (reply, outcome, independent) in replies {
                     let unknown = || Err(AppendError::OutcomeUnknown { reason: reason.clone() });
                     reply.send(if independent { outcome } else { unknown() });

@@ -1,5 +1,8 @@
-//! `strata serve`: the HTTP API over a data directory, until SIGTERM or SIGINT.
+//! `strata serve`: the HTTP API over a data directory, until SIGTERM or SIGINT. What it does is
+//! logged (`tracing`, to stderr): listening, shutting down, the store closed; the engine logs its
+//! recovery and the server its requests (at debug).
 
+use crate::logging::LogFormat;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -11,42 +14,37 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = LISTEN_DEFAULT)]
     pub listen: String,
+    /// How log lines are written to stderr; `RUST_LOG` filters them (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
-    let report = store.recovery_report().clone();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listen on {} (is another server running there?)", args.listen))?;
         let address = listener.local_addr().context("read the listening address")?;
-        eprintln!(
-            "strata: serving {} on http://{address} ({} events in {} segments; head position {})",
-            data.display(),
-            report.events,
-            report.segments,
-            store.head_position().map_or("none".to_owned(), |p| p.value().to_string()),
+        // The recovery figures were logged by the engine as it opened the store.
+        tracing::info!(
+            %address,
+            data = %data.display(),
+            head_position = store.head_position().map(|position| position.value()),
+            "serving on http://{address}"
         );
-        if report.torn_tail_bytes_zeroed > 0 {
-            eprintln!(
-                "strata: recovery zeroed {} bytes of an interrupted write (saved to {})",
-                report.torn_tail_bytes_zeroed,
-                report.torn_tail_saved_to.as_ref().map_or("nowhere".into(), |p| p.display().to_string())
-            );
-        }
         strata_server::serve(store, listener, ServeOptions::default(), shutdown_signal())
             .await
             .context("serve the API")?;
-        eprintln!("strata: stopped accepting; in-flight requests answered; closing the store");
+        tracing::info!("stopped serving; closing the store");
         Ok::<_, anyhow::Error>(())
     })?;
     // The runtime's tasks held the last clones of the store: dropping it lets the committer finish
     // what is queued, sync, and release the directory lock.
     drop(runtime);
-    eprintln!("strata: store closed");
+    tracing::info!("store closed");
     Ok(())
 }
 
@@ -75,7 +73,7 @@ fn raise_open_files_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
             let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-                eprintln!("strata: could not raise the open-files limit above {}", limit.rlim_cur);
+                tracing::warn!(limit = limit.rlim_cur, "could not raise the open-files limit");
             }
         }
     }
