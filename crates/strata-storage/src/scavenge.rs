@@ -26,7 +26,7 @@ use crate::index::run::{self, RemapSource, Run};
 use crate::index::{Index, SegmentFile};
 use crate::io::{Storage, path_in};
 use crate::log::format::{
-    FRAME_HEADER_BYTES, FrameBody, FrameBuilder, FrameRecords, HeaderCheck, KeptHeader, RecordChain, RecordFields,
+    FRAME_HEADER_BYTES, FrameBody, FrameBuilder, FrameRecords, HeaderCheck, RecordChain, RecordFields,
     SEGMENT_HEADER_BYTES, SegmentHeader, check_frame_header, check_frame_payload, decode_record_key,
     decode_segment_header, encode_segment_header, seal_frame,
 };
@@ -300,14 +300,7 @@ fn rewrite_segment(
             let stream = StreamId::new(key.stream).expect("a stored stream id is valid");
             // A chained event's placeholder keeps its hash and what the hash covers, so the chain
             // still verifies through it.
-            let (tag_count, tags_encoded) = key.tags_encoded();
-            let kept = KeptHeader {
-                event_type: key.event_type,
-                content_type: key.content_type,
-                tag_count,
-                tags_encoded,
-                content_digest: key.digests().1,
-            };
+            let kept = key.kept_header();
             // A format-1 event's placeholder keeps them too: they are what the genesis of a chain
             // that continues format-1 events covers.
             let chain = match key.chain.hash() {

@@ -251,8 +251,21 @@ impl Store {
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
         let recovery_started = std::time::Instant::now();
-        let (index, ids, log, report) =
-            recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+        let recovered = recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+        // The chain's head and the store's identity are read through the indexes. A damaged index
+        // block found on the way is removed by that read; recovering again rebuilds it from the log
+        // (what the next open would do), so damage the log can repair never fails the open.
+        let ((index, ids, log, report), (chain_head, identity)) = match read_chain_state(&recovered.0) {
+            Ok(state) => (recovered, state),
+            Err(OpenError::Storage(error)) if error.source.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::warn!(%error, "an index block was damaged; rebuilding it from the log");
+                recovered.2.finish();
+                let recovered = recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+                let state = read_chain_state(&recovered.0)?;
+                (recovered, state)
+            }
+            Err(error) => return Err(error),
+        };
         log_recovery(&dir, &report, recovery_started.elapsed());
         let (next_position, _) = tokio::sync::watch::channel(index.next_position());
         let shared = Arc::new(Shared {
@@ -262,17 +275,9 @@ impl Store {
             stats: Default::default(),
             maintenance: Default::default(),
             live_tail: Default::default(),
-            identity: OnceLock::new(),
+            identity: identity.map(OnceLock::from).unwrap_or_default(),
             hashing_off: options.chain_hashing_off_for_benchmarks,
         });
-        let chain_head = {
-            let index = shared.index.read().expect("index lock poisoned");
-            let (chain_head, identity) = read_chain_state(&index)?;
-            if let Some(identity) = identity {
-                let _ = shared.identity.set(identity);
-            }
-            chain_head
-        };
         let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let cancel_indexing = Arc::new(std::sync::atomic::AtomicBool::new(false));

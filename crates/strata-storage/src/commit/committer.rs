@@ -10,7 +10,6 @@
 use crate::clock::Clock;
 use crate::commit::log::{CommitLog, Proposal, Proposed};
 use crate::commit::reply::{AppendReply, Reply};
-use crate::error::StorageError;
 use crate::error::{AppendError, poison_reason};
 use crate::filter::{Matcher, first_common};
 use crate::index::{FastMap, IdEntry, IdIndex, Index, Postings, PushEvent, push_posting};
@@ -802,16 +801,9 @@ pub(crate) fn run(
                 "slow commit (fdatasync over {SLOW_COMMIT:?})"
             );
         }
-        let mut attempts = 0;
-        while let Proposal::Unknown { reason } = &proposal {
-            attempts += 1;
-            if attempts > RESOLVE_ATTEMPTS_MAX {
-                let reason = format!("the log did not say whether the frame was committed: {reason}");
-                proposal = Proposal::Failed(StorageError::new(
-                    "propose a frame to",
-                    shared_dir(&shared),
-                    std::io::Error::other(reason),
-                ));
+        // An unknown outcome is asked about again, a bounded number of times, before anything else.
+        for _ in 0..RESOLVE_ATTEMPTS_MAX {
+            if !matches!(proposal, Proposal::Unknown { .. }) {
                 break;
             }
             proposal = log.resolve(&proposed);
@@ -908,28 +900,27 @@ pub(crate) fn run(
                     reply.send(if independent { outcome } else { not_written() });
                 }
             }
-            Proposal::Failed(error) => {
-                // After a failed write or fdatasync the state of the file is unknown (the page cache may
-                // have dropped the dirty pages): refuse all further writes until the store is reopened
-                // and recovery has read back what is really on disk.
-                let reason = poison_reason(&error);
-                let _ = shared.poisoned.set(reason.clone());
-                tracing::error!(%reason, events = events.len(), "the store is poisoned: writes are refused until it is reopened");
-                for (reply, outcome, independent) in replies {
-                    let unknown = || Err(AppendError::OutcomeUnknown { reason: reason.clone() });
-                    reply.send(if independent { outcome } else { unknown() });
-                }
+            // After a failed write or fdatasync the state of the file is unknown (the page cache may
+            // have dropped the dirty pages), and so is an outcome the log would not tell: refuse all
+            // further writes until the store is reopened and recovery has read back what is there.
+            Proposal::Failed(error) => poison(&shared, replies, poison_reason(&error)),
+            Proposal::Unknown { reason } => {
+                poison(&shared, replies, format!("the log did not say whether the frame was committed: {reason}"))
             }
-            Proposal::Unknown { .. } => unreachable!("unknown outcomes are resolved or failed above"),
         }
     }
     log.finish();
 }
 
-/// The data directory, for naming a failure of the log.
-fn shared_dir(shared: &Shared) -> std::path::PathBuf {
-    let index = shared.index.read().expect("index lock poisoned");
-    index.segments.first().and_then(|s| s.path.parent().map(std::path::Path::to_path_buf)).unwrap_or_default()
+/// Refuses every later write (the store is poisoned) and answers the group: an outcome decided on
+/// committed state alone stays true, every other is unknown.
+fn poison(shared: &Shared, replies: Vec<(Reply, AppendReply, bool)>, reason: String) {
+    let _ = shared.poisoned.set(reason.clone());
+    tracing::error!(%reason, appends = replies.len(), "the store is poisoned: writes are refused until it is reopened");
+    for (reply, outcome, independent) in replies {
+        let unknown = || Err(AppendError::OutcomeUnknown { reason: reason.clone() });
+        reply.send(if independent { outcome } else { unknown() });
+    }
 }
 
 /// Makes what the index now holds visible: hands a full tail to the indexer (its ids become the
@@ -978,31 +969,15 @@ fn apply_frame(
     if let Some(segment) = written.new_segment {
         index.segments.push(segment);
     }
-    let mut offset = crate::log::format::FRAME_HEADER_BYTES
-        + crate::log::format::FRAME_BODY_HEADER_BYTES
-        + crate::log::format::FRAME_CHAIN_BYTES;
-    for key in &keys {
+    let payload = &frame[crate::log::format::FRAME_HEADER_BYTES..];
+    for (key, record) in keys.iter().zip(crate::log::format::FrameRecords::new(payload)) {
+        let (record_offset, _) = record.expect("a checked frame's records");
         let stream = index.stream_number_checked(key.stream, key.revision)?;
-        ids.insert(key.id, key.position)?;
-        let record_offset = written.offset + offset as u64;
-        index.push(
-            PushEvent {
-                position: key.position,
-                revision: key.revision,
-                stream,
-                id: key.id,
-                event_type: key.event_type,
-                recorded_at: key.recorded_at,
-                segment: written.segment,
-                offset: u32::try_from(record_offset).map_err(|_| "offset beyond 4 GiB".to_owned())?,
-            },
-            key.tags(),
-        )?;
-        index.apply_system_event(key.stream, key.event_type, key.data)?;
+        let at = written.offset + (crate::log::format::FRAME_HEADER_BYTES + record_offset) as u64;
+        index.push_record(ids, key, stream, written.segment, at)?;
         if key.stream == system::STORE_STREAM && key.event_type == system::STORE_CREATED_TYPE {
             let _ = shared.identity.set(system::StoreCreated::decode(key.data)?);
         }
-        offset += crate::log::format::record_len(&frame[offset..]).expect("a checked record");
     }
     publish(shared, index, indexer, ids);
     Ok(head)

@@ -707,6 +707,35 @@ impl Index {
         self.stream_number(stream, revision)
     }
 
+    /// Indexes one record read from the log — by recovery, or from a frame another writer committed —
+    /// in stream number `stream` (from [`Index::stream_number_checked`]): its event id, its
+    /// postings, and the system state it changes. The record lies at `offset` of `segment`.
+    pub fn push_record(
+        &mut self,
+        ids: &mut IdIndex,
+        key: &crate::log::format::RecordKey<'_>,
+        stream: u32,
+        segment: u32,
+        offset: u64,
+    ) -> Result<(), String> {
+        ids.insert(key.id, key.position)?;
+        let offset = u32::try_from(offset).map_err(|_| "offset beyond 4 GiB".to_owned())?;
+        self.push(
+            PushEvent {
+                position: key.position,
+                revision: key.revision,
+                stream,
+                id: key.id,
+                event_type: key.event_type,
+                recorded_at: key.recorded_at,
+                segment,
+                offset,
+            },
+            key.tags(),
+        )?;
+        self.apply_system_event(key.stream, key.event_type, key.data)
+    }
+
     /// Adds the next event to the tail. An error (recovery reports it as corruption) when the record's
     /// position, revision or time disagree with what is indexed already.
     pub fn push<'t>(&mut self, event: PushEvent<'_>, tags: impl Iterator<Item = &'t str>) -> Result<(), String> {

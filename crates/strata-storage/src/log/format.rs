@@ -638,9 +638,16 @@ impl<'a> RecordKey<'a> {
         })
     }
 
-    /// The tags as the record stores them (each a `u16` length and the tag's bytes).
-    pub fn tags_encoded(&self) -> (u8, &'a [u8]) {
-        (self.tag_count, self.tags)
+    /// What a placeholder of this event keeps so that its hash can still be recomputed: the type,
+    /// content type and tags it loses, and its content digest.
+    pub fn kept_header(&self) -> KeptHeader<'a> {
+        KeptHeader {
+            event_type: self.event_type,
+            content_type: self.content_type,
+            tag_count: self.tag_count,
+            tags_encoded: self.tags,
+            content_digest: self.digests().1,
+        }
     }
 
     /// The header and content digests of the event as it was written (a placeholder's kept ones).
@@ -1014,14 +1021,7 @@ mod tests {
         let frame = builder.finish().to_vec();
         let (_, keys) = decode_frame(&frame).unwrap();
         let key = keys[0];
-        let (tag_count, tags_encoded) = key.tags_encoded();
-        let kept = KeptHeader {
-            event_type: key.event_type,
-            content_type: key.content_type,
-            tag_count,
-            tags_encoded,
-            content_digest: key.digests().1,
-        };
+        let kept = key.kept_header();
         let placeholder = NewEvent::new(EventType::new("$scavenged").unwrap(), Bytes::new());
         let mut rewritten = FrameBuilder::default();
         rewritten.start_commit(0, Some(EventHash::ZERO));

@@ -5,7 +5,7 @@
 
 use crate::error::{Corruption, OpenError, StorageError};
 use crate::index::run::{self, Run};
-use crate::index::{FrozenSource, IdIndex, Index, PushEvent, SegmentFile, SystemState};
+use crate::index::{FrozenSource, IdIndex, Index, SegmentFile, SystemState};
 use crate::io::{Storage, path_in, read_exact_at};
 use crate::log::format::{
     FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameBody, FrameRecords, HeaderCheck,
@@ -459,25 +459,8 @@ fn scan_segment(
                             .map_err(|reason| corrupt(record_at, reason))?,
                     };
                     last_stream = Some((key.stream.as_bytes(), stream));
-                    ids.insert(key.id, key.position).map_err(|reason| corrupt(record_at, reason))?;
                     index
-                        .push(
-                            PushEvent {
-                                position: key.position,
-                                revision: key.revision,
-                                stream,
-                                id: key.id,
-                                event_type: key.event_type,
-                                recorded_at: key.recorded_at,
-                                segment: number,
-                                offset: u32::try_from(record_at)
-                                    .map_err(|_| corrupt(record_at, "offset beyond 4 GiB".to_owned()))?,
-                            },
-                            key.tags(),
-                        )
-                        .map_err(|reason| corrupt(record_at, reason))?;
-                    index
-                        .apply_system_event(key.stream, key.event_type, key.data)
+                        .push_record(ids, &key, stream, number, record_at)
                         .map_err(|reason| corrupt(record_at, reason))?;
                 }
                 if count != event_count {
