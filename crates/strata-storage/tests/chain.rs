@@ -115,6 +115,10 @@ fn placeholders_keep_the_chain_and_an_export_carries_it_into_an_empty_store() {
         clock.advance_micros(1_000_000);
         commit(&store, "order-0", ExpectedRevision::Any, vec![tagged(n)]);
     }
+    // A clean close writes the index runs, so that the scavenge finds every sealed segment covered
+    // (the indexer writes them in the background, later under load).
+    drop(store);
+    let store = Store::open_with(dir.path(), small(&clock)).unwrap();
     let scavenged = store.scavenge_blocking().unwrap();
     assert!(scavenged.events_scavenged > 20, "{scavenged:?}");
     let exported = read_everything(&store);
@@ -240,5 +244,26 @@ mod serde_like {
                 })
                 .collect(),
         )
+    }
+}
+
+#[test]
+fn an_export_whose_store_created_was_changed_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let store = Store::open_with(dir.path(), small(&clock)).unwrap();
+    commit(&store, "s", ExpectedRevision::Any, vec![tagged(1)]);
+    let exported = read_everything(&store);
+    let created = String::from_utf8(exported[0].data.to_vec()).unwrap();
+    let forged_genesis = created.replace(&store.store_created().unwrap().genesis.to_string(), &"0".repeat(64));
+    for data in [forged_genesis, created.replace("\":", "\": "), "{}".to_owned()] {
+        let mut forged = exported.clone();
+        forged[0].data = bytes::Bytes::from(data.clone());
+        let target_dir = tempfile::tempdir().unwrap();
+        let target = Store::open_with(target_dir.path(), small(&clock)).unwrap();
+        let refused = target.import_blocking(forged).unwrap_err().to_string();
+        assert!(refused.contains("position 0"), "{data}: {refused}");
+        assert!(read_everything(&target).is_empty(), "a refused import writes nothing, not even $store-created");
+        assert_eq!(target.store_created(), None);
     }
 }
