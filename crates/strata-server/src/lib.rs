@@ -29,6 +29,7 @@
 //! - Logs never hold event data, metadata, query strings, headers or credentials.
 
 mod append;
+pub mod cluster;
 mod convert;
 pub mod delivery;
 mod error;
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a request handler panicked; answered 500");
             ApiError::internal("the server failed to answer this request (a bug; it is logged)").into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
         .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(state)
 }
@@ -151,8 +153,21 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_node(store, None, listener, options, shutdown).await
+}
+
+/// [`serve`] on a cluster node: writes go to the leader, reads are the local replica's
+/// ([`cluster`]).
+pub async fn serve_node(
+    store: Store,
+    cluster: Option<std::sync::Arc<dyn cluster::ClusterView>>,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
-    let state = AppState::new(store, options.heartbeat, shutdown_watch);
+    let mut state = AppState::new(store, options.heartbeat, shutdown_watch);
+    state.cluster = cluster;
     let tasks = state.tasks.clone();
     let app = router(state);
     serve_router(app, listener, options, shutdown, Some(shutting_down)).await?;

@@ -134,6 +134,12 @@ fn complete_operation(method: &str, operation: &mut Value) {
     let mut shared = vec![
         ("400", "invalid_request: a malformed request (unknown or malformed query parameters, a bad body)"),
         ("500", "internal: a bug, or damage found while reading (`strata verify`)"),
+        // Every route of a cluster node can be refused for the cluster's sake; reads also when a
+        // `min_position` is not reached in time.
+        (
+            "503",
+            "unavailable; in cluster mode also not_leader (no leader reachable, nothing sent; `leader_url` says where to send it) or stale (this node is cut off from the cluster)",
+        ),
     ];
     if has_body {
         shared.push(("408", "invalid_request: the body did not arrive within 30 s"));

@@ -15,7 +15,7 @@ use strata_storage::{Direction, Filter, ReadFrom, ReadOptions};
 /// Events per page when the request gives no `limit`.
 pub const READ_LIMIT_DEFAULT: usize = 1_000;
 
-const STREAM_PARAMS: &[&str] = &["from", "direction", "limit", "until_position", "until_time"];
+const STREAM_PARAMS: &[&str] = &["from", "direction", "limit", "until_position", "until_time", "min_position"];
 const ALL_PARAMS: &[&str] = &[
     "from",
     "direction",
@@ -27,6 +27,7 @@ const ALL_PARAMS: &[&str] = &[
     "stream_prefix",
     "tags",
     "query",
+    "min_position",
 ];
 
 /// Reads a page of one stream's events.
@@ -44,7 +45,9 @@ pub async fn read_stream(
     mut params: Params,
 ) -> Result<Response, ApiError> {
     let (from, options) = page_params(&mut params)?;
+    let min_position = params.take_u64("min_position")?;
     params.finish(STREAM_PARAMS)?;
+    crate::cluster::wait_min_position(&state, min_position).await?;
     let from = map_from(from, StreamRevision::new);
     let store = state.store.clone();
     // Reading and rendering both run on the blocking pool: a page of 100,000 events is milliseconds
@@ -69,7 +72,9 @@ pub async fn read_stream(
 pub async fn read_all(State(state): State<AppState>, mut params: Params) -> Result<Response, ApiError> {
     let (from, options) = page_params(&mut params)?;
     let filter = filter_params(&mut params)?;
+    let min_position = params.take_u64("min_position")?;
     params.finish(ALL_PARAMS)?;
+    crate::cluster::wait_min_position(&state, min_position).await?;
     let from = map_from(from, Position::new);
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || {

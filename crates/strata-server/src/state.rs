@@ -32,6 +32,8 @@ pub struct AppState {
     pub(crate) tasks: TaskTracker,
     /// The SSE messages of the latest events, shared by every subscription.
     pub(crate) rendered: Arc<crate::subscribe::RenderedEvents>,
+    /// Cluster mode: the node this server runs on (`None`: embedded).
+    pub cluster: Option<Arc<dyn crate::cluster::ClusterView>>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             groups: Arc::default(),
             tasks: TaskTracker::new(),
             rendered: Arc::default(),
+            cluster: None,
         }
     }
 

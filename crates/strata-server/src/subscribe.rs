@@ -20,7 +20,7 @@ use std::sync::{Mutex, PoisonError};
 use strata_core::{Position, RecordedEvent, StreamRevision};
 use strata_storage::{Direction, ReadFrom, Subscription, SubscriptionMessage};
 
-const PARAMS: &[&str] = &["stream", "from", "category", "types", "stream_prefix", "tags", "query"];
+const PARAMS: &[&str] = &["stream", "from", "category", "types", "stream_prefix", "tags", "query", "min_position"];
 
 /// Subscribes to a stream or to the global log, as Server-Sent Events.
 #[utoipa::path(get, path = "/v1/subscribe", tag = "subscriptions",
@@ -45,6 +45,7 @@ pub async fn subscribe(
         |at| at,
     );
     let filter = filter_params(&mut params)?;
+    let min_position = params.take_u64("min_position")?;
     params.finish(PARAMS)?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
@@ -53,6 +54,10 @@ pub async fn subscribe(
             Some(crate::extract::parse_u64("Last-Event-ID", text.trim())?)
         }
     };
+    // A client resuming after position P has seen P: a cluster node must have it too (there,
+    // `Last-Event-ID` implies `min_position`).
+    let implied = if state.cluster.is_some() { last_event_id } else { None };
+    crate::cluster::wait_min_position(&state, min_position.max(implied)).await?;
     let subscription = match stream {
         Some(stream) => {
             if !filter.is_empty() {

@@ -56,6 +56,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
             streams_list_max: bytes(limits::STREAMS_LIST_MAX),
             request_body_bytes_max: bytes(crate::extract::REQUEST_BODY_BYTES_MAX),
         },
+        cluster: state.cluster.as_ref().map(|cluster| cluster.info()),
     })
 }
 

@@ -70,12 +70,21 @@ pub use stats::StoreStats;
 pub use store::{
     AppendCondition, AppendOutcome, AppendResult, INDEX_RUN_EVENTS_DEFAULT, INDEX_RUN_EVENTS_MIN, LOCK_FILE_NAME,
     MultiAppend, MultiAppendOutcome, MultiAppendResult, Options, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX,
-    SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult,
+    SEGMENT_SIZE_BYTES_MIN, Store, StreamAppendResult, append_frame_bytes_max,
 };
 pub use streams::StreamInfo;
+
+/// The commit seam, for a log with other writers (cluster mode): a [`replica::CommitLog`] the
+/// committer proposes frames to, the local segments it keeps its copy in, and what applying a
+/// frame of the replicated log did (`docs/design.md`, "The commit seam").
+pub mod replica {
+    pub use crate::commit::committer::Replicated;
+    pub use crate::commit::log::{CommitLog, Proposal, Proposed, Segments};
+    pub use crate::log::{FrameWritten, WriteError};
+}
 pub use subscription::{SUBSCRIPTION_BATCH_EVENTS_MAX, SUBSCRIPTION_FELL_BEHIND, Subscription, SubscriptionMessage};
-pub use system::StoreCreated;
 pub use system::{DELETED_TYPE, METADATA_TYPE, SCAVENGED_TYPE, SYSTEM_STREAM, SystemChange, TOMBSTONE_TYPE};
+pub use system::{STORE_CREATED_TYPE, STORE_STREAM, StoreCreated};
 pub use verify::{ChainError, ChainReport};
 
 /// The boundary crate, whose plain types and traits the engine's API speaks (they are re-exported

@@ -62,6 +62,8 @@ pub(crate) struct EngineStats {
     pub index_merges: AtomicU64,
     pub index_failures: AtomicU64,
     pub last_index_failure: std::sync::Mutex<Option<String>>,
+    /// Messages of a replicated log that were not frames continuing the chain, skipped.
+    pub frames_skipped: AtomicU64,
 }
 
 /// The engine's counters since the store was opened.
@@ -82,6 +84,9 @@ pub struct StoreStats {
     /// next open's work grow), and the last one's reason.
     pub index_failures: u64,
     pub last_index_failure: Option<String>,
+    /// Messages of a replicated log (cluster mode) skipped for not being frames continuing the
+    /// chain: a stray publish, a frame of another history. Every replica skips the same ones.
+    pub frames_skipped: u64,
 }
 
 impl EngineStats {
@@ -95,6 +100,7 @@ impl EngineStats {
             index_merges: self.index_merges.load(Ordering::Relaxed),
             index_failures: self.index_failures.load(Ordering::Relaxed),
             last_index_failure: self.last_index_failure.lock().expect("stats lock").clone(),
+            frames_skipped: self.frames_skipped.load(Ordering::Relaxed),
         }
     }
 

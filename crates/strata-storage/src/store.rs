@@ -1,7 +1,7 @@
 //! [`Store`]: the embedded engine's public face.
 
 use crate::clock::{Clock, SystemClock};
-use crate::commit::committer::{self, Request, Shared, SystemOperation};
+use crate::commit::committer::{self, Request, Shared, SystemOperation, Work};
 use crate::commit::reply::{self, Reply};
 use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::index::Index;
@@ -106,6 +106,27 @@ pub struct Options {
     /// instead of its link, so the store cannot be reopened (recovery refuses the chain) nor verified.
     /// `strata-bench engine --unhashed` sets it to compare the same appends with and without hashing.
     pub chain_hashing_off_for_benchmarks: bool,
+    /// The largest frame (commit group) the committer writes, when something other than the segment
+    /// size bounds it: a replicated log's largest message (cluster mode: the NATS servers'
+    /// `max_payload`). At least [`append_frame_bytes_max`], so every append the limits of DESIGN §7
+    /// admit still fits one frame.
+    pub frame_bytes_max: Option<usize>,
+}
+
+/// The largest frame one append can make within the limits of DESIGN §7 ([`APPEND_BYTES_MAX`],
+/// [`APPEND_EVENTS_MAX`] events in streams of up to [`strata_core::limits::STREAM_ID_BYTES_MAX`]
+/// bytes), a soft delete's `$deleted` and a new store's `$store-created` included.
+pub const fn append_frame_bytes_max() -> usize {
+    use crate::log::format::{
+        FRAME_BODY_HEADER_BYTES, FRAME_CHAIN_BYTES, FRAME_HEADER_BYTES, RECORD_CHAIN_BYTES, RECORD_FIXED_BYTES,
+    };
+    FRAME_HEADER_BYTES
+        + FRAME_BODY_HEADER_BYTES
+        + FRAME_CHAIN_BYTES
+        + STORE_CREATED_BYTES_MAX
+        + SYSTEM_EVENT_BYTES_MAX
+        + APPEND_BYTES_MAX
+        + APPEND_EVENTS_MAX * (RECORD_FIXED_BYTES + RECORD_CHAIN_BYTES + strata_core::limits::STREAM_ID_BYTES_MAX)
 }
 
 /// Default of [`Options::index_run_events`].
@@ -122,6 +143,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             index_run_events: INDEX_RUN_EVENTS_DEFAULT,
             chain_hashing_off_for_benchmarks: false,
+            frame_bytes_max: None,
         }
     }
 }
@@ -135,7 +157,7 @@ pub struct Store {
 
 struct Inner {
     pub(crate) shared: Arc<Shared>,
-    queue: Option<mpsc::Sender<Request>>,
+    queue: Option<mpsc::Sender<Work>>,
     writer: Option<JoinHandle<()>>,
     indexer: Option<crate::index::indexer::Threads>,
     storage: Arc<dyn Storage>,
@@ -210,16 +232,29 @@ impl Store {
     /// Opens the store in `dir`: takes the directory lock, loads the index runs, recovers the log past
     /// them (one sequential pass, verifying every checksum) and starts the committer and indexer threads.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
-        Self::open_with_log(dir, options, |log| log)
+        Self::open_replicated(dir, options, |segments| Box::new(segments))
     }
 
     /// Opens the store with its commit log wrapped (tests put a log with other writers in front).
+    #[cfg(test)]
     pub(crate) fn open_with_log(
         dir: impl AsRef<Path>,
         options: Options,
         wrap_log: impl FnOnce(Box<dyn crate::commit::log::CommitLog>) -> Box<dyn crate::commit::log::CommitLog>
         + Send
         + 'static,
+    ) -> Result<Store, OpenError> {
+        Self::open_replicated(dir, options, move |segments| wrap_log(Box::new(segments)))
+    }
+
+    /// Opens the store in `dir` as a replica of a log with other writers: the committer proposes
+    /// every frame to the log `make_log` builds around the local segments (it runs on the committer's
+    /// thread), and frames the log holds are applied with [`Store::replicate`]. Recovery, reads and
+    /// everything else are the embedded store's.
+    pub fn open_replicated(
+        dir: impl AsRef<Path>,
+        options: Options,
+        make_log: impl FnOnce(crate::commit::log::Segments) -> Box<dyn crate::commit::log::CommitLog> + Send + 'static,
     ) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&options.segment_size_bytes) {
@@ -238,6 +273,12 @@ impl Store {
             return Err(OpenError::InvalidOptions(format!(
                 "index_run_events must be at least {INDEX_RUN_EVENTS_MIN}, not {}",
                 options.index_run_events
+            )));
+        }
+        if let Some(max) = options.frame_bytes_max.filter(|max| *max < append_frame_bytes_max()) {
+            return Err(OpenError::InvalidOptions(format!(
+                "frame_bytes_max must be at least {} (the largest frame one append can make), not {max}",
+                append_frame_bytes_max()
             )));
         }
         let storage = options.storage;
@@ -278,7 +319,9 @@ impl Store {
             identity: identity.map(OnceLock::from).unwrap_or_default(),
             hashing_off: options.chain_hashing_off_for_benchmarks,
         });
-        let frame_capacity_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
+        let segment_frame_bytes = LogWriter::frame_capacity_bytes(options.segment_size_bytes);
+        let frame_capacity_bytes =
+            options.frame_bytes_max.map_or(segment_frame_bytes, |max| max.min(segment_frame_bytes));
         let (queue, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let cancel_indexing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (indexer_handle, indexer) = crate::index::indexer::start(
@@ -295,7 +338,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("strata-committer".to_owned())
                 .spawn(move || {
-                    let log = wrap_log(Box::new(crate::commit::log::Segments(log)));
+                    let log = make_log(crate::commit::log::Segments(log));
                     committer::run(shared, ids, log, receiver, clock, frame_capacity_bytes, indexer_handle, chain_head)
                 })
                 .map_err(|e| StorageError::new("spawn committer thread for", &dir, e))?
@@ -461,7 +504,7 @@ impl Store {
     pub fn import_blocking(&self, events: Vec<RecordedEvent>) -> Result<MultiAppendOutcome, AppendError> {
         let (reply, receiver) = reply::for_this_thread();
         let request = self.prepare_import(events, reply)?;
-        self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
+        self.queue()?.blocking_send(Work::Append(request)).map_err(|_| AppendError::Closed)?;
         receiver.wait()
     }
 
@@ -591,7 +634,7 @@ impl Store {
     ) -> Result<MultiAppendOutcome, AppendError> {
         let (reply, receiver) = oneshot::channel();
         let request = self.prepare(append, system, Reply::Task(reply))?;
-        self.queue()?.send(request).await.map_err(|_| AppendError::Closed)?;
+        self.queue()?.send(Work::Append(request)).await.map_err(|_| AppendError::Closed)?;
         receiver.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -602,12 +645,23 @@ impl Store {
     ) -> Result<MultiAppendOutcome, AppendError> {
         let (reply, receiver) = reply::for_this_thread();
         let request = self.prepare(append, system, reply)?;
-        self.queue()?.blocking_send(request).map_err(|_| AppendError::Closed)?;
+        self.queue()?.blocking_send(Work::Append(request)).map_err(|_| AppendError::Closed)?;
         receiver.wait()
     }
 
-    fn queue(&self) -> Result<&mpsc::Sender<Request>, AppendError> {
+    fn queue(&self) -> Result<&mpsc::Sender<Work>, AppendError> {
         self.inner.queue.as_ref().ok_or(AppendError::Closed)
+    }
+
+    /// Applies the message at `sequence` of the replicated log this store is a replica of (see
+    /// [`Store::open_replicated`]), in the committer's order: a frame continuing the local log is
+    /// written and indexed exactly as recovery reads one; anything else is skipped and says why.
+    /// Messages must come in the log's order, each once.
+    pub async fn replicate(&self, sequence: u64, frame: Vec<u8>) -> Result<crate::replica::Replicated, AppendError> {
+        let (reply, receiver) = oneshot::channel();
+        let request = crate::commit::committer::ReplicateRequest { sequence, frame, reply };
+        self.queue()?.send(Work::Replicate(request)).await.map_err(|_| AppendError::Closed)?;
+        receiver.await.map_err(|_| AppendError::Closed)?
     }
 
     /// Checks everything that does not depend on the store's state, on the caller's thread.
@@ -753,7 +807,9 @@ impl Store {
 
     /// Watches the log's next position (the head plus one; 0 for an empty store), updated after each
     /// commit is visible to reads.
-    pub(crate) fn watch_next_position(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// The position after the last event readers can see, updated after every commit (and every
+    /// frame a replica applies): wait on it for the store to reach a position.
+    pub fn watch_next_position(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.shared.next_position.subscribe()
     }
 

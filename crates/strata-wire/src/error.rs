@@ -17,7 +17,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// `invalid_request`, `stream_not_found`, `stream_deleted`, `wrong_expected_revision`,
     /// `append_condition_failed`, `group_not_found`, `group_conflict`, `payload_too_large`,
-    /// `unavailable`, `internal`.
+    /// `unavailable`, `not_leader` and `stale` (cluster mode), `internal`.
     pub code: String,
     pub message: String,
     /// The stream concerned (`stream_not_found`, `stream_deleted`, `wrong_expected_revision`).
@@ -48,6 +48,10 @@ pub struct ErrorDetail {
     /// `group_not_found`, `group_conflict`: the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Cluster mode, `not_leader` (and a forward without an answer): the leader's advertised URL,
+    /// where the request can be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
 }
 
 impl ErrorDetail {

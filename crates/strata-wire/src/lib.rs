@@ -50,7 +50,7 @@ pub use groups::{
     Strategy,
 };
 pub use operations::{
-    Health, HealthStatus, ImportRequest, ImportResponse, Info, InfoLimits, InfoRecovery, ScavengeResponse,
+    ClusterInfo, Health, HealthStatus, ImportRequest, ImportResponse, Info, InfoLimits, InfoRecovery, ScavengeResponse,
     VerifyResponse,
 };
 pub use read::{DeleteParams, FilterParams, ListParams, PageParams, ReadPage, SubscribeParams};

@@ -34,6 +34,33 @@ pub struct Info {
     pub subscriptions_open: i64,
     pub recovery: InfoRecovery,
     pub limits: InfoLimits,
+    /// Cluster mode only: this node's role, the leader, the lease, the replica's lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// A cluster node's view of the cluster (`GET /v1/info` in cluster mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterInfo {
+    pub cluster_name: String,
+    pub node_id: String,
+    /// `leader`, `candidate` (holds the lease, catching up) or `follower`.
+    pub role: String,
+    /// The lease holder's node id and advertised URL, as this node last read the lease.
+    pub leader_id: Option<String>,
+    pub leader_url: Option<String>,
+    /// The lease key's revision (it changes with every renewal).
+    pub lease_revision: u64,
+    /// The cluster log's last sequence as this node last saw it, and the last one applied here.
+    pub log_last_sequence: u64,
+    pub applied_sequence: u64,
+    /// Messages of the log not yet applied here, and how old the oldest of them is.
+    pub lag_frames: u64,
+    pub lag_seconds: f64,
+    /// Milliseconds since this node last heard from the cluster.
+    pub last_contact_ms: u64,
+    /// Why writes are halted on this node, if they are.
+    pub writes_halted: Option<String>,
 }
 
 /// What the store found when it opened.

@@ -66,6 +66,10 @@ pub struct PageParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(format = DateTime)]
     pub until_time: Option<String>,
+    /// Wait (up to 10 s, then 503) until this node's store holds this position: read-your-writes on
+    /// a cluster node other than the one that wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<u64>,
 }
 
 /// The filters of the global log (`/v1/all`, `/v1/subscribe` without `stream`); all must hold.
@@ -104,6 +108,10 @@ pub struct SubscribeParams {
     /// `Last-Event-ID` header overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ReadFrom>,
+    /// Wait (up to 10 s, then 503) until this node's store holds this position before subscribing;
+    /// on a cluster node a `Last-Event-ID` implies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<u64>,
 }
 
 /// `GET /v1/streams`.

@@ -79,6 +79,33 @@ pub(crate) struct Request {
     pub reply: Reply,
 }
 
+/// What the committer's queue carries: appends to decide, and frames another writer committed to the
+/// log, which a replica applies in the log's order (the committer is the one writer of the local log).
+#[derive(Debug)]
+pub(crate) enum Work {
+    Append(Request),
+    Replicate(ReplicateRequest),
+}
+
+/// A frame the replicated log holds at `sequence` (or a message there that is not one), to apply.
+#[derive(Debug)]
+pub(crate) struct ReplicateRequest {
+    pub sequence: u64,
+    pub frame: Vec<u8>,
+    pub reply: tokio::sync::oneshot::Sender<Result<Replicated, AppendError>>,
+}
+
+/// What a replica did with a message of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    /// Its frame continued the local log and is now part of it.
+    Applied { first_position: u64, last_position: u64 },
+    /// It is not a frame continuing the chain (a stray publish, a frame of another history, one
+    /// whose events do not follow the local streams): nothing was written. Every replica skips it
+    /// alike, since every replica holds the same log before it.
+    Skipped { reason: String },
+}
+
 /// What a system request does to its target stream.
 #[derive(Debug, Clone)]
 pub(crate) enum SystemOperation {
@@ -698,7 +725,7 @@ pub(crate) fn run(
     shared: Arc<Shared>,
     mut ids: IdIndex,
     mut log: Box<dyn CommitLog>,
-    mut queue: mpsc::Receiver<Request>,
+    mut queue: mpsc::Receiver<Work>,
     clock: Arc<dyn Clock>,
     frame_capacity_bytes: usize,
     indexer: crate::index::indexer::Handle,
@@ -707,11 +734,18 @@ pub(crate) fn run(
     let mut frame = FrameBuilder::default();
     // Requests taken from the queue but not decided yet: one that did not fit the last frame, or a
     // whole group to decide again after a conflict. They go before the queue, in order.
-    let mut deferred: VecDeque<Request> = VecDeque::new();
+    let mut deferred: VecDeque<Work> = VecDeque::new();
     let retain = log.may_conflict();
     loop {
-        let Some(first) = deferred.pop_front().or_else(|| queue.blocking_recv()) else {
+        let Some(work) = deferred.pop_front().or_else(|| queue.blocking_recv()) else {
             break;
+        };
+        let first = match work {
+            Work::Append(request) => request,
+            Work::Replicate(request) => {
+                replicate(&shared, &mut *log, &mut ids, &indexer, &mut chain_head, request);
+                continue;
+            }
         };
         if let Some(reason) = shared.poisoned.get() {
             first.reply.send(Err(AppendError::Poisoned { reason: reason.clone() }));
@@ -750,12 +784,18 @@ pub(crate) fn run(
         // A chain must start with `$store-created`: if an adopting import was refused, the group ends
         // here, so that no other append starts the chain without it.
         let chain_started = created.is_none() || group.events.first().is_some_and(is_store_created);
-        while let Some(request) =
-            chain_started.then(|| deferred.pop_front().or_else(|| queue.try_recv().ok())).flatten()
-        {
+        while let Some(work) = chain_started.then(|| deferred.pop_front().or_else(|| queue.try_recv().ok())).flatten() {
+            // A frame of the log goes after this group, in the order it came.
+            let request = match work {
+                Work::Append(request) => request,
+                replicate @ Work::Replicate(_) => {
+                    deferred.push_front(replicate);
+                    break;
+                }
+            };
             frame_bytes += request.encoded_bytes;
             if frame_bytes > frame_capacity_bytes {
-                deferred.push_front(request);
+                deferred.push_front(Work::Append(request));
                 break;
             }
             retained.push(retain.then(|| request.copy_without_reply()));
@@ -867,8 +907,15 @@ pub(crate) fn run(
                 // Nothing of the group was committed: bring the local log up to the log's head, then
                 // decide every request of the group again, in the same order, before anything new.
                 let applied = frames.iter().try_for_each(|foreign| {
-                    let head = apply_frame(&shared, &mut *log, &mut ids, &indexer, foreign, chain_head)?;
-                    chain_head = Some(head);
+                    match apply_frame(&shared, &mut *log, &mut ids, &indexer, foreign, chain_head) {
+                        Ok(head) => chain_head = Some(head),
+                        // Not a frame continuing the chain: every replica skips it alike.
+                        Err(ApplyError::Invalid(reason)) => {
+                            shared.stats.frames_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(%reason, "a message of the log that is not a frame continuing the chain was skipped");
+                        }
+                        Err(ApplyError::Storage(reason)) => return Err(reason),
+                    }
                     Ok::<(), String>(())
                 });
                 if let Err(reason) = applied {
@@ -887,7 +934,7 @@ pub(crate) fn run(
                     })
                 });
                 for request in again.rev() {
-                    deferred.push_front(request);
+                    deferred.push_front(Work::Append(request));
                 }
             }
             Proposal::NotWritten(error) => {
@@ -904,6 +951,17 @@ pub(crate) fn run(
             // have dropped the dirty pages), and so is an outcome the log would not tell: refuse all
             // further writes until the store is reopened and recovery has read back what is there.
             Proposal::Failed(error) => poison(&shared, replies, poison_reason(&error)),
+            // A log with other writers keeps the attempt and settles it before anything new is
+            // decided (it answers the next proposal with a conflict holding the frame, if it landed):
+            // this group hears "unknown", and the store goes on. Nothing of the group was applied here.
+            Proposal::Unknown { reason } if retain => {
+                let reason = format!("the log did not say whether the frame was committed: {reason}");
+                tracing::warn!(%reason, events = events.len(), "appends answered outcome unknown");
+                for (reply, outcome, independent) in replies {
+                    let unknown = || Err(AppendError::OutcomeUnknown { reason: reason.clone() });
+                    reply.send(if independent { outcome } else { unknown() });
+                }
+            }
             Proposal::Unknown { reason } => {
                 poison(&shared, replies, format!("the log did not say whether the frame was committed: {reason}"))
             }
@@ -940,9 +998,67 @@ fn publish(
     shared.next_position.send_replace(next_position);
 }
 
+/// Why a frame from the log was not applied.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// It is not a frame continuing the local log: nothing was written (every replica skips it).
+    Invalid(String),
+    /// Writing it to the local copy failed: the local log's state is unknown.
+    Storage(String),
+}
+
+/// Applies a message of the replicated log at `request.sequence` and answers the request.
+fn replicate(
+    shared: &Shared,
+    log: &mut dyn CommitLog,
+    ids: &mut IdIndex,
+    indexer: &crate::index::indexer::Handle,
+    chain_head: &mut Option<EventHash>,
+    request: ReplicateRequest,
+) {
+    if let Some(reason) = shared.poisoned.get() {
+        let _ = request.reply.send(Err(AppendError::Poisoned { reason: reason.clone() }));
+        return;
+    }
+    let answer = match apply_frame(shared, log, ids, indexer, &request.frame, *chain_head) {
+        Ok(head) => {
+            *chain_head = Some(head);
+            let (first_position, last_position) = frame_positions(&request.frame);
+            log.replicated(request.sequence, last_position + 1);
+            Ok(Replicated::Applied { first_position, last_position })
+        }
+        Err(ApplyError::Invalid(reason)) => {
+            shared.stats.frames_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(sequence = request.sequence, %reason, "a message of the log that is not a frame continuing the chain was skipped");
+            let next_position = shared.index.read().expect("index lock poisoned").next_position();
+            log.replicated(request.sequence, next_position);
+            Ok(Replicated::Skipped { reason })
+        }
+        Err(ApplyError::Storage(reason)) => {
+            let reason = format!("a frame of the log could not be written to the local replica: {reason}");
+            let _ = shared.poisoned.set(reason.clone());
+            tracing::error!(%reason, "the replica is poisoned: it applies nothing more until it is reopened");
+            Err(AppendError::Poisoned { reason })
+        }
+    };
+    let _ = request.reply.send(answer);
+}
+
+/// The first and last position of a frame `apply_frame` accepted.
+fn frame_positions(frame: &[u8]) -> (u64, u64) {
+    match crate::log::format::decode_frame(frame) {
+        Ok((crate::log::format::FrameBody::Commit { first_position, event_count, .. }, _)) => {
+            (first_position, first_position + u64::from(event_count) - 1)
+        }
+        _ => unreachable!("an applied frame is a commit frame"),
+    }
+}
+
 /// Applies a frame another writer committed to the log, exactly as recovery reads one: it must
-/// continue the local log (its first position, the hash it follows), its records must check out and
-/// link, and then they are written to the local copy and indexed. Returns the new chain head.
+/// continue the local log (its first position, the hash it follows, each stream's revisions, fresh
+/// event ids, times that do not go back), its records must check out and link — all checked before
+/// anything is written — and then it is written to the local copy and indexed. Returns the new
+/// chain head.
 fn apply_frame(
     shared: &Shared,
     log: &mut dyn CommitLog,
@@ -950,35 +1066,123 @@ fn apply_frame(
     indexer: &crate::index::indexer::Handle,
     frame: &[u8],
     chain_head: Option<EventHash>,
-) -> Result<EventHash, String> {
-    let (body, keys) = crate::log::format::decode_frame(frame)?;
+) -> Result<EventHash, ApplyError> {
+    let invalid = ApplyError::Invalid;
+    let (body, keys) = crate::log::format::decode_frame(frame).map_err(invalid)?;
     let crate::log::format::FrameBody::Commit { first_position, previous, .. } = body else {
-        return Err("a seal frame is not a commit".to_owned());
+        return Err(invalid("a seal frame is not a commit".to_owned()));
     };
-    let next = shared.index.read().expect("index lock poisoned").next_position();
-    if first_position != next {
-        return Err(format!("the frame starts at position {first_position}, the local log at {next}"));
-    }
-    let Some(previous) = previous else { return Err("a format-1 frame cannot continue the chain".to_owned()) };
-    if let Some(head) = chain_head.filter(|head| *head != previous) {
-        return Err(format!("the frame follows {previous}, the local log ends at {head}: another history"));
+    let Some(previous) = previous else {
+        return Err(invalid("a format-1 frame cannot continue the chain".to_owned()));
+    };
+    {
+        let index = shared.index.read().expect("index lock poisoned");
+        let next = index.next_position();
+        if first_position != next {
+            return Err(invalid(format!("the frame starts at position {first_position}, the local log at {next}")));
+        }
+        match chain_head {
+            Some(head) if head != previous => {
+                return Err(invalid(format!(
+                    "the frame follows {previous}, the local log ends at {head}: another history"
+                )));
+            }
+            Some(_) => {}
+            None => check_chain_start(&index, &keys, &previous).map_err(invalid)?,
+        }
+        check_records_continue(&index, ids, &keys).map_err(invalid)?;
     }
     let head = keys.last().and_then(|key| key.chain.hash()).expect("a checked commit frame holds chained records");
-    let written = log.apply(frame, first_position).map_err(|error| error.to_string())?;
+    let written = log.apply(frame, first_position).map_err(|error| ApplyError::Storage(error.to_string()))?;
     let mut index = shared.index.write().expect("index lock poisoned");
     if let Some(segment) = written.new_segment {
         index.segments.push(segment);
     }
     let payload = &frame[crate::log::format::FRAME_HEADER_BYTES..];
+    // Checked above: a failure here is a bug that would leave the indexes behind the local log.
     for (key, record) in keys.iter().zip(crate::log::format::FrameRecords::new(payload)) {
         let (record_offset, _) = record.expect("a checked frame's records");
-        let stream = index.stream_number_checked(key.stream, key.revision)?;
+        let stream = index.stream_number_checked(key.stream, key.revision).expect("checked before writing");
         let at = written.offset + (crate::log::format::FRAME_HEADER_BYTES + record_offset) as u64;
-        index.push_record(ids, key, stream, written.segment, at)?;
+        index.push_record(ids, key, stream, written.segment, at).expect("checked before writing");
         if key.stream == system::STORE_STREAM && key.event_type == system::STORE_CREATED_TYPE {
-            let _ = shared.identity.set(system::StoreCreated::decode(key.data)?);
+            if let Ok(created) = system::StoreCreated::decode(key.data) {
+                let _ = shared.identity.set(created);
+            }
         }
     }
     publish(shared, index, indexer, ids);
     Ok(head)
+}
+
+/// A log without a chain yet takes, as its first chained frame, only one that opens with a
+/// `$store-created` naming the genesis the frame follows (on an empty log, at position 0; after a
+/// format-1 prefix, with the prefix's digest — checked by the first-position rule and recovery).
+fn check_chain_start(
+    index: &Index,
+    keys: &[crate::log::format::RecordKey<'_>],
+    previous: &EventHash,
+) -> Result<(), String> {
+    let first = keys.first().ok_or("an empty frame")?;
+    if first.stream != system::STORE_STREAM || first.event_type != system::STORE_CREATED_TYPE {
+        return Err(format!(
+            "the log has no chain yet and the frame does not open with {}",
+            system::STORE_CREATED_TYPE
+        ));
+    }
+    let created = system::StoreCreated::decode(first.data)?;
+    if created.genesis != *previous {
+        return Err(format!(
+            "its {} names genesis {}, the frame follows {previous}",
+            system::STORE_CREATED_TYPE,
+            created.genesis
+        ));
+    }
+    if index.next_position() > 0 && created.format_1_events != Some(index.next_position()) {
+        return Err(format!(
+            "its {} covers {:?} format-1 events, the local log holds {}",
+            system::STORE_CREATED_TYPE,
+            created.format_1_events,
+            index.next_position()
+        ));
+    }
+    Ok(())
+}
+
+/// Each record of a foreign frame continues its stream, has an id the log has not used, and a time
+/// that does not go back: what indexing it will require, checked before anything is written.
+fn check_records_continue(
+    index: &Index,
+    ids: &IdIndex,
+    keys: &[crate::log::format::RecordKey<'_>],
+) -> Result<(), String> {
+    let mut heads: FastMap<&str, u64> = FastMap::default();
+    let mut fresh: FastMap<EventId, ()> = FastMap::default();
+    let mut last_time = index.last_recorded_at();
+    for key in keys {
+        let expected = match heads.get(key.stream) {
+            Some(next) => *next,
+            None => index
+                .stream_head(key.stream)
+                .map_err(|error| format!("reading the index runs failed: {error}"))?
+                .map_or(0, |head| head.value() + 1),
+        };
+        if key.revision != expected {
+            return Err(format!(
+                "position {}: stream {} continues at revision {}, expected {expected}",
+                key.position, key.stream, key.revision
+            ));
+        }
+        heads.insert(key.stream, expected + 1);
+        let known = ids.get(&key.id).is_some()
+            || index.run_id(&key.id).map_err(|error| format!("reading the index runs failed: {error}"))?.is_some();
+        if known || fresh.insert(key.id, ()).is_some() {
+            return Err(format!("position {}: event id {} is used already", key.position, key.id));
+        }
+        if last_time.is_some_and(|last| key.recorded_at < last) {
+            return Err(format!("position {}: its recorded time goes back", key.position));
+        }
+        last_time = Some(key.recorded_at);
+    }
+    Ok(())
 }

@@ -14,8 +14,7 @@ use strata_core::EventHash;
 
 /// A decided frame, as the committer proposes it.
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) struct Proposed<'a> {
+pub struct Proposed<'a> {
     /// The whole frame (format 2).
     pub bytes: &'a [u8],
     pub first_position: u64,
@@ -26,8 +25,7 @@ pub(crate) struct Proposed<'a> {
 /// What the log says about a proposal. (The segment log answers only committed, not written and
 /// failed; the others come from logs with other writers — the tests' and the cluster's.)
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) enum Proposal {
+pub enum Proposal {
     /// Durable in the log; the local copy lies here.
     Committed(FrameWritten),
     /// Another writer's frames took the place: nothing of this proposal was committed. `frames` are
@@ -44,8 +42,9 @@ pub(crate) enum Proposal {
     Failed(StorageError),
 }
 
-/// A log the committer commits frames to.
-pub(crate) trait CommitLog: Send + std::any::Any {
+/// A log the committer commits frames to. Every method runs on the committer's thread, one at a
+/// time, in the order the committer decides: an implementation needs no locking of its own.
+pub trait CommitLog: Send + std::any::Any {
     /// Proposes `frame` as the frame after `frame.previous`. `while_syncing` runs while the frame is
     /// being made durable (the committer indexes event ids meanwhile).
     fn propose(&mut self, frame: &Proposed<'_>, while_syncing: &mut dyn FnMut()) -> Proposal;
@@ -61,13 +60,38 @@ pub(crate) trait CommitLog: Send + std::any::Any {
     /// must keep what it needs to decide a group again).
     fn may_conflict(&self) -> bool;
 
+    /// The message at `sequence` of a replicated log was applied to the local copy (or skipped, not
+    /// being a frame continuing the chain): the next proposal follows it. Sent through
+    /// [`crate::Store::replicate`]; the embedded log has no sequences and ignores it.
+    /// `next_position` is the local log's next position after it.
+    fn replicated(&mut self, _sequence: u64, _next_position: u64) {}
+
     /// The store is closing.
     fn finish(self: Box<Self>);
 }
 
-/// The embedded log: the segment files, the only writer.
+/// The embedded log: the segment files, the only writer. A replicated log keeps its local copy in
+/// one of these too ([`Segments::write`] without a sync: the replicated log is the durable copy).
 #[derive(Debug)]
-pub(crate) struct Segments(pub LogWriter);
+pub struct Segments(pub(crate) LogWriter);
+
+impl Segments {
+    /// Writes a frame at the end of the local log (creating the next segment when it must), not
+    /// synced.
+    pub fn write(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, WriteError> {
+        self.0.write_frame(frame, first_position)
+    }
+
+    /// fdatasync of the active segment.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.0.sync()
+    }
+
+    /// The store is closing: waits for the segment being prepared.
+    pub fn finish(self) {
+        self.0.finish();
+    }
+}
 
 impl CommitLog for Segments {
     fn propose(&mut self, frame: &Proposed<'_>, while_syncing: &mut dyn FnMut()) -> Proposal {

@@ -16,5 +16,5 @@ mod recovery;
 mod segments;
 
 pub(crate) use recovery::*;
-pub use segments::RecoveryReport;
 pub(crate) use segments::*;
+pub use segments::{FrameWritten, RecoveryReport, WriteError};

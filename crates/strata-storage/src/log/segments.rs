@@ -67,7 +67,7 @@ pub(crate) struct LogWriter {
 
 /// Why a frame was not written.
 #[derive(Debug)]
-pub(crate) enum WriteError {
+pub enum WriteError {
     /// A write or sync failed: what is on disk is unknown; the store must stop writing.
     Failed(StorageError),
     /// The segment the frame needed could not be created (a full disk, no file descriptors): nothing
@@ -75,13 +75,13 @@ pub(crate) enum WriteError {
     NotWritten(StorageError),
 }
 
-/// Where a frame landed.
+/// Where a frame landed in the local log (what the committer indexes it by).
 #[derive(Debug)]
-pub(crate) struct FrameWritten {
-    pub segment: u32,
-    pub offset: u64,
+pub struct FrameWritten {
+    pub(crate) segment: u32,
+    pub(crate) offset: u64,
     /// Set when the frame opened a new segment, which readers must learn about.
-    pub new_segment: Option<SegmentFile>,
+    pub(crate) new_segment: Option<SegmentFile>,
 }
 
 impl LogWriter {

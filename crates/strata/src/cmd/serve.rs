@@ -6,6 +6,9 @@ use crate::logging::LogFormat;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_server::cluster::WriteRoute;
 use strata_server::{LISTEN_DEFAULT, ServeOptions};
 use strata_storage::Store;
 
@@ -17,12 +20,218 @@ pub struct ServeArgs {
     /// How log lines are written to stderr; `RUST_LOG` filters them (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster mode: the log on a NATS JetStream cluster (docs/design.md, "Cluster mode"; README,
+/// "Running a cluster"). Without `--cluster` nothing of this applies.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// NATS servers, comma-separated (`nats://H1:4222,nats://H2:4222,nats://H3:4222`): run as a node
+    /// of a cluster whose log is on their JetStream.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub cluster: Vec<String>,
+    /// The cluster's name (names its JetStream stream and bucket).
+    #[arg(long, default_value = "strata", requires = "cluster")]
+    pub cluster_name: String,
+    /// This node's id, unique in the cluster.
+    #[arg(long, requires = "cluster")]
+    pub node_id: Option<String>,
+    /// The URL other nodes and clients reach this node at (default: http://<listen>).
+    #[arg(long, requires = "cluster")]
+    pub advertise: Option<String>,
+    /// JetStream replicas of the log (1 for a single development NATS server).
+    #[arg(long, default_value_t = strata_cluster::config::REPLICAS_DEFAULT, requires = "cluster")]
+    pub cluster_replicas: usize,
+    /// A follower takes the lease over when it has not been renewed for this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "cluster")]
+    pub lease: Duration,
+    /// A follower cut off from the cluster for longer than this answers reads with 503.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "cluster")]
+    pub max_staleness: Duration,
+    /// The NATS servers' monitoring URLs (comma-separated): refuse any that does not sync always.
+    #[arg(long, value_delimiter = ',', requires = "cluster")]
+    pub nats_monitoring: Vec<String>,
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "STRATA_NATS_USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "STRATA_NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    pub nats_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "STRATA_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS NKey seed file.
+    #[arg(long)]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS credentials (.creds) file.
+    #[arg(long)]
+    pub nats_creds: Option<PathBuf>,
+    /// Require TLS to NATS.
+    #[arg(long)]
+    pub nats_tls: bool,
+    /// CA certificate (PEM) to verify the NATS servers with.
+    #[arg(long)]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for NATS servers that verify clients.
+    #[arg(long, requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let value: u64 = number.parse().map_err(|_| format!("{text:?}: a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" | "" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!("{text:?}: a duration like 500ms, 5s or 2m")),
+    }
+}
+
+impl ClusterArgs {
+    fn config(&self, listen: &str) -> Result<Option<strata_cluster::ClusterConfig>> {
+        if self.cluster.is_empty() {
+            return Ok(None);
+        }
+        let node_id = self.node_id.clone().context("--cluster needs --node-id (unique in the cluster)")?;
+        let advertise = self.advertise.clone().unwrap_or_else(|| format!("http://{listen}"));
+        let mut config =
+            strata_cluster::ClusterConfig::new(self.cluster.clone(), &self.cluster_name, &node_id, &advertise);
+        config.replicas = self.cluster_replicas;
+        config.lease = self.lease;
+        config.renew_every = (self.lease / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        config.max_staleness = self.max_staleness;
+        config.monitoring = self.nats_monitoring.clone();
+        let methods = [
+            self.nats_user.is_some(),
+            self.nats_token.is_some(),
+            self.nats_nkey_file.is_some(),
+            self.nats_creds.is_some(),
+        ];
+        if methods.iter().filter(|given| **given).count() > 1 {
+            anyhow::bail!(
+                "give one way to authenticate to NATS: --nats-user/--nats-password, --nats-token, --nats-nkey-file or --nats-creds"
+            );
+        }
+        config.auth = if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
+            strata_cluster::NatsAuth::UserPassword { user: user.clone(), password: password.clone() }
+        } else if let Some(token) = &self.nats_token {
+            strata_cluster::NatsAuth::Token(token.clone())
+        } else if let Some(path) = &self.nats_nkey_file {
+            let seed =
+                std::fs::read_to_string(path).with_context(|| format!("read the NKey seed file {}", path.display()))?;
+            strata_cluster::NatsAuth::NKey(seed.trim().to_owned())
+        } else if let Some(path) = &self.nats_creds {
+            strata_cluster::NatsAuth::CredsFile(path.clone())
+        } else {
+            strata_cluster::NatsAuth::None
+        };
+        config.tls = strata_cluster::NatsTls {
+            required: self.nats_tls,
+            ca_file: self.nats_tls_ca.clone(),
+            client_cert: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(Some(config))
+    }
+}
+
+/// The HTTP API's view of a cluster node.
+#[derive(Debug)]
+struct NodeView(Arc<strata_cluster::Node>);
+
+impl strata_server::cluster::ClusterView for NodeView {
+    fn write_route(&self) -> WriteRoute {
+        let status = self.0.status();
+        if let Some(reason) = status.halted {
+            return WriteRoute::Unavailable { reason: format!("writes are halted on this node: {reason}") };
+        }
+        match status.role {
+            strata_cluster::Role::Leader => WriteRoute::Local,
+            strata_cluster::Role::Candidate => WriteRoute::Unavailable {
+                reason: "this node is taking the lease over and catching up; nothing was sent — retry in a moment".to_owned(),
+            },
+            strata_cluster::Role::Follower => match status.leader.filter(|leader| leader.node_id != status.node_id) {
+                Some(leader) => WriteRoute::Forward { leader_url: leader.url },
+                None => WriteRoute::Unavailable {
+                    reason: "no node leads the cluster now (the lease is being taken over); nothing was sent — retry in a moment"
+                        .to_owned(),
+                },
+            },
+        }
+    }
+
+    fn stale(&self) -> Option<String> {
+        self.0.stale()
+    }
+
+    fn info(&self) -> strata_wire::ClusterInfo {
+        let status = self.0.status();
+        strata_wire::ClusterInfo {
+            cluster_name: status.cluster_name,
+            node_id: status.node_id,
+            role: match status.role {
+                strata_cluster::Role::Leader => "leader",
+                strata_cluster::Role::Candidate => "candidate",
+                strata_cluster::Role::Follower => "follower",
+            }
+            .to_owned(),
+            leader_id: status.leader.as_ref().map(|leader| leader.node_id.clone()),
+            leader_url: status.leader.map(|leader| leader.url),
+            lease_revision: status.lease_revision,
+            log_last_sequence: status.log_last_sequence,
+            applied_sequence: status.applied_sequence,
+            lag_frames: status.lag_frames,
+            lag_seconds: status.lag_seconds,
+            last_contact_ms: status.last_contact_ms,
+            writes_halted: status.halted,
+        }
+    }
+
+    fn at_head(&self) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
+        Box::pin(self.0.at_head())
+    }
 }
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
-    let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
+    match args.cluster.config(&args.listen)? {
+        None => {
+            let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
+            run_server(&runtime, args, data, store, None)?;
+        }
+        Some(config) => {
+            let cluster = config.cluster_name.clone();
+            let node = runtime
+                .block_on(strata_cluster::Node::start(config, &data, strata_storage::Options::default()))
+                .with_context(|| format!("start a node of cluster {cluster} on {}", data.display()))?;
+            let node = Arc::new(node);
+            let store = node.store().clone();
+            let view: Arc<dyn strata_server::cluster::ClusterView> = Arc::new(NodeView(node.clone()));
+            run_server(&runtime, args, data, store, Some(view))?;
+            if let Ok(node) = Arc::try_unwrap(node) {
+                drop(runtime.block_on(node.shutdown()));
+            }
+        }
+    }
+    // The runtime's tasks held the last clones of the store: dropping it lets the committer finish
+    // what is queued, sync, and release the directory lock.
+    drop(runtime);
+    tracing::info!("store closed");
+    Ok(())
+}
+
+fn run_server(
+    runtime: &tokio::runtime::Runtime,
+    args: ServeArgs,
+    data: PathBuf,
+    store: Store,
+    cluster: Option<Arc<dyn strata_server::cluster::ClusterView>>,
+) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -35,17 +244,12 @@ pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
             head_position = store.head_position().map(|position| position.value()),
             "serving on http://{address}"
         );
-        strata_server::serve(store, listener, ServeOptions::default(), shutdown_signal())
+        strata_server::serve_node(store, cluster, listener, ServeOptions::default(), shutdown_signal())
             .await
             .context("serve the API")?;
         tracing::info!("stopped serving; closing the store");
         Ok::<_, anyhow::Error>(())
-    })?;
-    // The runtime's tasks held the last clones of the store: dropping it lets the committer finish
-    // what is queued, sync, and release the directory lock.
-    drop(runtime);
-    tracing::info!("store closed");
-    Ok(())
+    })
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

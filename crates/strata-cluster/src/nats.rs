@@ -1,0 +1,193 @@
+//! Connecting to NATS, and what a node refuses before it writes anything (DESIGN §4 "What it
+//! refuses"): servers older than 2.14, a `max_payload` that cannot hold the largest frame one append
+//! can make, a log stream with asynchronous persistence, and — given monitoring URLs — a server that
+//! does not sync always.
+
+use crate::config::{ClusterConfig, NatsAuth};
+use async_nats::jetstream::{self, stream};
+use std::time::Duration;
+
+/// The oldest nats-server cluster mode runs on: 2.9's clustered compare-and-set admitted two writers
+/// (reproduced here: 222 of 300 racing rounds had 2–3 winners); fixes landed up to 2.14.
+pub const SERVER_VERSION_MIN: (u64, u64) = (2, 14);
+
+/// Room for a frame message's headers (expected sequence, message id, positions) under `max_payload`.
+pub const HEADER_ROOM_BYTES: usize = 4096;
+
+/// The largest frame this node's committer may build: what the servers carry, less the headers.
+pub fn frame_bytes_max(max_payload: usize) -> usize {
+    max_payload.saturating_sub(HEADER_ROOM_BYTES)
+}
+
+pub async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, String> {
+    let mut options = match &config.auth {
+        NatsAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|error| format!("read the NATS credentials file {}: {error}", path.display()))?,
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options = match &config.auth {
+        NatsAuth::None | NatsAuth::CredsFile(_) => options,
+        NatsAuth::UserPassword { user, password } => options.user_and_password(user.clone(), password.clone()),
+        NatsAuth::Token(token) => options.token(token.clone()),
+        NatsAuth::NKey(seed) => options.nkey(seed.clone()),
+    };
+    if config.tls.required {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.tls.client_cert {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let options = options
+        .name(format!("strata {} {}", config.cluster_name, config.node_id))
+        .connection_timeout(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(2))
+        .max_reconnects(None);
+    let servers: Vec<async_nats::ServerAddr> = config
+        .servers
+        .iter()
+        .map(|url| url.parse().map_err(|error| format!("NATS server URL {url:?}: {error}")))
+        .collect::<Result<_, _>>()?;
+    options.connect(servers).await.map_err(|error| format!("connect to NATS at {}: {error}", config.servers.join(",")))
+}
+
+/// Refuses a server too old for clustered compare-and-set, or one whose `max_payload` cannot carry
+/// every append the limits admit. Returns the `max_payload`.
+pub fn check_server(client: &async_nats::Client) -> Result<usize, String> {
+    let info = client.server_info();
+    let version = parse_version(&info.version).ok_or_else(|| {
+        format!("NATS server {} reports version {:?}, which is not a version", info.server_name, info.version)
+    })?;
+    if (version.0, version.1) < SERVER_VERSION_MIN {
+        return Err(format!(
+            "NATS server {} is version {}: cluster mode needs {}.{} or newer (older servers can admit two \
+             conflicting writes to a clustered stream; see docs/design.md, \"Cluster mode\")",
+            info.server_name, info.version, SERVER_VERSION_MIN.0, SERVER_VERSION_MIN.1
+        ));
+    }
+    let needed = strata_storage::append_frame_bytes_max() + HEADER_ROOM_BYTES;
+    if info.max_payload < needed {
+        return Err(format!(
+            "NATS server {} has max_payload {} bytes: the largest frame one append can make needs {needed} \
+             (set max_payload: 24MB in the server's configuration)",
+            info.server_name, info.max_payload
+        ));
+    }
+    Ok(info.max_payload)
+}
+
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|part| part.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+/// The log's stream: created if missing, checked if present.
+pub async fn log_stream(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+    namespace: &str,
+) -> Result<stream::Stream, String> {
+    let name = config.stream_name(namespace);
+    let wanted = stream::Config {
+        name: name.clone(),
+        subjects: vec![config.subject(namespace)],
+        description: Some(format!("Strata log of cluster {}, namespace {namespace}", config.cluster_name)),
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        // Retention is Strata's: no limits, nothing discarded.
+        max_messages: -1,
+        max_bytes: -1,
+        max_message_size: -1,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted)
+        .await
+        .map_err(|error| format!("open or create the JetStream stream {name}: {error}"))?;
+    let info = stream.info().await.map_err(|error| format!("read the JetStream stream {name}: {error}"))?;
+    let found = &info.config;
+    if found.storage != stream::StorageType::File {
+        return Err(format!(
+            "the JetStream stream {name} keeps its messages in memory: the log must be on file storage"
+        ));
+    }
+    if matches!(found.persist_mode, Some(stream::PersistenceMode::Async)) {
+        return Err(format!(
+            "the JetStream stream {name} persists asynchronously (acknowledged before stored): the log needs the default persistence"
+        ));
+    }
+    if found.num_replicas != config.replicas {
+        return Err(format!(
+            "the JetStream stream {name} has {} replicas, --cluster-replicas says {}",
+            found.num_replicas, config.replicas
+        ));
+    }
+    if !found.allow_direct || !found.deny_delete || !found.deny_purge {
+        return Err(format!("the JetStream stream {name} must allow direct gets and deny deletes and purges"));
+    }
+    Ok(stream)
+}
+
+/// Refuses any server whose monitoring endpoint (`/varz`) says it does not sync every write.
+pub async fn check_sync_always(monitoring: &[String]) -> Result<(), String> {
+    for url in monitoring {
+        let varz = http_get(&format!("{}/varz", url.trim_end_matches('/'))).await?;
+        let value: serde_json::Value =
+            serde_json::from_str(&varz).map_err(|error| format!("{url}/varz is not JSON: {error}"))?;
+        let always = value.pointer("/jetstream/config/sync_always").and_then(|v| v.as_bool()).unwrap_or(false);
+        if !always {
+            return Err(format!(
+                "NATS server at {url} does not sync every write (its /varz has no jetstream.config.sync_always): \
+                 set sync_interval: always, or an acknowledged append could be lost when servers lose power"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A plain HTTP/1.0 GET of a loopback or LAN monitoring endpoint (no TLS), the body as text.
+async fn http_get(url: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("monitoring URL {url:?} must start with http://"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let connect = tokio::net::TcpStream::connect(host);
+    let mut socket = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("connect to {url}: timed out"))?
+        .map_err(|error| format!("connect to {url}: {error}"))?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.map_err(|error| format!("GET {url}: {error}"))?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response))
+        .await
+        .map_err(|_| format!("GET {url}: timed out"))?
+        .map_err(|error| format!("GET {url}: {error}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("GET {url}: no HTTP answer"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("GET {url}: {}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_compare() {
+        assert_eq!(parse_version("2.15.1"), Some((2, 15, 1)));
+        assert_eq!(parse_version("v2.9.10"), Some((2, 9, 10)));
+        assert_eq!(parse_version("2.14.0-beta.1"), Some((2, 14, 0)));
+        assert_eq!(parse_version("x"), None);
+        assert!((2, 9) < SERVER_VERSION_MIN && (2, 14) >= SERVER_VERSION_MIN && (3, 0) > SERVER_VERSION_MIN);
+    }
+}

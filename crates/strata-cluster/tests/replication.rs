@@ -1,0 +1,163 @@
+//! Cluster nodes in one process over a real nats-server: one leader at a time, its appends on every
+//! replica in the same order with the same hashes, followers refusing to decide, failover when the
+//! leader goes, a restarted node catching up from where its replica stopped, and a replica of another
+//! log refused at start.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use strata_cluster::testing::cluster_or_skip;
+use strata_cluster::{ClusterConfig, Node, Role, StartError};
+use strata_core::{ExpectedRevision, NewEvent, Position, StreamId};
+use strata_storage::{AppendError, AppendOutcome, Direction, Options, ReadFrom, Store};
+
+fn config(urls: &[String], cluster: &str, node: &str) -> ClusterConfig {
+    let mut config = ClusterConfig::new(urls.to_vec(), cluster, node, &format!("http://127.0.0.1:1/{node}"));
+    config.replicas = 1;
+    config.lease = Duration::from_millis(1500);
+    config.renew_every = Duration::from_millis(300);
+    config
+}
+
+async fn start(urls: &[String], cluster: &str, node: &str, dir: &Path) -> Node {
+    Node::start(config(urls, cluster, node), dir, Options::default()).await.expect("the node starts")
+}
+
+async fn leader_of(nodes: &[&Node], within: Duration) -> usize {
+    let began = Instant::now();
+    loop {
+        let leaders: Vec<usize> = (0..nodes.len()).filter(|&at| nodes[at].role() == Role::Leader).collect();
+        if leaders.len() == 1 {
+            return leaders[0];
+        }
+        assert!(leaders.len() <= 1, "two nodes lead at once: {leaders:?}");
+        assert!(began.elapsed() < within, "no leader within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn event(n: usize) -> NewEvent {
+    let event_type = strata_core::EventType::new("Deposited").expect("a valid type");
+    NewEvent::new(event_type, format!("{{\"n\":{n}}}").into_bytes())
+}
+
+async fn append(store: &Store, stream: &str, n: usize) -> Result<AppendOutcome, AppendError> {
+    store.append(StreamId::new(stream).expect("a valid stream"), ExpectedRevision::Any, vec![event(n)]).await
+}
+
+async fn commit(store: &Store, stream: &str, n: usize) {
+    let outcome = append(store, stream, n).await.expect("the append is answered");
+    assert!(matches!(outcome, AppendOutcome::Committed(_)), "{outcome:?}");
+}
+
+fn all(store: &Store) -> Vec<(u64, String, Option<strata_core::EventHash>)> {
+    store
+        .read_all(ReadFrom::Start, Direction::Forward, 100_000)
+        .expect("read")
+        .into_iter()
+        .map(|event| (event.position.value(), event.stream.as_str().to_owned(), event.hash))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_leader_replicates_fails_over_and_restarted_nodes_catch_up() {
+    let Some(nats) = cluster_or_skip(1, "one_leader_replicates_fails_over_and_restarted_nodes_catch_up") else {
+        return;
+    };
+    let urls = nats.urls();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(&urls, "rep", "a", dirs[0].path()).await;
+    let b = start(&urls, "rep", "b", dirs[1].path()).await;
+    let c = start(&urls, "rep", "c", dirs[2].path()).await;
+    let nodes = [&a, &b, &c];
+    let leader = leader_of(&nodes, Duration::from_secs(10)).await;
+
+    // Appends on the leader commit; a follower's committer refuses to decide (nothing written).
+    for n in 0..50 {
+        let outcome =
+            append(nodes[leader].store(), &format!("account-{}", n % 5), n).await.expect("append on the leader");
+        assert!(matches!(outcome, AppendOutcome::Committed(_)), "{outcome:?}");
+    }
+    let follower = (leader + 1) % 3;
+    match append(nodes[follower].store(), "account-0", 99).await {
+        Err(AppendError::NotWritten { reason }) => assert!(reason.contains("not the cluster's leader"), "{reason}"),
+        other => panic!("a follower decided an append: {other:?}"),
+    }
+    // Every replica holds the same log: $store-created and the 50 events, same hashes.
+    let head = nodes[leader].store().head_position().unwrap().value();
+    assert_eq!(head, 50);
+    for node in nodes {
+        assert!(node.wait_for_position(head, Duration::from_secs(10)).await, "{} caught up", node.config().node_id);
+    }
+    let expected = all(nodes[leader].store());
+    assert_eq!(expected.len(), 51);
+    assert!(expected.iter().all(|(_, _, hash)| hash.is_some()));
+    for node in nodes {
+        assert_eq!(all(node.store()), expected, "{}'s replica", node.config().node_id);
+        assert_eq!(node.store().store_created(), nodes[leader].store().store_created());
+    }
+
+    // The leader goes (releasing its lease): another node leads, with the whole log.
+    let leader_id = nodes[leader].config().node_id.clone();
+    let mut remaining: Vec<Node> = Vec::new();
+    let mut stopped_dir = None;
+    for (at, node) in [a, b, c].into_iter().enumerate() {
+        if at == leader {
+            let store = node.shutdown().await;
+            drop(store);
+            stopped_dir = Some(at);
+        } else {
+            remaining.push(node);
+        }
+    }
+    let survivors: Vec<&Node> = remaining.iter().collect();
+    let new_leader = leader_of(&survivors, Duration::from_secs(10)).await;
+    assert_ne!(survivors[new_leader].config().node_id, leader_id);
+    for n in 50..80 {
+        commit(survivors[new_leader].store(), &format!("account-{}", n % 5), n).await;
+    }
+    let head = survivors[new_leader].store().head_position().unwrap().value();
+    assert_eq!(head, 80, "positions stay dense across the failover");
+
+    // The old leader restarts on its data: it resumes from its replica and catches up.
+    let dir = dirs[stopped_dir.unwrap()].path();
+    let back = start(&urls, "rep", &leader_id, dir).await;
+    assert!(back.wait_for_position(head, Duration::from_secs(10)).await);
+    assert_eq!(all(back.store()), all(survivors[new_leader].store()));
+    assert_ne!(back.role(), Role::Leader, "the returning node does not lead while the lease is held");
+    for node in remaining {
+        node.shutdown().await;
+    }
+    back.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_of_another_log_is_refused_at_start() {
+    let Some(nats) = cluster_or_skip(1, "a_replica_of_another_log_is_refused_at_start") else { return };
+    let urls = nats.urls();
+    // A store with its own history…
+    let foreign = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(foreign.path()).unwrap();
+        commit(&store, "elsewhere", 1).await;
+    }
+    // …is refused by an empty cluster log,
+    match Node::start(config(&urls, "other", "x"), foreign.path(), Options::default()).await {
+        Err(StartError::Refused(reason)) => assert!(reason.contains("belongs to another log"), "{reason}"),
+        other => panic!("a foreign replica started: {other:?}"),
+    }
+    // …and by a cluster log with a history of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&urls, "other", "y", dir.path()).await;
+    leader_of(&[&node], Duration::from_secs(10)).await;
+    commit(node.store(), "here", 1).await;
+    match Node::start(config(&urls, "other", "x"), foreign.path(), Options::default()).await {
+        Err(StartError::Refused(reason)) => {
+            assert!(reason.contains("belongs to another log"), "{reason}");
+            let ours = node.store().store_created().unwrap().store_id.to_string();
+            assert!(reason.contains(&ours), "names the log's store: {reason}");
+        }
+        other => panic!("a foreign replica started: {other:?}"),
+    }
+    node.shutdown().await;
+    let _ = Position::new(0);
+}

@@ -1,0 +1,226 @@
+//! Cluster mode in the HTTP API (DESIGN §4): which node answers what.
+//!
+//! - Reads, subscriptions and `POST /v1/verify` / `POST /v1/scavenge` (which concern the local
+//!   replica) are answered by any node from its replica — unless it has been cut off from the
+//!   cluster longer than `--max-staleness`: then 503 `stale`.
+//! - Writes (appends, metadata, deletes, imports, consumer-group operations) are decided by the
+//!   leader. On the leader they run here; a refusal that wrote nothing (409) is answered only once
+//!   the replica is confirmed at the log's head. On a follower they are forwarded to the leader's
+//!   advertised URL and answered once this node has applied the result (read-your-writes on the node
+//!   a client talks to). A forward that was sent but got no answer is 503 `unavailable` with
+//!   `outcome_unknown: true`; 503 `not_leader` (with the leader's URL when one is known) only when
+//!   nothing was sent.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+
+/// Where a write goes on this node now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRoute {
+    /// This node leads: decide here.
+    Local,
+    /// Another node leads, at this URL.
+    Forward { leader_url: String },
+    /// No node can take writes now (no leader known, writes halted here).
+    Unavailable { reason: String },
+}
+
+/// What the HTTP API needs from a cluster node (implemented over `strata_cluster::Node` by the
+/// `strata` binary).
+pub trait ClusterView: Send + Sync + std::fmt::Debug + 'static {
+    fn write_route(&self) -> WriteRoute;
+    /// Why this node must not serve reads now, if it must not.
+    fn stale(&self) -> Option<String>;
+    /// `/v1/info`'s `cluster`.
+    fn info(&self) -> strata_wire::ClusterInfo;
+    /// Whether the local replica holds every message of the log.
+    fn at_head(&self) -> BoxFuture<'_, Result<bool, String>>;
+}
+
+/// A request forwarded by another node carries this header (its node id); such a request is never
+/// forwarded again.
+pub const FORWARDED_BY: &str = "strata-forwarded-by";
+
+/// How long a forwarded request may take (a group fetch long-polls up to 60 s).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long connecting to the leader may take before the forward counts as not sent.
+const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a forwarded write waits for this node to apply what the leader committed.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long `min_position` waits for the replica.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(10);
+
+/// Paths whose POST concerns this node's replica only.
+const LOCAL_POSTS: &[&str] = &["/v1/verify", "/v1/scavenge"];
+/// Paths any node answers even when stale (so operators can see why).
+const ALWAYS_ANSWERED: &[&str] = &["/v1/info", "/metrics", "/v1/openapi.json", "/v1/health"];
+
+pub(crate) async fn route(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(cluster) = state.cluster.clone() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().to_owned();
+    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD) && !LOCAL_POSTS.contains(&path.as_str());
+    if !is_write {
+        if let Some(reason) = cluster.stale().filter(|_| !ALWAYS_ANSWERED.contains(&path.as_str())) {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale", reason).into_response();
+        }
+        return next.run(request).await;
+    }
+    match cluster.write_route() {
+        WriteRoute::Local => {
+            let response = next.run(request).await;
+            if response.status() != StatusCode::CONFLICT {
+                return response;
+            }
+            // A refusal that wrote nothing may come from a replica that missed frames.
+            match cluster.at_head().await {
+                Ok(true) => response,
+                Ok(false) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_leader",
+                    "this node's replica is behind the cluster log, so it cannot confirm the refusal; nothing was written — retry",
+                )
+                .into_response(),
+                Err(reason) => ApiError::unavailable(format!(
+                    "the refusal could not be confirmed against the cluster log ({reason}); nothing was written — retry"
+                ))
+                .into_response(),
+            }
+        }
+        WriteRoute::Forward { .. } if request.headers().contains_key(FORWARDED_BY) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_leader",
+            "this node was forwarded a write but does not lead the cluster (the lease moved); nothing was written — retry",
+        )
+        .into_response(),
+        WriteRoute::Forward { leader_url } => forward(&state, request, &leader_url, &cluster.info().node_id).await,
+        WriteRoute::Unavailable { reason } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_leader", reason).into_response()
+        }
+    }
+}
+
+fn not_leader(leader_url: &str, why: &str) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_leader",
+        format!("this node does not lead the cluster and could not forward the request to {leader_url} ({why}); nothing was sent — send it there"),
+    )
+    .with(|detail| detail.leader_url = Some(leader_url.to_owned()))
+    .into_response()
+}
+
+fn outcome_unknown(leader_url: &str, why: &str) -> Response {
+    ApiError::unavailable(format!(
+        "the request was forwarded to the leader at {leader_url} and got no answer ({why}): it may or may not have \
+         taken effect — retry it with the same event ids"
+    ))
+    .with(|detail| {
+        detail.outcome_unknown = Some(true);
+        detail.leader_url = Some(leader_url.to_owned());
+    })
+    .into_response()
+}
+
+/// Sends `request` to the leader and answers with its answer, once this node has applied it.
+async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: &str) -> Response {
+    let Some(authority) = leader_url.strip_prefix("http://").map(|rest| rest.trim_end_matches('/')) else {
+        return not_leader(leader_url, "only http:// leaders can be forwarded to");
+    };
+    let (mut parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, crate::extract::REQUEST_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(_) => return ApiError::too_large("the request body is larger than the server takes").into_response(),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let connect = tokio::time::timeout(FORWARD_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await;
+    let socket = match connect {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(error)) => return not_leader(leader_url, &error.to_string()),
+        Err(_) => return not_leader(leader_url, "connecting timed out"),
+    };
+    let _ = socket.set_nodelay(true);
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(socket)).await {
+            Ok(handshake) => handshake,
+            Err(error) => return not_leader(leader_url, &error.to_string()),
+        };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    parts.uri = match path_and_query.parse() {
+        Ok(uri) => uri,
+        Err(_) => return ApiError::invalid("the request's path cannot be forwarded").into_response(),
+    };
+    parts.headers.remove(axum::http::header::CONNECTION);
+    parts.headers.insert(
+        axum::http::header::HOST,
+        HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static("leader")),
+    );
+    if let Ok(value) = HeaderValue::from_str(node_id) {
+        parts.headers.insert(FORWARDED_BY, value);
+    }
+    let outgoing = axum::http::Request::from_parts(parts, http_body_util::Full::new(body));
+    let answer = match tokio::time::timeout(FORWARD_TIMEOUT, sender.send_request(outgoing)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => return outcome_unknown(leader_url, &error.to_string()),
+        Err(_) => return outcome_unknown(leader_url, "no answer in time"),
+    };
+    let (parts, body) = answer.into_parts();
+    let body = match tokio::time::timeout(FORWARD_TIMEOUT, http_body_util::BodyExt::collect(body)).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => return outcome_unknown(leader_url, &error.to_string()),
+        Err(_) => return outcome_unknown(leader_url, "the answer did not arrive in time"),
+    };
+    if parts.status.is_success() {
+        if let Some(position) = last_position(&body) {
+            if !wait_for_position(state, position, APPLY_WAIT).await {
+                tracing::warn!(position, "a forwarded write committed but this node has not applied it yet");
+            }
+        }
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The last position a write's answer names (appends, imports, deletes, metadata).
+fn last_position(body: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("last_position").or_else(|| value.get("position")).and_then(serde_json::Value::as_u64)
+}
+
+/// Waits until the local store holds `position` (true) or `timeout` passes (false).
+pub(crate) async fn wait_for_position(state: &AppState, position: u64, timeout: Duration) -> bool {
+    let mut next = state.store.watch_next_position();
+    let reached = async {
+        loop {
+            if *next.borrow_and_update() > position {
+                return true;
+            }
+            if next.changed().await.is_err() {
+                return false;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, reached).await.unwrap_or(false)
+}
+
+/// `min_position=P` on a read or a subscription: wait (bounded) until the replica holds P.
+pub(crate) async fn wait_min_position(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    let Some(position) = min_position else { return Ok(()) };
+    if wait_for_position(state, position, MIN_POSITION_WAIT).await {
+        return Ok(());
+    }
+    Err(ApiError::unavailable(format!(
+        "this node's store has not reached position {position} within {} s (min_position): retry, or ask the node that wrote it",
+        MIN_POSITION_WAIT.as_secs()
+    ))
+    .with(|detail| detail.position = Some(position)))
+}
