@@ -177,9 +177,12 @@ impl Node {
         let client = nats::connect(&config).await.map_err(StartError::Nats)?;
         let max_payload = nats::check_server(&client).map_err(StartError::Refused)?;
         nats::check_sync_always(&config.monitoring).await.map_err(StartError::Refused)?;
-        let js = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
-        let stream = nats::log_stream(&js, &config, DEFAULT_NAMESPACE).await.map_err(StartError::Nats)?;
-        let bucket = lease_bucket(&js, &config).await.map_err(StartError::Nats)?;
+        // Publishes wait `publish_timeout` for their acknowledgement; administrative requests (a
+        // replicated stream created while the servers elect their leaders) get longer.
+        let js = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client.clone());
+        let admin = jetstream::ContextBuilder::new().timeout(ADMIN_TIMEOUT).build(client);
+        let stream = retry_while_starting(|| nats::log_stream(&admin, &config, DEFAULT_NAMESPACE)).await?;
+        let bucket = retry_while_starting(|| lease_bucket(&admin, &config)).await?;
 
         options.frame_bytes_max = Some(nats::frame_bytes_max(max_payload));
         let shared = Arc::new(Shared::new(SharedCursor::new(dir, Cursor::default())));
@@ -311,6 +314,45 @@ impl Node {
         }
         self.store.clone()
     }
+}
+
+/// How long administrative JetStream requests may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a starting node keeps asking servers that are still electing their leaders.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds or [`START_PATIENCE`] passes: a cluster whose servers are
+/// starting too answers "timed out" or "no responders" for a while.
+async fn retry_while_starting<T, F, Fut>(mut attempt: F) -> Result<T, StartError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let began = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(reason) if began.elapsed() < START_PATIENCE && is_transient(&reason) => {
+                tracing::info!(%reason, "the NATS cluster is not ready yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(reason) => return Err(StartError::Nats(reason)),
+        }
+    }
+}
+
+fn is_transient(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    [
+        "timed out",
+        "no responders",
+        "jetstream not enabled",
+        "temporarily unavailable",
+        "insufficient resources",
+        "no suitable peers",
+    ]
+    .iter()
+    .any(|transient| reason.contains(transient))
 }
 
 async fn lease_bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, String> {

@@ -140,7 +140,7 @@ impl NatsCluster {
         let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&node.config_file)
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().map_err(|error| error.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|error| format!("start {}: {error}", self.binary.display()))?;
@@ -148,12 +148,13 @@ impl NatsCluster {
         Ok(())
     }
 
-    /// Waits until server `index` says it is healthy (JetStream included).
+    /// Waits until server `index` says it is healthy: JetStream on, and in a cluster a meta leader
+    /// known (`/healthz` without `js-enabled-only`).
     pub fn wait_ready(&self, index: usize, timeout: Duration) -> Result<(), String> {
         let node = &self.nodes[index];
         let began = Instant::now();
         while began.elapsed() < timeout {
-            if http_ok(node.monitor_port, "/healthz?js-enabled-only=true") {
+            if http_ok(node.monitor_port, "/healthz") {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -219,7 +220,8 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     let mut response = String::new();
     socket.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    // Go's server answers in the request's version.
+    (head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200")).then(|| body.to_owned())
 }
 
 fn http_ok(port: u16, path: &str) -> bool {

@@ -161,3 +161,9 @@ async fn a_replica_of_another_log_is_refused_at_start() {
     node.shutdown().await;
     let _ = Position::new(0);
 }
+
+#[test]
+fn a_three_server_nats_cluster_starts() {
+    let Some(nats) = cluster_or_skip(3, "a_three_server_nats_cluster_starts") else { return };
+    assert_eq!(nats.urls().len(), 3);
+}

@@ -54,6 +54,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(90);
 const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a forwarded write waits for this node to apply what the leader committed.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long a write waits for a leader to be known before it is refused with `not_leader`.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long `min_position` waits for the replica.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(10);
 
@@ -74,7 +76,15 @@ pub(crate) async fn route(State(state): State<AppState>, request: Request, next:
         }
         return next.run(request).await;
     }
-    match cluster.write_route() {
+    // While no node leads (a takeover, a node that just started and has not read the lease yet),
+    // wait a little for one rather than refuse at once.
+    let began = std::time::Instant::now();
+    let mut route = cluster.write_route();
+    while matches!(route, WriteRoute::Unavailable { .. }) && began.elapsed() < LEADER_WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        route = cluster.write_route();
+    }
+    match route {
         WriteRoute::Local => {
             let response = next.run(request).await;
             if response.status() != StatusCode::CONFLICT {

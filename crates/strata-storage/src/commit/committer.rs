@@ -81,6 +81,9 @@ pub(crate) struct Request {
 
 /// What the committer's queue carries: appends to decide, and frames another writer committed to the
 /// log, which a replica applies in the log's order (the committer is the one writer of the local log).
+// Appends are the hot path and the common variant: boxing them would cost an allocation per append
+// for the sake of the rare replicated frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Work {
     Append(Request),
