@@ -33,7 +33,8 @@ pub enum ClientError {
     Http(String),
 }
 
-/// A Strata server, reached over its HTTP API. Cloning is cheap: clones share one connection pool.
+/// A Strata server — or the nodes of a cluster — reached over its HTTP API. Cloning is cheap: clones
+/// share one connection pool and the node in use.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -41,9 +42,28 @@ pub struct Client {
     /// that opens with a subscription at low priority, and closes it when the subscription ends;
     /// requests on pooled connections stay at normal priority.
     live: reqwest::Client,
-    /// The server's URL, without a trailing `/` in its path (`/v1/…` is appended to the path).
-    base: Url,
+    /// The servers' URLs, each without a trailing `/` in its path (`/v1/…` is appended to the path).
+    bases: std::sync::Arc<[Url]>,
+    /// The one requests go to first: the last that answered.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Which failures a request may be sent again (to the next node) after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Only when it was certainly not taken: no connection, or `503 not_leader` / `stale`.
+    NotSent,
+    /// Also when its outcome is unknown (an append whose every event has its id: a retry is a
+    /// replay, exactly once; a read).
+    Idempotent,
+}
+
+/// How many times a request goes round the nodes before its last failure is the answer: with
+/// [`ROUND_PAUSE`], long enough for a cluster to replace a leader that died (a lease time, 5 s by
+/// default, and a catch-up).
+const ROUNDS: usize = 12;
+/// The pause between two rounds.
+const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
 /// Why a request got no successful answer.
 #[derive(Debug)]
@@ -52,6 +72,23 @@ pub(crate) enum Failed {
     Answer { status: u16, error: Box<ErrorDetail> },
     /// No answer, or one that is not the API's.
     Transport(String),
+    /// No connection could be made: the request was not sent.
+    NotSent(String),
+}
+
+impl Failed {
+    /// Whether the next node may be asked, for a request that may be retried as `retry` says.
+    fn next_node(&self, retry: Retry) -> bool {
+        match self {
+            Failed::NotSent(_) => true,
+            Failed::Answer { status: 503, error } => {
+                matches!(error.code.as_str(), "not_leader" | "stale")
+                    || (retry == Retry::Idempotent && error.outcome_unknown == Some(true))
+            }
+            Failed::Transport(_) => retry == Retry::Idempotent,
+            Failed::Answer { .. } => false,
+        }
+    }
 }
 
 impl From<Failed> for StoreError {
@@ -61,7 +98,7 @@ impl From<Failed> for StoreError {
                 let error = *error;
                 StoreError::Remote { status, code: error.code, message: error.message }
             }
-            Failed::Transport(reason) => StoreError::Transport(reason),
+            Failed::Transport(reason) | Failed::NotSent(reason) => StoreError::Transport(reason),
         }
     }
 }
@@ -86,26 +123,25 @@ fn transport(error: reqwest::Error) -> Failed {
         message = format!("{message}: {cause}");
         source = cause.source();
     }
-    Failed::Transport(message)
+    if error.is_connect() { Failed::NotSent(message) } else { Failed::Transport(message) }
 }
 
 impl Client {
     /// A client of the server at `base_url` (`http://127.0.0.1:2113`, or a path under which a proxy
     /// serves the API). Nothing is sent until the first request.
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidUrl { url: base_url.to_owned(), reason: reason.to_owned() };
-        let mut base = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
-        match base.scheme() {
-            "http" => {}
-            // reqwest is built without TLS here: terminate it in a proxy in front of the server.
-            "https" => return Err(invalid("https is not supported (this client is built without TLS)")),
-            _ => return Err(invalid("the scheme must be http")),
+        Self::with_urls(&[base_url])
+    }
+
+    /// A client of a cluster: requests go to the node that last answered, and move on to the next
+    /// when one is down, not leading without a leader to forward to, or stale. Appends give every
+    /// event an id before the first try, so an append retried after an unknown outcome is exactly
+    /// once.
+    pub fn with_urls(base_urls: &[&str]) -> Result<Client, ClientError> {
+        if base_urls.is_empty() {
+            return Err(ClientError::InvalidUrl { url: String::new(), reason: "give at least one URL".to_owned() });
         }
-        if base.host().is_none() || base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid("give a host (and optionally a path), without a query or fragment"));
-        }
-        let path = base.path().trim_end_matches('/').to_owned();
-        base.set_path(&path);
+        let bases = base_urls.iter().map(|url| parse_base(url)).collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
@@ -115,28 +151,80 @@ impl Client {
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|error| ClientError::Http(error.to_string()))?;
-        Ok(Client { http, live, base })
+        Ok(Client { http, live, bases: bases.into(), current: Default::default() })
     }
 
-    /// The server's URL, as given to [`Client::new`] (without a trailing `/`).
+    /// The URL of the server requests go to now (without a trailing `/`).
     pub fn base_url(&self) -> &str {
-        self.base.as_str().trim_end_matches('/')
+        self.base().as_str().trim_end_matches('/')
+    }
+
+    fn base(&self) -> &Url {
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
     }
 
     /// The URL of `path` (which starts with `/v1/` and is percent-encoded) with `params`.
     pub(crate) fn url(&self, path: &str, params: &[(&str, String)]) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
-        if !params.is_empty() {
-            url.query_pairs_mut().extend_pairs(params);
+        url_at(self.base(), path, params)
+    }
+
+    /// Sends the request `build` makes for a node's base URL, moving on to the next node as `retry`
+    /// allows, up to [`ROUNDS`] times round them; returns the whole answer.
+    async fn request(&self, retry: Retry, build: impl Fn(&Url) -> RequestBuilder) -> Result<Bytes, Failed> {
+        let nodes = self.bases.len();
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for attempt in 0..nodes * ROUNDS {
+            if attempt > 0 && attempt % nodes == 0 {
+                tokio::time::sleep(ROUND_PAUSE).await;
+            }
+            let at = (first + attempt) % nodes;
+            let answer = match self.send(build(&self.bases[at]).timeout(REQUEST_TIMEOUT)).await {
+                Ok(response) => response.bytes().await.map_err(transport),
+                Err(failed) => Err(failed),
+            };
+            match answer {
+                Ok(body) => {
+                    self.current.store(at, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(body);
+                }
+                Err(failed) if nodes > 1 && failed.next_node(retry) => last = Some(failed),
+                Err(failed) => return Err(failed),
+            }
         }
-        url
+        Err(last.expect("at least one attempt"))
     }
+}
 
-    pub(crate) fn get(&self, url: Url) -> RequestBuilder {
-        self.http.get(url)
+/// A server URL checked and without a trailing `/` in its path.
+fn parse_base(base_url: &str) -> Result<Url, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidUrl { url: base_url.to_owned(), reason: reason.to_owned() };
+    let mut base = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
+    match base.scheme() {
+        "http" => {}
+        // reqwest is built without TLS here: terminate it in a proxy in front of the server.
+        "https" => return Err(invalid("https is not supported (this client is built without TLS)")),
+        _ => return Err(invalid("the scheme must be http")),
     }
+    if base.host().is_none() || base.query().is_some() || base.fragment().is_some() {
+        return Err(invalid("give a host (and optionally a path), without a query or fragment"));
+    }
+    let path = base.path().trim_end_matches('/').to_owned();
+    base.set_path(&path);
+    Ok(base)
+}
 
+/// The URL of `path` under `base`, with `params`.
+fn url_at(base: &Url, path: &str, params: &[(&str, String)]) -> Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    if !params.is_empty() {
+        url.query_pairs_mut().extend_pairs(params);
+    }
+    url
+}
+
+impl Client {
     /// A subscription request, on a connection of its own.
     pub(crate) fn subscribe(&self, url: Url) -> RequestBuilder {
         self.live.get(url).header("accept", "text/event-stream")
@@ -161,17 +249,27 @@ impl Client {
         }
     }
 
-    /// Sends `request` and reads the whole answer.
-    async fn call(&self, request: RequestBuilder) -> Result<Bytes, Failed> {
-        let response = self.send(request.timeout(REQUEST_TIMEOUT)).await?;
-        response.bytes().await.map_err(transport)
+    /// GETs `path` with `params` (from the next node when one cannot answer).
+    async fn read(&self, path: &str, params: &[(&str, String)]) -> Result<Bytes, Failed> {
+        self.request(Retry::Idempotent, |base| self.http.get(url_at(base, path, params))).await
     }
 
     /// Sends `body` as JSON to `path`.
-    async fn send_json(&self, method: Method, path: &str, body: &impl serde::Serialize) -> Result<Bytes, Failed> {
+    async fn send_json(
+        &self,
+        retry: Retry,
+        method: Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Bytes, Failed> {
         let body = serde_json::to_vec(body).expect("request bodies serialize");
-        let request = self.http.request(method, self.url(path, &[])).header("content-type", "application/json");
-        self.call(request.body(body)).await
+        self.request(retry, |base| {
+            self.http
+                .request(method.clone(), url_at(base, path, &[]))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        })
+        .await
     }
 
     /// `/v1/streams/{stream}` (and `suffix`), the stream id percent-encoded.
@@ -182,6 +280,12 @@ impl Client {
         }
         Ok(format!("/v1/streams/{}{suffix}", utf8_percent_encode(stream.as_str(), PATH_SEGMENT)))
     }
+}
+
+/// Gives `event` an id (UUIDv7) if it has none, before the first try: a retry of the append is then
+/// a replay, never a second append.
+fn with_id(event: &mut NewEvent) {
+    event.id_or_insert_with(|| strata_core::EventId::from_uuid(uuid::Uuid::now_v7()));
 }
 
 /// Decodes a success answer.
@@ -212,9 +316,12 @@ fn conflict(failed: Failed) -> Result<MultiAppendOutcome, StoreError> {
 impl EventStore for Client {
     type Subscription = Subscription;
 
-    async fn append_multi(&self, append: MultiAppend) -> Result<MultiAppendOutcome, StoreError> {
+    async fn append_multi(&self, mut append: MultiAppend) -> Result<MultiAppendOutcome, StoreError> {
+        for (_, event) in &mut append.events {
+            with_id(event);
+        }
         let body = wire::multi_append_request(&append)?;
-        match self.send_json(Method::POST, "/v1/append", &body).await {
+        match self.send_json(Retry::Idempotent, Method::POST, "/v1/append", &body).await {
             Ok(answer) => {
                 let answer: MultiAppendResponse = decode("an append", &answer)?;
                 let result = wire::multi_append_result(answer).map_err(|e| undecodable("an append", e))?;
@@ -228,10 +335,11 @@ impl EventStore for Client {
         &self,
         stream: StreamId,
         expected: ExpectedRevision,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        events.iter_mut().for_each(with_id);
         let body = wire::append_request(expected, &events)?;
-        match self.send_json(Method::POST, &Self::stream_path(&stream, "")?, &body).await {
+        match self.send_json(Retry::Idempotent, Method::POST, &Self::stream_path(&stream, "")?, &body).await {
             Ok(answer) => {
                 let answer: AppendResponse = decode("an append", &answer)?;
                 let recorded_at = answer.recorded_at.as_deref().map(wire::timestamp).transpose();
@@ -266,8 +374,7 @@ impl EventStore for Client {
             ReadFrom::End => ReadFrom::End,
             ReadFrom::At(revision) => ReadFrom::At(revision.value()),
         };
-        let url = self.url(&Self::stream_path(stream, "")?, &wire::page_params(from, &options));
-        match self.call(self.get(url)).await {
+        match self.read(&Self::stream_path(stream, "")?, &wire::page_params(from, &options)).await {
             Ok(body) => {
                 let answer = decode("a read", &body)?;
                 wire::page(answer, &options, |event| event.revision.value()).map_err(|e| undecodable("a read", e))
@@ -296,13 +403,13 @@ impl EventStore for Client {
             ReadFrom::At(position) => ReadFrom::At(position.value()),
         };
         params.extend(wire::page_params(from, &options));
-        let body = self.call(self.get(self.url("/v1/all", &params))).await?;
+        let body = self.read("/v1/all", &params).await?;
         let answer = decode("a read", &body)?;
         wire::page(answer, &options, |event| event.position.value()).map_err(|e| undecodable("a read", e))
     }
 
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
-        let body = self.call(self.get(self.url("/v1/info", &[]))).await?;
+        let body = self.read("/v1/info", &[]).await?;
         Ok(decode::<strata_wire::Info>("GET /v1/info", &body)?.head_position.map(Position::new))
     }
 
@@ -315,7 +422,7 @@ impl EventStore for Client {
 
     async fn set_stream_metadata(&self, stream: StreamId, metadata: StreamMetadata) -> Result<(), StoreError> {
         let body = wire::metadata_request(&metadata)?;
-        self.send_json(Method::PUT, &Self::stream_path(&stream, "/metadata")?, &body).await?;
+        self.send_json(Retry::NotSent, Method::PUT, &Self::stream_path(&stream, "/metadata")?, &body).await?;
         Ok(())
     }
 

@@ -113,6 +113,55 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "strata_index_merges_total {}", stats.index_merges);
     family(&mut out, "strata_index_failures_total", "counter", "Failed index run writes or merges (retried).");
     let _ = writeln!(out, "strata_index_failures_total {}", stats.index_failures);
+    if let Some(cluster) = state.cluster.as_ref() {
+        let info = cluster.info();
+        family(&mut out, "strata_cluster_leader", "gauge", "Cluster mode: 1 on the node that leads.");
+        let _ = writeln!(out, "strata_cluster_leader {}", u8::from(info.role == "leader"));
+        family(
+            &mut out,
+            "strata_cluster_lease_revision",
+            "gauge",
+            "Cluster mode: the lease key's revision as this node last read it.",
+        );
+        let _ = writeln!(out, "strata_cluster_lease_revision {}", info.lease_revision);
+        family(
+            &mut out,
+            "strata_cluster_applied_sequence",
+            "gauge",
+            "Cluster mode: the last message of the log applied here.",
+        );
+        let _ = writeln!(out, "strata_cluster_applied_sequence {}", info.applied_sequence);
+        family(
+            &mut out,
+            "strata_cluster_lag_frames",
+            "gauge",
+            "Cluster mode: messages of the log not yet applied here.",
+        );
+        let _ = writeln!(out, "strata_cluster_lag_frames {}", info.lag_frames);
+        family(&mut out, "strata_cluster_lag_seconds", "gauge", "Cluster mode: how far behind the replica is.");
+        let _ = writeln!(out, "strata_cluster_lag_seconds {}", info.lag_seconds);
+        family(
+            &mut out,
+            "strata_cluster_last_contact_seconds",
+            "gauge",
+            "Cluster mode: time since this node last heard from NATS.",
+        );
+        let _ = writeln!(out, "strata_cluster_last_contact_seconds {}", info.last_contact_ms as f64 / 1000.0);
+        family(
+            &mut out,
+            "strata_cluster_writes_halted",
+            "gauge",
+            "Cluster mode: 1 when writes are halted on this node.",
+        );
+        let _ = writeln!(out, "strata_cluster_writes_halted {}", u8::from(info.writes_halted.is_some()));
+        family(
+            &mut out,
+            "strata_cluster_frames_skipped_total",
+            "counter",
+            "Cluster mode: messages of the log that were not frames continuing the chain.",
+        );
+        let _ = writeln!(out, "strata_cluster_frames_skipped_total {}", stats.frames_skipped);
+    }
     // Consumer groups, once loaded (by any group request); a name is ASCII letters, digits, -_. only.
     if let Some(groups) = state.loaded_groups() {
         let mut infos = Vec::new();

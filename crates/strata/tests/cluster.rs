@@ -508,3 +508,38 @@ async fn a_leader_frozen_past_its_lease_is_fenced_and_answers_nothing_false() {
     cluster.wait_serving(fresh, Duration::from_secs(60)).await;
     cluster.assert_replicas_agree(head).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
+    use strata_client::Client;
+    use strata_core::{EventType, ExpectedRevision, NewEvent, StreamId};
+    use strata_store::{AppendOutcome, EventStore};
+    let Some(mut cluster) = TestCluster::start("cluster_client").await else { return };
+    let urls = cluster.urls();
+    let client = Client::with_urls(&urls.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    let stream = StreamId::new("client-1").unwrap();
+    let event = |n: u32| NewEvent::new(EventType::new("Counted").unwrap(), format!("{{\"n\":{n}}}").into_bytes());
+    for n in 0..20 {
+        let outcome = client.append(stream.clone(), ExpectedRevision::Any, vec![event(n)]).await.unwrap();
+        assert!(matches!(outcome, AppendOutcome::Committed(_)), "{outcome:?}");
+    }
+    // The node the client talks to goes (the leader, if it was that one); the client moves on.
+    let used = urls.iter().position(|url| url == client.base_url()).unwrap();
+    cluster.nodes[used].kill();
+    for n in 20..40 {
+        let outcome = client.append(stream.clone(), ExpectedRevision::Any, vec![event(n)]).await.unwrap();
+        assert!(matches!(outcome, AppendOutcome::Committed(_)), "{outcome:?}");
+    }
+    assert_ne!(client.base_url(), urls[used]);
+    // Exactly once: the stream holds 40 events, 0..=39, each once.
+    let page = client
+        .read_stream(&stream, strata_store::ReadFrom::Start, strata_store::ReadOptions::forward(1000))
+        .await
+        .unwrap();
+    let ns: Vec<u64> = page
+        .events
+        .iter()
+        .map(|event| serde_json::from_slice::<Value>(&event.data).unwrap()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..40).collect::<Vec<u64>>());
+}
