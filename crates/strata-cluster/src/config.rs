@@ -78,8 +78,10 @@ impl ClusterConfig {
         if !name_ok(&self.node_id) {
             return Err(format!("node id {:?}: 1 to 64 letters, digits, '-' or '_'", self.node_id));
         }
-        if !(self.advertise.starts_with("http://") || self.advertise.starts_with("https://")) {
-            return Err(format!("--advertise {:?} must be an http:// or https:// URL", self.advertise));
+        // Followers forward writes to the leader's advertised URL over plain HTTP (TLS to the API
+        // comes with "Security and tenancy").
+        if !self.advertise.starts_with("http://") {
+            return Err(format!("--advertise {:?} must be an http:// URL", self.advertise));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(format!("--cluster-replicas must be between 1 and 5, not {}", self.replicas));

@@ -35,6 +35,10 @@ pub const HEADER_NODE: &str = "Strata-Node";
 /// often gets 10164 without one. Both mean: the log has moved past the expected sequence.
 const WRONG_LAST_SEQUENCE_CODES: [u64; 2] = [10071, 10164];
 
+/// At most this many messages (or bytes) are read for one conflict.
+const CONFLICT_MESSAGES_MAX: usize = 1_000;
+const CONFLICT_BYTES_MAX: usize = 64 << 20;
+
 /// One publish of a frame, kept until its outcome is known.
 #[derive(Debug, Clone)]
 struct Attempt {
@@ -152,7 +156,9 @@ impl JetStreamLog {
         })
     }
 
-    /// Every message after `sequence`, in order, up to the log's end as its leader knows it.
+    /// The messages after `sequence`, in order, up to the log's end as its leader knows it — at most
+    /// [`CONFLICT_MESSAGES_MAX`] of them or [`CONFLICT_BYTES_MAX`] bytes: the committer applies
+    /// them and decides again, and the next proposal's conflict brings the rest.
     fn messages_after(&self, sequence: u64) -> Result<Vec<(u64, Vec<u8>)>, String> {
         let mut stream = self.stream.clone();
         let last = self
@@ -160,10 +166,15 @@ impl JetStreamLog {
             .block_on(async { stream.info().await.map(|info| info.state.last_sequence) })
             .map_err(|error| format!("read the log's state: {error}"))?;
         let mut messages = Vec::new();
+        let mut bytes = 0;
         for at in sequence + 1..=last {
             // A sequence without a message (a hole) has nothing to apply.
             if let Some(message) = self.message_at(at)? {
+                bytes += message.payload.len();
                 messages.push((at, message.payload.to_vec()));
+            }
+            if messages.len() >= CONFLICT_MESSAGES_MAX || bytes >= CONFLICT_BYTES_MAX {
+                break;
             }
         }
         Ok(messages)
@@ -198,10 +209,10 @@ impl JetStreamLog {
         match self.messages_after(sequence) {
             Ok(frames) => {
                 let last = frames.last().map_or(sequence, |(at, _)| *at);
-                // The committer applies (or skips) every one of them before it decides anything.
-                let next_position = self.shared.cursor.get().next_position
-                    + frames.iter().map(|(_, frame)| frame_events(frame)).sum::<u64>();
-                self.shared.cursor.set(Cursor { sequence: last, next_position });
+                // The committer applies (or skips) every one of them before it decides anything, and
+                // then says where the local log ends (`caught_up`).
+                self.raise_cursor(last, self.shared.cursor.get().next_position);
+                self.shared.foreign_applied.fetch_add(1, Ordering::SeqCst);
                 Proposal::Conflict { frames: frames.into_iter().map(|(_, frame)| frame).collect() }
             }
             Err(reason) => Proposal::NotWritten(not_written(format!(
@@ -222,8 +233,16 @@ impl JetStreamLog {
         }
     }
 
-    /// Answers a publish of `attempt`.
-    fn answer(&mut self, attempt: Attempt, published: Published) -> Proposal {
+    /// Moves the cursor forward (never back: a frame applied in a conflict can come again).
+    fn raise_cursor(&self, sequence: u64, next_position: u64) {
+        if sequence > self.shared.cursor.get().sequence {
+            self.shared.cursor.set(Cursor { sequence, next_position });
+        }
+    }
+
+    /// Answers a publish of `attempt`. `after_unknown`: an earlier publish of it got no answer, so a
+    /// refusal now says nothing about the first one.
+    fn answer(&mut self, attempt: Attempt, published: Published, after_unknown: bool) -> Proposal {
         match published {
             Published::At(sequence) if sequence == attempt.expected + 1 => self.commit_local(sequence, &attempt),
             Published::At(sequence) => {
@@ -236,6 +255,10 @@ impl JetStreamLog {
                 Proposal::Failed(not_written(reason))
             }
             Published::WrongLastSequence => self.after_wrong_sequence(attempt),
+            Published::Refused(reason) if after_unknown => {
+                self.pending = Some(attempt);
+                Proposal::Unknown { reason: format!("asked again, the log refused the publish ({reason})") }
+            }
             Published::Refused(reason) => Proposal::NotWritten(not_written(reason)),
             Published::NoAnswer(reason) => {
                 self.pending = Some(attempt);
@@ -268,8 +291,7 @@ impl CommitLog for JetStreamLog {
                         ));
                     }
                 },
-                Published::Refused(_) => {}
-                Published::At(_) | Published::NoAnswer(_) => {
+                Published::At(_) | Published::NoAnswer(_) | Published::Refused(_) => {
                     self.pending = Some(pending);
                     return Proposal::NotWritten(not_written(
                         "an earlier append's outcome is not known yet".to_owned(),
@@ -287,7 +309,7 @@ impl CommitLog for JetStreamLog {
         };
         let published = self.publish(&attempt);
         while_syncing();
-        self.answer(attempt, published)
+        self.answer(attempt, published, false)
     }
 
     fn resolve(&mut self, _frame: &Proposed<'_>) -> Proposal {
@@ -295,7 +317,7 @@ impl CommitLog for JetStreamLog {
             return Proposal::Unknown { reason: "no attempt to resolve".to_owned() };
         };
         let published = self.publish(&attempt);
-        self.answer(attempt, published)
+        self.answer(attempt, published, true)
     }
 
     fn apply(&mut self, frame: &[u8], first_position: u64) -> Result<FrameWritten, StorageError> {
@@ -309,11 +331,15 @@ impl CommitLog for JetStreamLog {
         true
     }
 
-    fn replicated(&mut self, sequence: u64, next_position: u64) {
-        // The cursor never goes back (a frame applied in a conflict may come again from the follower).
-        if sequence > self.shared.cursor.get().sequence {
-            self.shared.cursor.set(Cursor { sequence, next_position });
-        }
+    fn replicated(&mut self, sequence: u64, applied: Option<u64>) {
+        self.shared.foreign_applied.fetch_add(1, Ordering::SeqCst);
+        // A skipped message moves the sequence, not where the log's positions end.
+        self.raise_cursor(sequence, applied.unwrap_or(self.shared.cursor.get().next_position));
+    }
+
+    fn caught_up(&mut self, next_position: u64) {
+        let cursor = self.shared.cursor.get();
+        self.shared.cursor.set(Cursor { next_position, ..cursor });
     }
 
     fn finish(mut self: Box<Self>) {
@@ -327,8 +353,8 @@ impl JetStreamLog {
     /// An attempt answered "unknown" to its clients turned out committed: the committer applies it
     /// like any frame of the log, then decides the waiting group again.
     fn settled_landed(&mut self, attempt: Attempt) -> Proposal {
-        let next_position = attempt.first_position + attempt.events;
-        self.shared.cursor.set(Cursor { sequence: attempt.expected + 1, next_position });
+        self.raise_cursor(attempt.expected + 1, self.shared.cursor.get().next_position);
+        self.shared.foreign_applied.fetch_add(1, Ordering::SeqCst);
         Proposal::Conflict { frames: vec![attempt.frame.to_vec()] }
     }
 }
@@ -346,7 +372,5 @@ fn not_written(reason: String) -> StorageError {
 }
 
 fn is_no_message(error: &jetstream::stream::RawMessageError) -> bool {
-    // 10037: no message found.
-    let text = error.to_string();
-    text.contains("10037") || text.to_ascii_lowercase().contains("no message found")
+    error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound
 }

@@ -18,13 +18,17 @@ use async_nats::jetstream::{self, consumer, kv, stream::Stream};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use strata_core::Position;
 use strata_storage::replica::Replicated;
 use strata_storage::{Direction, Options, ReadFrom, Store, format};
 use tokio::sync::watch;
+
+const FOLLOWER: u8 = 0;
+const CANDIDATE: u8 = 1;
+const LEADER: u8 = 2;
 
 /// The lease's key in the bucket.
 pub const LEASE_KEY: &str = "leader";
@@ -86,10 +90,15 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) cursor: SharedCursor,
-    leading: AtomicBool,
-    candidate: AtomicBool,
+    /// [`FOLLOWER`], [`CANDIDATE`] or [`LEADER`]: one atomic, so that turning candidate into leader
+    /// and stepping down cannot interleave.
+    role_state: AtomicU8,
     halted: OnceLock<String>,
     pub(crate) frames_published: AtomicU64,
+    /// Frames this node did not decide on the state it decided refusals on: applied from the log by
+    /// the replicator or in a conflict, or a settled attempt. A refusal is confirmed only if none
+    /// came in while it was decided (`Node::refusal_mark`).
+    pub(crate) foreign_applied: AtomicU64,
     status: Mutex<StatusInner>,
     role: watch::Sender<Role>,
     last_contact: Mutex<Instant>,
@@ -108,10 +117,10 @@ impl Shared {
     fn new(cursor: SharedCursor) -> Self {
         Self {
             cursor,
-            leading: AtomicBool::new(false),
-            candidate: AtomicBool::new(false),
+            role_state: AtomicU8::new(FOLLOWER),
             halted: OnceLock::new(),
             frames_published: AtomicU64::new(0),
+            foreign_applied: AtomicU64::new(0),
             status: Mutex::default(),
             role: watch::channel(Role::Follower).0,
             last_contact: Mutex::new(Instant::now()),
@@ -123,11 +132,37 @@ impl Shared {
         if let Some(reason) = self.halted.get() {
             return Some(format!("writes are halted on this node: {reason}"));
         }
-        (!self.leading.load(Ordering::SeqCst)).then(|| "this node is not the cluster's leader".to_owned())
+        (!self.is_leading()).then(|| "this node is not the cluster's leader".to_owned())
+    }
+
+    pub(crate) fn is_leading(&self) -> bool {
+        self.role_state.load(Ordering::SeqCst) == LEADER
+    }
+
+    fn is_candidate(&self) -> bool {
+        self.role_state.load(Ordering::SeqCst) == CANDIDATE
+    }
+
+    /// Follower → candidate (the lease was won).
+    fn become_candidate(&self) -> bool {
+        let won = self.role_state.compare_exchange(FOLLOWER, CANDIDATE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if won {
+            self.role.send_replace(Role::Candidate);
+        }
+        won
+    }
+
+    /// Candidate → leader, unless the node stepped down meanwhile.
+    fn promote(&self) -> bool {
+        let promoted = self.role_state.compare_exchange(CANDIDATE, LEADER, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if promoted {
+            self.role.send_replace(Role::Leader);
+        }
+        promoted
     }
 
     pub(crate) fn step_down(&self, reason: &str) {
-        let was = self.leading.swap(false, Ordering::SeqCst) | self.candidate.swap(false, Ordering::SeqCst);
+        let was = self.role_state.swap(FOLLOWER, Ordering::SeqCst) != FOLLOWER;
         if was {
             tracing::warn!(%reason, "stepping down: this node no longer leads");
         }
@@ -146,12 +181,10 @@ impl Shared {
     }
 
     fn role_now(&self) -> Role {
-        if self.leading.load(Ordering::SeqCst) {
-            Role::Leader
-        } else if self.candidate.load(Ordering::SeqCst) {
-            Role::Candidate
-        } else {
-            Role::Follower
+        match self.role_state.load(Ordering::SeqCst) {
+            LEADER => Role::Leader,
+            CANDIDATE => Role::Candidate,
+            _ => Role::Follower,
         }
     }
 }
@@ -164,7 +197,7 @@ pub struct Node {
     config: ClusterConfig,
     stream: Stream,
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     dir: PathBuf,
 }
 
@@ -182,7 +215,10 @@ impl Node {
         let js = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client.clone());
         let admin = jetstream::ContextBuilder::new().timeout(ADMIN_TIMEOUT).build(client);
         let stream = retry_while_starting(|| nats::log_stream(&admin, &config, DEFAULT_NAMESPACE)).await?;
-        let bucket = retry_while_starting(|| lease_bucket(&admin, &config)).await?;
+        retry_while_starting(|| lease_bucket(&admin, &config)).await?;
+        // Renewals wait no longer than a publish: one stuck for longer than the lease would keep a
+        // leader from noticing it lost it.
+        let bucket = js.get_key_value(config.bucket()).await.map_err(|error| StartError::Nats(error.to_string()))?;
 
         options.frame_bytes_max = Some(nats::frame_bytes_max(max_payload));
         let shared = Arc::new(Shared::new(SharedCursor::new(dir, Cursor::default())));
@@ -208,13 +244,16 @@ impl Node {
         );
 
         let (stop, stop_rx) = watch::channel(false);
-        let mut node = Node { store, shared, config, stream, stop, tasks: Vec::new(), dir: dir.to_path_buf() };
+        let node = Node { store, shared, config, stream, stop, tasks: Mutex::new(Vec::new()), dir: dir.to_path_buf() };
         // Catch up before serving (and before competing for the lease).
         let mut replicator = Replicator::new(node.store.clone(), node.shared.clone(), node.stream.clone());
         replicator.catch_up().await.map_err(StartError::Nats)?;
-        node.tasks.push(tokio::spawn(replicator.run(stop_rx.clone())));
-        node.tasks.push(tokio::spawn(lease_loop(node.shared.clone(), node.config.clone(), bucket, stop_rx.clone())));
-        node.tasks.push(tokio::spawn(status_loop(node.shared.clone(), node.stream.clone(), stop_rx)));
+        {
+            let mut tasks = node.tasks.lock().expect("tasks lock");
+            tasks.push(tokio::spawn(replicator.run(stop_rx.clone())));
+            tasks.push(tokio::spawn(lease_loop(node.shared.clone(), node.config.clone(), bucket, stop_rx.clone())));
+            tasks.push(tokio::spawn(status_loop(node.shared.clone(), node.stream.clone(), stop_rx)));
+        }
         tracing::info!(cluster = %node.config.cluster_name, node = %node.config.node_id, "cluster node caught up; serving");
         Ok(node)
     }
@@ -267,6 +306,12 @@ impl Node {
     /// Why this node must not serve reads (cut off from the cluster for longer than
     /// `max_staleness`), if it must not.
     pub fn stale(&self) -> Option<String> {
+        if let Some(reason) = self.shared.halted.get() {
+            return Some(format!("this node's replica no longer follows the cluster log: {reason}"));
+        }
+        if let Some(reason) = self.store.poison_reason() {
+            return Some(format!("this node's replica no longer follows the cluster log: {reason}"));
+        }
         let silent = self.shared.last_contact.lock().expect("contact lock").elapsed();
         (silent > self.config.max_staleness).then(|| {
             format!(
@@ -277,12 +322,19 @@ impl Node {
         })
     }
 
-    /// Whether this node's replica holds every message of the log (asked of the stream's leader):
-    /// what a refusal that writes nothing must be decided on.
-    pub async fn at_head(&self) -> Result<bool, String> {
+    /// Taken before a request is decided: see [`Node::confirm_refusal`].
+    pub fn refusal_mark(&self) -> u64 {
+        self.shared.foreign_applied.load(Ordering::SeqCst)
+    }
+
+    /// Whether a refusal decided after `mark` was decided on the whole log: no frame but this node's
+    /// own came in since, and the replica holds the log's last message now (asked of the stream's
+    /// leader). Frames this node published meanwhile came after the decision and cannot change it.
+    pub async fn confirm_refusal(&self, mark: u64) -> Result<bool, String> {
         let mut stream = self.stream.clone();
         let info = stream.info().await.map_err(|error| format!("read the log's state: {error}"))?;
-        Ok(self.shared.cursor.get().sequence >= info.state.last_sequence)
+        let at_head = self.shared.cursor.get().sequence >= info.state.last_sequence;
+        Ok(at_head && self.shared.foreign_applied.load(Ordering::SeqCst) == mark)
     }
 
     /// Waits until the local replica holds `position` (true), or `timeout` passes (false).
@@ -303,9 +355,10 @@ impl Node {
 
     /// Stops following and leading (a leader releases the lease so another node takes over at
     /// once), saves the cursor, and returns the store (which closes when its last handle goes).
-    pub async fn shutdown(mut self) -> Store {
+    pub async fn shutdown(&self) -> Store {
         let _ = self.stop.send(true);
-        for task in self.tasks.drain(..) {
+        let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        for task in tasks {
             let _ = task.await;
         }
         self.shared.step_down("shutting down");
@@ -459,14 +512,21 @@ impl Replicator {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut role = self.shared.role.subscribe();
         while !*stop.borrow() {
-            if self.shared.leading.load(Ordering::SeqCst) {
+            if self.shared.halted.get().is_some() {
+                // Nothing more is applied here; wait to be stopped.
+                if stop.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if self.shared.is_leading() {
                 tokio::select! {
                     _ = stop.changed() => {}
                     _ = role.changed() => {}
                 }
                 continue;
             }
-            if self.shared.candidate.load(Ordering::SeqCst) {
+            if self.shared.is_candidate() {
                 self.take_over().await;
                 continue;
             }
@@ -497,7 +557,7 @@ impl Replicator {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = role.changed() => {
-                    if self.shared.candidate.load(Ordering::SeqCst) || self.shared.leading.load(Ordering::SeqCst) {
+                    if self.shared.is_candidate() || self.shared.is_leading() {
                         return;
                     }
                 }
@@ -529,10 +589,17 @@ impl Replicator {
             return;
         }
         self.shared.touch();
+        // A replica that resumes behind its own end (a saved cursor that lagged, or none) meets
+        // frames it holds already: the one that continues the log where the cursor says it ends is
+        // checked against the replica and passed; one that does not continue the log is a stray and
+        // goes to the committer, which skips it like every replica does.
         let local_next = self.store.head_position().map_or(0, |head| head.value() + 1);
-        if let Some((first, last, hash)) = frame_span(&frame).filter(|(first, _, _)| *first < local_next) {
+        let log_next = self.shared.cursor.get().next_position;
+        if let Some((first, last, hash)) =
+            frame_span(&frame).filter(|(first, _, _)| *first < local_next && *first == log_next)
+        {
             if last < local_next && local_hash(&self.store, last) == Some(hash) {
-                self.shared.cursor.set(Cursor { sequence, next_position: local_next });
+                self.shared.cursor.set(Cursor { sequence, next_position: last + 1 });
                 return;
             }
             self.shared.halt(&format!(
@@ -558,6 +625,18 @@ impl Replicator {
             let cursor = self.shared.cursor.get().sequence;
             if cursor >= last {
                 self.shared.status.lock().expect("status lock").log_last_sequence = last;
+                // The replica must end where the log does: one that holds more (the log was restored
+                // from an older copy, a single-server log lost messages) must never lead.
+                let log_next = self.shared.cursor.get().next_position;
+                let local_next = self.store.head_position().map_or(0, |head| head.value() + 1);
+                if local_next != log_next {
+                    let reason = format!(
+                        "this node's replica ends at position {local_next} but the cluster log at {log_next}: \
+                         the replica holds what the log does not — move its data directory away and let it catch up again"
+                    );
+                    self.shared.halt(&reason);
+                    return Err(reason);
+                }
                 return Ok(());
             }
             for sequence in cursor + 1..=last {
@@ -566,7 +645,9 @@ impl Replicator {
                         let published_us = (message.time.unix_timestamp_nanos() / 1000) as i64;
                         self.apply(sequence, message.payload.to_vec(), Some(published_us)).await;
                     }
-                    Err(error) if error.to_string().contains("10037") => {
+                    Err(error)
+                        if error.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                    {
                         self.shared.cursor.set(Cursor { sequence, ..self.shared.cursor.get() });
                     }
                     Err(error) => return Err(format!("read the log at sequence {sequence}: {error}")),
@@ -581,13 +662,11 @@ impl Replicator {
     /// The lease is ours: read the log to its end, then lead.
     async fn take_over(&mut self) {
         match self.catch_up().await {
-            Ok(()) if self.shared.candidate.load(Ordering::SeqCst) => {
-                self.shared.leading.store(true, Ordering::SeqCst);
-                self.shared.candidate.store(false, Ordering::SeqCst);
-                self.shared.role.send_replace(Role::Leader);
-                tracing::info!(sequence = self.shared.cursor.get().sequence, "this node leads the cluster");
+            Ok(()) => {
+                if self.shared.promote() {
+                    tracing::info!(sequence = self.shared.cursor.get().sequence, "this node leads the cluster");
+                }
             }
-            Ok(()) => {}
             Err(reason) => {
                 tracing::warn!(%reason, "could not catch up to take the lease over; following again");
                 self.shared.step_down(&reason);
@@ -612,9 +691,17 @@ async fn lease_loop(shared: Arc<Shared>, config: ClusterConfig, bucket: kv::Stor
             _ = stop.changed() => break,
             _ = tokio::time::sleep(tick) => {}
         }
-        let holding = shared.leading.load(Ordering::SeqCst) || shared.candidate.load(Ordering::SeqCst);
+        let holding = shared.is_leading() || shared.is_candidate();
         if !holding {
-            held = None;
+            if let Some(revision) = held.take() {
+                // Stepped down (a failed catch-up, a halt, a lost renewal): hand the lease on at once,
+                // if it is still ours, rather than make the others wait out the lease time.
+                let _ = bucket.update(LEASE_KEY, bytes::Bytes::new(), revision).await;
+            }
+        } else if held.is_none() {
+            // Leading or candidate without a lease of our own: never, but never lead on it.
+            shared.step_down("this node holds no lease");
+            continue;
         }
         if let Some(revision) = held {
             if renewed.elapsed() < config.renew_every {
@@ -631,8 +718,18 @@ async fn lease_loop(shared: Arc<Shared>, config: ClusterConfig, bucket: kv::Stor
                         Some(LeaseHolder { node_id: config.node_id.clone(), url: config.advertise.clone() });
                 }
                 Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    held = None;
-                    shared.step_down("another node took the lease over");
+                    // A renewal whose answer was lost moved the revision already: if the lease still
+                    // says this node, it is ours at its new revision.
+                    match bucket.entry(LEASE_KEY).await {
+                        Ok(Some(entry)) if entry.value == me && entry.revision > revision => {
+                            held = Some(entry.revision);
+                            renewed = Instant::now();
+                        }
+                        _ => {
+                            held = None;
+                            shared.step_down("another node took the lease over");
+                        }
+                    }
                 }
                 Err(error) => {
                     if renewed.elapsed() + config.renew_every >= config.lease {
@@ -695,8 +792,10 @@ async fn lease_loop(shared: Arc<Shared>, config: ClusterConfig, bucket: kv::Stor
                 status.lease_revision = revision;
                 status.leader = Some(LeaseHolder { node_id: config.node_id.clone(), url: config.advertise.clone() });
             }
-            shared.candidate.store(true, Ordering::SeqCst);
-            shared.role.send_replace(Role::Candidate);
+            if !shared.become_candidate() {
+                let _ = bucket.update(LEASE_KEY, bytes::Bytes::new(), revision).await;
+                held = None;
+            }
         }
     }
     // Hand the lease on at once rather than make the others wait out the lease time.

@@ -96,6 +96,44 @@ async fn one_leader_replicates_fails_over_and_restarted_nodes_catch_up() {
         assert_eq!(node.store().store_created(), nodes[leader].store().store_created());
     }
 
+    // A stray message on the log's subject (not a frame) and a valid-looking frame of another
+    // history: every replica skips both alike, and appends go on after them.
+    let stray = async_nats::connect(urls[0].clone()).await.unwrap();
+    let js = async_nats::jetstream::new(stray);
+    let subject = "strata.rep.default.log";
+    js.publish(subject, "not a frame".into()).await.unwrap().await.unwrap();
+    let mut foreign = Vec::new();
+    {
+        // A frame from a store of its own, published as if it continued this log.
+        let dir = tempfile::tempdir().unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        commit(&other, "elsewhere", 1).await;
+        drop(other);
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+            .unwrap();
+        let bytes = std::fs::read(segment).unwrap();
+        let header = strata_storage::format::SEGMENT_HEADER_BYTES as usize;
+        let (_, keys) = strata_storage::format::decode_frame(&bytes[header..]).unwrap();
+        assert!(!keys.is_empty());
+        let length = strata_storage::format::FRAME_HEADER_BYTES
+            + u32::from_le_bytes(bytes[header + 4..header + 8].try_into().unwrap()) as usize;
+        foreign.extend_from_slice(&bytes[header..header + length]);
+    }
+    js.publish(subject, foreign.into()).await.unwrap().await.unwrap();
+    for n in 50..60 {
+        commit(nodes[leader].store(), &format!("account-{}", n % 5), n).await;
+    }
+    let head = nodes[leader].store().head_position().unwrap().value();
+    assert_eq!(head, 60, "the skipped messages take no positions");
+    for node in nodes {
+        assert!(node.wait_for_position(head, Duration::from_secs(10)).await);
+        assert_eq!(all(node.store()), all(nodes[leader].store()), "{}'s replica", node.config().node_id);
+        assert_eq!(node.store().stats().frames_skipped, 2, "{} skipped the two messages", node.config().node_id);
+    }
+
     // The leader goes (releasing its lease): another node leads, with the whole log.
     let leader_id = nodes[leader].config().node_id.clone();
     let mut remaining: Vec<Node> = Vec::new();
@@ -112,11 +150,11 @@ async fn one_leader_replicates_fails_over_and_restarted_nodes_catch_up() {
     let survivors: Vec<&Node> = remaining.iter().collect();
     let new_leader = leader_of(&survivors, Duration::from_secs(10)).await;
     assert_ne!(survivors[new_leader].config().node_id, leader_id);
-    for n in 50..80 {
+    for n in 60..90 {
         commit(survivors[new_leader].store(), &format!("account-{}", n % 5), n).await;
     }
     let head = survivors[new_leader].store().head_position().unwrap().value();
-    assert_eq!(head, 80, "positions stay dense across the failover");
+    assert_eq!(head, 90, "positions stay dense across the failover");
 
     // The old leader restarts on its data: it resumes from its replica and catches up.
     let dir = dirs[stopped_dir.unwrap()].path();

@@ -40,8 +40,10 @@ pub trait ClusterView: Send + Sync + std::fmt::Debug + 'static {
     fn stale(&self) -> Option<String>;
     /// `/v1/info`'s `cluster`.
     fn info(&self) -> strata_wire::ClusterInfo;
-    /// Whether the local replica holds every message of the log.
-    fn at_head(&self) -> BoxFuture<'_, Result<bool, String>>;
+    /// Taken before a write is decided here, for [`ClusterView::confirm_refusal`].
+    fn refusal_mark(&self) -> u64;
+    /// Whether a refusal decided after `mark` was decided on the whole log.
+    fn confirm_refusal(&self, mark: u64) -> BoxFuture<'_, Result<bool, String>>;
 }
 
 /// A request forwarded by another node carries this header (its node id); such a request is never
@@ -58,6 +60,9 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long `min_position` waits for the replica.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(10);
+
+/// Answers to a write that say "no" because of what the log holds.
+const REFUSALS_TO_CONFIRM: &[StatusCode] = &[StatusCode::CONFLICT, StatusCode::NOT_FOUND, StatusCode::GONE];
 
 /// Paths whose POST concerns this node's replica only.
 const LOCAL_POSTS: &[&str] = &["/v1/verify", "/v1/scavenge"];
@@ -86,12 +91,14 @@ pub(crate) async fn route(State(state): State<AppState>, request: Request, next:
     }
     match route {
         WriteRoute::Local => {
+            let mark = cluster.refusal_mark();
             let response = next.run(request).await;
-            if response.status() != StatusCode::CONFLICT {
+            // A refusal that wrote nothing and depends on what the log holds (a conflict, a stream
+            // not found or deleted) may come from a replica that missed frames.
+            if !REFUSALS_TO_CONFIRM.contains(&response.status()) {
                 return response;
             }
-            // A refusal that wrote nothing may come from a replica that missed frames.
-            match cluster.at_head().await {
+            match cluster.confirm_refusal(mark).await {
                 Ok(true) => response,
                 Ok(false) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

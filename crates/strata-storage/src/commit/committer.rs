@@ -921,6 +921,7 @@ pub(crate) fn run(
                     }
                     Ok::<(), String>(())
                 });
+                log.caught_up(shared.index.read().expect("index lock poisoned").next_position());
                 if let Err(reason) = applied {
                     // The log holds what this replica cannot apply: it must not decide on top of it.
                     let reason = format!("a frame of the log could not be applied: {reason}");
@@ -1027,14 +1028,13 @@ fn replicate(
         Ok(head) => {
             *chain_head = Some(head);
             let (first_position, last_position) = frame_positions(&request.frame);
-            log.replicated(request.sequence, last_position + 1);
+            log.replicated(request.sequence, Some(last_position + 1));
             Ok(Replicated::Applied { first_position, last_position })
         }
         Err(ApplyError::Invalid(reason)) => {
             shared.stats.frames_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(sequence = request.sequence, %reason, "a message of the log that is not a frame continuing the chain was skipped");
-            let next_position = shared.index.read().expect("index lock poisoned").next_position();
-            log.replicated(request.sequence, next_position);
+            log.replicated(request.sequence, None);
             Ok(Replicated::Skipped { reason })
         }
         Err(ApplyError::Storage(reason)) => {
@@ -1184,6 +1184,13 @@ fn check_records_continue(
         }
         if last_time.is_some_and(|last| key.recorded_at < last) {
             return Err(format!("position {}: its recorded time goes back", key.position));
+        }
+        // Indexing applies system events: one that does not decode must be refused here.
+        if key.stream == system::SYSTEM_STREAM {
+            system::decode(key.event_type, key.data).map_err(|error| format!("position {}: {error}", key.position))?;
+        }
+        if key.stream == system::STORE_STREAM && key.event_type == system::STORE_CREATED_TYPE {
+            system::StoreCreated::decode(key.data).map_err(|error| format!("position {}: {error}", key.position))?;
         }
         last_time = Some(key.recorded_at);
     }

@@ -63,8 +63,12 @@ pub trait CommitLog: Send + std::any::Any {
     /// The message at `sequence` of a replicated log was applied to the local copy (or skipped, not
     /// being a frame continuing the chain): the next proposal follows it. Sent through
     /// [`crate::Store::replicate`]; the embedded log has no sequences and ignores it.
-    /// `next_position` is the local log's next position after it.
-    fn replicated(&mut self, _sequence: u64, _next_position: u64) {}
+    /// `applied` is the local log's next position after it when it was applied (`None`: skipped).
+    fn replicated(&mut self, _sequence: u64, _applied: Option<u64>) {}
+
+    /// The frames of a conflict were applied (or skipped): the local log's next position is now
+    /// `next_position`.
+    fn caught_up(&mut self, _next_position: u64) {}
 
     /// The store is closing.
     fn finish(self: Box<Self>);

@@ -191,8 +191,12 @@ impl strata_server::cluster::ClusterView for NodeView {
         }
     }
 
-    fn at_head(&self) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
-        Box::pin(self.0.at_head())
+    fn refusal_mark(&self) -> u64 {
+        self.0.refusal_mark()
+    }
+
+    fn confirm_refusal(&self, mark: u64) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
+        Box::pin(self.0.confirm_refusal(mark))
     }
 }
 
@@ -212,10 +216,10 @@ pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
             let node = Arc::new(node);
             let store = node.store().clone();
             let view: Arc<dyn strata_server::cluster::ClusterView> = Arc::new(NodeView(node.clone()));
-            run_server(&runtime, args, data, store, Some(view))?;
-            if let Ok(node) = Arc::try_unwrap(node) {
-                drop(runtime.block_on(node.shutdown()));
-            }
+            let served = run_server(&runtime, args, data, store, Some(view));
+            // Stop following and leading (a leader hands its lease on) whatever serving returned.
+            drop(runtime.block_on(node.shutdown()));
+            served?;
         }
     }
     // The runtime's tasks held the last clones of the store: dropping it lets the committer finish
