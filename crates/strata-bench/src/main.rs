@@ -25,6 +25,7 @@
 //! - `disk`: settling the file system between measurements, spotting tmpfs.
 //! - `memory`: the process's resident memory.
 
+mod cluster;
 mod disk;
 mod drive;
 mod engine;
@@ -97,6 +98,9 @@ enum BenchCommand {
     /// The event-sourcing toolkit: projection rebuilds into SQLite and PostgreSQL, 64 concurrent
     /// commands on hot and cold aggregates.
     Toolkit(toolkit::ToolkitArgs),
+    /// Cluster mode: 3 nats-server and 3 strata nodes on this machine (appends against the
+    /// JetStream compare-and-set chain, an embedded server and PostgreSQL; failover; follower lag).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// What every benchmark takes: output, where to work, and how long to measure.
@@ -206,6 +210,7 @@ fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::Groups(args) => groups::run(args),
         BenchCommand::Toolkit(args) => toolkit::run(args),
+        BenchCommand::Cluster(args) => cluster::run(args),
     }
 }
 

@@ -275,9 +275,23 @@ pub(super) async fn http_appends(
     payload: &str,
     duration: Duration,
 ) -> Result<Measurement> {
+    http_appends_spread(&[address], prefix, clients, events_per_request, payload, duration).await
+}
+
+/// [`http_appends`] with the clients spread over `addresses` in turn (client `i` on address
+/// `i % len`).
+pub(super) async fn http_appends_spread(
+    addresses: &[SocketAddr],
+    prefix: &str,
+    clients: usize,
+    events_per_request: usize,
+    payload: &str,
+    duration: Duration,
+) -> Result<Measurement> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
+        let address = addresses[client % addresses.len()];
         let path = format!("/v1/streams/{prefix}-{client}");
         let event = format!(r#"{{"type":"MoneyDeposited","data":{payload}}}"#);
         let events = vec![event; events_per_request].join(",");
@@ -421,7 +435,7 @@ async fn sse_latency(address: SocketAddr, duration: Duration, payload: &str) -> 
 
 /// PostgreSQL with a Message-DB-style schema: `write_message` takes an advisory lock on the stream,
 /// checks the expected version, and inserts with the next stream position; positions are a bigserial.
-struct Postgres {
+pub(super) struct Postgres {
     clients: Vec<Arc<tokio_postgres::Client>>,
 }
 
@@ -459,7 +473,7 @@ $$ LANGUAGE plpgsql;
 "#;
 
 impl Postgres {
-    async fn connect(config: &str) -> Result<Postgres> {
+    pub(super) async fn connect(config: &str) -> Result<Postgres> {
         let mut clients = Vec::new();
         for _ in 0..CONCURRENT_CLIENTS {
             let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
@@ -476,7 +490,7 @@ impl Postgres {
         Ok(Postgres { clients })
     }
 
-    async fn appends(
+    pub(super) async fn appends(
         &self,
         prefix: &str,
         clients: usize,

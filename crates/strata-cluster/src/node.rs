@@ -809,20 +809,34 @@ async fn lease_loop(shared: Arc<Shared>, config: ClusterConfig, bucket: kv::Stor
 
 /// Every second: the log's last sequence (for the lag), a halt if the log went backwards, and the
 /// cursor saved.
+///
+/// What this node applied is read before the log is asked: it keeps applying while the answer is on
+/// its way, so only an answer below what it had applied when it asked says the log went backwards.
+/// Even then the halt waits for a second answer a second later (`BACKWARDS_ANSWERS`): one answer
+/// could come from a stream leader elected a moment ago, the cost of halting for nothing is a node
+/// that serves no writes until restarted.
 async fn status_loop(shared: Arc<Shared>, mut stream: Stream, mut stop: watch::Receiver<bool>) {
+    const BACKWARDS_ANSWERS: u32 = 2;
+    let mut backwards = 0;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        let applied = shared.cursor.get().sequence;
         if let Ok(info) = stream.info().await {
             shared.touch();
             let last = info.state.last_sequence;
-            let applied = shared.cursor.get().sequence;
             if last < applied {
-                shared.halt(&format!(
-                    "the cluster log's last sequence went backwards (to {last}; this node applied {applied}): the log was reset or replaced"
-                ));
+                backwards += 1;
+                tracing::warn!(last, applied, "the cluster log's last sequence is below what this node applied");
+                if backwards >= BACKWARDS_ANSWERS {
+                    shared.halt(&format!(
+                        "the cluster log's last sequence went backwards (to {last}; this node applied {applied}): the log was reset or replaced"
+                    ));
+                }
+            } else {
+                backwards = 0;
             }
             shared.status.lock().expect("status lock").log_last_sequence = last;
         }

@@ -200,6 +200,43 @@ async fn a_replica_of_another_log_is_refused_at_start() {
     let _ = Position::new(0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_that_goes_backwards_halts_writes() {
+    let Some(nats) = cluster_or_skip(1, "a_log_that_goes_backwards_halts_writes") else { return };
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&urls, "back", "a", dir.path()).await;
+    leader_of(&[&node], Duration::from_secs(10)).await;
+    for n in 0..5 {
+        commit(node.store(), "account-1", n).await;
+    }
+    // The log's stream replaced by an empty one of the same name and subject (a reset, or a restore
+    // of an old backup): its last sequence is now below what the node applied.
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].clone()).await.unwrap());
+    let name = node.config().stream_name("default");
+    let stream_config = js.get_stream(&name).await.unwrap().info().await.unwrap().config.clone();
+    js.delete_stream(&name).await.unwrap();
+    js.create_stream(stream_config).await.unwrap();
+    let began = Instant::now();
+    let reason = loop {
+        if let Some(reason) = node.status().halted {
+            break reason;
+        }
+        assert!(began.elapsed() < Duration::from_secs(15), "the node did not halt: {:?}", node.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains("backwards"), "{reason}");
+    assert_ne!(node.role(), Role::Leader, "a halted node does not lead");
+    assert!(node.stale().is_some_and(|stale| stale.contains("no longer follows")), "its reads answer stale");
+    match append(node.store(), "account-1", 99).await {
+        Err(AppendError::NotWritten { .. }) => {}
+        other => panic!("a halted node decided an append: {other:?}"),
+    }
+    // What it held is kept: the five events are still in its replica.
+    assert_eq!(node.store().head_position().unwrap().value(), 5);
+    node.shutdown().await;
+}
+
 #[test]
 fn a_three_server_nats_cluster_starts() {
     let Some(nats) = cluster_or_skip(3, "a_three_server_nats_cluster_starts") else { return };

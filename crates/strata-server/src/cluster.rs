@@ -229,9 +229,22 @@ pub(crate) async fn wait_for_position(state: &AppState, position: u64, timeout: 
     tokio::time::timeout(timeout, reached).await.unwrap_or(false)
 }
 
-/// `min_position=P` on a read or a subscription: wait (bounded) until the replica holds P.
+/// `min_position=P` on a read or a subscription: on a cluster node, wait (bounded) until the
+/// replica holds P. A standalone server answers at once: every position it acknowledged is already
+/// visible, so one beyond its head was never written here and waiting would not bring it.
 pub(crate) async fn wait_min_position(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
     let Some(position) = min_position else { return Ok(()) };
+    if state.cluster.is_none() {
+        let next = *state.store.watch_next_position().borrow();
+        if position < next {
+            return Ok(());
+        }
+        return Err(ApiError::invalid(format!(
+            "min_position {position} is beyond this store's head (its next position is {next}): \
+             no append here has reached it (min_position waits only on a cluster node)"
+        ))
+        .with(|detail| detail.position = Some(position)));
+    }
     if wait_for_position(state, position, MIN_POSITION_WAIT).await {
         return Ok(());
     }

@@ -136,6 +136,19 @@ async fn reads_render_events_page_and_travel_in_time() {
     let (status, page) = server.get("/v1/all?until_time=1999-01-01T00:00:00%2B01:00").await;
     assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 0));
 
+    // `min_position` on a standalone server: what it holds answers at once, a position beyond its
+    // head (never acknowledged here) is refused at once rather than waited for.
+    let started = std::time::Instant::now();
+    let (status, page) = server.get("/v1/streams/order-1?min_position=7").await;
+    assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 5));
+    let (status, error) = server.get("/v1/all?min_position=8").await;
+    assert_eq!((status, &error["error"]["code"]), (400, &json!("invalid_request")), "{error}");
+    assert_eq!(error["error"]["position"], 8);
+    assert!(error["error"]["message"].as_str().unwrap().contains("next position is 8"), "{error}");
+    let (status, _) = server.get("/v1/subscribe?min_position=18446744073709551614").await;
+    assert_eq!(status, 400);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "nothing waited");
+
     let (status, error) = server.get("/v1/streams/nothing-here").await;
     assert_eq!(status, 404);
     assert_eq!(error["error"]["code"], "stream_not_found");

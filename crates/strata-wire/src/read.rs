@@ -66,8 +66,9 @@ pub struct PageParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(format = DateTime)]
     pub until_time: Option<String>,
-    /// Wait (up to 10 s, then 503) until this node's store holds this position: read-your-writes on
-    /// a cluster node other than the one that wrote.
+    /// Cluster mode: wait (up to 10 s, then 503) until this node's store holds this position
+    /// (read-your-writes on a node other than the one that wrote). A standalone server answers 400
+    /// at once for a position beyond its head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<u64>,
 }
@@ -108,8 +109,9 @@ pub struct SubscribeParams {
     /// `Last-Event-ID` header overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ReadFrom>,
-    /// Wait (up to 10 s, then 503) until this node's store holds this position before subscribing;
-    /// on a cluster node a `Last-Event-ID` implies it.
+    /// Cluster mode: wait (up to 10 s, then 503) until this node's store holds this position before
+    /// subscribing; a `Last-Event-ID` implies it. A standalone server answers 400 at once for a
+    /// position beyond its head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<u64>,
 }

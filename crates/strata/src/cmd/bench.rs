@@ -13,7 +13,7 @@ const BENCH_BINARY: &str = "strata-bench";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What `strata-bench` takes: `engine|server|groups|toolkit`, `--json`, `--rounds N`,
+    /// What `strata-bench` takes: `engine|server|groups|toolkit|cluster`, `--json`, `--rounds N`,
     /// `--scenario NAME`, … (`strata bench --help` shows its help).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
