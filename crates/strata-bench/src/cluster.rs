@@ -8,8 +8,12 @@
 //!   the cluster's leader wrote in the same round through the same compare-and-set chain, one in
 //!   flight, no decision work, (c) PostgreSQL as in `bench server`, and (d) for information
 //!   (`jetstream_publish_64`), 64 publishers of single events with no compare-and-set.
+//!   `cluster_append_concurrent_64_leader_only`: the same clients all on the leader (no forwarding).
 //! - `cluster_failover`: kill -9 of the leader → the first acknowledged append on another node.
 //! - `cluster_follower_lag`: an append acknowledged by the leader → the event on a follower's SSE.
+//! - `cluster_catch_up`: what a new node costs — a fresh node with an empty data directory joins
+//!   and replays the whole log (seeded first with `CATCH_UP_SEED_EVENTS` in batches of 1,000);
+//!   events/s until its head is the leader's.
 //!
 //! Everything shares the machine's 2 cores and one disk: the figures show what the protocol costs
 //! here, not what three machines would do.
@@ -42,7 +46,7 @@ pub struct ClusterArgs {
     #[command(flatten)]
     run: super::RunArgs,
     /// A scenario to run (repeatable): cluster_append_concurrent_64, cluster_failover,
-    /// cluster_follower_lag. [default: all]
+    /// cluster_follower_lag, cluster_catch_up. [default: all]
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// PostgreSQL to compare with (a database the benchmark may create a schema `strata_bench` in).
@@ -50,7 +54,10 @@ pub struct ClusterArgs {
     postgres: String,
 }
 
-const SCENARIOS: [&str; 3] = ["cluster_append_concurrent_64", "cluster_failover", "cluster_follower_lag"];
+const SCENARIOS: [&str; 4] =
+    ["cluster_append_concurrent_64", "cluster_failover", "cluster_follower_lag", "cluster_catch_up"];
+/// `cluster_catch_up`: events added to the log (1,000 per append) before a fresh node joins.
+const CATCH_UP_SEED_EVENTS: usize = 300_000;
 
 /// One `strata serve --cluster` process.
 struct Node {
@@ -215,6 +222,9 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     if selected("cluster_follower_lag") {
         follower_lag(&args, &runtime, &nodes, &payload, round, &mut report)?;
     }
+    if selected("cluster_catch_up") {
+        catch_up(&runtime, &nats, &mut nodes, &strata, temp.path(), &payload, &mut report)?;
+    }
     report.finish();
     drop(nodes);
     drop(nats);
@@ -250,7 +260,7 @@ fn append_concurrent(
     })?;
     let addresses: Vec<SocketAddr> = nodes.iter().map(Node::address).collect();
     let (mut cluster, mut local, mut chain) = (Measurement::default(), Measurement::default(), Measurement::default());
-    let (mut pg, mut raw) = (Measurement::default(), Measurement::default());
+    let (mut pg, mut raw, mut direct) = (Measurement::default(), Measurement::default(), Measurement::default());
     let (mut to_chain, mut to_pg, mut to_local) = (Vec::new(), Vec::new(), Vec::new());
     for number in 0..args.run.rounds {
         let prefix = format!("cluster-{number}");
@@ -265,6 +275,19 @@ fn append_concurrent(
         super::server::progress(number, args.run.rounds, "cluster", &mut measured);
         eprintln!("    frames: {commits:.0}, {events_per_frame:.1} events and {frame_bytes} bytes each on average");
         cluster.absorb(measured);
+
+        // The same clients all on the leader: what forwarding (and a follower waiting to apply
+        // the write it forwarded) costs, apart from the protocol.
+        let mut measured = runtime.block_on(http_appends_spread(
+            &[leader_address],
+            &format!("{prefix}-direct"),
+            CLIENTS,
+            1,
+            payload,
+            round,
+        ))?;
+        super::server::progress(number, args.run.rounds, "leader only", &mut measured);
+        direct.absorb(measured);
 
         let mut measured = runtime.block_on(cas_chain(&js, frame_bytes.max(64), events_per_frame.max(1.0), round))?;
         super::server::progress(number, args.run.rounds, "cas chain", &mut measured);
@@ -303,6 +326,7 @@ fn append_concurrent(
     report.emit(chain_row);
     report.emit(local_row);
     report.emit(Row::measured("jetstream_publish_64", &mut raw));
+    report.emit(Row::measured("cluster_append_concurrent_64_leader_only", &mut direct));
     if postgres.is_ok() {
         let pg_row = Row::measured("postgres_append_64", &mut pg);
         let ratio = median(&to_pg);
@@ -545,4 +569,62 @@ fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The log seeded with batches of 1,000, then a fresh node joins: the time until it holds the
+/// leader's head (it starts, checks the log, replays every frame, then serves).
+fn catch_up(
+    runtime: &tokio::runtime::Runtime,
+    nats: &NatsCluster,
+    nodes: &mut Vec<Node>,
+    strata: &Path,
+    dir: &Path,
+    payload: &str,
+    report: &mut Report,
+) -> Result<()> {
+    eprintln!(
+        "cluster_catch_up: {CATCH_UP_SEED_EVENTS} events added in batches of 1,000, then a fresh node replays the log"
+    );
+    let leader_address = nodes[runtime.block_on(leader(nodes, Duration::from_secs(30)))?].address();
+    let event = format!(r#"{{"type":"MoneyDeposited","data":{payload}}}"#);
+    let body = format!(r#"{{"events":[{}]}}"#, vec![event; 1_000].join(","));
+    let head = runtime.block_on(async {
+        for batch in 0..CATCH_UP_SEED_EVENTS / 1_000 {
+            let (status, answer) =
+                post(leader_address, &format!("/v1/streams/seed-{}", batch % 100), body.clone()).await?;
+            if status != 200 {
+                bail!("a seeding append answered {status}: {answer}");
+            }
+        }
+        let info = get_json(leader_address, "/v1/info").await.context("the leader's /v1/info")?;
+        info["head_position"].as_u64().context("the leader's head")
+    })?;
+    let mut fresh = Node {
+        id: "node-fresh".to_owned(),
+        port: free_port(),
+        dir: dir.join("node-fresh"),
+        log: dir.join("node-fresh.log"),
+        child: None,
+    };
+    let started = Instant::now();
+    fresh.start(strata, nats)?;
+    let address = fresh.address();
+    let elapsed = runtime.block_on(async {
+        loop {
+            if let Some(info) = get_json(address, "/v1/info").await {
+                if info["head_position"].as_u64().is_some_and(|at| at >= head) {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("the fresh node did not reach position {head} within 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })?;
+    let seconds = elapsed.as_secs_f64();
+    eprintln!("  {} events replayed in {seconds:.2} s ({:.0} events/s)", head + 1, (head + 1) as f64 / seconds);
+    report.emit(Row::timed("cluster_catch_up", head + 1, seconds));
+    nodes.push(fresh);
+    Ok(())
 }
