@@ -1,6 +1,7 @@
 //! The command line, through the binary: export → import → export is byte-identical (on a data
 //! directory and against a server), a backup taken while writing restores to a store `verify`
-//! accepts, `verify` fails on damage, and a directory a server holds is refused with a clear message.
+//! accepts, `verify` fails on damage, a directory a server holds is refused with a clear message, and
+//! `--url` with several servers passes over one that is not there.
 
 mod common;
 
@@ -175,6 +176,43 @@ fn verify_fails_on_damage_and_restore_refuses_a_damaged_backup() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not match its manifest"));
     assert!(strata_ok(&["--data", path(&restored), "export"]).is_empty(), "nothing was restored");
+}
+
+/// `--url` with several servers: a node that is not there is passed over (nothing was sent to it);
+/// one server that is not there fails at once, saying nothing was written; a URL that is not HTTP
+/// is refused before anything is sent.
+#[test]
+fn several_urls_move_on_from_a_server_that_is_not_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start_server(&dir.path().join("data"));
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let both = format!("{dead},{url}");
+    strata_ok(&["--url", &both, "append", "order-1", "--type", "Placed", r#"{"n":1}"#]);
+    strata_ok(&["--url", &both, "append", "order-1", "--type", "Placed", r#"{"n":2}"#]);
+    let read = strata_ok(&["--url", &both, "--json", "read", "order-1"]);
+    let events: Vec<Value> =
+        read.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(events.len(), 2, "each append went once, to the server that is there");
+    assert_eq!(events[1]["data"], json!({ "n": 2 }));
+
+    let started = std::time::Instant::now();
+    let output = strata(&["--url", &dead, "read", "order-1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("no server took the request (nothing was written)") && message.contains(&dead),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "one server that is not there is not retried");
+
+    let output = strata(&["--url", "ftp://127.0.0.1:1", "read", "order-1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not an http:// or https:// URL"));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! real: kill -9 of the Strata leader, kill -9 of the JetStream stream leader, SIGSTOP of the leader
 //! past its lease. After each, every acknowledged event is in the log exactly once at the position
 //! it was acknowledged with, positions are gapless, and every replica holds the same log (same
-//! hashes). Skips visibly without a nats-server (fails with `STRATA_REQUIRE_SERVICES=1`).
+//! hashes). The client and the command line, given every node, move on when one is gone; an export
+//! of the cluster imports into an empty cluster and exports again byte for byte. Skips visibly
+//! without a nats-server (fails with `STRATA_REQUIRE_SERVICES=1`).
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -542,4 +544,73 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
         .map(|event| serde_json::from_slice::<Value>(&event.data).unwrap()["n"].as_u64().unwrap())
         .collect();
     assert_eq!(ns, (0..40).collect::<Vec<u64>>());
+
+    // The command line, given every node with the one that is gone first, moves on too.
+    let mut ordered = vec![urls[used].clone()];
+    ordered.extend(urls.iter().filter(|url| **url != urls[used]).cloned());
+    let joined = ordered.join(",");
+    let cli = move |args: Vec<String>| {
+        let joined = joined.clone();
+        tokio::task::spawn_blocking(move || {
+            let output =
+                Command::new(env!("CARGO_BIN_EXE_strata")).arg("--url").arg(&joined).args(&args).output().unwrap();
+            assert!(output.status.success(), "strata {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            output.stdout
+        })
+    };
+    cli(["append", "client-1", "--type", "Counted", r#"{"n":40}"#].map(String::from).to_vec()).await.unwrap();
+    let read = cli(["--json", "read", "client-1"].map(String::from).to_vec()).await.unwrap();
+    let ns: Vec<u64> = read
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice::<Value>(line).unwrap()["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..41).collect::<Vec<u64>>());
+
+    // Export from the cluster (through any node), import into an empty cluster on the same NATS
+    // servers: the same log, positions, ids and hashes — its export is byte-identical.
+    let export = cli(vec!["export".to_owned()]).await.unwrap();
+    assert!(export.split(|&b| b == b'\n').filter(|line| !line.is_empty()).count() > 41);
+    let file = cluster._dir.path().join("cluster.ndjson");
+    std::fs::write(&file, &export).unwrap();
+    let mut other = StrataNode {
+        id: "restored-1".to_owned(),
+        port: free_port(),
+        dir: cluster._dir.path().join("restored-1"),
+        log: cluster._dir.path().join("restored-1.log"),
+        child: None,
+    };
+    other.start(&cluster.nats, "restored");
+    let other_url = other.url();
+    let began = Instant::now();
+    loop {
+        let info: Option<Value> = match cluster.client.get(format!("{other_url}/v1/info")).send().await {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        if info.is_some_and(|info| info["cluster"]["role"] == "leader") {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the restored cluster's node did not lead:\n{}",
+            other.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on_other = move |args: Vec<String>| {
+        let url = other_url.clone();
+        tokio::task::spawn_blocking(move || {
+            let output =
+                Command::new(env!("CARGO_BIN_EXE_strata")).arg("--url").arg(&url).args(&args).output().unwrap();
+            assert!(output.status.success(), "strata {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            output.stdout
+        })
+    };
+    on_other(vec!["import".to_owned(), file.to_str().unwrap().to_owned()]).await.unwrap();
+    let again = on_other(vec!["export".to_owned()]).await.unwrap();
+    assert!(again == export, "export → import into an empty cluster → export differs");
+    let verified = on_other(vec!["--json".to_owned(), "verify".to_owned()]).await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&verified).unwrap()["ok"], true);
+    other.kill();
 }

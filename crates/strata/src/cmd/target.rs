@@ -16,7 +16,9 @@ use tower::ServiceExt;
 
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// A running server, like http://127.0.0.1:2113; without it the command opens the data directory.
+    /// A running server, like http://127.0.0.1:2113, or a cluster's nodes separated by commas (a
+    /// request moves on to the next node when one is down, has no leader or is stale); without it the
+    /// command opens the data directory.
     #[arg(long, env = "STRATA_URL", global = true)]
     pub url: Option<String>,
     /// The data directory to open when no --url is given (no server may hold it).
@@ -30,7 +32,7 @@ pub struct TargetArgs {
 pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes>> + Send>>;
 
 pub enum Target {
-    Remote { url: String, client: reqwest::Client },
+    Remote(Remote),
     Local { router: axum::Router, store: Store, _shutdown: tokio::sync::watch::Sender<bool> },
 }
 
@@ -69,12 +71,112 @@ pub fn json_body(body: &impl serde::Serialize) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(body).expect("request bodies render"))
 }
 
+/// One server, or the nodes of a cluster.
+///
+/// A request goes to the node that answered last. It moves on to the next one only when nothing was
+/// written: the connection could not be made (nothing was sent), or the node answered `503
+/// not_leader` (no leader to forward to; nothing written) or `503 stale` (its replica may be stale).
+/// After an error once the request was sent the outcome is unknown, and the command says so rather
+/// than send it again. When every node refused, it tries them all again, a second apart
+/// (`ROUNDS`: a takeover takes the lease time and a catch-up).
+pub struct Remote {
+    urls: Vec<String>,
+    client: reqwest::Client,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+/// Rounds over the nodes before a command gives up (a second apart).
+const ROUNDS: usize = 10;
+
+impl Remote {
+    fn new(urls: &str) -> Result<Remote> {
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
+        if urls.is_empty() {
+            bail!("--url names no server");
+        }
+        if let Some(url) = urls.iter().find(|url| !url.starts_with("http://") && !url.starts_with("https://")) {
+            bail!("--url {url:?} is not an http:// or https:// URL");
+        }
+        let client = reqwest::Client::builder().build().context("create the HTTP client")?;
+        Ok(Remote { urls, client, current: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        last_event_id: Option<u64>,
+    ) -> Result<(u16, ByteStream)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let body = body.map(Bytes::from);
+        let mut refused = Vec::new();
+        for round in 0..ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            refused.clear();
+            let first = self.current.load(Relaxed);
+            for turn in 0..self.urls.len() {
+                let at = (first + turn) % self.urls.len();
+                let url = &self.urls[at];
+                let mut request = self.client.request(method.clone(), format!("{url}{path}"));
+                if let Some(body) = &body {
+                    request = request.header("content-type", "application/json").body(body.clone());
+                }
+                if let Some(id) = last_event_id {
+                    request = request.header("last-event-id", id.to_string());
+                }
+                let response = match request.send().await {
+                    Ok(response) => response,
+                    // Not connected: nothing was sent.
+                    Err(error) if error.is_connect() => {
+                        refused.push(format!(
+                            "{url}: {}",
+                            anyhow!(error).chain().last().map(ToString::to_string).unwrap_or_default()
+                        ));
+                        continue;
+                    }
+                    Err(error) => {
+                        return Err(anyhow!(error).context(format!(
+                            "send the request to {url} (the connection failed after it was sent: \
+                             whether a write took effect is unknown)"
+                        )));
+                    }
+                };
+                let status = response.status().as_u16();
+                if status == 503 {
+                    let answer = response.bytes().await.with_context(|| format!("read the answer of {url}"))?;
+                    let code = serde_json::from_slice::<strata_wire::ErrorBody>(&answer).map(|body| body.error.code);
+                    if matches!(code.as_deref(), Ok("not_leader" | "stale")) {
+                        refused.push(format!("{url}: {}", api_error(status, &answer)));
+                        continue;
+                    }
+                    self.current.store(at, Relaxed);
+                    return Ok((status, Box::pin(futures_util::stream::once(async move { Ok(answer) }))));
+                }
+                self.current.store(at, Relaxed);
+                return Ok((status, Box::pin(response.bytes_stream().map(|chunk| chunk.map_err(anyhow::Error::from)))));
+            }
+            if self.urls.len() == 1 && refused.iter().all(|reason| !reason.contains("not_leader")) {
+                // One server that is not there: say so at once (a cluster's takeover is worth waiting for).
+                break;
+            }
+        }
+        bail!("no server took the request (nothing was written): {}", refused.join("; "))
+    }
+}
+
 impl Target {
     pub fn open(args: &TargetArgs) -> Result<Target> {
-        if let Some(url) = &args.url {
-            let url = url.trim_end_matches('/').to_owned();
-            let client = reqwest::Client::builder().build().context("create the HTTP client")?;
-            return Ok(Target::Remote { url, client });
+        if let Some(urls) = &args.url {
+            return Ok(Target::Remote(Remote::new(urls)?));
         }
         let store = Store::open(&args.data).map_err(|error| match error {
             OpenError::Locked { .. } => {
@@ -112,19 +214,7 @@ impl Target {
         last_event_id: Option<u64>,
     ) -> Result<(u16, ByteStream)> {
         match self {
-            Target::Remote { url, client } => {
-                let method = reqwest::Method::from_bytes(method.as_bytes())?;
-                let mut request = client.request(method, format!("{url}{path}"));
-                if let Some(body) = body {
-                    request = request.header("content-type", "application/json").body(body);
-                }
-                if let Some(id) = last_event_id {
-                    request = request.header("last-event-id", id.to_string());
-                }
-                let response = request.send().await.with_context(|| format!("send the request to {url}"))?;
-                let status = response.status().as_u16();
-                Ok((status, Box::pin(response.bytes_stream().map(|chunk| chunk.map_err(anyhow::Error::from)))))
-            }
+            Target::Remote(remote) => remote.send(method, path, body, last_event_id).await,
             Target::Local { router, .. } => {
                 let mut request = axum::http::Request::builder().method(method).uri(path);
                 if let Some(id) = last_event_id {
@@ -143,7 +233,7 @@ impl Target {
     pub fn local_store(&self) -> Option<&Store> {
         match self {
             Target::Local { store, .. } => Some(store),
-            Target::Remote { .. } => None,
+            Target::Remote(_) => None,
         }
     }
 }
