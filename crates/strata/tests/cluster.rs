@@ -6,7 +6,9 @@
 //! it was acknowledged with, positions are gapless, and every replica holds the same log (same
 //! hashes). The client and the command line, given every node, move on when one is gone; an export
 //! of the cluster imports into an empty cluster and exports again byte for byte. Skips visibly
-//! without a nats-server (fails with `STRATA_REQUIRE_SERVICES=1`).
+//! without a nats-server (fails with `STRATA_REQUIRE_SERVICES=1`). Network faults go through TCP
+//! proxies of the test's own between each node and each NATS server: the leader cut off from NATS
+//! while its clients still reach it, and two of the three NATS servers down.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ struct StrataNode {
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// The NATS servers as this node reaches them (through the test's proxies), if not directly.
+    nats_urls: Option<Vec<String>>,
 }
 
 impl StrataNode {
@@ -41,7 +45,8 @@ impl StrataNode {
             .arg("--data")
             .arg(&self.dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--cluster", &nats.urls().join(","), "--cluster-name", cluster, "--node-id", &self.id])
+            .args(["--cluster", &self.nats_urls.clone().unwrap_or_else(|| nats.urls()).join(",")])
+            .args(["--cluster-name", cluster, "--node-id", &self.id])
             .args(["--advertise", &self.url(), "--cluster-replicas", &nats.nodes.len().to_string(), "--lease", LEASE])
             .args(["--nats-monitoring", &nats.monitoring_urls().join(",")])
             .env(
@@ -87,16 +92,58 @@ impl Drop for StrataNode {
     }
 }
 
+/// How many of these tests run a cluster at once: each is 3 nats-server and 3 nodes, and the
+/// machine may have 2 cores (six at once made a node miss its 60 s to start).
+const CLUSTERS_AT_ONCE: usize = 2;
+static RUNNING: Mutex<usize> = Mutex::new(0);
+static RUNNING_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A place among the `CLUSTERS_AT_ONCE`, given back when dropped.
+struct Slot;
+
+impl Slot {
+    async fn take() -> Slot {
+        tokio::task::spawn_blocking(|| {
+            let mut running = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            while *running >= CLUSTERS_AT_ONCE {
+                running = RUNNING_CHANGED.wait(running).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            *running += 1;
+        })
+        .await
+        .unwrap();
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        RUNNING_CHANGED.notify_one();
+    }
+}
+
 struct TestCluster {
     nats: NatsCluster,
     nodes: Vec<StrataNode>,
     name: String,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
+    /// Declared last, so dropped last: the servers and nodes are gone before another test starts.
+    _slot: Slot,
 }
 
 impl TestCluster {
     async fn start(test: &str) -> Option<TestCluster> {
+        Self::start_with(test, |_, _| None).await
+    }
+
+    /// `nats_urls(node, nats)`: how node `node` reaches the NATS servers (`None`: directly).
+    async fn start_with(
+        test: &str,
+        mut nats_urls: impl FnMut(usize, &NatsCluster) -> Option<Vec<String>>,
+    ) -> Option<TestCluster> {
+        let slot = Slot::take().await;
         let nats = cluster_or_skip(3, test)?;
         let dir = tempfile::tempdir().unwrap();
         let name = test.replace(|c: char| !c.is_ascii_alphanumeric(), "_").chars().take(40).collect::<String>();
@@ -106,9 +153,11 @@ impl TestCluster {
             name,
             client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
             _dir: dir,
+            _slot: slot,
         };
         for index in 0..3 {
-            cluster.add_node(&format!("s{}", index + 1));
+            let urls = nats_urls(index, &cluster.nats);
+            cluster.add_node_reaching(&format!("s{}", index + 1), urls);
         }
         for index in 0..3 {
             cluster.wait_serving(index, Duration::from_secs(60)).await;
@@ -118,6 +167,10 @@ impl TestCluster {
     }
 
     fn add_node(&mut self, id: &str) -> usize {
+        self.add_node_reaching(id, None)
+    }
+
+    fn add_node_reaching(&mut self, id: &str, nats_urls: Option<Vec<String>>) -> usize {
         let base = self._dir.path();
         let mut node = StrataNode {
             id: id.to_owned(),
@@ -125,6 +178,7 @@ impl TestCluster {
             dir: base.join(id),
             log: base.join(format!("{id}.log")),
             child: None,
+            nats_urls,
         };
         node.start(&self.nats, &self.name);
         self.nodes.push(node);
@@ -579,6 +633,7 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
         dir: cluster._dir.path().join("restored-1"),
         log: cluster._dir.path().join("restored-1.log"),
         child: None,
+        nats_urls: None,
     };
     other.start(&cluster.nats, "restored");
     let other_url = other.url();
@@ -613,4 +668,193 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
     let verified = on_other(vec!["--json".to_owned(), "verify".to_owned()]).await.unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&verified).unwrap()["ok"], true);
     other.kill();
+}
+
+/// A TCP proxy of the test's own between one Strata node and one NATS server. `cut` is a silent
+/// partition: bytes stop flowing both ways, connections stay open (nobody hears a close), new ones
+/// are accepted and hear nothing. `restore` closes what the cut held, so the node reconnects.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    /// Bumped by every cut and every restore: connections watch it.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port; runs on the test's runtime.
+    fn start(target_port: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let changes = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let task = tokio::spawn({
+            let (cut, changes) = (cut.clone(), changes.clone());
+            async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                    let (cut, mut changed) = (cut.clone(), changes.subscribe());
+                    tokio::spawn(async move {
+                        if !cut.load(Ordering::SeqCst) {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                            else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                                _ = changed.changed() => {}
+                            }
+                            // Cut: hold both ends open, silent, until restored.
+                            while cut.load(Ordering::SeqCst) {
+                                if changed.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            return;
+                        }
+                        // Accepted during a cut: silent until restored, then closed.
+                        while cut.load(Ordering::SeqCst) {
+                            if changed.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, changes, task }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.changes.send_modify(|change| *change += 1);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+        self.changes.send_modify(|change| *change += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Until a node other than `not` says it leads.
+async fn wait_other_leader(cluster: &TestCluster, not: usize, within: Duration) -> usize {
+    let began = Instant::now();
+    loop {
+        for index in (0..cluster.nodes.len()).filter(|&index| index != not) {
+            if cluster.info(index).await.is_some_and(|info| info["cluster"]["role"] == "leader") {
+                return index;
+            }
+        }
+        assert!(began.elapsed() < within, "no node but {not} leads within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn network_faults_answer_nothing_false_and_everything_resumes() {
+    // Nine proxies: node i reaches NATS server j through proxies[i][j].
+    let mut proxies: Vec<Vec<Proxy>> = Vec::new();
+    let started = TestCluster::start_with("cluster_network_faults", |_, nats| {
+        let row: Vec<Proxy> = nats.nodes.iter().map(|server| Proxy::start(server.client_port)).collect();
+        let urls = row.iter().map(Proxy::url).collect();
+        proxies.push(row);
+        Some(urls)
+    })
+    .await;
+    let Some(mut cluster) = started else { return };
+
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
+    wait_acks(&ledger, 300, Duration::from_secs(30)).await;
+
+    // 1. The leader cut off from every NATS server while clients still reach it.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let cut_at = Instant::now();
+    for proxy in &proxies[leader] {
+        proxy.cut();
+    }
+    let new_leader = wait_other_leader(&cluster, leader, Duration::from_secs(30)).await;
+    wait_acks(&ledger, 300, Duration::from_secs(30)).await;
+    eprintln!(
+        "the leader cut off from NATS: node {new_leader} leads and 300 more acknowledgements {:.1} s later",
+        cut_at.elapsed().as_secs_f64()
+    );
+    // The cut node no longer leads, and still serves reads (it is within --max-staleness).
+    let info = cluster.info(leader).await.expect("the cut node answers");
+    assert_ne!(info["cluster"]["role"], "leader", "a node cut off from NATS steps down: {info}");
+    let url = cluster.nodes[leader].url();
+    let read = cluster.client.get(format!("{url}/v1/all?limit=1")).send().await.unwrap();
+    assert_eq!(read.status(), 200, "reads go on on the cut node");
+    for proxy in &proxies[leader] {
+        proxy.restore();
+    }
+
+    // 2. Two of the three NATS servers down: no append succeeds, reads go on, then everything
+    // resumes. (The writers keep retrying meanwhile.)
+    let down = [0, 1];
+    for &server in &down {
+        cluster.nats.kill(server);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probes: Vec<(usize, String)> = (0..3).map(|node| (node, uuid::Uuid::new_v4().to_string())).collect();
+    // All three at once (each may wait for a leader), so the writers' outage stays short.
+    let asked: Vec<_> = probes
+        .iter()
+        .map(|(node, id)| {
+            let (client, url, id, node) = (cluster.client.clone(), cluster.nodes[*node].url(), id.clone(), *node);
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let body = json!({ "events": [{ "id": id, "type": "Probed", "data": {} }] });
+                let status = match client.post(format!("{url}/v1/streams/probe")).json(&body).send().await {
+                    Ok(response) => Some(response.status().as_u16()),
+                    Err(_) => None,
+                };
+                eprintln!(
+                    "two NATS servers down: an append on node {node} answered {status:?} in {:.1} s",
+                    began.elapsed().as_secs_f64()
+                );
+                assert!(status.is_none() || status == Some(503), "an append without a NATS quorum answered {status:?}");
+                let read = client.get(format!("{url}/v1/all?limit=1")).send().await.unwrap();
+                assert_eq!(read.status(), 200, "reads go on on node {node} without a NATS quorum");
+            })
+        })
+        .collect();
+    for probe in asked {
+        probe.await.expect("a probe failed");
+    }
+    for &server in &down {
+        cluster.nats.start_node(server).unwrap();
+    }
+    for &server in &down {
+        cluster.nats.wait_ready(server, Duration::from_secs(30)).unwrap();
+    }
+    let restarted_at = Instant::now();
+    wait_acks(&ledger, 300, Duration::from_secs(60)).await;
+    eprintln!(
+        "two NATS servers back: 300 more acknowledgements {:.1} s later; longest pause between acknowledgements {:.1} s",
+        restarted_at.elapsed().as_secs_f64(),
+        ledger.longest_pause.lock().unwrap().as_secs_f64()
+    );
+
+    stop_writers(&stop, writers).await;
+    let head = head_of(&cluster).await;
+    let log = cluster.assert_replicas_agree(head).await;
+    assert_exactly_once(&log, &ledger);
+    // A probe answered 503 may still have landed (its outcome was unknown): at most once.
+    for (_, id) in &probes {
+        assert!(log.iter().filter(|event| event[1] == id.as_str()).count() <= 1);
+    }
 }
