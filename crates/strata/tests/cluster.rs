@@ -362,6 +362,34 @@ fn spawn_writers(urls: Vec<String>, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) 
         .collect()
 }
 
+/// The writers of `spawn_writers` and what they were acknowledged.
+struct Load {
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the writers on every node and waits for `acks` acknowledgements.
+    async fn start(cluster: &TestCluster, acks: u64) -> Load {
+        let ledger = Arc::new(Ledger::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
+        wait_acks(&ledger, acks, Duration::from_secs(30)).await;
+        Load { ledger, stop, writers }
+    }
+
+    /// Stops the writers and checks the log every node holds: each acknowledged event once at its
+    /// acknowledged position, no gaps, every replica the same. The head and the log.
+    async fn finish(self, cluster: &TestCluster) -> (u64, Vec<Value>) {
+        stop_writers(&self.stop, self.writers).await;
+        let head = head_of(cluster).await;
+        let log = cluster.assert_replicas_agree(head).await;
+        assert_exactly_once(&log, &self.ledger);
+        (head, log)
+    }
+}
+
 /// Every acknowledged event is in `log` once, at its acknowledged position; positions are gapless.
 fn assert_exactly_once(log: &[Value], ledger: &Ledger) {
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -463,64 +491,49 @@ async fn writes_on_any_node_read_your_writes_and_races_have_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_strata_leader_under_load_loses_and_duplicates_nothing() {
     let Some(mut cluster) = TestCluster::start("cluster_kill_leader").await else { return };
-    let ledger = Arc::new(Ledger::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
-    wait_acks(&ledger, 500, Duration::from_secs(30)).await;
+    let load = Load::start(&cluster, 500).await;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let killed_at = Instant::now();
     cluster.nodes[leader].kill();
     // Another node leads, and appends resume.
     let new_leader = cluster.wait_leader(Duration::from_secs(30)).await;
     assert_ne!(new_leader, leader);
-    wait_acks(&ledger, 500, Duration::from_secs(30)).await;
+    wait_acks(&load.ledger, 500, Duration::from_secs(30)).await;
     eprintln!(
         "kill -9 of the Strata leader: a new leader and 500 more acknowledgements {:.1} s later; longest pause between acknowledgements {:.1} s",
         killed_at.elapsed().as_secs_f64(),
-        ledger.longest_pause.lock().unwrap().as_secs_f64()
+        load.ledger.longest_pause.lock().unwrap().as_secs_f64()
     );
     // The killed node comes back on its data and catches up.
     let (nats, name) = (&cluster.nats, cluster.name.clone());
     cluster.nodes[leader].start(nats, &name);
     cluster.wait_serving(leader, Duration::from_secs(60)).await;
-    stop_writers(&stop, writers).await;
-    let head = head_of(&cluster).await;
-    let log = cluster.assert_replicas_agree(head).await;
-    assert_exactly_once(&log, &ledger);
+    load.finish(&cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_jetstream_stream_leader_under_load_loses_and_duplicates_nothing() {
     let Some(mut cluster) = TestCluster::start("cluster_kill_nats").await else { return };
-    let ledger = Arc::new(Ledger::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
-    wait_acks(&ledger, 500, Duration::from_secs(30)).await;
+    let load = Load::start(&cluster, 500).await;
     let stream = format!("STRATA_{}_default", cluster.name);
     let nats_leader = cluster.nats.stream_leader(&stream).expect("the log's stream has a leader");
     let killed_at = Instant::now();
     cluster.nats.kill(nats_leader);
-    wait_acks(&ledger, 500, Duration::from_secs(60)).await;
+    wait_acks(&load.ledger, 500, Duration::from_secs(60)).await;
     eprintln!(
         "kill -9 of the JetStream stream leader: 500 more acknowledgements {:.1} s later; longest pause between acknowledgements {:.1} s",
         killed_at.elapsed().as_secs_f64(),
-        ledger.longest_pause.lock().unwrap().as_secs_f64()
+        load.ledger.longest_pause.lock().unwrap().as_secs_f64()
     );
     cluster.nats.start_node(nats_leader).unwrap();
     cluster.nats.wait_ready(nats_leader, Duration::from_secs(30)).unwrap();
-    stop_writers(&stop, writers).await;
-    let head = head_of(&cluster).await;
-    let log = cluster.assert_replicas_agree(head).await;
-    assert_exactly_once(&log, &ledger);
+    load.finish(&cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_frozen_past_its_lease_is_fenced_and_answers_nothing_false() {
     let Some(mut cluster) = TestCluster::start("cluster_freeze").await else { return };
-    let ledger = Arc::new(Ledger::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
-    wait_acks(&ledger, 500, Duration::from_secs(30)).await;
+    let load = Load::start(&cluster, 500).await;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     // Frozen in the middle of its commits (publishes in flight, acknowledgements not yet applied).
     cluster.nodes[leader].signal(libc::SIGSTOP);
@@ -541,10 +554,10 @@ async fn a_leader_frozen_past_its_lease_is_fenced_and_answers_nothing_false() {
         assert!(began.elapsed() < Duration::from_secs(30), "no node took over from the frozen leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    wait_acks(&ledger, 500, Duration::from_secs(30)).await;
+    wait_acks(&load.ledger, 500, Duration::from_secs(30)).await;
     // Thawed: it was deposed while frozen; whatever it publishes now is fenced.
     cluster.nodes[leader].signal(libc::SIGCONT);
-    wait_acks(&ledger, 300, Duration::from_secs(30)).await;
+    wait_acks(&load.ledger, 300, Duration::from_secs(30)).await;
     let began = Instant::now();
     loop {
         let info = cluster.info(leader).await.expect("the thawed node answers");
@@ -554,11 +567,8 @@ async fn a_leader_frozen_past_its_lease_is_fenced_and_answers_nothing_false() {
         assert!(began.elapsed() < Duration::from_secs(15), "the thawed node still says it leads: {info}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop_writers(&stop, writers).await;
-    let head = head_of(&cluster).await;
-    let log = cluster.assert_replicas_agree(head).await;
     // Every answer a client got — from the frozen leader too — is true of the log.
-    assert_exactly_once(&log, &ledger);
+    let (head, _) = load.finish(&cluster).await;
     // A fresh node with an empty data directory joins and catches up.
     let fresh = cluster.add_node("s4");
     cluster.wait_serving(fresh, Duration::from_secs(60)).await;
@@ -775,10 +785,7 @@ async fn network_faults_answer_nothing_false_and_everything_resumes() {
     .await;
     let Some(mut cluster) = started else { return };
 
-    let ledger = Arc::new(Ledger::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(cluster.urls(), ledger.clone(), stop.clone());
-    wait_acks(&ledger, 300, Duration::from_secs(30)).await;
+    let load = Load::start(&cluster, 300).await;
 
     // 1. The leader cut off from every NATS server while clients still reach it.
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
@@ -787,7 +794,7 @@ async fn network_faults_answer_nothing_false_and_everything_resumes() {
         proxy.cut();
     }
     let new_leader = wait_other_leader(&cluster, leader, Duration::from_secs(30)).await;
-    wait_acks(&ledger, 300, Duration::from_secs(30)).await;
+    wait_acks(&load.ledger, 300, Duration::from_secs(30)).await;
     eprintln!(
         "the leader cut off from NATS: node {new_leader} leads and 300 more acknowledgements {:.1} s later",
         cut_at.elapsed().as_secs_f64()
@@ -842,17 +849,14 @@ async fn network_faults_answer_nothing_false_and_everything_resumes() {
         cluster.nats.wait_ready(server, Duration::from_secs(30)).unwrap();
     }
     let restarted_at = Instant::now();
-    wait_acks(&ledger, 300, Duration::from_secs(60)).await;
+    wait_acks(&load.ledger, 300, Duration::from_secs(60)).await;
     eprintln!(
         "two NATS servers back: 300 more acknowledgements {:.1} s later; longest pause between acknowledgements {:.1} s",
         restarted_at.elapsed().as_secs_f64(),
-        ledger.longest_pause.lock().unwrap().as_secs_f64()
+        load.ledger.longest_pause.lock().unwrap().as_secs_f64()
     );
 
-    stop_writers(&stop, writers).await;
-    let head = head_of(&cluster).await;
-    let log = cluster.assert_replicas_agree(head).await;
-    assert_exactly_once(&log, &ledger);
+    let (_, log) = load.finish(&cluster).await;
     // A probe answered 503 may still have landed (its outcome was unknown): at most once.
     for (_, id) in &probes {
         assert!(log.iter().filter(|event| event[1] == id.as_str()).count() <= 1);
