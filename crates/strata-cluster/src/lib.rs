@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod groups;
 pub mod log;
 pub mod nats;
 pub mod node;

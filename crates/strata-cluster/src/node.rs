@@ -199,6 +199,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     dir: PathBuf,
+    /// The consumer groups' state, in the lease's bucket.
+    group_states: Arc<crate::groups::KvGroupStates>,
 }
 
 impl Node {
@@ -244,7 +246,24 @@ impl Node {
         );
 
         let (stop, stop_rx) = watch::channel(false);
-        let node = Node { store, shared, config, stream, stop, tasks: Mutex::new(Vec::new()), dir: dir.to_path_buf() };
+        // Group saves get the admin timeout's patience (a save that fails is tried again).
+        let groups_bucket =
+            admin.get_key_value(config.bucket()).await.map_err(|error| StartError::Nats(error.to_string()))?;
+        let group_states = Arc::new(crate::groups::KvGroupStates::new(
+            groups_bucket,
+            config.bucket(),
+            tokio::runtime::Handle::current(),
+        ));
+        let node = Node {
+            store,
+            shared,
+            config,
+            stream,
+            stop,
+            tasks: Mutex::new(Vec::new()),
+            dir: dir.to_path_buf(),
+            group_states,
+        };
         // Catch up before serving (and before competing for the lease).
         let mut replicator = Replicator::new(node.store.clone(), node.shared.clone(), node.stream.clone());
         replicator.catch_up().await.map_err(StartError::Nats)?;
@@ -260,6 +279,12 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where the consumer groups keep their state on this cluster
+    /// ([`strata_storage::ConsumerGroups::open_with`]).
+    pub fn group_states(&self) -> Arc<dyn strata_storage::GroupStates> {
+        self.group_states.clone()
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -415,7 +440,7 @@ async fn lease_bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result
     }
     js.create_key_value(kv::Config {
         bucket: name.clone(),
-        description: format!("Strata cluster {}: the leader lease", config.cluster_name),
+        description: format!("Strata cluster {}: the leader lease and the consumer groups' state", config.cluster_name),
         history: 1,
         storage: jetstream::stream::StorageType::File,
         num_replicas: config.replicas,

@@ -237,6 +237,69 @@ async fn a_log_that_goes_backwards_halts_writes() {
     node.shutdown().await;
 }
 
+/// The groups' state in the cluster's bucket: the node that leads next resumes a group from what
+/// the last one saved, and a save by a node whose view is out of date fails instead of overwriting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_groups_resume_on_another_node_and_a_stale_save_fails() {
+    use strata_storage::{ConsumerGroups, GroupSettings, GroupSource, GroupSpec, GroupStart};
+    let Some(nats) = cluster_or_skip(1, "consumer_groups_resume_on_another_node_and_a_stale_save_fails") else {
+        return;
+    };
+    let urls = nats.urls();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&urls, "grp", "a", dir_a.path()).await;
+    let b = start(&urls, "grp", "b", dir_b.path()).await;
+    let leader = leader_of(&[&a, &b], Duration::from_secs(10)).await;
+    let (leader, other) = if leader == 0 { (&a, &b) } else { (&b, &a) };
+    for n in 0..10 {
+        commit(leader.store(), "order-1", n).await;
+    }
+    assert!(other.wait_for_position(10, Duration::from_secs(10)).await);
+
+    let on_leader = ConsumerGroups::open_with(leader.store(), leader.group_states()).unwrap();
+    let spec = GroupSpec {
+        name: "billing".to_owned(),
+        source: GroupSource::Stream(StreamId::new("order-1").unwrap()),
+        start: GroupStart::Start,
+        settings: GroupSettings::default(),
+    };
+    on_leader.put(spec).await.unwrap();
+    let deliveries = on_leader.fetch("billing", "c1", 4, Duration::ZERO).await.unwrap();
+    assert_eq!(deliveries.len(), 4);
+    let ids: Vec<String> = deliveries.iter().map(|delivery| delivery.delivery_id.clone()).collect();
+    assert_eq!(on_leader.ack("billing", &ids).await.unwrap().done, 4);
+    on_leader.flush().await.unwrap();
+
+    // The other node loads the group from the bucket and goes on after the four acked events.
+    let on_other = ConsumerGroups::open_with(other.store(), other.group_states()).unwrap();
+    assert_eq!(on_other.info("billing").await.unwrap().checkpoint, Some(3));
+    let next = on_other.fetch("billing", "c2", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(next.first().map(|delivery| delivery.event.revision.value()), Some(4));
+    let ids: Vec<String> = next.iter().map(|delivery| delivery.delivery_id.clone()).collect();
+    on_other.ack("billing", &ids[..2]).await.unwrap();
+    on_other.flush().await.unwrap();
+
+    // The first node, still working on what it loaded, cannot overwrite that.
+    let late = on_leader.fetch("billing", "c1", 2, Duration::ZERO).await.unwrap();
+    let ids: Vec<String> = late.iter().map(|delivery| delivery.delivery_id.clone()).collect();
+    on_leader.ack("billing", &ids).await.unwrap();
+    let error = on_leader.flush().await.expect_err("a save over a newer state fails");
+    assert!(error.to_string().contains("changed since this node last read it"), "{error}");
+    // Loaded again, it sees what the other saved.
+    on_leader.reload().await.unwrap();
+    assert_eq!(on_leader.info("billing").await.unwrap().checkpoint, Some(5));
+    // A delete is the leader's too, and a stale node cannot bring the group back.
+    on_leader.delete("billing").await.unwrap();
+    let ids: Vec<String> = next.iter().map(|delivery| delivery.delivery_id.clone()).collect();
+    assert!(on_other.ack("billing", &ids[2..]).await.unwrap().done > 0, "acks the rest of what it holds");
+    assert!(on_other.flush().await.is_err(), "a deleted group's late save fails");
+    on_other.reload().await.unwrap();
+    assert!(on_other.names().is_empty(), "the group stays deleted");
+    drop((on_leader, on_other));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[test]
 fn a_three_server_nats_cluster_starts() {
     let Some(nats) = cluster_or_skip(3, "a_three_server_nats_cluster_starts") else { return };

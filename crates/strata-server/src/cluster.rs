@@ -10,6 +10,8 @@
 //!   a client talks to). A forward that was sent but got no answer is 503 `unavailable` with
 //!   `outcome_unknown: true`; 503 `not_leader` (with the leader's URL when one is known) only when
 //!   nothing was sent.
+//! - Consumer groups, reads included, are the leader's: their state is kept in the cluster
+//!   ([`ClusterView::group_states`]) and loaded again whenever this node starts or stops leading.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -44,6 +46,10 @@ pub trait ClusterView: Send + Sync + std::fmt::Debug + 'static {
     fn refusal_mark(&self) -> u64;
     /// Whether a refusal decided after `mark` was decided on the whole log.
     fn confirm_refusal(&self, mark: u64) -> BoxFuture<'_, Result<bool, String>>;
+    /// Where the consumer groups keep their state in this cluster.
+    fn group_states(&self) -> std::sync::Arc<dyn strata_storage::GroupStates>;
+    /// Changes whenever this node starts or stops leading (`true`: it leads).
+    fn watch_leading(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
 /// A request forwarded by another node carries this header (its node id); such a request is never
@@ -74,7 +80,11 @@ pub(crate) async fn route(State(state): State<AppState>, request: Request, next:
         return next.run(request).await;
     };
     let path = request.uri().path().to_owned();
-    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD) && !LOCAL_POSTS.contains(&path.as_str());
+    // Consumer groups live on the leader (their deliveries, in flight, are its memory): every group
+    // request goes there, reads included.
+    let is_write = (!matches!(*request.method(), Method::GET | Method::HEAD) && !LOCAL_POSTS.contains(&path.as_str()))
+        || path == "/v1/groups"
+        || path.starts_with("/v1/groups/");
     if !is_write {
         if let Some(reason) = cluster.stale().filter(|_| !ALWAYS_ANSWERED.contains(&path.as_str())) {
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale", reason).into_response();

@@ -167,6 +167,25 @@ pub async fn serve_node(
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
     let mut state = AppState::new(store, options.heartbeat, shutdown_watch);
+    if let Some(cluster) = &cluster {
+        state.group_states = Some(cluster.group_states());
+        // The groups' state is the leader's: a node that starts or stops leading loads it again.
+        let (mut leading, reloaded, shutdown) = (cluster.watch_leading(), state.clone(), state.shutdown_signal());
+        state.tasks.spawn(async move {
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    changed = leading.changed() => if changed.is_err() { return },
+                    () = &mut shutdown => return,
+                }
+                let now_leading = *leading.borrow_and_update();
+                match reloaded.reload_groups().await {
+                    Ok(()) => tracing::info!(leading = now_leading, "consumer groups loaded from the cluster"),
+                    Err(error) => tracing::warn!(%error, "loading the consumer groups from the cluster failed"),
+                }
+            }
+        });
+    }
     state.cluster = cluster;
     let tasks = state.tasks.clone();
     let app = router(state);

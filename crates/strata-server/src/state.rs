@@ -34,6 +34,8 @@ pub struct AppState {
     pub(crate) rendered: Arc<crate::subscribe::RenderedEvents>,
     /// Cluster mode: the node this server runs on (`None`: embedded).
     pub cluster: Option<Arc<dyn crate::cluster::ClusterView>>,
+    /// Cluster mode: where the consumer groups keep their state (`None`: the data directory).
+    pub group_states: Option<Arc<dyn strata_storage::GroupStates>>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             rendered: Arc::default(),
             cluster: None,
+            group_states: None,
         }
     }
 
@@ -56,11 +59,14 @@ impl AppState {
         let groups = self
             .groups
             .get_or_try_init(|| async {
-                let store = self.store.clone();
-                let groups = tokio::task::spawn_blocking(move || ConsumerGroups::open(&store))
-                    .await
-                    .map_err(|_| ApiError::internal("loading the consumer groups failed unexpectedly"))?
-                    .map_err(ApiError::from)?;
+                let (store, states) = (self.store.clone(), self.group_states.clone());
+                let groups = tokio::task::spawn_blocking(move || match states {
+                    Some(states) => ConsumerGroups::open_with(&store, states),
+                    None => ConsumerGroups::open(&store),
+                })
+                .await
+                .map_err(|_| ApiError::internal("loading the consumer groups failed unexpectedly"))?
+                .map_err(ApiError::from)?;
                 // Checkpoints of idle groups are saved every second, and once more at shutdown.
                 let (flushed, shutdown) = (groups.clone(), self.shutdown_signal());
                 self.tasks.spawn(async move {
@@ -76,6 +82,15 @@ impl AppState {
             })
             .await?;
         Ok(groups.clone())
+    }
+
+    /// Cluster mode: loads the groups again from the cluster (this node started or stopped leading),
+    /// if they were loaded; the next use loads them otherwise.
+    pub async fn reload_groups(&self) -> Result<(), strata_storage::GroupError> {
+        match self.groups.get() {
+            Some(groups) => groups.reload().await,
+            None => Ok(()),
+        }
     }
 
     /// The consumer groups if they were loaded (for metrics, which must not load them).

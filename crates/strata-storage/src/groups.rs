@@ -38,6 +38,23 @@ const FILE_SUFFIX: &str = ".group";
 /// The checkpoint is saved at most this often while acks come in (and when the groups close).
 const SAVE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Where groups keep their state when it is not the data directory's `groups/` files: a cluster's
+/// key-value bucket, shared by every node, so that the node that leads next resumes each group.
+///
+/// Calls block (like the files' fdatasync they replace); every value is a group's whole encoded
+/// state. An implementation writes each key only over the version it last read or wrote, so a save
+/// by a node that no longer leads fails instead of overwriting what the leader saved since.
+pub trait GroupStates: Send + Sync + std::fmt::Debug {
+    /// Every group saved: (name, encoded state).
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String>;
+    /// Saves a group's state.
+    fn save(&self, name: &str, state: &[u8]) -> Result<(), String>;
+    /// Removes a group's state.
+    fn delete(&self, name: &str) -> Result<(), String>;
+    /// Where the states live, for messages (e.g. `NATS key-value bucket strata_demo`).
+    fn describe(&self) -> String;
+}
+
 /// The consumer groups of a store. Holds the store open: drop it (and the store) to close.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroups {
@@ -49,6 +66,8 @@ struct Registry {
     store: Store,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
+    /// `None`: the groups' files in `dir`.
+    states: Option<Arc<dyn GroupStates>>,
     groups: std::sync::Mutex<BTreeMap<String, Arc<Group>>>,
     /// Group files that did not load at open (set aside as `<name>.group.damaged`).
     problems: std::sync::Mutex<Vec<String>>,
@@ -137,6 +156,7 @@ impl ConsumerGroups {
             store: store.clone(),
             storage,
             dir: dir.clone(),
+            states: None,
             groups: std::sync::Mutex::new(BTreeMap::new()),
             problems: std::sync::Mutex::new(Vec::new()),
         };
@@ -167,6 +187,75 @@ impl ConsumerGroups {
             registry.groups.lock().expect("groups lock").insert(group.to_owned(), Arc::new(Group::new(state)));
         }
         Ok(ConsumerGroups { inner: Arc::new(registry) })
+    }
+
+    /// Loads the groups kept in `states` (a cluster's bucket) instead of the data directory.
+    pub fn open_with(store: &Store, states: Arc<dyn GroupStates>) -> Result<ConsumerGroups, GroupError> {
+        let registry = Registry {
+            store: store.clone(),
+            storage: store.storage(),
+            dir: path_in(store.dir(), GROUPS_DIR),
+            states: Some(states),
+            groups: std::sync::Mutex::new(BTreeMap::new()),
+            problems: std::sync::Mutex::new(Vec::new()),
+        };
+        let groups = ConsumerGroups { inner: Arc::new(registry) };
+        let loaded = groups.load_states()?;
+        *groups.inner.groups.lock().expect("groups lock") = loaded;
+        Ok(groups)
+    }
+
+    /// The groups as `states` holds them now; a state that does not decode is left out and reported
+    /// in [`ConsumerGroups::load_problems`].
+    fn load_states(&self) -> Result<BTreeMap<String, Arc<Group>>, GroupError> {
+        let Some(states) = &self.inner.states else { return Ok(BTreeMap::new()) };
+        let unavailable = |reason: String| {
+            GroupError::Storage(StorageError::new(
+                "load the consumer groups from",
+                states.describe(),
+                std::io::Error::other(reason),
+            ))
+        };
+        let mut loaded = BTreeMap::new();
+        for (name, bytes) in states.load_all().map_err(unavailable)? {
+            match decode(&bytes) {
+                Ok(saved) => {
+                    let state =
+                        GroupState::new(&self.inner.store, saved.spec, saved.first, saved.checkpoint, saved.parked);
+                    loaded.insert(name, Arc::new(Group::new(state)));
+                }
+                Err(reason) => {
+                    tracing::warn!(group = %name, %reason, "a consumer group's saved state is damaged; left out");
+                    self.inner
+                        .problems
+                        .lock()
+                        .expect("problems lock")
+                        .push(format!("group {name} in {}: damaged state: {reason}", states.describe()));
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Loads every group again from where they are kept, dropping what this process held in memory
+    /// (deliveries in flight are delivered again: at least once). A cluster node calls it when it
+    /// starts or stops leading, so the leader works on what the previous one saved. Files-backed
+    /// groups are not reloaded (only this process writes them).
+    pub async fn reload(&self) -> Result<(), GroupError> {
+        if self.inner.states.is_none() {
+            return Ok(());
+        }
+        let this = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || this.load_states())
+            .await
+            .map_err(|_| GroupError::Invalid("loading the consumer groups failed unexpectedly".to_owned()))??;
+        let old = std::mem::replace(&mut *self.inner.groups.lock().expect("groups lock"), loaded);
+        for group in old.into_values() {
+            // Calls still holding the old state answer `NotFound`, and it is never saved again.
+            group.state.lock().await.deleted = true;
+            group.changed.notify_waiters();
+        }
+        Ok(())
     }
 
     /// Creates a group, or changes the settings of an existing one (its source and start cannot
@@ -230,6 +319,15 @@ impl ConsumerGroups {
             }
         }
         group.changed.notify_waiters();
+        if let Some(states) = &self.inner.states {
+            return states.delete(name).map_err(|reason| {
+                GroupError::Storage(StorageError::new(
+                    "delete the group from",
+                    states.describe(),
+                    std::io::Error::other(reason),
+                ))
+            });
+        }
         let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
         self.inner.storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
         self.inner
@@ -466,8 +564,29 @@ impl ConsumerGroups {
     }
 
     fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
-        let path = path_in(&self.inner.dir, &format!("{}{FILE_SUFFIX}", state.spec.name));
-        save(&*self.inner.storage, &self.inner.dir, state).map_err(|e| StorageError::new("save group to", &path, e))?;
+        self.inner.save(state)
+    }
+}
+
+impl Registry {
+    fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
+        if let Some(states) = &self.states {
+            if state.deleted {
+                return Ok(());
+            }
+            states.save(&state.spec.name, &encode(state)).map_err(|reason| {
+                GroupError::Storage(StorageError::new(
+                    "save group to",
+                    states.describe(),
+                    std::io::Error::other(reason),
+                ))
+            })?;
+            state.dirty = false;
+            state.saved_at = Instant::now();
+            return Ok(());
+        }
+        let path = path_in(&self.dir, &format!("{}{FILE_SUFFIX}", state.spec.name));
+        save(&*self.storage, &self.dir, state).map_err(|e| StorageError::new("save group to", &path, e))?;
         Ok(())
     }
 }
@@ -500,8 +619,8 @@ impl Drop for Registry {
             if let Ok(mut state) = group.state.try_lock()
                 && state.dirty
             {
-                if let Err(error) = save(&*self.storage, &self.dir, &mut state) {
-                    tracing::warn!(%error, dir = %self.dir.display(), "the consumer groups' last checkpoint save failed");
+                if let Err(error) = self.save(&mut state) {
+                    tracing::warn!(%error, "the consumer groups' last checkpoint save failed");
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! while its clients still reach it, and two of the three NATS servers down.
 
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -861,4 +861,110 @@ async fn network_faults_answer_nothing_false_and_everything_resumes() {
     for (_, id) in &probes {
         assert!(log.iter().filter(|event| event[1] == id.as_str()).count() <= 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_group_resumes_on_the_new_leader_after_kill_9() {
+    let Some(mut cluster) = TestCluster::start("cluster_groups").await else { return };
+    let urls = cluster.urls();
+    let client = cluster.client.clone();
+    for n in 0..300 {
+        let body = json!({ "events": [{ "type": "Placed", "data": { "n": n } }] });
+        let response =
+            client.post(format!("{}/v1/streams/order-{}", urls[n % 3], n % 3)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let page: Value = client
+        .get(format!("{}/v1/all?category=order&limit=1000&min_position=300", urls[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected: HashSet<u64> =
+        page["events"].as_array().unwrap().iter().map(|event| event["position"].as_u64().unwrap()).collect();
+    assert_eq!(expected.len(), 300);
+    // Created through a follower: group requests go to the leader.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = (leader + 1) % 3;
+    let spec = json!({ "source": { "all": { "category": "order" } }, "from": "start", "settings": { "ack_timeout_ms": 2000 } });
+    let response = client.put(format!("{}/v1/groups/billing", urls[follower])).json(&spec).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    // One consumer, through every node in turn; the leader is killed once 100 events are acked.
+    let mut acked: HashSet<u64> = HashSet::new();
+    let mut deliveries = 0;
+    let (mut turn, mut killed, mut first_after_kill) = (0, None, None);
+    let began = Instant::now();
+    while !expected.is_subset(&acked) {
+        assert!(began.elapsed() < Duration::from_secs(90), "{} of 300 acked after 90 s", acked.len());
+        let at = turn % 3;
+        turn += 1;
+        if Some(at) == killed {
+            continue;
+        }
+        let url = &urls[at];
+        let fetch = json!({ "consumer": "c1", "max": 10, "wait_ms": 200 });
+        let Ok(response) = client.post(format!("{url}/v1/groups/billing/fetch")).json(&fetch).send().await else {
+            continue;
+        };
+        if response.status() != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let fetched: Value = response.json().await.unwrap();
+        let batch: Vec<(String, u64)> = fetched["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|delivery| {
+                (delivery["delivery_id"].as_str().unwrap().to_owned(), delivery["event"]["position"].as_u64().unwrap())
+            })
+            .collect();
+        deliveries += batch.len();
+        if killed.is_some() && first_after_kill.is_none() {
+            first_after_kill = batch.iter().map(|(_, position)| *position).min();
+        }
+        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        let ack = json!({ "delivery_ids": ids });
+        let Ok(response) = client.post(format!("{url}/v1/groups/billing/ack")).json(&ack).send().await else {
+            continue;
+        };
+        if response.status() != 200 {
+            continue;
+        }
+        let answer: Value = response.json().await.unwrap();
+        let unknown: HashSet<&str> =
+            answer["unknown"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()).collect();
+        acked.extend(batch.iter().filter(|(id, _)| !unknown.contains(id.as_str())).map(|(_, position)| *position));
+        // Slowly before the kill, so that checkpoints are saved (every 100 ms while acks come in).
+        if killed.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if killed.is_none() && acked.len() >= 150 {
+            let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+            cluster.nodes[leader].kill();
+            killed = Some(leader);
+            eprintln!(
+                "killed the leader (node {leader}) {:.1} s in, {} acked",
+                began.elapsed().as_secs_f64(),
+                acked.len()
+            );
+        }
+    }
+    assert!(killed.is_some());
+    // The new leader resumed from the checkpoint the old one saved in the cluster, not from the start.
+    let resumed = first_after_kill.expect("deliveries after the kill");
+    assert!(resumed > 50, "the new leader delivered from position {resumed}: the saved checkpoint was not used");
+    eprintln!(
+        "a consumer group across kill -9 of the leader: all 300 events acked in {:.1} s, {deliveries} deliveries \
+         (at least once), the new leader resumed at position {resumed}",
+        began.elapsed().as_secs_f64()
+    );
+    // The new leader's view of the group: everything handled.
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let info: Value =
+        client.get(format!("{}/v1/groups/billing", urls[leader])).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["lag_events"], 0, "{info}");
 }

@@ -198,6 +198,26 @@ impl strata_server::cluster::ClusterView for NodeView {
     fn confirm_refusal(&self, mark: u64) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
         Box::pin(self.0.confirm_refusal(mark))
     }
+
+    fn group_states(&self) -> Arc<dyn strata_storage::GroupStates> {
+        self.0.group_states()
+    }
+
+    fn watch_leading(&self) -> tokio::sync::watch::Receiver<bool> {
+        // A task of its own turns the node's role into "leads or not" (a candidate does not lead yet).
+        let mut role = self.0.watch_role();
+        let (leading, watch) = tokio::sync::watch::channel(*role.borrow() == strata_cluster::Role::Leader);
+        tokio::spawn(async move {
+            while role.changed().await.is_ok() {
+                let now = *role.borrow_and_update() == strata_cluster::Role::Leader;
+                leading.send_if_modified(|was| std::mem::replace(was, now) != now);
+                if leading.is_closed() {
+                    return;
+                }
+            }
+        });
+        watch
+    }
 }
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
