@@ -6,54 +6,48 @@
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const KEY_PREFIX: &str = "groups.";
 /// How long one request to the bucket may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// [`strata_storage::GroupStates`] on a JetStream key-value bucket.
+/// [`strata_storage::GroupStates`] on a JetStream key-value bucket. A state's version is its key's
+/// revision.
 #[derive(Debug)]
 pub struct KvGroupStates {
     bucket: kv::Store,
     name: String,
     runtime: tokio::runtime::Handle,
-    /// Key → the revision this node last read or wrote (0: absent, or deleted by this node).
-    revisions: Mutex<HashMap<String, u64>>,
 }
 
 impl KvGroupStates {
     pub fn new(bucket: kv::Store, name: String, runtime: tokio::runtime::Handle) -> KvGroupStates {
-        KvGroupStates { bucket, name, runtime, revisions: Mutex::default() }
+        KvGroupStates { bucket, name, runtime }
     }
 
-    /// Runs `future` on the node's runtime and waits for it, from any thread — a request handler's
-    /// included (a thread of its own does the waiting, as a file's fdatasync would block).
+    /// Runs `future` on the node's runtime and waits for it (at most `REQUEST_TIMEOUT`), from any
+    /// thread. On a worker of a multi-threaded runtime the worker is handed over first
+    /// (`block_in_place`), so the runtime — the NATS connection's task included — goes on while this
+    /// thread waits; elsewhere a thread of its own waits.
     fn block<T: Send>(&self, future: impl Future<Output = Result<T, String>> + Send) -> Result<T, String> {
         let runtime = &self.runtime;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    runtime.block_on(async {
-                        tokio::time::timeout(REQUEST_TIMEOUT, future)
-                            .await
-                            .unwrap_or_else(|_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))
-                    })
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the request to the bucket panicked".to_owned()))
-        })
-    }
-
-    fn revision(&self, key: &str) -> u64 {
-        self.revisions.lock().expect("revisions lock").get(key).copied().unwrap_or(0)
-    }
-
-    fn set_revision(&self, key: &str, revision: u64) {
-        self.revisions.lock().expect("revisions lock").insert(key.to_owned(), revision);
+        let bounded = async {
+            tokio::time::timeout(REQUEST_TIMEOUT, future)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))
+        };
+        let current = tokio::runtime::Handle::try_current().ok().map(|handle| handle.runtime_flavor());
+        match current {
+            Some(tokio::runtime::RuntimeFlavor::CurrentThread) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| runtime.block_on(bounded))
+                    .join()
+                    .unwrap_or_else(|_| Err("the request to the bucket panicked".to_owned()))
+            }),
+            _ => tokio::task::block_in_place(|| runtime.block_on(bounded)),
+        }
     }
 }
 
@@ -72,9 +66,10 @@ fn name_of(key: &str) -> Option<String> {
 }
 
 impl strata_storage::GroupStates for KvGroupStates {
-    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>, u64)>, String> {
         let bucket = self.bucket.clone();
-        let entries = self.block(async move {
+        self.block(async move {
+            // `keys` lists the keys that hold a value (not deleted ones).
             let mut keys = bucket.keys().await.map_err(|error| format!("list the keys: {error}"))?;
             let mut names = Vec::new();
             while let Some(key) = keys.next().await {
@@ -83,72 +78,45 @@ impl strata_storage::GroupStates for KvGroupStates {
                     names.push(key);
                 }
             }
-            let mut entries = Vec::new();
+            let mut loaded = Vec::new();
             for key in names {
                 let entry = bucket.entry(key.as_str()).await.map_err(|error| format!("read {key}: {error}"))?;
-                if let Some(entry) = entry {
-                    entries.push((key, entry));
+                let Some(entry) =
+                    entry.filter(|entry| entry.operation == kv::Operation::Put && !entry.value.is_empty())
+                else {
+                    continue;
+                };
+                if let Some(name) = name_of(&key) {
+                    loaded.push((name, entry.value.to_vec(), entry.revision));
                 }
             }
-            Ok(entries)
-        })?;
-        let mut loaded = Vec::new();
-        let mut revisions = self.revisions.lock().expect("revisions lock");
-        revisions.clear();
-        for (key, entry) in entries {
-            if entry.operation != kv::Operation::Put || entry.value.is_empty() {
-                // Deleted: creating the group again writes over this revision.
-                revisions.insert(key, entry.revision);
-                continue;
-            }
-            let Some(name) = name_of(&key) else { continue };
-            revisions.insert(key, entry.revision);
-            loaded.push((name, entry.value.to_vec()));
-        }
-        Ok(loaded)
+            Ok(loaded)
+        })
     }
 
-    fn save(&self, name: &str, state: &[u8]) -> Result<(), String> {
-        let key = key(name);
-        let revision = self.revision(&key);
-        let (bucket, value, at) = (self.bucket.clone(), bytes::Bytes::copy_from_slice(state), key.clone());
-        let written = self.block(async move {
-            if revision == 0 {
-                bucket.create(&at, value).await.map_err(|error| error.to_string())
-            } else {
-                bucket.update(&at, value, revision).await.map_err(|error| error.to_string())
-            }
-        });
-        match written {
-            Ok(revision) => {
-                self.set_revision(&key, revision);
-                Ok(())
-            }
-            Err(error) => Err(format!(
-                "the group {name}'s state in the cluster changed since this node last read it, or the bucket did \
-                 not answer ({error}); another node may lead"
-            )),
-        }
-    }
-
-    fn delete(&self, name: &str) -> Result<(), String> {
-        let key = key(name);
-        let revision = self.revision(&key);
-        let (bucket, at) = (self.bucket.clone(), key.clone());
+    fn save(&self, name: &str, state: &[u8], version: Option<u64>) -> Result<u64, String> {
+        let (bucket, value, key) = (self.bucket.clone(), bytes::Bytes::copy_from_slice(state), key(name));
         self.block(async move {
-            bucket
-                .delete_expect_revision(&at, Some(revision).filter(|&revision| revision > 0))
-                .await
-                .map_err(|error| format!("delete the group {name}'s state: {error}"))
-        })?;
-        // A delete is a new revision too; the next create writes over it.
-        let (bucket, at) = (self.bucket.clone(), key.clone());
-        let after =
-            self.block(
-                async move { Ok(bucket.entry(at.as_str()).await.ok().flatten().map_or(0, |entry| entry.revision)) },
-            )?;
-        self.set_revision(&key, after);
-        Ok(())
+            match version {
+                // A new group: the key must hold nothing (or a delete marker).
+                None => bucket.create(&key, value).await.map_err(|error| error.to_string()),
+                Some(revision) => bucket.update(&key, value, revision).await.map_err(|error| error.to_string()),
+            }
+        })
+        .map_err(|error| {
+            format!(
+                "group {name}: its state in the cluster is not the one this node holds, or the bucket did not \
+                 answer ({error}); another node may lead"
+            )
+        })
+    }
+
+    fn delete(&self, name: &str, version: u64) -> Result<(), String> {
+        let (bucket, key) = (self.bucket.clone(), key(name));
+        self.block(async move {
+            bucket.delete_expect_revision(&key, Some(version)).await.map_err(|error| error.to_string())
+        })
+        .map_err(|error| format!("group {name}: could not delete its state in the cluster ({error})"))
     }
 
     fn describe(&self) -> String {

@@ -284,17 +284,35 @@ async fn consumer_groups_resume_on_another_node_and_a_stale_save_fails() {
     let ids: Vec<String> = late.iter().map(|delivery| delivery.delivery_id.clone()).collect();
     on_leader.ack("billing", &ids).await.unwrap();
     let error = on_leader.flush().await.expect_err("a save over a newer state fails");
-    assert!(error.to_string().contains("changed since this node last read it"), "{error}");
-    // Loaded again, it sees what the other saved.
-    on_leader.reload().await.unwrap();
+    assert!(error.to_string().contains("is not the one this node holds"), "{error}");
+    // Loaded again and claimed (what a node does when it starts leading), it sees what the other
+    // saved — and the other, still working on what it loaded, can no longer save.
+    on_leader.reload(true).await.unwrap();
     assert_eq!(on_leader.info("billing").await.unwrap().checkpoint, Some(5));
+    let ids: Vec<String> = next.iter().map(|delivery| delivery.delivery_id.clone()).collect();
+    assert!(on_other.ack("billing", &ids[2..4]).await.unwrap().done > 0);
+    assert!(on_other.flush().await.is_err(), "a save by a node that did not claim fails");
+    // A long poll on a state that is loaded again meanwhile is told to retry, not "no such group".
+    let polling = {
+        let on_other = on_other.clone();
+        tokio::spawn(async move { on_other.fetch("billing", "c3", 10, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    on_other.reload(false).await.unwrap();
+    match polling.await.unwrap() {
+        Err(strata_storage::GroupError::Unavailable(reason)) => assert!(reason.contains("retry"), "{reason}"),
+        other => panic!("a fetch on a replaced state answered {other:?}"),
+    }
+    let next: Vec<_> = on_other.fetch("billing", "c2", 10, Duration::ZERO).await.unwrap();
+    let ids: Vec<String> = next.iter().map(|delivery| delivery.delivery_id.clone()).collect();
     // A delete is the leader's too, and a stale node cannot bring the group back.
     on_leader.delete("billing").await.unwrap();
-    let ids: Vec<String> = next.iter().map(|delivery| delivery.delivery_id.clone()).collect();
-    assert!(on_other.ack("billing", &ids[2..]).await.unwrap().done > 0, "acks the rest of what it holds");
+    assert!(on_other.ack("billing", &ids).await.unwrap().done > 0, "acks what it holds");
     assert!(on_other.flush().await.is_err(), "a deleted group's late save fails");
-    on_other.reload().await.unwrap();
+    on_other.reload(false).await.unwrap();
     assert!(on_other.names().is_empty(), "the group stays deleted");
+    on_leader.reload(true).await.unwrap();
+    assert!(on_leader.names().is_empty());
     drop((on_leader, on_other));
     a.shutdown().await;
     b.shutdown().await;

@@ -30,6 +30,7 @@ impl From<GroupError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "group_conflict", message).with(|detail| detail.group = Some(name))
             }
             GroupError::Invalid(_) => ApiError::invalid(message),
+            GroupError::Unavailable(_) => ApiError::unavailable(message),
             GroupError::Read(error) => error.into(),
             _ => ApiError::internal(message),
         }

@@ -178,10 +178,25 @@ pub async fn serve_node(
                     changed = leading.changed() => if changed.is_err() { return },
                     () = &mut shutdown => return,
                 }
+                // Tried again every second until it works or the role changes again.
                 let now_leading = *leading.borrow_and_update();
-                match reloaded.reload_groups().await {
-                    Ok(()) => tracing::info!(leading = now_leading, "consumer groups loaded from the cluster"),
-                    Err(error) => tracing::warn!(%error, "loading the consumer groups from the cluster failed"),
+                loop {
+                    match reloaded.reload_groups(now_leading).await {
+                        Ok(()) => {
+                            tracing::info!(leading = now_leading, "consumer groups loaded from the cluster");
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "loading the consumer groups from the cluster failed; trying again")
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        () = &mut shutdown => return,
+                    }
+                    if leading.has_changed().unwrap_or(true) {
+                        break;
+                    }
                 }
             }
         });

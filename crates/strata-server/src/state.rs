@@ -67,6 +67,14 @@ impl AppState {
                 .await
                 .map_err(|_| ApiError::internal("loading the consumer groups failed unexpectedly"))?
                 .map_err(ApiError::from)?;
+                // A cluster's leader claims the groups it loaded (see `ConsumerGroups::reload`).
+                let leading = self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.write_route() == crate::cluster::WriteRoute::Local);
+                if leading {
+                    groups.reload(true).await.map_err(ApiError::from)?;
+                }
                 // Checkpoints of idle groups are saved every second, and once more at shutdown.
                 let (flushed, shutdown) = (groups.clone(), self.shutdown_signal());
                 self.tasks.spawn(async move {
@@ -84,11 +92,11 @@ impl AppState {
         Ok(groups.clone())
     }
 
-    /// Cluster mode: loads the groups again from the cluster (this node started or stopped leading),
-    /// if they were loaded; the next use loads them otherwise.
-    pub async fn reload_groups(&self) -> Result<(), strata_storage::GroupError> {
+    /// Cluster mode: loads the groups again from the cluster (this node started leading — then it
+    /// claims them — or stopped), if they were loaded; the next use loads them otherwise.
+    pub async fn reload_groups(&self, leading: bool) -> Result<(), strata_storage::GroupError> {
         match self.groups.get() {
-            Some(groups) => groups.reload().await,
+            Some(groups) => groups.reload(leading).await,
             None => Ok(()),
         }
     }

@@ -45,12 +45,14 @@ const SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// state. An implementation writes each key only over the version it last read or wrote, so a save
 /// by a node that no longer leads fails instead of overwriting what the leader saved since.
 pub trait GroupStates: Send + Sync + std::fmt::Debug {
-    /// Every group saved: (name, encoded state).
-    fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, String>;
-    /// Saves a group's state.
-    fn save(&self, name: &str, state: &[u8]) -> Result<(), String>;
-    /// Removes a group's state.
-    fn delete(&self, name: &str) -> Result<(), String>;
+    /// Every group saved: (name, encoded state, its version).
+    fn load_all(&self) -> Result<Vec<(String, Vec<u8>, u64)>, String>;
+    /// Saves a group's state over `version` — the one it was loaded or last saved with; `None` for a
+    /// group created here, which must not exist yet — and answers the new version. Fails, writing
+    /// nothing, when the group's saved version is another.
+    fn save(&self, name: &str, state: &[u8], version: Option<u64>) -> Result<u64, String>;
+    /// Removes a group's state if its saved version is `version`.
+    fn delete(&self, name: &str, version: u64) -> Result<(), String>;
     /// Where the states live, for messages (e.g. `NATS key-value bucket strata_demo`).
     fn describe(&self) -> String;
 }
@@ -95,6 +97,12 @@ struct GroupState {
     pins: HashMap<StreamId, String>,
     /// Set by a delete: every later call on this state answers `NotFound` and nothing is saved.
     deleted: bool,
+    /// Set (with `deleted`) by [`ConsumerGroups::reload`]: calls on this state answer `Unavailable`
+    /// (retry: the group was loaded again).
+    replaced: bool,
+    /// The version of the saved state this one continues ([`GroupStates`]; `None` with files, or
+    /// for a group not saved yet).
+    version: Option<u64>,
     dirty: bool,
     saved_at: Instant,
 }
@@ -113,6 +121,26 @@ struct Pending {
 struct ParkedEntry {
     attempts: u32,
     reason: String,
+}
+
+/// A failure of the cluster's group states: nothing was changed there; retry.
+fn unavailable(states: &dyn GroupStates, reason: String) -> GroupError {
+    GroupError::Unavailable(format!(
+        "the consumer groups' state in {} is not available now: {reason}",
+        states.describe()
+    ))
+}
+
+/// What a call on a state that is no longer the group's answers.
+fn gone(state: &GroupState) -> GroupError {
+    if state.replaced {
+        GroupError::Unavailable(format!(
+            "consumer group {} was loaded again (this node started or stopped leading the cluster): retry",
+            state.spec.name
+        ))
+    } else {
+        GroupError::NotFound(state.spec.name.clone())
+    }
 }
 
 fn check_name(name: &str) -> Result<(), GroupError> {
@@ -209,19 +237,13 @@ impl ConsumerGroups {
     /// in [`ConsumerGroups::load_problems`].
     fn load_states(&self) -> Result<BTreeMap<String, Arc<Group>>, GroupError> {
         let Some(states) = &self.inner.states else { return Ok(BTreeMap::new()) };
-        let unavailable = |reason: String| {
-            GroupError::Storage(StorageError::new(
-                "load the consumer groups from",
-                states.describe(),
-                std::io::Error::other(reason),
-            ))
-        };
         let mut loaded = BTreeMap::new();
-        for (name, bytes) in states.load_all().map_err(unavailable)? {
+        for (name, bytes, version) in states.load_all().map_err(|reason| unavailable(&**states, reason))? {
             match decode(&bytes) {
                 Ok(saved) => {
-                    let state =
+                    let mut state =
                         GroupState::new(&self.inner.store, saved.spec, saved.first, saved.checkpoint, saved.parked);
+                    state.version = Some(version);
                     loaded.insert(name, Arc::new(Group::new(state)));
                 }
                 Err(reason) => {
@@ -239,23 +261,50 @@ impl ConsumerGroups {
 
     /// Loads every group again from where they are kept, dropping what this process held in memory
     /// (deliveries in flight are delivered again: at least once). A cluster node calls it when it
-    /// starts or stops leading, so the leader works on what the previous one saved. Files-backed
-    /// groups are not reloaded (only this process writes them).
-    pub async fn reload(&self) -> Result<(), GroupError> {
+    /// starts leading (`claim`) or stops. The states held until now stop first — calls on them
+    /// answer `Unavailable`, and they are never saved again. With `claim`, each group loaded is
+    /// saved once at once, so that any other node still working on an older version (a leader that
+    /// has not noticed it was deposed) fails its next save instead of overwriting this one's; a
+    /// group changed between the load and the claim is loaded again (up to three times). Groups kept
+    /// in files are not reloaded (only this process writes them).
+    pub async fn reload(&self, claim: bool) -> Result<(), GroupError> {
         if self.inner.states.is_none() {
             return Ok(());
         }
-        let this = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || this.load_states())
-            .await
-            .map_err(|_| GroupError::Invalid("loading the consumer groups failed unexpectedly".to_owned()))??;
-        let old = std::mem::replace(&mut *self.inner.groups.lock().expect("groups lock"), loaded);
-        for group in old.into_values() {
-            // Calls still holding the old state answer `NotFound`, and it is never saved again.
-            group.state.lock().await.deleted = true;
+        let old: Vec<Arc<Group>> = self.inner.groups.lock().expect("groups lock").values().cloned().collect();
+        for group in old {
+            let mut state = group.state.lock().await;
+            state.deleted = true;
+            state.replaced = true;
+            drop(state);
             group.changed.notify_waiters();
         }
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let this = self.clone();
+            let loaded = tokio::task::spawn_blocking(move || this.load_states())
+                .await
+                .map_err(|_| GroupError::Unavailable("loading the consumer groups failed unexpectedly".to_owned()))??;
+            let mut claimed = Ok(());
+            if claim {
+                for group in loaded.values() {
+                    let mut state = group.state.lock().await;
+                    if let Err(error) = self.inner.save_now(&mut state) {
+                        claimed = Err(error);
+                        break;
+                    }
+                }
+            }
+            match claimed {
+                Ok(()) => {
+                    *self.inner.groups.lock().expect("groups lock") = loaded;
+                    return Ok(());
+                }
+                Err(error) if attempt >= 3 => return Err(error),
+                Err(error) => tracing::info!(%error, "a consumer group changed while loading; loading again"),
+            }
+        }
     }
 
     /// Creates a group, or changes the settings of an existing one (its source and start cannot
@@ -281,6 +330,13 @@ impl ConsumerGroups {
         let existing = self.inner.groups.lock().expect("groups lock").get(&spec.name).cloned();
         if let Some(group) = existing {
             let mut state = group.state.lock().await;
+            if state.deleted {
+                // Deleted or loaded again meanwhile: the caller decides anew.
+                return Err(GroupError::Unavailable(format!(
+                    "consumer group {} changed while this request waited for it: retry",
+                    spec.name
+                )));
+            }
             if state.spec.source != spec.source || state.spec.start != spec.start {
                 return Err(GroupError::Conflict(spec.name));
             }
@@ -309,7 +365,14 @@ impl ConsumerGroups {
         let group = self.group(name)?;
         let mut state = group.state.lock().await;
         if state.deleted {
-            return Err(GroupError::NotFound(name.to_owned()));
+            return Err(gone(&state));
+        }
+        if let Some(states) = &self.inner.states {
+            // Deleted in the cluster first: if that fails, the group stays as it was.
+            let version = state.version.ok_or_else(|| {
+                GroupError::Unavailable(format!("consumer group {name} has not been saved yet: retry"))
+            })?;
+            states.delete(name, version).map_err(|reason| unavailable(&**states, reason))?;
         }
         state.deleted = true;
         {
@@ -319,14 +382,8 @@ impl ConsumerGroups {
             }
         }
         group.changed.notify_waiters();
-        if let Some(states) = &self.inner.states {
-            return states.delete(name).map_err(|reason| {
-                GroupError::Storage(StorageError::new(
-                    "delete the group from",
-                    states.describe(),
-                    std::io::Error::other(reason),
-                ))
-            });
+        if self.inner.states.is_some() {
+            return Ok(());
         }
         let path = path_in(&self.inner.dir, &format!("{name}{FILE_SUFFIX}"));
         self.inner.storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
@@ -411,7 +468,7 @@ impl ConsumerGroups {
             let next_expiry = {
                 let mut state = group.state.lock().await;
                 if state.deleted {
-                    return Err(GroupError::NotFound(name.to_owned()));
+                    return Err(gone(&state));
                 }
                 let now = Instant::now();
                 state.consumers.insert(consumer.to_owned(), now);
@@ -461,7 +518,7 @@ impl ConsumerGroups {
         let group = self.group(name)?;
         let mut state = group.state.lock().await;
         if state.deleted {
-            return Err(GroupError::NotFound(name.to_owned()));
+            return Err(gone(&state));
         }
         let mut outcome = AckOutcome::default();
         for id in delivery_ids {
@@ -512,7 +569,7 @@ impl ConsumerGroups {
         let group = self.group(name)?;
         let mut state = group.state.lock().await;
         if state.deleted {
-            return Err(GroupError::NotFound(name.to_owned()));
+            return Err(gone(&state));
         }
         let room = state.buffer_max().saturating_sub(state.pending.len());
         let chosen: Vec<(u64, u32)> = state
@@ -547,13 +604,17 @@ impl ConsumerGroups {
     /// Saves every group whose checkpoint or parked events changed since it was last saved.
     pub async fn flush(&self) -> Result<(), GroupError> {
         let groups: Vec<Arc<Group>> = self.inner.groups.lock().expect("groups lock").values().cloned().collect();
+        // One group failing to save does not keep the others from being saved.
+        let mut first_error = None;
         for group in groups {
             let mut state = group.state.lock().await;
             if state.dirty {
-                self.save(&mut state)?;
+                if let Err(error) = self.save(&mut state) {
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn save_if_due(&self, state: &mut GroupState) -> Result<(), GroupError> {
@@ -570,17 +631,19 @@ impl ConsumerGroups {
 
 impl Registry {
     fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
+        if state.deleted {
+            return Ok(());
+        }
+        self.save_now(state)
+    }
+
+    /// Saves `state` (not deleted) where the groups are kept.
+    fn save_now(&self, state: &mut GroupState) -> Result<(), GroupError> {
         if let Some(states) = &self.states {
-            if state.deleted {
-                return Ok(());
-            }
-            states.save(&state.spec.name, &encode(state)).map_err(|reason| {
-                GroupError::Storage(StorageError::new(
-                    "save group to",
-                    states.describe(),
-                    std::io::Error::other(reason),
-                ))
-            })?;
+            let version = states
+                .save(&state.spec.name, &encode(state), state.version)
+                .map_err(|reason| unavailable(&**states, reason))?;
+            state.version = Some(version);
             state.dirty = false;
             state.saved_at = Instant::now();
             return Ok(());
@@ -658,6 +721,8 @@ impl GroupState {
             consumers: HashMap::new(),
             pins: HashMap::new(),
             deleted: false,
+            replaced: false,
+            version: None,
             dirty: false,
             saved_at: Instant::now(),
         }

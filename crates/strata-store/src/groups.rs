@@ -145,6 +145,10 @@ pub enum GroupError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// Not answered now, nothing changed: retry (a cluster's groups being loaded again after a change
+    /// of leader, or their state in the cluster not reachable or changed by another node).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]

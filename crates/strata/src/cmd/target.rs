@@ -76,6 +76,7 @@ pub fn json_body(body: &impl serde::Serialize) -> Option<Vec<u8>> {
 /// A request goes to the node that answered last. It moves on to the next one only when nothing was
 /// written: the connection could not be made (nothing was sent), or the node answered `503
 /// not_leader` (no leader to forward to; nothing written) or `503 stale` (its replica may be stale).
+/// A read (GET) moves on after any error.
 /// After an error once the request was sent the outcome is unknown, and the command says so rather
 /// than send it again. When every node refused, it tries them all again, a second apart
 /// (`ROUNDS`: a takeover takes the lease time and a catch-up).
@@ -135,8 +136,8 @@ impl Remote {
                 }
                 let response = match request.send().await {
                     Ok(response) => response,
-                    // Not connected: nothing was sent.
-                    Err(error) if error.is_connect() => {
+                    // Not connected: nothing was sent. A read may be sent again whatever happened.
+                    Err(error) if error.is_connect() || method == reqwest::Method::GET => {
                         refused.push(format!(
                             "{url}: {}",
                             anyhow!(error).chain().last().map(ToString::to_string).unwrap_or_default()
