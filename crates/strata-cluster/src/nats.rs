@@ -58,25 +58,30 @@ pub async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, Strin
 /// every append the limits admit. Returns the `max_payload`.
 pub fn check_server(client: &async_nats::Client) -> Result<usize, String> {
     let info = client.server_info();
-    let version = parse_version(&info.version).ok_or_else(|| {
-        format!("NATS server {} reports version {:?}, which is not a version", info.server_name, info.version)
-    })?;
+    check_version_and_payload(&format!("NATS server {}", info.server_name), &info.version, info.max_payload)?;
+    Ok(info.max_payload)
+}
+
+/// What a node refuses in any server: a version before 2.14, a `max_payload` too small for the
+/// largest frame one append makes.
+fn check_version_and_payload(server: &str, version_text: &str, max_payload: usize) -> Result<(), String> {
+    let version = parse_version(version_text)
+        .ok_or_else(|| format!("{server} reports version {version_text:?}, which is not a version"))?;
     if (version.0, version.1) < SERVER_VERSION_MIN {
         return Err(format!(
-            "NATS server {} is version {}: cluster mode needs {}.{} or newer (older servers can admit two \
+            "{server} is version {version_text}: cluster mode needs {}.{} or newer (older servers can admit two \
              conflicting writes to a clustered stream; see docs/design.md, \"Cluster mode\")",
-            info.server_name, info.version, SERVER_VERSION_MIN.0, SERVER_VERSION_MIN.1
+            SERVER_VERSION_MIN.0, SERVER_VERSION_MIN.1
         ));
     }
     let needed = strata_storage::append_frame_bytes_max() + HEADER_ROOM_BYTES;
-    if info.max_payload < needed {
+    if max_payload < needed {
         return Err(format!(
-            "NATS server {} has max_payload {} bytes: the largest frame one append can make needs {needed} \
-             (set max_payload: 24MB in the server's configuration)",
-            info.server_name, info.max_payload
+            "{server} has max_payload {max_payload} bytes: the largest frame one append can make needs {needed} \
+             (set max_payload: 24MB in the server's configuration)"
         ));
     }
-    Ok(info.max_payload)
+    Ok(())
 }
 
 fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
@@ -136,21 +141,36 @@ pub async fn log_stream(
     Ok(stream)
 }
 
-/// Refuses any server whose monitoring endpoint (`/varz`) says it does not sync every write.
-pub async fn check_sync_always(monitoring: &[String]) -> Result<(), String> {
+/// Checks every server whose monitoring endpoint (`/varz`) is given — the same version and
+/// `max_payload` rules as the server connected to, and syncing every write — and answers the smallest
+/// `max_payload` among them (`None` when none is given).
+pub async fn check_monitored_servers(monitoring: &[String]) -> Result<Option<usize>, String> {
+    let mut smallest: Option<usize> = None;
     for url in monitoring {
         let varz = http_get(&format!("{}/varz", url.trim_end_matches('/'))).await?;
         let value: serde_json::Value =
             serde_json::from_str(&varz).map_err(|error| format!("{url}/varz is not JSON: {error}"))?;
-        let always = value.pointer("/jetstream/config/sync_always").and_then(|v| v.as_bool()).unwrap_or(false);
-        if !always {
-            return Err(format!(
-                "NATS server at {url} does not sync every write (its /varz has no jetstream.config.sync_always): \
-                 set sync_interval: always, or an acknowledged append could be lost when servers lose power"
-            ));
-        }
+        let max_payload = check_varz(url, &value)?;
+        smallest = Some(smallest.map_or(max_payload, |smallest| smallest.min(max_payload)));
     }
-    Ok(())
+    Ok(smallest)
+}
+
+/// One server's `/varz`, as a node checks it: version, `max_payload`, `sync_always`. Its
+/// `max_payload`.
+fn check_varz(url: &str, varz: &serde_json::Value) -> Result<usize, String> {
+    let server = format!("NATS server at {url}");
+    let version = varz.get("version").and_then(|v| v.as_str()).unwrap_or("");
+    let max_payload = varz.get("max_payload").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    check_version_and_payload(&server, version, max_payload)?;
+    let always = varz.pointer("/jetstream/config/sync_always").and_then(|v| v.as_bool()).unwrap_or(false);
+    if !always {
+        return Err(format!(
+            "{server} does not sync every write (its /varz has no jetstream.config.sync_always): \
+             set sync_interval: always, or an acknowledged append could be lost when servers lose power"
+        ));
+    }
+    Ok(max_payload)
 }
 
 /// A plain HTTP/1.0 GET of a loopback or LAN monitoring endpoint (no TLS), the body as text.
@@ -181,6 +201,23 @@ async fn http_get(url: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_monitored_server_is_checked_for_version_payload_and_sync() {
+        let varz = |version: &str, max_payload: u64, sync: bool| serde_json::json!({ "version": version, "max_payload": max_payload, "jetstream": { "config": { "sync_always": sync } } });
+        let url = "http://127.0.0.1:8222";
+        assert_eq!(check_varz(url, &varz("2.15.1", 25_165_824, true)), Ok(25_165_824));
+        let old = check_varz(url, &varz("2.9.10", 25_165_824, true)).unwrap_err();
+        assert!(
+            old.contains("NATS server at http://127.0.0.1:8222 is version 2.9.10") && old.contains("2.14"),
+            "{old}"
+        );
+        let small = check_varz(url, &varz("2.15.1", 1_048_576, true)).unwrap_err();
+        assert!(small.contains("max_payload 1048576"), "{small}");
+        let unsynced = check_varz(url, &varz("2.15.1", 25_165_824, false)).unwrap_err();
+        assert!(unsynced.contains("sync_interval: always"), "{unsynced}");
+        assert!(check_varz(url, &serde_json::json!({})).unwrap_err().contains("not a version"));
+    }
 
     #[test]
     fn versions_parse_and_compare() {

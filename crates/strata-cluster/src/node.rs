@@ -210,8 +210,11 @@ impl Node {
     pub async fn start(config: ClusterConfig, dir: &Path, mut options: Options) -> Result<Node, StartError> {
         config.validate().map_err(StartError::Config)?;
         let client = nats::connect(&config).await.map_err(StartError::Nats)?;
-        let max_payload = nats::check_server(&client).map_err(StartError::Refused)?;
-        nats::check_sync_always(&config.monitoring).await.map_err(StartError::Refused)?;
+        // The server connected to, then (given their monitoring URLs) every server: a frame must fit
+        // the smallest `max_payload` of them, since any may lead the stream.
+        let connected = nats::check_server(&client).map_err(StartError::Refused)?;
+        let monitored = nats::check_monitored_servers(&config.monitoring).await.map_err(StartError::Refused)?;
+        let max_payload = monitored.map_or(connected, |smallest| smallest.min(connected));
         // Publishes wait `publish_timeout` for their acknowledgement; administrative requests (a
         // replicated stream created while the servers elect their leaders) get longer.
         let js = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client.clone());
@@ -428,6 +431,10 @@ fn is_transient(reason: &str) -> bool {
         "temporarily unavailable",
         "insufficient resources",
         "no suitable peers",
+        // Nodes starting together: the stream or bucket another node created a moment ago is not
+        // answered for yet, or creating it too finds it there.
+        "stream not found",
+        "already in use",
     ]
     .iter()
     .any(|transient| reason.contains(transient))
