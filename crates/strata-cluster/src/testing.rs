@@ -79,8 +79,22 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts `size` servers (1, or 3 for a cluster) and waits until JetStream answers on each.
+    /// Starts `size` servers (1, or 3 for a cluster) and waits until JetStream answers on each. A
+    /// start that fails (a port taken between [`free_port`] and the server's bind — tests run in
+    /// parallel — or servers that do not become healthy) is stopped and tried again on other ports,
+    /// three times in all.
     pub fn start(size: usize) -> Result<NatsCluster, String> {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::start_once(size) {
+                Ok(cluster) => return Ok(cluster),
+                Err(reason) => failures.push(reason),
+            }
+        }
+        Err(failures.join("\n--- tried again on other ports:\n"))
+    }
+
+    fn start_once(size: usize) -> Result<NatsCluster, String> {
         let binary = nats_server_binary()?;
         let dir = tempfile::Builder::new().prefix("strata-nats-").tempdir().map_err(|error| error.to_string())?;
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();

@@ -613,17 +613,8 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
     let mut ordered = vec![urls[used].clone()];
     ordered.extend(urls.iter().filter(|url| **url != urls[used]).cloned());
     let joined = ordered.join(",");
-    let cli = move |args: Vec<String>| {
-        let joined = joined.clone();
-        tokio::task::spawn_blocking(move || {
-            let output =
-                Command::new(env!("CARGO_BIN_EXE_strata")).arg("--url").arg(&joined).args(&args).output().unwrap();
-            assert!(output.status.success(), "strata {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-            output.stdout
-        })
-    };
-    cli(["append", "client-1", "--type", "Counted", r#"{"n":40}"#].map(String::from).to_vec()).await.unwrap();
-    let read = cli(["--json", "read", "client-1"].map(String::from).to_vec()).await.unwrap();
+    cli(&joined, &["append", "client-1", "--type", "Counted", r#"{"n":40}"#]).await;
+    let read = cli(&joined, &["--json", "read", "client-1"]).await;
     let ns: Vec<u64> = read
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
@@ -633,7 +624,7 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
 
     // Export from the cluster (through any node), import into an empty cluster on the same NATS
     // servers: the same log, positions, ids and hashes — its export is byte-identical.
-    let export = cli(vec!["export".to_owned()]).await.unwrap();
+    let export = cli(&joined, &["export"]).await;
     assert!(export.split(|&b| b == b'\n').filter(|line| !line.is_empty()).count() > 41);
     let file = cluster._dir.path().join("cluster.ndjson");
     std::fs::write(&file, &export).unwrap();
@@ -663,21 +654,25 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let on_other = move |args: Vec<String>| {
-        let url = other_url.clone();
-        tokio::task::spawn_blocking(move || {
-            let output =
-                Command::new(env!("CARGO_BIN_EXE_strata")).arg("--url").arg(&url).args(&args).output().unwrap();
-            assert!(output.status.success(), "strata {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-            output.stdout
-        })
-    };
-    on_other(vec!["import".to_owned(), file.to_str().unwrap().to_owned()]).await.unwrap();
-    let again = on_other(vec!["export".to_owned()]).await.unwrap();
+    cli(&other_url, &["import", file.to_str().unwrap()]).await;
+    let again = cli(&other_url, &["export"]).await;
     assert!(again == export, "export → import into an empty cluster → export differs");
-    let verified = on_other(vec!["--json".to_owned(), "verify".to_owned()]).await.unwrap();
+    let verified = cli(&other_url, &["--json", "verify"]).await;
     assert_eq!(serde_json::from_slice::<Value>(&verified).unwrap()["ok"], true);
     other.kill();
+}
+
+/// Runs `strata --url <urls> <args>`, which must succeed, off the test's runtime; its output.
+async fn cli(urls: &str, args: &[&str]) -> Vec<u8> {
+    let urls = urls.to_owned();
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_strata")).arg("--url").arg(&urls).args(&args).output().unwrap();
+        assert!(output.status.success(), "strata {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    })
+    .await
+    .unwrap()
 }
 
 /// A TCP proxy of the test's own between one Strata node and one NATS server. `cut` is a silent
