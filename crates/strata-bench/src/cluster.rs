@@ -405,14 +405,7 @@ async fn raw_publishes(js: &async_nats::jetstream::Context, bytes: usize, durati
             Ok::<_, anyhow::Error>(latencies)
         }));
     }
-    let mut measurement = Measurement::default();
-    for task in tasks {
-        let latencies = task.await??;
-        measurement.events += latencies.len() as u64;
-        measurement.latencies_ns.extend(latencies);
-    }
-    measurement.elapsed = started.elapsed();
-    Ok(measurement)
+    Measurement::of_tasks(tasks, 1, started).await
 }
 
 /// kill -9 of the leader while one writer appends through the other nodes: the time to its first

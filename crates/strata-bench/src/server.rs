@@ -313,14 +313,7 @@ pub(super) async fn http_appends_spread(
             Ok::<_, anyhow::Error>(latencies)
         }));
     }
-    let mut measurement = Measurement::default();
-    for task in tasks {
-        let latencies = task.await??;
-        measurement.events += (latencies.len() * events_per_request) as u64;
-        measurement.latencies_ns.extend(latencies);
-    }
-    measurement.elapsed = started.elapsed();
-    Ok(measurement)
+    Measurement::of_tasks(tasks, events_per_request, started).await
 }
 
 /// Appends `events` through the engine, 1,000 per append over 1,000 streams.
@@ -535,13 +528,6 @@ impl Postgres {
                 Ok::<_, anyhow::Error>(latencies)
             }));
         }
-        let mut measurement = Measurement::default();
-        for task in tasks {
-            let latencies = task.await??;
-            measurement.events += (latencies.len() * events_per_transaction) as u64;
-            measurement.latencies_ns.extend(latencies);
-        }
-        measurement.elapsed = started.elapsed();
-        Ok(measurement)
+        Measurement::of_tasks(tasks, events_per_transaction, started).await
     }
 }

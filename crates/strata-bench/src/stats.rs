@@ -32,6 +32,23 @@ impl Measurement {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Waits for `tasks`, each of which timed its calls (one latency per call, `events_per_call`
+    /// events each), and adds them up as one measurement from `started`.
+    pub async fn of_tasks(
+        tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>,
+        events_per_call: usize,
+        started: std::time::Instant,
+    ) -> anyhow::Result<Measurement> {
+        let mut measurement = Measurement::default();
+        for task in tasks {
+            let latencies = task.await??;
+            measurement.events += (latencies.len() * events_per_call) as u64;
+            measurement.latencies_ns.extend(latencies);
+        }
+        measurement.elapsed = started.elapsed();
+        Ok(measurement)
+    }
+
     /// The percentiles of the samples, `None` when there are none (a measurement of a whole pass).
     pub fn latency(&mut self) -> Option<Latency> {
         self.latencies_ns.sort_unstable();

@@ -264,14 +264,7 @@ where
             })
         })
         .collect();
-    let mut measurement = Measurement::default();
-    for task in tasks {
-        let latencies = task.await??;
-        measurement.events += latencies.len() as u64;
-        measurement.latencies_ns.extend(latencies);
-    }
-    measurement.elapsed = started.elapsed();
-    Ok(measurement)
+    Measurement::of_tasks(tasks, 1, started).await
 }
 
 /// The baseline: each task appends the deposit a command would, with no load and no decision.
