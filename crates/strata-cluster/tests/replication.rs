@@ -270,8 +270,22 @@ async fn consumer_groups_resume_on_another_node_and_a_stale_save_fails() {
     assert_eq!(on_leader.ack("billing", &ids).await.unwrap().done, 4);
     on_leader.flush().await.unwrap();
 
+    // A damaged value in the bucket (not a group's state) is left out and reported; it takes no
+    // other group down.
+    let js = async_nats::jetstream::new(async_nats::connect(urls[0].clone()).await.unwrap());
+    let bucket = js.get_key_value(other.config().bucket()).await.unwrap();
+    let junk_key = format!("groups.{}", "junk".bytes().map(|b| format!("{b:02x}")).collect::<String>());
+    bucket.put(junk_key, "not a group".into()).await.unwrap();
+
     // The other node loads the group from the bucket and goes on after the four acked events.
     let on_other = ConsumerGroups::open_with(other.store(), other.group_states()).unwrap();
+    assert_eq!(on_other.names(), vec!["billing".to_owned()]);
+    let problems = on_other.load_problems();
+    assert!(
+        problems.len() == 1 && problems[0].contains("group junk") && problems[0].contains("damaged"),
+        "{problems:?}"
+    );
+    on_other.claim_loaded().await.unwrap();
     assert_eq!(on_other.info("billing").await.unwrap().checkpoint, Some(3));
     let next = on_other.fetch("billing", "c2", 10, Duration::ZERO).await.unwrap();
     assert_eq!(next.first().map(|delivery| delivery.event.revision.value()), Some(4));

@@ -73,7 +73,7 @@ impl AppState {
                     .as_ref()
                     .is_some_and(|cluster| cluster.write_route() == crate::cluster::WriteRoute::Local);
                 if leading {
-                    groups.reload(true).await.map_err(ApiError::from)?;
+                    groups.claim_loaded().await.map_err(ApiError::from)?;
                 }
                 // Checkpoints of idle groups are saved every second, and once more at shutdown.
                 let (flushed, shutdown) = (groups.clone(), self.shutdown_signal());

@@ -180,14 +180,7 @@ impl ConsumerGroups {
         let storage = store.storage();
         let dir = path_in(store.dir(), GROUPS_DIR);
         storage.create_dir_all(&dir).map_err(|e| StorageError::new("create directory", &dir, e))?;
-        let registry = Registry {
-            store: store.clone(),
-            storage,
-            dir: dir.clone(),
-            states: None,
-            groups: std::sync::Mutex::new(BTreeMap::new()),
-            problems: std::sync::Mutex::new(Vec::new()),
-        };
+        let registry = Registry::new(store, None);
         let names = registry.storage.list_dir(&dir).map_err(|e| StorageError::new("list", &dir, e))?;
         for name in names {
             if name.ends_with(".tmp") {
@@ -219,15 +212,7 @@ impl ConsumerGroups {
 
     /// Loads the groups kept in `states` (a cluster's bucket) instead of the data directory.
     pub fn open_with(store: &Store, states: Arc<dyn GroupStates>) -> Result<ConsumerGroups, GroupError> {
-        let registry = Registry {
-            store: store.clone(),
-            storage: store.storage(),
-            dir: path_in(store.dir(), GROUPS_DIR),
-            states: Some(states),
-            groups: std::sync::Mutex::new(BTreeMap::new()),
-            problems: std::sync::Mutex::new(Vec::new()),
-        };
-        let groups = ConsumerGroups { inner: Arc::new(registry) };
+        let groups = ConsumerGroups { inner: Arc::new(Registry::new(store, Some(states))) };
         let loaded = groups.load_states()?;
         *groups.inner.groups.lock().expect("groups lock") = loaded;
         Ok(groups)
@@ -286,16 +271,7 @@ impl ConsumerGroups {
             let loaded = tokio::task::spawn_blocking(move || this.load_states())
                 .await
                 .map_err(|_| GroupError::Unavailable("loading the consumer groups failed unexpectedly".to_owned()))??;
-            let mut claimed = Ok(());
-            if claim {
-                for group in loaded.values() {
-                    let mut state = group.state.lock().await;
-                    if let Err(error) = self.inner.save_now(&mut state) {
-                        claimed = Err(error);
-                        break;
-                    }
-                }
-            }
+            let claimed = if claim { self.claim(&loaded).await } else { Ok(()) };
             match claimed {
                 Ok(()) => {
                     *self.inner.groups.lock().expect("groups lock") = loaded;
@@ -303,6 +279,31 @@ impl ConsumerGroups {
                 }
                 Err(error) if attempt >= 3 => return Err(error),
                 Err(error) => tracing::info!(%error, "a consumer group changed while loading; loading again"),
+            }
+        }
+    }
+
+    /// Saves each of `groups` once over the version it was loaded with (see [`ConsumerGroups::reload`]).
+    async fn claim(&self, groups: &BTreeMap<String, Arc<Group>>) -> Result<(), GroupError> {
+        for group in groups.values() {
+            let mut state = group.state.lock().await;
+            self.inner.save_now(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Claims the groups as they were loaded, as [`ConsumerGroups::reload`] with `claim` does but
+    /// without loading them again; if one changed since, loads and claims them anew.
+    pub async fn claim_loaded(&self) -> Result<(), GroupError> {
+        if self.inner.states.is_none() {
+            return Ok(());
+        }
+        let loaded = self.inner.groups.lock().expect("groups lock").clone();
+        match self.claim(&loaded).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                tracing::info!(%error, "a consumer group changed since it was loaded; loading again");
+                self.reload(true).await
             }
         }
     }
@@ -630,6 +631,17 @@ impl ConsumerGroups {
 }
 
 impl Registry {
+    fn new(store: &Store, states: Option<Arc<dyn GroupStates>>) -> Registry {
+        Registry {
+            store: store.clone(),
+            storage: store.storage(),
+            dir: path_in(store.dir(), GROUPS_DIR),
+            states,
+            groups: std::sync::Mutex::new(BTreeMap::new()),
+            problems: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     fn save(&self, state: &mut GroupState) -> Result<(), GroupError> {
         if state.deleted {
             return Ok(());
