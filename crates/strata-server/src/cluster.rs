@@ -264,3 +264,36 @@ pub(crate) async fn wait_min_position(state: &AppState, min_position: Option<u64
     ))
     .with(|detail| detail.position = Some(position)))
 }
+
+/// The groups' state is the leader's: whenever this node starts or stops leading, its groups are
+/// loaded again from the cluster (claimed when it leads), tried again every second until that works
+/// or the role changes once more.
+pub(crate) fn reload_groups_when_leadership_changes(state: &AppState, mut leading: tokio::sync::watch::Receiver<bool>) {
+    let (state, shutdown) = (state.clone(), state.shutdown_signal());
+    let task = state.tasks.clone();
+    task.spawn(async move {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() { return },
+                () = &mut shutdown => return,
+            }
+            let now_leading = *leading.borrow_and_update();
+            loop {
+                match state.reload_groups(now_leading).await {
+                    Ok(()) => break tracing::info!(leading = now_leading, "consumer groups loaded from the cluster"),
+                    Err(error) => {
+                        tracing::warn!(%error, "loading the consumer groups from the cluster failed; trying again")
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = &mut shutdown => return,
+                }
+                if leading.has_changed().unwrap_or(true) {
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -169,37 +169,7 @@ pub async fn serve_node(
     let mut state = AppState::new(store, options.heartbeat, shutdown_watch);
     if let Some(cluster) = &cluster {
         state.group_states = Some(cluster.group_states());
-        // The groups' state is the leader's: a node that starts or stops leading loads it again.
-        let (mut leading, reloaded, shutdown) = (cluster.watch_leading(), state.clone(), state.shutdown_signal());
-        state.tasks.spawn(async move {
-            tokio::pin!(shutdown);
-            loop {
-                tokio::select! {
-                    changed = leading.changed() => if changed.is_err() { return },
-                    () = &mut shutdown => return,
-                }
-                // Tried again every second until it works or the role changes again.
-                let now_leading = *leading.borrow_and_update();
-                loop {
-                    match reloaded.reload_groups(now_leading).await {
-                        Ok(()) => {
-                            tracing::info!(leading = now_leading, "consumer groups loaded from the cluster");
-                            break;
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "loading the consumer groups from the cluster failed; trying again")
-                        }
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                        () = &mut shutdown => return,
-                    }
-                    if leading.has_changed().unwrap_or(true) {
-                        break;
-                    }
-                }
-            }
-        });
+        cluster::reload_groups_when_leadership_changes(&state, cluster.watch_leading());
     }
     state.cluster = cluster;
     let tasks = state.tasks.clone();

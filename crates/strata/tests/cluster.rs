@@ -185,6 +185,11 @@ impl TestCluster {
         self.nodes.len() - 1
     }
 
+    /// `GET url` answered with JSON (any status).
+    async fn get_json(&self, url: &str) -> Value {
+        self.client.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     async fn info(&self, index: usize) -> Option<Value> {
         let response = self.client.get(format!("{}/v1/info", self.nodes[index].url())).send().await.ok()?;
         response.json().await.ok()
@@ -240,15 +245,7 @@ impl TestCluster {
         let mut events = Vec::new();
         let mut from = 0;
         loop {
-            let page: Value = self
-                .client
-                .get(format!("{url}/v1/all?from={from}&limit=10000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value = self.get_json(&format!("{url}/v1/all?from={from}&limit=10000")).await;
             events.extend(page["events"].as_array().unwrap().iter().cloned());
             match page["next"].as_u64() {
                 Some(next) => from = next,
@@ -449,14 +446,8 @@ async fn writes_on_any_node_read_your_writes_and_races_have_one_winner() {
         cluster.nodes[a].log_text()
     );
     let position = answer["last_position"].as_u64().unwrap();
-    let page: Value = client
-        .get(format!("{}/v1/streams/order-1?min_position={position}", cluster.nodes[b].url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value =
+        cluster.get_json(&format!("{}/v1/streams/order-1?min_position={position}", cluster.nodes[b].url())).await;
     assert_eq!(page["events"][0]["position"], position, "{page}");
     // Exact expectations race from two nodes, 20 rounds: one winner each time.
     let create = json!({ "expected_revision": "no_stream", "events": [{ "type": "Bumped", "data": {} }] });
@@ -869,14 +860,7 @@ async fn a_consumer_group_resumes_on_the_new_leader_after_kill_9() {
             client.post(format!("{}/v1/streams/order-{}", urls[n % 3], n % 3)).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    let page: Value = client
-        .get(format!("{}/v1/all?category=order&limit=1000&min_position=300", urls[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = cluster.get_json(&format!("{}/v1/all?category=order&limit=1000&min_position=300", urls[0])).await;
     let expected: HashSet<u64> =
         page["events"].as_array().unwrap().iter().map(|event| event["position"].as_u64().unwrap()).collect();
     assert_eq!(expected.len(), 300);
@@ -959,7 +943,6 @@ async fn a_consumer_group_resumes_on_the_new_leader_after_kill_9() {
     );
     // The new leader's view of the group: everything handled.
     let leader = cluster.wait_leader(Duration::from_secs(30)).await;
-    let info: Value =
-        client.get(format!("{}/v1/groups/billing", urls[leader])).send().await.unwrap().json().await.unwrap();
+    let info: Value = cluster.get_json(&format!("{}/v1/groups/billing", urls[leader])).await;
     assert_eq!(info["lag_events"], 0, "{info}");
 }
