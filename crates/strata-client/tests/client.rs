@@ -1,10 +1,10 @@
 //! The client against a real server in-process: every `EventStore` answer is checked against the
 //! embedded store's answer to the same question — the server's own store for reads (same events,
-//! same recorded times), a second store given the same appends for outcomes.
+//! same recorded times), a second store given the same appends for outcomes. Every test runs on an
+//! embedded server and on a cluster's follower node (`strata_server::testing`).
 
 use bytes::Bytes;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use strata_client::{Client, ClientError};
 use strata_core::{
@@ -12,60 +12,29 @@ use strata_core::{
     StreamMetadata, StreamRevision, Tag, Timestamp,
 };
 use strata_server::ServeOptions;
+use strata_server::testing::{Served, Target};
 use strata_storage::{
     AppendCondition, AppendOutcome, Direction, Filter, MultiAppend, MultiAppendOutcome, ReadFrom, ReadOptions, Store,
     SubscriptionMessage,
 };
 use strata_toolkit::{EventStore, EventSubscription, StoreError};
-use tokio::sync::oneshot;
 
-/// A server on a free port of 127.0.0.1 over a store in a temp dir; it can be stopped and started
-/// again on the same address over the same store.
-struct TestServer {
-    address: SocketAddr,
-    store: Store,
-    running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)>,
-    _dir: tempfile::TempDir,
+/// A client of a served store (embedded, or a cluster's follower).
+fn client_of(server: &Served) -> Client {
+    Client::new(&server.url()).unwrap()
 }
 
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut server = Self { address, store, running: None, _dir: dir };
-        server.serve(listener);
-        server
-    }
+async fn serve(target: Target) -> Served {
+    Served::start(target, ServeOptions::default(), strata_storage::Options::default()).await
+}
 
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = strata_server::serve(self.store.clone(), listener, ServeOptions::default(), async move {
-            let _ = stopped.await;
-        });
-        self.running = Some((stop, tokio::spawn(serving)));
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.url()).unwrap()
-    }
-
-    /// Stops the server the way SIGTERM does (subscriptions end), and waits until it has.
-    async fn stop(&mut self) {
-        let (stop, task) = self.running.take().unwrap();
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
-    }
-
-    async fn restart(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.address).await.unwrap();
-        self.serve(listener);
-    }
+strata_server::on_every_target! {
+    appends_have_the_outcomes_of_the_embedded_store,
+    reads_equal_the_embedded_stores,
+    subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_or_duplicate,
+    stream_metadata_applies_to_reads_as_in_the_embedded_store,
+    what_the_api_carries_differently_is_as_documented,
+    server_errors_are_remote_and_an_unreachable_server_is_transport,
 }
 
 fn stream(name: &str) -> StreamId {
@@ -167,10 +136,9 @@ async fn append_script(store: &impl EventStore) -> Vec<Outcome> {
     outcomes.into_iter().map(without_time).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_have_the_outcomes_of_the_embedded_store() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn appends_have_the_outcomes_of_the_embedded_store(target: Target) {
+    let server = serve(target).await;
+    let client = client_of(&server);
     let outcomes = append_script(&client).await;
     let dir = tempfile::tempdir().unwrap();
     let embedded = Store::open(dir.path()).unwrap();
@@ -233,10 +201,9 @@ async fn write_events(client: &Client) -> Vec<(StreamId, NewEvent)> {
     written
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_equal_the_embedded_stores() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn reads_equal_the_embedded_stores(target: Target) {
+    let server = serve(target).await;
+    let client = client_of(&server);
     let written = write_events(&client).await;
     let store = &server.store;
 
@@ -361,10 +328,9 @@ async fn take_events(subscription: &mut impl EventSubscription, count: usize) ->
     events
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_or_duplicate() {
-    let mut server = TestServer::start().await;
-    let client = server.client();
+async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_or_duplicate(target: Target) {
+    let mut server = serve(target).await;
+    let client = client_of(&server);
     let orders = Filter { category: Some("order".to_owned()), ..Filter::default() };
     let append = |n: u128, name: &str| {
         let client = client.clone();
@@ -396,13 +362,14 @@ async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_o
     // The server stops (ending the subscription), events are appended meanwhile, it comes back:
     // the subscription resumes right after the last event it delivered, and is not told again
     // that it caught up.
-    server.stop().await;
+    server.stop_serving().await;
     for n in 9..13 {
         let name = stream(if n % 2 == 0 { "order-3" } else { "user-2" });
         let new_event = event(n, "Noted", &n.to_string());
-        let _ = store.append(name, ExpectedRevision::Any, vec![new_event]).await.unwrap();
+        let _ = server.deciding_store().append(name, ExpectedRevision::Any, vec![new_event]).await.unwrap();
     }
-    server.restart().await;
+    server.replicated().await;
+    server.serve_again().await;
     assert_eq!(take_events(&mut subscription, 2).await, expected(10));
     let _ = append(13, "order-4").await;
     assert_eq!(take_events(&mut subscription, 1).await, expected(14));
@@ -415,10 +382,9 @@ async fn subscriptions_catch_up_go_live_and_resume_after_a_restart_without_gap_o
     assert!(tokio::time::timeout(Duration::from_millis(100), nothing.next()).await.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_metadata_applies_to_reads_as_in_the_embedded_store() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn stream_metadata_applies_to_reads_as_in_the_embedded_store(target: Target) {
+    let server = serve(target).await;
+    let client = client_of(&server);
     let name = stream("order-7");
     let events = (0..5).map(|n| event(200 + n, "Noted", &n.to_string())).collect();
     let _ = client.append(name.clone(), ExpectedRevision::NoStream, events).await.unwrap();
@@ -441,13 +407,13 @@ async fn stream_metadata_applies_to_reads_as_in_the_embedded_store() {
 }
 
 /// The differences the crate docs list, as they are.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_the_api_carries_differently_is_as_documented() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn what_the_api_carries_differently_is_as_documented(target: Target) {
+    let server = serve(target).await;
+    let client = client_of(&server);
     // Non-JSON data without a content type, written by the embedded API: read as binary.
     let raw = NewEvent::new(EventType::new("Raw").unwrap(), Bytes::from_static(b"\x00not json"));
-    let _ = server.store.append(stream("raw-1"), ExpectedRevision::Any, vec![raw]).await.unwrap();
+    let _ = server.deciding_store().append(stream("raw-1"), ExpectedRevision::Any, vec![raw]).await.unwrap();
+    server.replicated().await;
     let embedded = server.store.read_stream(&stream("raw-1"), ReadFrom::Start, Direction::Forward, 1).unwrap();
     let page = client.read_stream(&stream("raw-1"), ReadFrom::Start, ReadOptions::forward(1)).await.unwrap();
     assert_eq!(embedded[0].content_type, None);
@@ -490,10 +456,9 @@ fn assert_remote(result: Result<impl std::fmt::Debug, StoreError>, status: u16, 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_remote_and_an_unreachable_server_is_transport() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn server_errors_are_remote_and_an_unreachable_server_is_transport(target: Target) {
+    let server = serve(target).await;
+    let client = client_of(&server);
     let reserved = client.append(stream("$mine"), ExpectedRevision::Any, vec![event(300, "T", "1")]).await;
     assert_remote(reserved, 400, "invalid_request");
     let multi = MultiAppend { events: vec![], checks: vec![], condition: None };
@@ -507,7 +472,8 @@ async fn server_errors_are_remote_and_an_unreachable_server_is_transport() {
     assert_remote(client.read_stream(&stream(".."), ReadFrom::Start, options).await, 400, "invalid_request");
 
     let _ = client.append(stream("gone-1"), ExpectedRevision::Any, vec![event(303, "T", "1")]).await.unwrap();
-    let _ = server.store.tombstone_stream(stream("gone-1"), ExpectedRevision::Any).await.unwrap();
+    let _ = server.deciding_store().tombstone_stream(stream("gone-1"), ExpectedRevision::Any).await.unwrap();
+    server.replicated().await;
     assert_remote(client.read_stream(&stream("gone-1"), ReadFrom::Start, options).await, 410, "stream_deleted");
     let append = client.append(stream("gone-1"), ExpectedRevision::Any, vec![event(304, "T", "1")]).await;
     assert_remote(append, 410, "stream_deleted");

@@ -17,6 +17,9 @@
 //!
 //! The JSON shapes themselves are `strata_wire`'s, shared with the client and the CLI.
 //! - `request_log`: a line per request at debug (method, path, status, latency, bytes).
+//! - `cluster`: which node answers what on a cluster node (`cluster::NodeView`, feature `cluster`,
+//!   over a `strata_cluster::Node`); `testing` (feature `testing`): servers for tests, embedded or
+//!   a cluster's follower, and `on_every_target!`, which runs a test on both.
 //!
 //! Logs go through `tracing` (the binary installs the subscriber): requests at debug; shutdown at
 //! info; connection and accept failures at warn (a client that went away at debug).
@@ -48,6 +51,8 @@ mod state;
 mod streams;
 mod subscribe;
 mod system;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use convert::parse_exported_event;
 pub use error::ApiError;

@@ -1,10 +1,24 @@
 //! Every endpoint of the HTTP API, through a real server on a free port: what it answers and the
-//! errors DESIGN.md §5 lists.
+//! errors DESIGN.md §5 lists — on an embedded server and on a cluster's follower node alike.
 
 mod common;
 
-use common::{SseReader, TestServer};
+use common::{SseReader, Target, TestServer};
 use serde_json::{Value, json};
+
+strata_server::on_every_target! {
+    append_then_conflict_then_idempotent_retry,
+    reads_render_events_page_and_travel_in_time,
+    filtered_reads_of_the_global_log,
+    multi_stream_appends_with_checks_and_conditions,
+    stream_lifecycle_list_info_metadata_delete_tombstone,
+    scavenge_turns_deleted_events_into_placeholders,
+    consumer_groups_over_http,
+    operations_endpoints,
+    subscriptions_catch_up_then_go_live_and_resume,
+    heartbeats_keep_idle_subscriptions_alive,
+    system_events_read_as_json_and_import_back,
+}
 
 fn event(event_type: &str, data: Value) -> Value {
     json!({ "type": event_type, "data": data })
@@ -14,9 +28,8 @@ async fn append(server: &TestServer, stream: &str, expected: Value, events: Vec<
     server.post(&format!("/v1/streams/{stream}"), &json!({ "expected_revision": expected, "events": events })).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn append_then_conflict_then_idempotent_retry() {
-    let server = TestServer::start().await;
+async fn append_then_conflict_then_idempotent_retry(target: Target) {
+    let server = TestServer::on(target).await;
     let id = "0195f1c2-1111-7000-8000-000000000001";
     let body = json!({ "expected_revision": "no_stream", "events": [
         { "id": id, "type": "Opened", "data": { "owner": "ada" }, "metadata": { "by": "test" }, "tags": ["account:1"] },
@@ -76,9 +89,8 @@ async fn append_then_conflict_then_idempotent_retry() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_render_events_page_and_travel_in_time() {
-    let server = TestServer::start().await;
+async fn reads_render_events_page_and_travel_in_time(target: Target) {
+    let server = TestServer::on(target).await;
     for n in 0..5 {
         let (status, _) = append(&server, "order-1", json!("any"), vec![event("Step", json!({ "n": n }))]).await;
         assert_eq!(status, 200);
@@ -136,18 +148,38 @@ async fn reads_render_events_page_and_travel_in_time() {
     let (status, page) = server.get("/v1/all?until_time=1999-01-01T00:00:00%2B01:00").await;
     assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 0));
 
-    // `min_position` on a standalone server: what it holds answers at once, a position beyond its
-    // head (never acknowledged here) is refused at once rather than waited for.
+    // `min_position`: what the node holds answers at once. A position beyond its head is refused at
+    // once by a standalone server (never acknowledged there); a cluster node waits (bounded) for
+    // its replica to reach it — here until the leader commits it.
     let started = std::time::Instant::now();
     let (status, page) = server.get("/v1/streams/order-1?min_position=7").await;
     assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 5));
-    let (status, error) = server.get("/v1/all?min_position=8").await;
-    assert_eq!((status, &error["error"]["code"]), (400, &json!("invalid_request")), "{error}");
-    assert_eq!(error["error"]["position"], 8);
-    assert!(error["error"]["message"].as_str().unwrap().contains("next position is 8"), "{error}");
-    let (status, _) = server.get("/v1/subscribe?min_position=18446744073709551614").await;
-    assert_eq!(status, 400);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "nothing waited");
+    match server.target() {
+        Target::Embedded => {
+            let (status, error) = server.get("/v1/all?min_position=8").await;
+            assert_eq!((status, &error["error"]["code"]), (400, &json!("invalid_request")), "{error}");
+            assert_eq!(error["error"]["position"], 8);
+            assert!(error["error"]["message"].as_str().unwrap().contains("next position is 8"), "{error}");
+            let (status, _) = server.get("/v1/subscribe?min_position=18446744073709551614").await;
+            assert_eq!(status, 400);
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "nothing waited");
+        }
+        Target::ClusterFollower => {
+            let waiting = tokio::spawn({
+                let (client, url) = (server.client.clone(), server.url("/v1/all?min_position=8"));
+                async move { client.get(url).send().await.unwrap() }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!waiting.is_finished(), "a read with min_position beyond the replica waits");
+            let body = json!({ "expected_revision": "any", "events": [event("Later", json!(8))] });
+            let committed = server.client.post(server.deciding_url("/v1/streams/late-1")).json(&body).send().await;
+            assert_eq!(committed.unwrap().status(), 200, "appended on the leader");
+            let answered = waiting.await.unwrap();
+            assert_eq!(answered.status(), 200);
+            let page: Value = answered.json().await.unwrap();
+            assert_eq!(page["events"][8]["stream"], "late-1", "{page}");
+        }
+    }
 
     let (status, error) = server.get("/v1/streams/nothing-here").await;
     assert_eq!(status, 404);
@@ -156,9 +188,8 @@ async fn reads_render_events_page_and_travel_in_time() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filtered_reads_of_the_global_log() {
-    let server = TestServer::start().await;
+async fn filtered_reads_of_the_global_log(target: Target) {
+    let server = TestServer::on(target).await;
     let tagged = |event_type: &str, tags: &[&str]| json!({ "type": event_type, "data": {}, "tags": tags });
     append(&server, "user-1", json!("any"), vec![tagged("Registered", &["user:1", "tenant:a"])]).await;
     append(&server, "user-2", json!("any"), vec![tagged("Registered", &["user:2", "tenant:b"])]).await;
@@ -188,9 +219,8 @@ async fn filtered_reads_of_the_global_log() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multi_stream_appends_with_checks_and_conditions() {
-    let server = TestServer::start().await;
+async fn multi_stream_appends_with_checks_and_conditions(target: Target) {
+    let server = TestServer::on(target).await;
     let transfer = json!({
         "events": [
             { "stream": "account-a", "type": "Withdrawn", "data": { "amount": 5 }, "tags": ["transfer:1"] },
@@ -248,9 +278,8 @@ async fn multi_stream_appends_with_checks_and_conditions() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_lifecycle_list_info_metadata_delete_tombstone() {
-    let server = TestServer::start().await;
+async fn stream_lifecycle_list_info_metadata_delete_tombstone(target: Target) {
+    let server = TestServer::on(target).await;
     for stream in ["cart-1", "cart-2", "cart-3", "order-1"] {
         append(&server, stream, json!("any"), vec![event("A", json!(1)), event("B", json!(2))]).await;
     }
@@ -313,15 +342,14 @@ async fn stream_lifecycle_list_info_metadata_delete_tombstone() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scavenge_turns_deleted_events_into_placeholders() {
+async fn scavenge_turns_deleted_events_into_placeholders(target: Target) {
     // Small segments and index runs, so that sealed segments are covered by runs quickly.
     let store_options = strata_storage::Options {
         segment_size_bytes: 8 << 10,
         index_run_events: strata_storage::INDEX_RUN_EVENTS_MIN,
         ..Default::default()
     };
-    let server = TestServer::start_over(strata_server::ServeOptions::default(), store_options).await;
+    let server = TestServer::start_on(target, strata_server::ServeOptions::default(), store_options).await;
     for n in 0..60 {
         let stream = if n % 2 == 0 { "gone-1" } else { "kept-1" };
         append(&server, stream, json!("any"), vec![event("Noted", json!({ "n": n, "pad": "x".repeat(200) }))]).await;
@@ -351,9 +379,8 @@ async fn scavenge_turns_deleted_events_into_placeholders() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_groups_over_http() {
-    let server = TestServer::start().await;
+async fn consumer_groups_over_http(target: Target) {
+    let server = TestServer::on(target).await;
     for n in 0..6 {
         append(&server, &format!("order-{}", n % 2), json!("any"), vec![event("Placed", json!({ "n": n }))]).await;
     }
@@ -404,7 +431,8 @@ async fn consumer_groups_over_http() {
     assert_eq!((info["checkpoint"].clone(), info["lag_events"].clone()), (json!(8), json!(0)), "{info}");
     let (_, listed) = server.get("/v1/groups").await;
     assert_eq!(listed["groups"].as_array().unwrap().len(), 1);
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Groups are the leader's, and so are their metrics.
+    let metrics = server.client.get(server.deciding_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("strata_group_parked{group=\"billing\"} 1"), "{metrics}");
     let (_, replayed) = server.post("/v1/groups/billing/replay-parked", &json!(null)).await;
     assert_eq!(replayed["replayed"], 1);
@@ -432,9 +460,8 @@ async fn consumer_groups_over_http() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operations_endpoints() {
-    let server = TestServer::start().await;
+async fn operations_endpoints(target: Target) {
+    let server = TestServer::on(target).await;
     append(&server, "a-1", json!("any"), vec![event("A", json!(1))]).await;
     let (status, health) = server.get("/v1/health").await;
     assert_eq!((status, health), (200, json!({ "status": "ok" })));
@@ -444,7 +471,9 @@ async fn operations_endpoints() {
     assert_eq!(info["limits"]["append_events_max"], 10_000);
     assert_eq!(info["writes_poisoned"], Value::Null);
 
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap();
+    // Appends are counted by the node that decided them (on a cluster: the leader, not the follower
+    // that forwarded them).
+    let metrics = server.client.get(server.deciding_url("/metrics")).send().await.unwrap();
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let metrics = metrics.text().await.unwrap();
     for line in [
@@ -483,9 +512,8 @@ async fn operations_endpoints() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_catch_up_then_go_live_and_resume() {
-    let server = TestServer::start().await;
+async fn subscriptions_catch_up_then_go_live_and_resume(target: Target) {
+    let server = TestServer::on(target).await;
     append(&server, "a-1", json!("any"), vec![event("A", json!(1)), event("A", json!(2))]).await;
     append(&server, "b-1", json!("any"), vec![event("B", json!(3))]).await;
 
@@ -559,10 +587,9 @@ async fn subscriptions_catch_up_then_go_live_and_resume() {
     assert!(tail.next().await.is_none(), "shutdown ends subscriptions");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_keep_idle_subscriptions_alive() {
+async fn heartbeats_keep_idle_subscriptions_alive(target: Target) {
     let options = strata_server::ServeOptions { heartbeat: std::time::Duration::from_millis(50), ..Default::default() };
-    let server = TestServer::start_with(options).await;
+    let server = TestServer::start_on(target, options, strata_storage::Options::default()).await;
     let mut idle = SseReader::open(&server.client, &server.url("/v1/subscribe"), None).await;
     assert_eq!(idle.next().await.unwrap().event.as_deref(), Some("caught_up"));
     // Heartbeats are comments; the reader counts those that arrive before the next event.
@@ -576,9 +603,8 @@ async fn heartbeats_keep_idle_subscriptions_alive() {
 /// System events of `$streams` read as JSON — the stream, the revision, the metadata — in `GET
 /// /v1/all` and stream reads, every event carries `hash`, and `POST /v1/import` takes them back:
 /// a second store imported from the first reads the same, byte for byte.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn system_events_read_as_json_and_import_back() {
-    let server = TestServer::start().await;
+async fn system_events_read_as_json_and_import_back(target: Target) {
+    let server = TestServer::on(target).await;
     for stream in ["a-1", "b-1", "b-1", "c-1"] {
         append(&server, stream, json!("any"), vec![event("Noted", json!({ "in": stream }))]).await;
     }
@@ -616,7 +642,7 @@ async fn system_events_read_as_json_and_import_back() {
         datas.iter().map(|(_, data)| *data).collect::<Vec<_>>()
     });
 
-    let second = TestServer::start().await;
+    let second = TestServer::on(target).await;
     let (status, imported) = second.post("/v1/import", &json!({ "events": events })).await;
     assert_eq!(status, 200, "{imported}");
     let text = |server: &TestServer| {
@@ -630,7 +656,7 @@ async fn system_events_read_as_json_and_import_back() {
     // The JSON of a system event is checked like any request.
     let mut bad = events.iter().find(|event| event["type"] == "$deleted").unwrap().clone();
     bad["data"] = json!({ "stream": "b-1", "truncate_before": 2, "extra": true });
-    let third = TestServer::start().await;
+    let third = TestServer::on(target).await;
     let (status, error) = third.post("/v1/import", &json!({ "events": [bad] })).await;
     assert_eq!(status, 400, "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("unknown field `extra`"), "{error}");

@@ -5,16 +5,18 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 use strata_server::ServeOptions;
+use strata_server::testing::Served;
 use strata_storage::Store;
-use tokio::sync::oneshot;
 
+pub use strata_server::testing::Target;
+
+/// A server of a [`Target`] ([`strata_server::testing::Served`]) and a client to talk to it.
 pub struct TestServer {
     pub url: String,
     pub client: reqwest::Client,
+    /// The store the server answers from (on a cluster follower: its replica).
     pub store: Store,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    served: Served,
 }
 
 impl TestServer {
@@ -23,20 +25,27 @@ impl TestServer {
     }
 
     pub async fn start_with(options: ServeOptions) -> Self {
-        Self::start_over(options, strata_storage::Options::default()).await
+        Self::start_on(Target::Embedded, options, strata_storage::Options::default()).await
     }
 
-    /// A server over a store opened with `store_options`.
-    pub async fn start_over(options: ServeOptions, store_options: strata_storage::Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), store_options).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(strata_server::serve(store.clone(), listener, options, async move {
-            let _ = stop.await;
-        }));
-        Self { url, client: reqwest::Client::new(), store, shutdown: Some(shutdown), task: Some(task), _dir: dir }
+    /// A server of `target` with the default options.
+    pub async fn on(target: Target) -> Self {
+        Self::start_on(target, ServeOptions::default(), strata_storage::Options::default()).await
+    }
+
+    /// A server of `target` (on a cluster follower, both nodes have `options` and `store_options`).
+    pub async fn start_on(target: Target, options: ServeOptions, store_options: strata_storage::Options) -> Self {
+        let served = Served::start(target, options, store_options).await;
+        Self { url: served.url(), client: reqwest::Client::new(), store: served.store.clone(), served }
+    }
+
+    /// `path` on the node that decides writes: this server when embedded, the leader on a cluster.
+    pub fn deciding_url(&self, path: &str) -> String {
+        format!("{}{path}", self.served.deciding_url())
+    }
+
+    pub fn target(&self) -> Target {
+        self.served.target()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -72,10 +81,10 @@ impl TestServer {
         self.send("DELETE", path, None).await
     }
 
-    /// Stops the server the way SIGTERM does, and waits until it has.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
+    /// Stops the server the way SIGTERM does, and waits until it has (on a cluster follower: both
+    /// nodes' servers, then both nodes).
+    pub async fn stop(self) {
+        self.served.stop().await;
     }
 }
 

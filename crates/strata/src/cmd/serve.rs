@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_server::cluster::WriteRoute;
+use strata_server::cluster::NodeView;
 use strata_server::{LISTEN_DEFAULT, ServeOptions};
 use strata_storage::Store;
 
@@ -139,87 +139,6 @@ impl ClusterArgs {
     }
 }
 
-/// The HTTP API's view of a cluster node.
-#[derive(Debug)]
-struct NodeView(Arc<strata_cluster::Node>);
-
-impl strata_server::cluster::ClusterView for NodeView {
-    fn write_route(&self) -> WriteRoute {
-        let status = self.0.status();
-        if let Some(reason) = status.halted {
-            return WriteRoute::Unavailable { reason: format!("writes are halted on this node: {reason}") };
-        }
-        match status.role {
-            strata_cluster::Role::Leader => WriteRoute::Local,
-            strata_cluster::Role::Candidate => WriteRoute::Unavailable {
-                reason: "this node is taking the lease over and catching up; nothing was sent — retry in a moment".to_owned(),
-            },
-            strata_cluster::Role::Follower => match status.leader.filter(|leader| leader.node_id != status.node_id) {
-                Some(leader) => WriteRoute::Forward { leader_url: leader.url },
-                None => WriteRoute::Unavailable {
-                    reason: "no node leads the cluster now (the lease is being taken over); nothing was sent — retry in a moment"
-                        .to_owned(),
-                },
-            },
-        }
-    }
-
-    fn stale(&self) -> Option<String> {
-        self.0.stale()
-    }
-
-    fn info(&self) -> strata_wire::ClusterInfo {
-        let status = self.0.status();
-        strata_wire::ClusterInfo {
-            cluster_name: status.cluster_name,
-            node_id: status.node_id,
-            role: match status.role {
-                strata_cluster::Role::Leader => "leader",
-                strata_cluster::Role::Candidate => "candidate",
-                strata_cluster::Role::Follower => "follower",
-            }
-            .to_owned(),
-            leader_id: status.leader.as_ref().map(|leader| leader.node_id.clone()),
-            leader_url: status.leader.map(|leader| leader.url),
-            lease_revision: status.lease_revision,
-            log_last_sequence: status.log_last_sequence,
-            applied_sequence: status.applied_sequence,
-            lag_frames: status.lag_frames,
-            lag_seconds: status.lag_seconds,
-            last_contact_ms: status.last_contact_ms,
-            writes_halted: status.halted,
-        }
-    }
-
-    fn refusal_mark(&self) -> u64 {
-        self.0.refusal_mark()
-    }
-
-    fn confirm_refusal(&self, mark: u64) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
-        Box::pin(self.0.confirm_refusal(mark))
-    }
-
-    fn group_states(&self) -> Arc<dyn strata_storage::GroupStates> {
-        self.0.group_states()
-    }
-
-    fn watch_leading(&self) -> tokio::sync::watch::Receiver<bool> {
-        // A task of its own turns the node's role into "leads or not" (a candidate does not lead yet).
-        let mut role = self.0.watch_role();
-        let (leading, watch) = tokio::sync::watch::channel(*role.borrow() == strata_cluster::Role::Leader);
-        tokio::spawn(async move {
-            while role.changed().await.is_ok() {
-                let now = *role.borrow_and_update() == strata_cluster::Role::Leader;
-                leading.send_if_modified(|was| std::mem::replace(was, now) != now);
-                if leading.is_closed() {
-                    return;
-                }
-            }
-        });
-        watch
-    }
-}
-
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
@@ -235,7 +154,7 @@ pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
                 .with_context(|| format!("start a node of cluster {cluster} on {}", data.display()))?;
             let node = Arc::new(node);
             let store = node.store().clone();
-            let view: Arc<dyn strata_server::cluster::ClusterView> = Arc::new(NodeView(node.clone()));
+            let view: Arc<dyn strata_server::cluster::ClusterView> = Arc::new(NodeView::new(node.clone()));
             let served = run_server(&runtime, args, data, store, Some(view));
             // Stop following and leading (a leader hands its lease on) whatever serving returned.
             drop(runtime.block_on(node.shutdown()));

@@ -23,6 +23,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
+mod node_view;
+#[cfg(feature = "cluster")]
+pub use node_view::NodeView;
+
 /// Where a write goes on this node now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteRoute {
