@@ -70,6 +70,9 @@ impl NatsNode {
     }
 }
 
+/// Where server `from` reaches server `to`'s cluster port (see [`NatsCluster::start_with_routes`]).
+type Route<'r> = dyn FnMut(usize, usize, u16) -> u16 + 'r;
+
 /// A private NATS cluster (or a single server).
 #[derive(Debug)]
 pub struct NatsCluster {
@@ -84,9 +87,25 @@ impl NatsCluster {
     /// parallel — or servers that do not become healthy) is stopped and tried again on other ports,
     /// three times in all.
     pub fn start(size: usize) -> Result<NatsCluster, String> {
+        Self::start_routed(size, None)
+    }
+
+    /// [`NatsCluster::start`] with the servers' routes through a test's proxies: server `from`
+    /// reaches server `to`'s cluster port `port` at the loopback port `route(from, to, port)`
+    /// returns, and every server advertises an address nothing listens on, so that the servers know
+    /// each other only through the routes given (a discovered route is never retried) and a test
+    /// can cut one server off from the others.
+    pub fn start_with_routes(
+        size: usize,
+        mut route: impl FnMut(usize, usize, u16) -> u16,
+    ) -> Result<NatsCluster, String> {
+        Self::start_routed(size, Some(&mut route))
+    }
+
+    fn start_routed<'r>(size: usize, mut route: Option<&mut Route<'r>>) -> Result<NatsCluster, String> {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Self::start_once(size) {
+            match Self::start_once(size, route.as_deref_mut()) {
                 Ok(cluster) => return Ok(cluster),
                 Err(reason) => failures.push(reason),
             }
@@ -94,7 +113,7 @@ impl NatsCluster {
         Err(failures.join("\n--- tried again on other ports:\n"))
     }
 
-    fn start_once(size: usize) -> Result<NatsCluster, String> {
+    fn start_once<'r>(size: usize, mut route: Option<&mut Route<'r>>) -> Result<NatsCluster, String> {
         let binary = nats_server_binary()?;
         let dir = tempfile::Builder::new().prefix("strata-nats-").tempdir().map_err(|error| error.to_string())?;
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
@@ -105,8 +124,18 @@ impl NatsCluster {
             let name = format!("n{}", index + 1);
             let store = dir.path().join(&name);
             let cluster_block = if size > 1 {
+                let (routes, advertise) = match route.as_deref_mut() {
+                    None => (routes.clone(), String::new()),
+                    Some(route) => {
+                        let proxied = (0..size)
+                            .filter(|&to| to != index)
+                            .map(|to| format!("nats-route://127.0.0.1:{}", route(index, to, ports[to].2)))
+                            .collect();
+                        (proxied, "  advertise: \"127.0.0.1:1\"\n".to_owned())
+                    }
+                };
                 format!(
-                    "cluster {{\n  name: strata-test\n  listen: 127.0.0.1:{cluster}\n  routes: [{}]\n}}\n",
+                    "cluster {{\n  name: strata-test\n  listen: 127.0.0.1:{cluster}\n{advertise}  routes: [{}]\n}}\n",
                     routes.join(", ")
                 )
             } else {
@@ -214,6 +243,20 @@ impl NatsCluster {
     }
 }
 
+impl NatsCluster {
+    /// The last sequence of JetStream stream `stream` as server `index` holds it (from `/jsz`).
+    pub fn stream_last_sequence(&self, index: usize, stream: &str) -> Option<u64> {
+        let body = http_get(self.nodes[index].monitor_port, "/jsz?streams=true")?;
+        let value = serde_json::from_str::<serde_json::Value>(&body).ok()?;
+        let details = value.pointer("/account_details")?.as_array()?.clone();
+        details.iter().find_map(|account| {
+            let streams = account.get("stream_detail")?.as_array()?;
+            let found = streams.iter().find(|found| found.get("name").and_then(|v| v.as_str()) == Some(stream))?;
+            found.pointer("/state/last_seq")?.as_u64()
+        })
+    }
+}
+
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         for index in 0..self.nodes.len() {
@@ -250,7 +293,12 @@ pub fn services_required() -> bool {
 /// Starts a cluster for a test, or says visibly why the test skips (and fails instead when
 /// `STRATA_REQUIRE_SERVICES=1`).
 pub fn cluster_or_skip(size: usize, test: &str) -> Option<NatsCluster> {
-    match NatsCluster::start(size) {
+    cluster_or_skip_with(test, || NatsCluster::start(size))
+}
+
+/// [`cluster_or_skip`] for a cluster `start` starts.
+pub fn cluster_or_skip_with(test: &str, start: impl FnOnce() -> Result<NatsCluster, String>) -> Option<NatsCluster> {
+    match start() {
         Ok(cluster) => Some(cluster),
         Err(reason) if !services_required() => {
             eprintln!("SKIPPED {test}: no nats-server 2.15.1 could be started: {reason}");

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use strata_cluster::testing::{NatsCluster, cluster_or_skip, free_port};
+use strata_cluster::testing::{NatsCluster, cluster_or_skip_with, free_port};
 
 const LEASE: &str = "2s";
 const WRITERS: usize = 64;
@@ -141,10 +141,19 @@ impl TestCluster {
     /// `nats_urls(node, nats)`: how node `node` reaches the NATS servers (`None`: directly).
     async fn start_with(
         test: &str,
+        nats_urls: impl FnMut(usize, &NatsCluster) -> Option<Vec<String>>,
+    ) -> Option<TestCluster> {
+        Self::start_over(test, || NatsCluster::start(3), nats_urls).await
+    }
+
+    /// [`TestCluster::start_with`] on the NATS servers `start_nats` starts.
+    async fn start_over(
+        test: &str,
+        start_nats: impl FnOnce() -> Result<NatsCluster, String>,
         mut nats_urls: impl FnMut(usize, &NatsCluster) -> Option<Vec<String>>,
     ) -> Option<TestCluster> {
         let slot = Slot::take().await;
-        let nats = cluster_or_skip(3, test)?;
+        let nats = cluster_or_skip_with(test, start_nats)?;
         let dir = tempfile::tempdir().unwrap();
         let name = test.replace(|c: char| !c.is_ascii_alphanumeric(), "_").chars().take(40).collect::<String>();
         let mut cluster = TestCluster {
@@ -666,7 +675,8 @@ async fn cli(urls: &str, args: &[&str]) -> Vec<u8> {
     .unwrap()
 }
 
-/// A TCP proxy of the test's own between one Strata node and one NATS server. `cut` is a silent
+/// A TCP proxy of the test's own between one Strata node and one NATS server (or between two NATS
+/// servers, on a route). `cut` is a silent
 /// partition: bytes stop flowing both ways, connections stay open (nobody hears a close), new ones
 /// are accepted and hear nothing. `restore` closes what the cut held, so the node reconnects.
 struct Proxy {
@@ -847,6 +857,75 @@ async fn network_faults_answer_nothing_false_and_everything_resumes() {
     for (_, id) in &probes {
         assert!(log.iter().filter(|event| event[1] == id.as_str()).count() <= 1);
     }
+}
+
+/// One NATS server cut off from the other two (its routes silent, through proxies of the test's own)
+/// while the Strata leader — which reaches only that server — and its clients stay connected: the
+/// leader can no longer renew its lease on the minority side and steps down, a node on the majority
+/// side leads, the writers go on through it, and once the routes come back the isolated server and
+/// node catch up to the same log: nothing acknowledged lost or duplicated, no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_nats_server_cut_off_from_the_other_two_answers_nothing_false_and_everything_resumes() {
+    // Six proxies: NATS server i reaches server j's cluster port through routes[&(i, j)] (a start
+    // tried again replaces them). Strata node i reaches NATS server i only.
+    let mut routes: HashMap<(usize, usize), Proxy> = HashMap::new();
+    let start_nats = || {
+        NatsCluster::start_with_routes(3, |from, to, port| {
+            let proxy = Proxy::start(port);
+            let port = proxy.port;
+            routes.insert((from, to), proxy);
+            port
+        })
+    };
+    let started =
+        TestCluster::start_over("cluster_nats_isolated", start_nats, |node, nats| Some(vec![nats.nodes[node].url()]))
+            .await;
+    let Some(cluster) = started else { return };
+    let stream = format!("STRATA_{}_default", cluster.name);
+
+    let load = Load::start(&cluster, 300).await;
+    let isolated = cluster.wait_leader(Duration::from_secs(10)).await;
+    let cut_at = Instant::now();
+    for ((from, to), proxy) in &routes {
+        if *from == isolated || *to == isolated {
+            proxy.cut();
+        }
+    }
+    let new_leader = wait_other_leader(&cluster, isolated, Duration::from_secs(60)).await;
+    let led_after = cut_at.elapsed();
+    wait_acks(&load.ledger, 300, Duration::from_secs(60)).await;
+    eprintln!(
+        "NATS server {isolated} cut off with the Strata leader on it: node {new_leader} leads {:.1} s later, \
+         300 more acknowledgements {:.1} s later",
+        led_after.as_secs_f64(),
+        cut_at.elapsed().as_secs_f64()
+    );
+    let info = cluster.info(isolated).await.expect("the node on the isolated server answers");
+    assert_ne!(info["cluster"]["role"], "leader", "a leader on the minority side steps down: {info}");
+    let majority = cluster.nats.stream_last_sequence(new_leader, &stream).expect("the log on the majority side");
+    let minority = cluster.nats.stream_last_sequence(isolated, &stream).unwrap_or(0);
+    assert!(minority < majority, "the isolated server stopped getting frames ({minority} < {majority})");
+
+    for proxy in routes.values() {
+        proxy.restore();
+    }
+    let restored_at = Instant::now();
+    wait_acks(&load.ledger, 300, Duration::from_secs(60)).await;
+    let longest_pause = *load.ledger.longest_pause.lock().unwrap();
+    let (head, _) = load.finish(&cluster).await;
+    // The isolated server caught up with the stream too.
+    let expected = cluster.nats.stream_last_sequence(new_leader, &stream).expect("the log's last sequence");
+    let began = Instant::now();
+    while cluster.nats.stream_last_sequence(isolated, &stream) != Some(expected) {
+        assert!(began.elapsed() < Duration::from_secs(30), "the isolated NATS server did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "routes back: every node at head {head} and NATS server {isolated} at sequence {expected} {:.1} s later; \
+         longest pause between acknowledgements {:.1} s",
+        restored_at.elapsed().as_secs_f64(),
+        longest_pause.as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
