@@ -1,5 +1,6 @@
 //! Consumer groups over HTTP (`DESIGN.md` §5): `PUT|GET|DELETE /v1/groups/{name}`, `GET /v1/groups`,
-//! `POST /v1/groups/{name}/fetch|ack|nack|replay-parked`, `GET /v1/groups/{name}/parked`.
+//! `POST /v1/groups/{name}/fetch|ack|nack|replay-parked`, `GET /v1/groups/{name}/parked`,
+//! `GET|PUT /v1/groups/{name}/state` (backup and restore).
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params};
@@ -10,14 +11,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use std::time::Duration;
-use strata_core::{EventType, Tag};
+use strata_core::{EventType, Position, Tag};
 use strata_storage::{
     ConsumerGroups, Filter, GroupError, GroupInfo, GroupSettings, GroupSource, GroupSpec, GroupStart, NackAction,
-    Strategy,
+    SavedGroup, Strategy,
 };
 use strata_wire::{
-    AckRequest, AckResponse, FetchRequest, FetchResponse, Group, GroupDeleted, GroupList, NackRequest, ParkedList,
-    PutGroupRequest, Replayed,
+    AckRequest, AckResponse, FetchRequest, FetchResponse, Group, GroupDeleted, GroupList, GroupState, NackRequest,
+    ParkedList, PutGroupRequest, Replayed,
 };
 
 impl From<GroupError> for ApiError {
@@ -41,8 +42,10 @@ fn invalid(error: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(error.to_string())
 }
 
-fn group_json(info: GroupInfo) -> Group {
-    let spec = info.spec;
+/// A definition as the API shows it: its source, start and settings (every field given).
+fn definition_json(
+    spec: GroupSpec,
+) -> (String, strata_wire::GroupSource, strata_wire::ReadFrom, strata_wire::GroupSettings) {
     let source = match spec.source {
         GroupSource::Stream(stream) => strata_wire::GroupSource::Stream(stream.to_string()),
         GroupSource::All(filter) => strata_wire::GroupSource::All(strata_wire::AllFilter {
@@ -58,19 +61,25 @@ fn group_json(info: GroupInfo) -> Group {
         GroupStart::At(at) => strata_wire::ReadFrom::At(at),
     };
     let settings = spec.settings;
+    let settings = strata_wire::GroupSettings {
+        max_in_flight: Some(settings.max_in_flight as u64),
+        ack_timeout_ms: Some(settings.ack_timeout.as_millis() as u64),
+        max_retries: Some(u64::from(settings.max_retries)),
+        strategy: Some(match settings.strategy {
+            Strategy::RoundRobin => strata_wire::Strategy::RoundRobin,
+            Strategy::Pinned => strata_wire::Strategy::Pinned,
+        }),
+    };
+    (spec.name, source, from, settings)
+}
+
+fn group_json(info: GroupInfo) -> Group {
+    let (name, source, from, settings) = definition_json(info.spec);
     Group {
-        name: spec.name,
+        name,
         source,
         from,
-        settings: strata_wire::GroupSettings {
-            max_in_flight: Some(settings.max_in_flight as u64),
-            ack_timeout_ms: Some(settings.ack_timeout.as_millis() as u64),
-            max_retries: Some(u64::from(settings.max_retries)),
-            strategy: Some(match settings.strategy {
-                Strategy::RoundRobin => strata_wire::Strategy::RoundRobin,
-                Strategy::Pinned => strata_wire::Strategy::Pinned,
-            }),
-        },
+        settings,
         checkpoint: info.checkpoint,
         lag_events: info.lag_events,
         lag_seconds: info.lag_seconds,
@@ -81,6 +90,14 @@ fn group_json(info: GroupInfo) -> Group {
             .into_iter()
             .map(|(consumer, in_flight)| strata_wire::GroupConsumer { consumer, in_flight: in_flight as u64 })
             .collect(),
+    }
+}
+
+fn parked_json(parked: strata_storage::ParkedEvent) -> strata_wire::Parked {
+    strata_wire::Parked {
+        position: parked.position.value(),
+        attempts: u64::from(parked.attempts),
+        reason: parked.reason,
     }
 }
 
@@ -272,15 +289,7 @@ pub async fn parked(
 ) -> Result<Json<ParkedList>, ApiError> {
     params.finish(&[])?;
     let parked = groups(&state).await?.parked(&name).await?;
-    let parked = parked
-        .into_iter()
-        .map(|p| strata_wire::Parked {
-            position: p.position.value(),
-            attempts: u64::from(p.attempts),
-            reason: p.reason,
-        })
-        .collect();
-    Ok(Json(ParkedList { parked }))
+    Ok(Json(ParkedList { parked: parked.into_iter().map(parked_json).collect() }))
 }
 
 /// Delivers the parked events again; each leaves the parked list once handled.
@@ -296,4 +305,63 @@ pub async fn replay_parked(
     params.finish(&[])?;
     let replayed = groups(&state).await?.replay_parked(&name).await?;
     Ok(Json(Replayed { replayed: replayed as u64 }))
+}
+
+/// The group's whole durable state — definition, first event, checkpoint, parked events — as
+/// `strata backup` keeps it.
+#[utoipa::path(get, path = "/v1/groups/{name}/state", tag = "groups",
+    params(("name" = String, Path, description = "The group")),
+    responses((status = 200, body = GroupState, description = "The group's durable state"),
+        (status = 400, description = "invalid_request"), (status = 404, description = "group_not_found")))]
+pub async fn get_state(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Json<GroupState>, ApiError> {
+    params.finish(&[])?;
+    let saved = groups(&state).await?.saved(&name).await?;
+    let (_, source, from, settings) = definition_json(saved.spec);
+    Ok(Json(GroupState {
+        source,
+        from,
+        settings: Some(settings),
+        first: saved.first,
+        checkpoint: saved.checkpoint,
+        parked: saved.parked.into_iter().map(parked_json).collect(),
+    }))
+}
+
+/// Creates a group from a saved state (a restore): it resumes after the checkpoint with its parked
+/// events. The events it refers to must be in the store (restore them first).
+#[utoipa::path(put, path = "/v1/groups/{name}/state", tag = "groups", request_body = GroupState,
+    params(("name" = String, Path, description = "ASCII letters, digits, '-', '_', '.'")),
+    responses((status = 200, body = Group, description = "The group, restored"),
+        (status = 400, description = "invalid_request: the state refers to events the store does not hold, or is invalid"),
+        (status = 409, description = "group_conflict: a group of this name exists"),
+        (status = 413, description = "payload_too_large"), (status = 503, description = "unavailable")))]
+pub async fn put_state(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+    JsonBody(request): JsonBody<GroupState>,
+) -> Result<Json<Group>, ApiError> {
+    params.finish(&[])?;
+    let groups = groups(&state).await?;
+    let (first, checkpoint) = (request.first, request.checkpoint);
+    let parked = request
+        .parked
+        .into_iter()
+        .map(|parked| {
+            let attempts = u32::try_from(parked.attempts).map_err(|_| ApiError::invalid("attempts is out of range"))?;
+            Ok(strata_storage::ParkedEvent {
+                position: Position::new(parked.position),
+                attempts,
+                reason: parked.reason,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let definition = PutGroupRequest { source: request.source, from: Some(request.from), settings: request.settings };
+    let spec = spec_of(name.clone(), definition)?;
+    groups.restore(SavedGroup { spec, first, checkpoint, parked }).await?;
+    Ok(Json(group_json(groups.info(&name).await?)))
 }

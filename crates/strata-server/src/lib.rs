@@ -109,6 +109,7 @@ fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
         ("/v1/groups/{name}/nack", post(groups::nack)),
         ("/v1/groups/{name}/parked", get(groups::parked)),
         ("/v1/groups/{name}/replay-parked", post(groups::replay_parked)),
+        ("/v1/groups/{name}/state", get(groups::get_state).put(groups::put_state)),
         ("/v1/all", get(read::read_all)),
         ("/v1/subscribe", get(subscribe::subscribe)),
         ("/v1/health", get(system::health)),

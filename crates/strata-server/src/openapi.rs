@@ -28,6 +28,7 @@ use utoipa::OpenApi as _;
         crate::scavenge::scavenge, crate::scavenge::verify,
         crate::groups::put, crate::groups::get_group, crate::groups::list, crate::groups::delete, crate::groups::fetch,
         crate::groups::ack, crate::groups::nack, crate::groups::parked, crate::groups::replay_parked,
+        crate::groups::get_state, crate::groups::put_state,
     ),
     components(schemas(
         strata_wire::ErrorBody, strata_wire::CaughtUp, strata_wire::FellBehind, strata_wire::RecordedEvent,

@@ -14,6 +14,7 @@ strata_server::on_every_target! {
     stream_lifecycle_list_info_metadata_delete_tombstone,
     scavenge_turns_deleted_events_into_placeholders,
     consumer_groups_over_http,
+    a_groups_state_is_saved_and_restored,
     operations_endpoints,
     subscriptions_catch_up_then_go_live_and_resume,
     heartbeats_keep_idle_subscriptions_alive,
@@ -457,6 +458,60 @@ async fn consumer_groups_over_http(target: Target) {
     assert_eq!(status, 200);
     let (status, answer) = server.get("/v1/groups/billing").await;
     assert_eq!((status, answer["error"]["code"].clone()), (404, json!("group_not_found")));
+    server.stop().await;
+}
+
+/// `GET /v1/groups/{name}/state` is what `strata backup` keeps; `PUT` it under a name no group has
+/// and the group resumes after the checkpoint with the same parked events. A state that refers to
+/// events the store does not hold, or a name taken, is refused and creates nothing.
+async fn a_groups_state_is_saved_and_restored(target: Target) {
+    let server = TestServer::on(target).await;
+    for n in 0..5 {
+        append(&server, "order-1", json!("any"), vec![event("Placed", json!({ "n": n }))]).await;
+    }
+    let body = json!({ "source": { "all": { "category": "order" } }, "settings": { "max_retries": 3 } });
+    assert_eq!(server.put("/v1/groups/billing", &body).await.0, 200);
+    let (_, fetched) = server.post("/v1/groups/billing/fetch", &json!({ "consumer": "a", "max": 3 })).await;
+    let ids: Vec<Value> = fetched["deliveries"].as_array().unwrap().iter().map(|d| d["delivery_id"].clone()).collect();
+    assert_eq!(ids.len(), 3, "{fetched}");
+    // Positions 1 and 3 acked, 2 parked: the checkpoint is 3; 4 and 5 are still to come.
+    server.post("/v1/groups/billing/ack", &json!({ "delivery_ids": [ids[0], ids[2]] })).await;
+    server.post("/v1/groups/billing/nack", &json!({ "delivery_ids": [ids[1]], "action": "park" })).await;
+    let (status, saved) = server.get("/v1/groups/billing/state").await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["first"], 0);
+    assert_eq!(saved["checkpoint"], 3, "{saved}");
+    assert_eq!(saved["parked"], json!([{ "position": 2, "attempts": 1, "reason": "parked by a consumer" }]));
+    assert_eq!(saved["settings"]["max_retries"], 3);
+
+    let (status, restored) = server.put("/v1/groups/billing-copy/state", &saved).await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!((restored["name"].clone(), restored["checkpoint"].clone()), (json!("billing-copy"), json!(3)));
+    assert_eq!(restored["parked"], 1);
+    assert_eq!(server.get("/v1/groups/billing-copy/state").await.1, saved);
+    let (_, resumed) = server.post("/v1/groups/billing-copy/fetch", &json!({ "consumer": "b", "max": 10 })).await;
+    let positions: Vec<Value> =
+        resumed["deliveries"].as_array().unwrap().iter().map(|d| d["event"]["position"].clone()).collect();
+    assert_eq!(positions, [json!(4), json!(5)], "resumes after the checkpoint: {resumed}");
+    assert_eq!(server.get("/v1/groups/billing-copy/parked").await.1["parked"], saved["parked"]);
+
+    // Refusals create nothing.
+    let (status, answer) = server.put("/v1/groups/billing/state", &saved).await;
+    assert_eq!((status, answer["error"]["code"].clone()), (409, json!("group_conflict")), "{answer}");
+    let mut ahead = saved.clone();
+    ahead["checkpoint"] = json!(6);
+    let (status, answer) = server.put("/v1/groups/ahead/state", &ahead).await;
+    assert_eq!((status, answer["error"]["code"].clone()), (400, json!("invalid_request")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("restore the events first"), "{answer}");
+    let mut parked_ahead = saved.clone();
+    parked_ahead["parked"][0]["position"] = json!(99);
+    assert_eq!(server.put("/v1/groups/ahead/state", &parked_ahead).await.0, 400);
+    let mut unknown = saved.clone();
+    unknown["in_flight"] = json!(1);
+    assert_eq!(server.put("/v1/groups/ahead/state", &unknown).await.0, 400);
+    let (status, answer) = server.get("/v1/groups/ahead").await;
+    assert_eq!((status, answer["error"]["code"].clone()), (404, json!("group_not_found")));
+    assert_eq!(server.get("/v1/groups/nothing/state").await.0, 404);
     server.stop().await;
 }
 

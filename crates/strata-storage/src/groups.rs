@@ -143,6 +143,28 @@ fn gone(state: &GroupState) -> GroupError {
     }
 }
 
+/// What [`ConsumerGroups::put`] and [`ConsumerGroups::restore`] require of a definition.
+fn check_spec(spec: &GroupSpec) -> Result<(), GroupError> {
+    check_name(&spec.name)?;
+    check_settings(&spec.settings)?;
+    match &spec.source {
+        GroupSource::Stream(stream) => {
+            stream.check_not_reserved().map_err(|e| GroupError::Invalid(e.to_string()))?;
+        }
+        GroupSource::All(filter) => {
+            if filter.category.as_deref() == Some("") || filter.stream_prefix.as_deref() == Some("") {
+                return Err(GroupError::Invalid("category and stream_prefix must not be empty".to_owned()));
+            }
+            if filter.query.is_some() {
+                return Err(GroupError::Invalid(
+                    "a group's source filters by category, types, stream prefix and tags, not a query".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_name(name: &str) -> Result<(), GroupError> {
     let valid = !name.is_empty()
         && name.len() <= GROUP_NAME_BYTES_MAX
@@ -311,23 +333,7 @@ impl ConsumerGroups {
     /// Creates a group, or changes the settings of an existing one (its source and start cannot
     /// change). Durable when it returns.
     pub async fn put(&self, spec: GroupSpec) -> Result<(), GroupError> {
-        check_name(&spec.name)?;
-        check_settings(&spec.settings)?;
-        match &spec.source {
-            GroupSource::Stream(stream) => {
-                stream.check_not_reserved().map_err(|e| GroupError::Invalid(e.to_string()))?;
-            }
-            GroupSource::All(filter) => {
-                if filter.category.as_deref() == Some("") || filter.stream_prefix.as_deref() == Some("") {
-                    return Err(GroupError::Invalid("category and stream_prefix must not be empty".to_owned()));
-                }
-                if filter.query.is_some() {
-                    return Err(GroupError::Invalid(
-                        "a group's source filters by category, types, stream prefix and tags, not a query".to_owned(),
-                    ));
-                }
-            }
-        }
+        check_spec(&spec)?;
         let existing = self.inner.groups.lock().expect("groups lock").get(&spec.name).cloned();
         if let Some(group) = existing {
             let mut state = group.state.lock().await;
@@ -358,6 +364,82 @@ impl ConsumerGroups {
         let mut state = GroupState::new(store, spec.clone(), first, None, BTreeMap::new());
         self.save(&mut state)?;
         self.inner.groups.lock().expect("groups lock").insert(spec.name, Arc::new(Group::new(state)));
+        Ok(())
+    }
+
+    /// A group's whole durable state ([`SavedGroup`]), as a backup keeps it.
+    pub async fn saved(&self, name: &str) -> Result<SavedGroup, GroupError> {
+        let group = self.group(name)?;
+        let state = group.state.lock().await;
+        if state.deleted {
+            return Err(gone(&state));
+        }
+        let parked = state
+            .parked
+            .iter()
+            .map(|(&position, entry)| ParkedEvent {
+                position: Position::new(position),
+                attempts: entry.attempts,
+                reason: entry.reason.clone(),
+            })
+            .collect();
+        Ok(SavedGroup { spec: state.spec.clone(), first: state.first, checkpoint: state.checkpoint, parked })
+    }
+
+    /// Creates a group exactly as `saved` describes it (a restore): it resumes after its checkpoint,
+    /// with its parked events. Refused with [`GroupError::Conflict`] when a group of that name
+    /// exists, and with [`GroupError::Invalid`] when the state refers to events this store does not
+    /// hold (restore the events first) or parks more than [`GROUP_PARKED_MAX`]. Durable when it
+    /// returns.
+    pub async fn restore(&self, saved: SavedGroup) -> Result<(), GroupError> {
+        check_spec(&saved.spec)?;
+        let store = &self.inner.store;
+        let name = saved.spec.name.clone();
+        // The next position / revision of the source: what the state may refer to is before it.
+        let (next, unit) = match &saved.spec.source {
+            GroupSource::All(_) => (store.head_position().map_or(0, |head| head.value() + 1), "position"),
+            GroupSource::Stream(stream) => {
+                (store.stream_revision(stream.as_str())?.map_or(0, |head| head.value() + 1), "revision")
+            }
+        };
+        let beyond = |what: &str, at: u64| {
+            GroupError::Invalid(format!(
+                "consumer group {name}'s {what} is {unit} {at}, beyond what this store holds (next {unit} {next}): \
+                 restore the events first"
+            ))
+        };
+        if saved.first > next {
+            return Err(beyond("first event", saved.first));
+        }
+        if let Some(checkpoint) = saved.checkpoint.filter(|&checkpoint| checkpoint >= next) {
+            return Err(beyond("checkpoint", checkpoint));
+        }
+        if saved.parked.len() > GROUP_PARKED_MAX {
+            return Err(GroupError::Invalid(format!(
+                "consumer group {name} parks {} events; at most {GROUP_PARKED_MAX}",
+                saved.parked.len()
+            )));
+        }
+        let head = store.head_position().map_or(0, |head| head.value() + 1);
+        let mut parked = BTreeMap::new();
+        for event in saved.parked {
+            if event.position.value() >= head {
+                return Err(GroupError::Invalid(format!(
+                    "consumer group {name} parks the event at position {}, beyond what this store holds (next \
+                     position {head}): restore the events first",
+                    event.position.value()
+                )));
+            }
+            parked.insert(event.position.value(), ParkedEntry { attempts: event.attempts, reason: event.reason });
+        }
+        let mut state = GroupState::new(store, saved.spec, saved.first, saved.checkpoint, parked);
+        // Checked and saved under the registry's lock: two restores of one name cannot both save.
+        let mut groups = self.inner.groups.lock().expect("groups lock");
+        if groups.contains_key(&name) {
+            return Err(GroupError::Conflict(name));
+        }
+        self.save(&mut state)?;
+        groups.insert(name, Arc::new(Group::new(state)));
         Ok(())
     }
 

@@ -59,7 +59,7 @@ pub use filter::Filter;
 pub use groups::{
     AckOutcome, ConsumerGroups, Delivery, GROUP_FETCH_MAX, GROUP_IN_FLIGHT_MAX, GROUP_NAME_BYTES_MAX, GROUP_PARKED_MAX,
     GROUP_WAIT_MAX, GroupError, GroupInfo, GroupSettings, GroupSource, GroupSpec, GroupStart, GroupStates, NackAction,
-    ParkedEvent, Strategy,
+    ParkedEvent, SavedGroup, Strategy,
 };
 pub use io::{OsStorage, Storage, StorageFile};
 pub use log::RecoveryReport;

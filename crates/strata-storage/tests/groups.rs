@@ -374,3 +374,54 @@ async fn a_delete_ends_waiting_fetches_for_good_and_a_damaged_file_is_set_aside(
     assert!(problems[0].contains("broken.group"), "{problems:?}");
     assert!(dir.path().join("groups").join("broken.group.damaged").exists());
 }
+
+/// A group's saved state restored into another store holding the same events: a stream group from
+/// the end keeps the start it resolved then (not the head of the restore), its checkpoint and its
+/// parked events, durably (the restored group survives a reopen); a state beyond the store's events
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_group_restored_elsewhere_resumes_where_it_was() {
+    let (dir, copy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    write(&store, 8);
+    let groups = ConsumerGroups::open(&store).unwrap();
+    let source = GroupSource::Stream(stream("order-1"));
+    let settings = GroupSettings { max_retries: 0, ..GroupSettings::default() };
+    groups.put(GroupSpec { start: GroupStart::End, ..spec("shipping", source, settings) }).await.unwrap();
+    write(&store, 12);
+    let deliveries = groups.fetch("shipping", "a", 2, NO_WAIT).await.unwrap();
+    assert_eq!(deliveries.iter().map(|d| d.event.revision.value()).collect::<Vec<_>>(), [2, 3]);
+    groups.ack("shipping", &[deliveries[1].delivery_id.clone()]).await.unwrap();
+    groups.nack("shipping", &[deliveries[0].delivery_id.clone()], NackAction::Park).await.unwrap();
+    let saved = groups.saved("shipping").await.unwrap();
+    assert_eq!((saved.first, saved.checkpoint, saved.parked.len()), (2, Some(3), 1));
+
+    // The copy holds the stream's revisions 0–6 (more than the original's 0–4): the group resumes
+    // after its checkpoint, not from the copy's head.
+    let copy = Store::open_with(copy_dir.path(), options()).unwrap();
+    write(&copy, 20);
+    write(&copy, 8);
+    let restored = ConsumerGroups::open(&copy).unwrap();
+    restored.restore(saved.clone()).await.unwrap();
+    assert!(matches!(restored.restore(saved.clone()).await, Err(GroupError::Conflict(_))));
+    drop(restored);
+    let restored = ConsumerGroups::open(&copy).unwrap();
+    assert_eq!(restored.saved("shipping").await.unwrap(), saved, "durable across a reopen");
+    let next = restored.fetch("shipping", "b", 10, NO_WAIT).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.event.revision.value()).collect::<Vec<_>>(), [4, 5, 6]);
+    assert_eq!(restored.parked("shipping").await.unwrap(), groups.parked("shipping").await.unwrap());
+
+    // Into a store that does not hold what the state refers to: refused, nothing created.
+    let (empty_dir, empty) = {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        (dir, store)
+    };
+    let nothing = ConsumerGroups::open(&empty).unwrap();
+    match nothing.restore(saved).await {
+        Err(GroupError::Invalid(message)) => assert!(message.contains("restore the events first"), "{message}"),
+        other => panic!("a state beyond the store's events: {other:?}"),
+    }
+    assert!(nothing.names().is_empty());
+    drop((nothing, empty, empty_dir));
+}

@@ -103,6 +103,22 @@ pub struct ParkedEvent {
     pub reason: String,
 }
 
+/// A group's whole durable state — what a backup keeps and a restore puts back, as the group's
+/// file or the cluster's bucket holds it: the definition, the first event of the source it
+/// handles, its checkpoint and its parked events. Deliveries in flight are not part of it: after a
+/// restore they are delivered again (at least once, as after a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedGroup {
+    pub spec: GroupSpec,
+    /// The first position (global log) or revision (stream) of the source the group handles — its
+    /// start, resolved when the group was created (`End` is the head of then).
+    pub first: u64,
+    /// As in [`GroupInfo::checkpoint`].
+    pub checkpoint: Option<u64>,
+    /// Oldest first.
+    pub parked: Vec<ParkedEvent>,
+}
+
 /// A group's state, for `GET /v1/groups/{name}` and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupInfo {

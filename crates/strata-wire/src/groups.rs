@@ -237,10 +237,41 @@ pub struct ParkedList {
 
 /// A parked event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Parked {
+    #[serde(deserialize_with = "crate::de::integer")]
     pub position: u64,
+    /// Deliveries it had.
+    #[serde(deserialize_with = "crate::de::integer")]
+    #[schema(maximum = 4_294_967_295_u64)]
     pub attempts: u64,
+    /// Why it was parked.
     pub reason: String,
+}
+
+/// A group's whole durable state: `GET /v1/groups/{name}/state` answers it, `PUT
+/// /v1/groups/{name}/state` creates a group from it (a restore; `strata backup` keeps one per group).
+/// Deliveries in flight are not part of it: they are delivered again after a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupState {
+    pub source: GroupSource,
+    /// The start the group was created with.
+    pub from: ReadFrom,
+    /// Every field is given in answers; in a restore each is optional (default).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::de::optional_object")]
+    pub settings: Option<GroupSettings>,
+    /// The first position (global log) or revision (stream) the group handles: its start, resolved
+    /// when it was created.
+    #[serde(deserialize_with = "crate::de::integer")]
+    pub first: u64,
+    /// Everything up to here is handled (`null` or absent: nothing yet).
+    #[serde(default, deserialize_with = "crate::de::optional_integer")]
+    pub checkpoint: Option<u64>,
+    /// The parked events, oldest first (at most 100,000).
+    #[serde(default, deserialize_with = "crate::de::objects")]
+    #[schema(max_items = 100_000)]
+    pub parked: Vec<Parked>,
 }
 
 /// `POST /v1/groups/{name}/replay-parked`.

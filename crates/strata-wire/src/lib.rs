@@ -46,8 +46,8 @@ pub use event::{
 };
 pub use groups::{
     AckRequest, AckResponse, AllFilter, Delivery, FetchRequest, FetchResponse, Group, GroupConsumer, GroupDeleted,
-    GroupList, GroupSettings, GroupSource, NackAction, NackRequest, Parked, ParkedList, PutGroupRequest, Replayed,
-    Strategy,
+    GroupList, GroupSettings, GroupSource, GroupState, NackAction, NackRequest, Parked, ParkedList, PutGroupRequest,
+    Replayed, Strategy,
 };
 pub use operations::{
     ClusterInfo, Health, HealthStatus, ImportRequest, ImportResponse, Info, InfoLimits, InfoRecovery, ScavengeResponse,

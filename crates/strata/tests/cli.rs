@@ -215,6 +215,7 @@ fn several_urls_move_on_from_a_server_that_is_not_there() {
     server.wait().unwrap();
 }
 
+/// Consumer groups by command, and a backup that keeps them.
 #[test]
 fn consumer_groups_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,6 +249,31 @@ fn consumer_groups_from_the_command_line() {
         serde_json::from_slice(&strata_ok(&["--data", data, "--json", "groups", "info", "billing"])).unwrap();
     // Positions 1, 2, 3: position 0 is `$store-created`.
     assert_eq!(info["checkpoint"], 3, "{info}");
+    // A backup keeps the group's state; restored, the group resumes after its checkpoint.
+    let backup = dir.path().join("backup");
+    let manifest: Value =
+        serde_json::from_slice(&strata_ok(&["--data", data, "--json", "backup", "--output", path(&backup)])).unwrap();
+    assert_eq!(manifest["groups"]["count"], 1, "{manifest}");
+    let restored = dir.path().join("restored");
+    let answer: Value =
+        serde_json::from_slice(&strata_ok(&["--data", path(&restored), "--json", "restore", "--from", path(&backup)]))
+            .unwrap();
+    assert_eq!(answer["groups"], 1, "{answer}");
+    let copy: Value =
+        serde_json::from_slice(&strata_ok(&["--data", path(&restored), "--json", "groups", "info", "billing"]))
+            .unwrap();
+    assert_eq!((copy["checkpoint"].clone(), copy["settings"].clone()), (json!(3), info["settings"].clone()));
+    let resumed = strata_ok(&["--data", path(&restored), "groups", "consume", "billing", "--wait-ms", "0"]);
+    assert_eq!(String::from_utf8(resumed).unwrap().lines().count(), 2, "the two events after the checkpoint");
+    // A damaged groups file is refused before anything is restored.
+    let groups_file = backup.join("groups.ndjson");
+    let damaged = String::from_utf8(std::fs::read(&groups_file).unwrap()).unwrap().replace("billing", "billinG");
+    std::fs::write(&groups_file, damaged).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let output = strata(&["--data", path(&elsewhere), "restore", "--from", path(&backup)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("groups.ndjson does not match its manifest"));
+    assert!(strata_ok(&["--data", path(&elsewhere), "export"]).is_empty(), "nothing was restored");
     let rest = strata_ok(&["--data", data, "groups", "consume", "billing", "--wait-ms", "0"]);
     assert_eq!(String::from_utf8(rest).unwrap().lines().count(), 2);
     strata_ok(&["--data", data, "groups", "update", "billing", "--max-in-flight", "7"]);

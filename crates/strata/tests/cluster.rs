@@ -4,11 +4,13 @@
 //! real: kill -9 of the Strata leader, kill -9 of the JetStream stream leader, SIGSTOP of the leader
 //! past its lease. After each, every acknowledged event is in the log exactly once at the position
 //! it was acknowledged with, positions are gapless, and every replica holds the same log (same
-//! hashes). The client and the command line, given every node, move on when one is gone; an export
-//! of the cluster imports into an empty cluster and exports again byte for byte. Skips visibly
+//! hashes). The client and the command line, given every node, move on when one is gone; a backup
+//! of the cluster (its consumer group included) restores into an empty cluster, which exports
+//! byte for byte what the first one did, and the group resumes there. Skips visibly
 //! without a nats-server (fails with `STRATA_REQUIRE_SERVICES=1`). Network faults go through TCP
 //! proxies of the test's own between each node and each NATS server: the leader cut off from NATS
-//! while its clients still reach it, and two of the three NATS servers down.
+//! while its clients still reach it, and two of the three NATS servers down; and through proxies
+//! on the NATS servers' own routes: one NATS server cut off from the other two.
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -622,12 +624,22 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
         .collect();
     assert_eq!(ns, (0..41).collect::<Vec<u64>>());
 
-    // Export from the cluster (through any node), import into an empty cluster on the same NATS
-    // servers: the same log, positions, ids and hashes — its export is byte-identical.
+    // A consumer group on the cluster, 10 events consumed (its state is in the cluster's bucket).
+    cli(&joined, &["groups", "create", "counting", "--stream", "client-1"]).await;
+    cli(&joined, &["groups", "consume", "counting", "--count", "10", "--wait-ms", "0"]).await;
+    let group: Value = serde_json::from_slice(&cli(&joined, &["--json", "groups", "info", "counting"]).await).unwrap();
+    assert_eq!(group["checkpoint"], 9, "{group}");
+
+    // Export and back up the cluster (through any node); restore the backup into an empty cluster on
+    // the same NATS servers: the same log, positions, ids and hashes — its export is byte-identical
+    // — and the group resumes there after its checkpoint.
     let export = cli(&joined, &["export"]).await;
     assert!(export.split(|&b| b == b'\n').filter(|line| !line.is_empty()).count() > 41);
-    let file = cluster._dir.path().join("cluster.ndjson");
-    std::fs::write(&file, &export).unwrap();
+    let backup = cluster._dir.path().join("backup");
+    let manifest: Value =
+        serde_json::from_slice(&cli(&joined, &["--json", "backup", "--output", backup.to_str().unwrap()]).await)
+            .unwrap();
+    assert_eq!(manifest["groups"]["count"], 1, "{manifest}");
     let mut other = StrataNode {
         id: "restored-1".to_owned(),
         port: free_port(),
@@ -654,9 +666,14 @@ async fn the_client_moves_on_when_a_node_is_down_and_stays_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    cli(&other_url, &["import", file.to_str().unwrap()]).await;
+    cli(&other_url, &["restore", "--from", backup.to_str().unwrap()]).await;
     let again = cli(&other_url, &["export"]).await;
-    assert!(again == export, "export → import into an empty cluster → export differs");
+    assert!(again == export, "backup → restore into an empty cluster → export differs");
+    let restored: Value =
+        serde_json::from_slice(&cli(&other_url, &["--json", "groups", "info", "counting"]).await).unwrap();
+    assert_eq!((restored["checkpoint"].clone(), restored["lag_events"].clone()), (json!(9), json!(31)), "{restored}");
+    let rest = cli(&other_url, &["groups", "consume", "counting", "--wait-ms", "0"]).await;
+    assert_eq!(String::from_utf8(rest).unwrap().lines().count(), 31, "revisions 10 to 40, after the checkpoint");
     let verified = cli(&other_url, &["--json", "verify"]).await;
     assert_eq!(serde_json::from_slice::<Value>(&verified).unwrap()["ok"], true);
     other.kill();

@@ -1,5 +1,6 @@
 //! `export` / `import` (NDJSON, one event per line, as reads render it), `backup` / `restore` (an
-//! export of a consistent snapshot with a manifest and a checksum), and `verify`.
+//! export of a consistent snapshot and the consumer groups' states, with a manifest and checksums),
+//! and `verify`.
 
 use super::target::{Target, expect_status};
 use anyhow::{Context, Result, bail, ensure};
@@ -18,6 +19,8 @@ const PAGE_EVENTS: u64 = 10_000;
 /// Name of the events file in a backup directory, and of its manifest.
 const BACKUP_EVENTS_FILE: &str = "events.ndjson";
 const BACKUP_MANIFEST_FILE: &str = "manifest.json";
+/// The consumer groups' states in a backup: one `{"name", "state"}` per line.
+const BACKUP_GROUPS_FILE: &str = "groups.ndjson";
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -77,7 +80,8 @@ async fn head(target: &Target) -> Result<Option<u64>> {
     Ok(target.get::<strata_wire::Info>("/v1/info").await?.head_position)
 }
 
-/// `manifest.json` of a backup.
+/// `manifest.json` of a backup. The groups' fields are absent from backups taken before groups were
+/// kept (those restore without groups).
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     format: String,
@@ -86,6 +90,38 @@ struct Manifest {
     events_file: String,
     events_bytes: u64,
     events_crc32c: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    groups: Option<GroupsManifest>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupsManifest {
+    count: u64,
+    file: String,
+    bytes: u64,
+    crc32c: u32,
+}
+
+/// A line of a backup's groups file.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedGroupLine {
+    name: String,
+    state: strata_wire::GroupState,
+}
+
+/// Every consumer group's durable state now, by name.
+async fn group_states(target: &Target) -> Result<Vec<SavedGroupLine>> {
+    let list: strata_wire::GroupList = target.get("/v1/groups").await?;
+    let mut saved = Vec::new();
+    for group in list.groups {
+        let path = format!("/v1/groups/{}/state", super::target::encode(&group.name));
+        let answer = target.send("GET", &path, None).await?;
+        if answer.status == 404 {
+            continue; // Deleted meanwhile.
+        }
+        saved.push(SavedGroupLine { name: group.name, state: answer.ok()? });
+    }
+    Ok(saved)
 }
 
 const BACKUP_FORMAT: &str = "strata-backup-1";
@@ -229,6 +265,29 @@ pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()>
         args.output.display()
     );
     std::fs::create_dir_all(&args.output).with_context(|| format!("create {}", args.output.display()))?;
+    // The groups' states first, then the head: whatever a state refers to (its checkpoint, its parked
+    // events) is in the snapshot of the events. A group goes on consuming meanwhile; restored, it
+    // resumes from the checkpoint saved here (at least once, as after a crash).
+    let groups = group_states(target).await?;
+    let groups_path = args.output.join(BACKUP_GROUPS_FILE);
+    let mut groups_out = ChecksumWriter {
+        inner: BufWriter::new(
+            std::fs::File::create(&groups_path).with_context(|| format!("create {}", groups_path.display()))?,
+        ),
+        crc: 0,
+        bytes: 0,
+    };
+    for group in &groups {
+        serde_json::to_writer(&mut groups_out, group)?;
+        groups_out.write_all(b"\n")?;
+    }
+    let groups_manifest = GroupsManifest {
+        count: groups.len() as u64,
+        file: BACKUP_GROUPS_FILE.to_owned(),
+        bytes: groups_out.bytes,
+        crc32c: groups_out.crc,
+    };
+    groups_out.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let until = head(target).await?;
     let bar = progress(until.map(|h| h + 1), "backing up", json);
     let events_path = args.output.join(BACKUP_EVENTS_FILE);
@@ -245,6 +304,7 @@ pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()>
         events_file: BACKUP_EVENTS_FILE.to_owned(),
         events_bytes: bytes,
         events_crc32c: crc,
+        groups: Some(groups_manifest),
     };
     // The manifest is written last, and atomically: a backup without one is incomplete.
     let manifest_path = args.output.join(BACKUP_MANIFEST_FILE);
@@ -253,7 +313,9 @@ pub async fn backup(target: &Target, args: BackupArgs, json: bool) -> Result<()>
     std::fs::File::open(&temporary)?.sync_all()?;
     std::fs::rename(&temporary, &manifest_path)?;
     std::fs::File::open(&args.output)?.sync_all()?;
-    report(json, serde_json::to_value(&manifest)?, || format!("backed up {count} events to {}", args.output.display()));
+    report(json, serde_json::to_value(&manifest)?, || {
+        format!("backed up {count} events and {} consumer groups to {}", groups.len(), args.output.display())
+    });
     Ok(())
 }
 
@@ -276,6 +338,35 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
         "{} does not match its manifest (truncated or damaged); nothing was restored",
         events_path.display()
     );
+    let groups = match &manifest.groups {
+        None => Vec::new(),
+        Some(groups) => {
+            let path = args.from.join(&groups.file);
+            let (crc, bytes) = checksum_file(&path)?;
+            ensure!(
+                groups.bytes == bytes && groups.crc32c == crc,
+                "{} does not match its manifest (truncated or damaged); nothing was restored",
+                path.display()
+            );
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let lines = text
+                .lines()
+                .enumerate()
+                .map(|(at, line)| {
+                    serde_json::from_str::<SavedGroupLine>(line)
+                        .with_context(|| format!("{} line {}: not a group's state", path.display(), at + 1))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ensure!(
+                lines.len() as u64 == groups.count,
+                "{} holds {} groups, its manifest says {}",
+                path.display(),
+                lines.len(),
+                groups.count
+            );
+            lines
+        }
+    };
     let expected = manifest.events;
     let bar = progress(Some(expected), "restoring", json);
     let file = std::fs::File::open(&events_path).with_context(|| format!("open {}", events_path.display()))?;
@@ -285,9 +376,17 @@ pub async fn restore(target: &Target, args: RestoreArgs, json: bool) -> Result<(
     bar.finish_and_clear();
     ensure!(imported == expected, "restored {imported} events where the backup has {expected}");
     ensure!(head(target).await? == manifest.head_position, "the restored head differs from the backup's");
-    report(json, json!({ "restored": imported, "head_position": manifest.head_position }), || {
-        format!("restored {imported} events")
-    });
+    // The groups after their events: each resumes after its saved checkpoint, with its parked events.
+    for group in &groups {
+        let path = format!("/v1/groups/{}/state", super::target::encode(&group.name));
+        let answer = target.send("PUT", &path, super::target::json_body(&group.state)).await?;
+        answer.ok::<strata_wire::Group>().with_context(|| format!("restore consumer group {}", group.name))?;
+    }
+    report(
+        json,
+        json!({ "restored": imported, "head_position": manifest.head_position, "groups": groups.len() }),
+        || format!("restored {imported} events and {} consumer groups", groups.len()),
+    );
     Ok(())
 }
 
