@@ -331,6 +331,10 @@ impl CommitLog for JetStreamLog {
         true
     }
 
+    fn sync_local(&mut self) -> Result<(), StorageError> {
+        self.local().sync()
+    }
+
     fn replicated(&mut self, sequence: u64, applied: Option<u64>) {
         self.shared.foreign_applied.fetch_add(1, Ordering::SeqCst);
         // A skipped message moves the sequence, not where the log's positions end.

@@ -7,7 +7,7 @@ use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::index::Index;
 use crate::io::{OsStorage, Storage, path_in};
 use crate::log::format::record_encoded_len;
-use crate::log::{LogWriter, RecoveryReport, recover};
+use crate::log::{LogWriter, OnDamage, RecoveryReport, recover};
 use crate::system;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -221,6 +221,9 @@ fn log_recovery(dir: &Path, report: &RecoveryReport, duration: std::time::Durati
     if let Some(reason) = &report.next_segment_deferred {
         tracing::warn!(%reason, "the next segment could not be created; the first append tries again");
     }
+    for what in &report.set_aside {
+        tracing::warn!(%what, "a replica's damaged suffix was set aside; it catches up from the cluster's log");
+    }
 }
 
 impl Store {
@@ -232,7 +235,7 @@ impl Store {
     /// Opens the store in `dir`: takes the directory lock, loads the index runs, recovers the log past
     /// them (one sequential pass, verifying every checksum) and starts the committer and indexer threads.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
-        Self::open_replicated(dir, options, |segments| Box::new(segments))
+        Self::open_over(dir, options, OnDamage::Refuse, |segments| Box::new(segments))
     }
 
     /// Opens the store with its commit log wrapped (tests put a log with other writers in front).
@@ -244,16 +247,29 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<Store, OpenError> {
-        Self::open_replicated(dir, options, move |segments| wrap_log(Box::new(segments)))
+        Self::open_over(dir, options, OnDamage::Refuse, move |segments| wrap_log(Box::new(segments)))
     }
 
     /// Opens the store in `dir` as a replica of a log with other writers: the committer proposes
     /// every frame to the log `make_log` builds around the local segments (it runs on the committer's
-    /// thread), and frames the log holds are applied with [`Store::replicate`]. Recovery, reads and
-    /// everything else are the embedded store's.
+    /// thread), and frames the log holds are applied with [`Store::replicate`]. Reads and everything
+    /// else are the embedded store's; so is recovery, but for damage: a replica's frames are not
+    /// synced one by one (the replicated log is the durable copy), so after a power loss any suffix
+    /// may be damaged, and recovery keeps the longest verified prefix and sets the rest aside
+    /// ([`RecoveryReport::set_aside`]) instead of refusing to open. The replica catches up from the
+    /// log.
     pub fn open_replicated(
         dir: impl AsRef<Path>,
         options: Options,
+        make_log: impl FnOnce(crate::commit::log::Segments) -> Box<dyn crate::commit::log::CommitLog> + Send + 'static,
+    ) -> Result<Store, OpenError> {
+        Self::open_over(dir, options, OnDamage::KeepVerifiedPrefix, make_log)
+    }
+
+    fn open_over(
+        dir: impl AsRef<Path>,
+        options: Options,
+        on_damage: OnDamage,
         make_log: impl FnOnce(crate::commit::log::Segments) -> Box<dyn crate::commit::log::CommitLog> + Send + 'static,
     ) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_path_buf();
@@ -292,7 +308,8 @@ impl Store {
             _ => OpenError::Storage(StorageError::new("lock", &lock_file, error)),
         })?;
         let recovery_started = std::time::Instant::now();
-        let recovered = recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+        let recovered =
+            recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events, on_damage)?;
         // The chain's head and the store's identity are read through the indexes. A damaged index
         // block found on the way is removed by that read; recovering again rebuilds it from the log
         // (what the next open would do), so damage the log can repair never fails the open.
@@ -301,7 +318,8 @@ impl Store {
             Err(OpenError::Storage(error)) if error.source.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::warn!(%error, "an index block was damaged; rebuilding it from the log");
                 recovered.2.finish();
-                let recovered = recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events)?;
+                let recovered =
+                    recover(storage.clone(), &dir, options.segment_size_bytes, options.index_run_events, on_damage)?;
                 let state = read_chain_state(&recovered.0)?;
                 (recovered, state)
             }

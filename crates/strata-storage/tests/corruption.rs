@@ -296,3 +296,91 @@ fn torn_bytes_are_saved_before_they_are_zeroed() {
     assert!(bytes.ends_with(b"debris of an interrupted write"));
     assert_eq!(read_everything(&store).len(), 2, "$store-created and the event");
 }
+
+/// `count` events of about 300 bytes over several segments, with `options`; the events as read.
+fn fill(dir: &Path, options: Options, count: u128) -> Vec<strata_core::RecordedEvent> {
+    let store = Store::open_with(dir, options).unwrap();
+    for n in 0..count {
+        commit(&store, &format!("s-{}", n % 3), ExpectedRevision::Any, vec![event(&"d".repeat(300)).with_id(id(n))]);
+    }
+    read_everything(&store)
+}
+
+/// A replica opened over `dir`: its events are a prefix of `written` (same positions, ids and
+/// hashes), shorter than it, and something was set aside. The replica goes on at the next position,
+/// and an embedded open of what is left finds no damage. The events kept.
+fn assert_replica_keeps_a_prefix(
+    dir: &Path,
+    options: impl Fn() -> Options,
+    written: &[strata_core::RecordedEvent],
+) -> usize {
+    let replica = Store::open_replicated(dir, options(), |segments| Box::new(segments)).unwrap();
+    let report = replica.recovery_report().clone();
+    assert!(!report.set_aside.is_empty(), "{report:?}");
+    let kept = read_everything(&replica);
+    assert!(kept.len() > 20 && kept.len() < written.len(), "a prefix: {} of {}", kept.len(), written.len());
+    for (at, (kept, original)) in kept.iter().zip(written).enumerate() {
+        assert_eq!((kept.position.value(), kept.id, kept.hash), (at as u64, original.id, original.hash));
+    }
+    let next = kept.len() as u64;
+    let outcome = replica.append_blocking(stream("s-9"), ExpectedRevision::Any, vec![event("{}")]).unwrap();
+    let strata_storage::AppendOutcome::Committed(result) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(result.first_position.value(), next);
+    drop(replica);
+    let reopened = Store::open_with(dir, options()).unwrap();
+    assert_eq!(read_everything(&reopened).len() as u64, next + 1);
+    assert!(reopened.recovery_report().set_aside.is_empty());
+    kept.len()
+}
+
+/// A replica (`Store::open_replicated`) does not refuse to open for damage: its frames are not
+/// synced one by one, so after a power loss any suffix may be damaged — here a 4 KiB page lost in the
+/// middle of the log while later pages survived. Recovery keeps the longest verified prefix, sets the
+/// rest aside (the damaged segment's bytes kept in a file of their own, the later segments renamed)
+/// and the replica goes on from there; an embedded store refuses the same damage.
+#[test]
+fn a_replica_keeps_its_longest_verified_prefix_and_sets_the_rest_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = fill(dir.path(), options(), 120);
+    // A replica writes index runs only over frames it synced: none reach the damage.
+    remove_index_runs(dir.path());
+    let paths = segments(dir.path());
+    assert!(paths.len() >= 5, "several segments: {}", paths.len());
+    let damaged = &paths[2];
+    std::fs::OpenOptions::new().write(true).open(damaged).unwrap().write_all_at(&[0u8; 4096], 4096).unwrap();
+    expect_corrupted(dir.path(), 2);
+    assert_replica_keeps_a_prefix(dir.path(), options, &written);
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let segment = damaged.file_name().unwrap().to_str().unwrap();
+    // Set aside from the start of the frame the lost page began in.
+    let from: Vec<u64> =
+        names.iter().filter_map(|name| name.strip_prefix(&format!("{segment}.set-aside-"))?.parse().ok()).collect();
+    assert!(from.len() == 1 && from[0] <= 4096 && from[0] > 4096 - 1024, "{names:?}");
+    for later in &paths[3..] {
+        let name = later.file_name().unwrap().to_str().unwrap();
+        assert!(
+            names.iter().any(|kept| kept.starts_with(&format!("{name}.set-aside-"))),
+            "{name} set aside: {names:?}"
+        );
+    }
+}
+
+/// A replica whose log lost a suffix the index runs cover (the last segments gone): the embedded
+/// open refuses it (acknowledged events are missing), the replica rebuilds its runs from the log that
+/// is left and goes on from there.
+#[test]
+fn a_replica_whose_runs_reach_past_its_log_rebuilds_them() {
+    let options = || Options { index_run_events: strata_storage::INDEX_RUN_EVENTS_MIN, ..options() };
+    let dir = tempfile::tempdir().unwrap();
+    let written = fill(dir.path(), options(), 120);
+    let paths = segments(dir.path());
+    for lost in &paths[paths.len() - 3..] {
+        std::fs::rename(lost, lost.with_extension("lost")).unwrap();
+    }
+    match Store::open_with(dir.path(), options()) {
+        Err(OpenError::IndexAheadOfLog { .. }) => {}
+        other => panic!("an embedded store with runs past its log: {:?}", other.map(|_| ())),
+    }
+    assert_replica_keeps_a_prefix(dir.path(), options, &written);
+}

@@ -897,7 +897,7 @@ pub(crate) fn run(
                         )
                         .expect("the committer encodes system events itself");
                 }
-                publish(&shared, index, &indexer, &mut ids);
+                publish(&shared, index, &indexer, &mut ids, &mut *log);
                 let relaxed = std::sync::atomic::Ordering::Relaxed;
                 shared.stats.commits.fetch_add(1, relaxed);
                 shared.stats.events.fetch_add(events.len() as u64, relaxed);
@@ -971,6 +971,12 @@ pub(crate) fn run(
             }
         }
     }
+    // The indexer writes the tail as a run once this thread is gone: over durable frames only.
+    if let Err(error) = log.sync_local() {
+        let reason = format!("the local copy of the log could not be synced at close: {error}");
+        tracing::error!(%reason, "the last index run is not written");
+        let _ = shared.poisoned.set(reason);
+    }
     log.finish();
 }
 
@@ -987,16 +993,37 @@ fn poison(shared: &Shared, replies: Vec<(Reply, AppendReply, bool)>, reason: Str
 
 /// Makes what the index now holds visible: hands a full tail to the indexer (its ids become the
 /// previous generation) and wakes the subscriptions.
-fn publish(
-    shared: &Shared,
-    mut index: std::sync::RwLockWriteGuard<'_, Index>,
+///
+/// An index run is written only over frames the local log holds durably: a replica's frames are not
+/// synced one by one (the replicated log is their durable copy), so the log is synced before a full
+/// tail goes to the indexer. Were a run to cover frames a power loss then took, their damage would
+/// lie under the runs, where recovery does not read.
+fn publish<'a>(
+    shared: &'a Shared,
+    mut index: std::sync::RwLockWriteGuard<'a, Index>,
     indexer: &crate::index::indexer::Handle,
     ids: &mut IdIndex,
+    log: &mut dyn CommitLog,
 ) {
     let next_position = index.next_position();
-    if let Some(frozen) = index.freeze(indexer.run_events) {
-        ids.rotate();
-        indexer.send(frozen);
+    if index.tail_is_full(indexer.run_events) {
+        // Readers go on meanwhile: only this thread changes the index.
+        drop(index);
+        let synced = log.sync_local();
+        index = shared.index.write().expect("index lock poisoned");
+        match synced {
+            Ok(()) => {
+                if let Some(frozen) = index.freeze(indexer.run_events) {
+                    ids.rotate();
+                    indexer.send(frozen);
+                }
+            }
+            Err(error) => {
+                let reason = format!("the local copy of the log could not be synced: {error}");
+                tracing::error!(%reason, "the store is poisoned: it writes nothing more until it is reopened");
+                let _ = shared.poisoned.set(reason);
+            }
+        }
     }
     drop(index);
     shared.next_position.send_replace(next_position);
@@ -1114,7 +1141,7 @@ fn apply_frame(
             }
         }
     }
-    publish(shared, index, indexer, ids);
+    publish(shared, index, indexer, ids, log);
     Ok(head)
 }
 

@@ -70,6 +70,13 @@ pub trait CommitLog: Send + std::any::Any {
     /// `next_position`.
     fn caught_up(&mut self, _next_position: u64) {}
 
+    /// Makes every frame written to the local copy so far durable there (the committer calls it
+    /// before an index run covers them). The embedded log syncs each frame as it proposes it, so has
+    /// nothing to do; a replicated log whose local writes are not synced syncs them.
+    fn sync_local(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// The store is closing.
     fn finish(self: Box<Self>);
 }

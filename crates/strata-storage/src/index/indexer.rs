@@ -78,8 +78,12 @@ pub(crate) fn start(
             let _ = merge_wanted.send(());
         }
         // The committer has stopped: write what is left, so that the next open reads nothing from
-        // the log. One attempt: a failure only means the next open reads more.
-        let frozen = shared.index.write().expect("index lock poisoned").freeze(1);
+        // the log. One attempt: a failure only means the next open reads more. Not over a log the
+        // committer could not make durable (a poisoned store): the next open reads it instead.
+        let frozen = match shared.poisoned.get() {
+            Some(_) => None,
+            None => shared.index.write().expect("index lock poisoned").freeze(1),
+        };
         if let Some(frozen) = frozen {
             cancel.store(true, Ordering::Relaxed);
             write_frozen(&shared, &storage, &dir, frozen, &cancel);

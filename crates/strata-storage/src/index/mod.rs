@@ -782,8 +782,13 @@ impl Index {
 
     /// Hands the tail to the indexer when it holds at least `events` events and no earlier frozen
     /// memtable is still being written.
+    /// Whether [`Index::freeze`] would freeze the tail now.
+    pub fn tail_is_full(&self, events: u64) -> bool {
+        self.frozen.is_none() && self.tail.len - self.tail.base >= events.max(1)
+    }
+
     pub fn freeze(&mut self, events: u64) -> Option<Arc<Frozen>> {
-        if self.frozen.is_some() || self.tail.len - self.tail.base < events.max(1) {
+        if !self.tail_is_full(events) {
             return None;
         }
         let len = self.tail.len;

@@ -1,7 +1,8 @@
 //! Recovery: load the index runs, then verify and index the segments past them in one pass.
 //!
 //! Only a torn tail of the last segment is repaired (zeroed); any other damage refuses the open with
-//! the segment and byte offset. See `docs/design.md`, "Recovery".
+//! the segment and byte offset — but for a replica ([`OnDamage::KeepVerifiedPrefix`]), which keeps the
+//! longest verified prefix of its log and sets the rest aside. See `docs/design.md`, "Recovery".
 
 use crate::error::{Corruption, OpenError, StorageError};
 use crate::index::run::{self, Run};
@@ -44,6 +45,43 @@ struct Indexing<'a> {
     /// The hash of the last record read, once the pass has read a chained one: every chained frame
     /// after it must name it as its predecessor, and no format-1 frame may follow it.
     chain: Option<EventHash>,
+    /// The segment and byte offset of the frame being read (offset 0: the segment's header).
+    reading: (u32, u64),
+}
+
+/// What recovery does with damage it cannot prove to be a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnDamage {
+    /// Refuse to open, saying where (an embedded store: its log is the only copy).
+    Refuse,
+    /// Keep the longest verified prefix and set the rest aside (a replica: its frames were not synced
+    /// one by one, and the replicated log holds them all).
+    KeepVerifiedPrefix,
+}
+
+/// Why one pass of recovery stopped.
+enum Stopped {
+    Failed(OpenError),
+    /// Damage at `offset` of `segment` (0: the whole segment): nothing from there on verifies.
+    Damaged {
+        segment: u32,
+        offset: u64,
+        error: OpenError,
+    },
+    /// The index runs reach past the log's end.
+    IndexAhead(OpenError),
+}
+
+impl From<OpenError> for Stopped {
+    fn from(error: OpenError) -> Self {
+        Stopped::Failed(error)
+    }
+}
+
+impl From<StorageError> for Stopped {
+    fn from(error: StorageError) -> Self {
+        Stopped::Failed(error.into())
+    }
 }
 
 impl Indexing<'_> {
@@ -146,12 +184,111 @@ fn load_runs(
 
 /// Opens the log in `dir`: loads the index runs, verifies and indexes the segments past them (all of
 /// them for a store without runs), repairs a torn tail, and makes sure an active segment exists.
+/// With [`OnDamage::KeepVerifiedPrefix`], damage sets the log aside from the damaged frame on (and index
+/// runs that reach past what is left), and recovery starts again over what is left.
 pub(crate) fn recover(
     storage: Arc<dyn Storage>,
     dir: &Path,
     segment_size_bytes: u64,
     run_events: u64,
+    on_damage: OnDamage,
 ) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), OpenError> {
+    let mut set_aside = Vec::new();
+    let mut last_damage = None;
+    // Each pass that stops sets something aside: a segment's damaged suffix and the segments after
+    // it, or the index runs; damage found again where it was just set aside is refused.
+    loop {
+        let stopped = match recover_once(storage.clone(), dir, segment_size_bytes, run_events) {
+            Ok((index, ids, writer, mut report)) => {
+                report.set_aside = set_aside;
+                return Ok((index, ids, writer, report));
+            }
+            Err(stopped) => stopped,
+        };
+        match (on_damage, stopped) {
+            (_, Stopped::Failed(error)) => return Err(error),
+            (OnDamage::Refuse, Stopped::Damaged { error, .. } | Stopped::IndexAhead(error)) => return Err(error),
+            (OnDamage::KeepVerifiedPrefix, Stopped::Damaged { segment, offset, error }) => {
+                if last_damage.replace((segment, offset)) == Some((segment, offset)) {
+                    return Err(error);
+                }
+                set_aside.push(set_aside_from(&*storage, dir, segment, offset, &error)?);
+            }
+            (OnDamage::KeepVerifiedPrefix, Stopped::IndexAhead(error)) => {
+                set_aside.push(remove_runs(&*storage, &path_in(dir, INDEX_DIR), &error)?);
+            }
+        }
+    }
+}
+
+/// Sets the log aside from `offset` of `segment` on: the bytes from there to the segment's end are
+/// kept in `<segment>.set-aside-<offset>` and zeroed (offset 0: the whole segment is renamed
+/// `<segment>.set-aside-<millis>`), and every later segment is renamed so too. Says what it did.
+fn set_aside_from(
+    storage: &dyn Storage,
+    dir: &Path,
+    segment: u32,
+    offset: u64,
+    error: &OpenError,
+) -> Result<String, OpenError> {
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+    let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
+    let mut later = Vec::new();
+    for name in &names {
+        let Some(number) = name.strip_suffix(SEGMENT_SUFFIX) else { continue };
+        if number.len() == 10
+            && let Ok(number) = number.parse::<u32>()
+            && number >= segment
+        {
+            later.push(number);
+        }
+    }
+    later.sort_unstable();
+    let mut kept = None;
+    for number in later {
+        let path = path_in(dir, &segment_name(number));
+        if number == segment && offset > 0 {
+            let file = storage.open_file(&path, false).map_err(|e| StorageError::new("open", &path, e))?;
+            let len = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
+            let mut rest = vec![0u8; len.saturating_sub(offset) as usize];
+            read_exact_at(&*file, &mut rest, offset).map_err(|e| StorageError::new("read", &path, e))?;
+            let saved = path_in(dir, &format!("{}.set-aside-{offset}", segment_name(number)));
+            let copy = storage.open_file(&saved, true).map_err(|e| StorageError::new("create", &saved, e))?;
+            copy.write_all_at(&rest, 0).map_err(|e| StorageError::new("write", &saved, e))?;
+            copy.sync_data().map_err(|e| StorageError::new("fdatasync", &saved, e))?;
+            storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+            rest.fill(0);
+            file.write_all_at(&rest, offset).map_err(|e| StorageError::new("zero the damaged suffix of", &path, e))?;
+            file.sync_data().map_err(|e| StorageError::new("fdatasync", &path, e))?;
+            kept = Some(saved);
+        } else {
+            let aside = path_in(dir, &format!("{}.set-aside-{stamp}", segment_name(number)));
+            storage.rename(&path, &aside).map_err(|e| StorageError::new("set aside", &path, e))?;
+        }
+    }
+    storage.sync_dir(dir).map_err(|e| StorageError::new("sync directory", dir, e))?;
+    let kept = kept.map_or_else(String::new, |saved| format!(", its bytes kept in {}", saved.display()));
+    Ok(format!("segment {segment} from byte {offset} on, and every later segment{kept} ({error})"))
+}
+
+/// Removes every index run: they reach past the log that is left, and are rebuilt from it.
+fn remove_runs(storage: &dyn Storage, index_dir: &Path, error: &OpenError) -> Result<String, OpenError> {
+    let names = storage.list_dir(index_dir).map_err(|e| StorageError::new("list", index_dir, e))?;
+    for name in &names {
+        let path = path_in(index_dir, name);
+        storage.remove_file(&path).map_err(|e| StorageError::new("remove", &path, e))?;
+    }
+    storage.sync_dir(index_dir).map_err(|e| StorageError::new("sync directory", index_dir, e))?;
+    Ok(format!("the index runs, rebuilt from the log that is left ({error})"))
+}
+
+fn recover_once(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    segment_size_bytes: u64,
+    run_events: u64,
+) -> Result<(Index, IdIndex, LogWriter, RecoveryReport), Stopped> {
     let mut report = RecoveryReport::default();
     let names = storage.list_dir(dir).map_err(|e| StorageError::new("list", dir, e))?;
     let mut segments = Vec::new();
@@ -183,18 +320,21 @@ pub(crate) fn recover(
     for (expected, &number) in segments.iter().enumerate() {
         let path = path_in(dir, &segment_name(number));
         if number as usize != expected {
-            return Err(OpenError::Corrupted(Corruption {
+            let error = OpenError::Corrupted(Corruption {
                 segment: expected as u32,
                 path: path_in(dir, &segment_name(expected as u32)),
                 offset_bytes: 0,
                 reason: "segment file is missing".to_owned(),
-            }));
+            });
+            return Err(Stopped::Damaged { segment: expected as u32, offset: 0, error });
         }
         let file = storage.open_file(&path, false).map_err(|e| StorageError::new("open", &path, e))?;
         let len_bytes = file.len_bytes().map_err(|e| StorageError::new("stat", &path, e))?;
         let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-        let corrupt = |reason: String| {
-            OpenError::Corrupted(Corruption { segment: number, path: path.clone(), offset_bytes: 0, reason })
+        let corrupt = |reason: String| Stopped::Damaged {
+            segment: number,
+            offset: 0,
+            error: OpenError::Corrupted(Corruption { segment: number, path: path.clone(), offset_bytes: 0, reason }),
         };
         read_exact_at(&*file, &mut header, 0).map_err(|e| corrupt(format!("cannot read the header: {e}")))?;
         let header = decode_segment_header(&header).map_err(corrupt)?;
@@ -219,23 +359,32 @@ pub(crate) fn recover(
         report: &mut report,
         writing_failed: false,
         chain: None,
+        reading: (0, 0),
     };
     indexing.index.segments = files;
     let mut end = Scanned { end_offset: SEGMENT_HEADER_BYTES, sealed: true, last_frame_start: None };
     for number in scan_from..segments.len() {
         let segment = indexing.index.segments[number].clone();
         let is_last = number + 1 == segments.len();
-        end = scan_segment(&*storage, &segment, number as u32, is_last, &mut indexing)?;
+        indexing.reading = (number as u32, 0);
+        end = match scan_segment(&*storage, &segment, number as u32, is_last, &mut indexing) {
+            Ok(end) => end,
+            Err(error @ OpenError::Corrupted(_)) => {
+                let (segment, offset) = indexing.reading;
+                return Err(Stopped::Damaged { segment, offset, error });
+            }
+            Err(error) => return Err(Stopped::Failed(error)),
+        };
     }
     if indexing.next < runs_end {
         // Runs hold only events whose fdatasync succeeded: a log that ends before them lost
         // acknowledged events (a disk that lied, a segment restored from an older copy). Opening would
         // hand their positions to new events behind the back of every consumer that saw them.
-        return Err(OpenError::IndexAheadOfLog {
+        return Err(Stopped::IndexAhead(OpenError::IndexAheadOfLog {
             index_dir: index_dir.clone(),
             indexed_end: runs_end,
             log_end: indexing.next,
-        });
+        }));
     }
     let Indexing { mut index, ids, .. } = indexing;
     report.segments = segments.len() as u32;
@@ -362,6 +511,7 @@ fn scan_segment(
     let open_end =
         |offset: u64, last_frame_start: Option<u64>| Scanned { end_offset: offset, sealed: false, last_frame_start };
     loop {
+        indexing.reading = (number, offset);
         if offset + FRAME_HEADER_BYTES as u64 > len {
             return Err(corrupt(offset, "segment is full but has no seal frame".to_owned()));
         }

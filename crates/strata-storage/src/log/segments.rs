@@ -47,6 +47,10 @@ pub struct RecoveryReport {
     /// Index runs not used, and why (torn, damaged, after a gap); they are removed and their events
     /// indexed again from the log.
     pub index_runs_dropped: Vec<String>,
+    /// A replica's damaged suffix set aside (see [`Store::open_replicated`](crate::Store::open_replicated)):
+    /// what, from where, why, and where its bytes were kept. Always empty for an embedded store,
+    /// which refuses to open on damage instead.
+    pub set_aside: Vec<String>,
 }
 
 /// The writer's side of the log: the active segment and where the next frame goes.
