@@ -36,6 +36,8 @@ pub struct AppState {
     pub cluster: Option<Arc<dyn crate::cluster::ClusterView>>,
     /// Cluster mode: where the consumer groups keep their state (`None`: the data directory).
     pub group_states: Option<Arc<dyn strata_storage::GroupStates>>,
+    /// Cluster mode: idle connections to the leader, for forwards.
+    pub(crate) leader_connections: Arc<crate::cluster::LeaderConnections>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             rendered: Arc::default(),
             cluster: None,
             group_states: None,
+            leader_connections: Arc::default(),
         }
     }
 

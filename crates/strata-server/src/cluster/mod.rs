@@ -173,21 +173,6 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         Err(_) => return ApiError::too_large("the request body is larger than the server takes").into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
-    let connect = tokio::time::timeout(FORWARD_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await;
-    let socket = match connect {
-        Ok(Ok(socket)) => socket,
-        Ok(Err(error)) => return not_leader(leader_url, &error.to_string()),
-        Err(_) => return not_leader(leader_url, "connecting timed out"),
-    };
-    let _ = socket.set_nodelay(true);
-    let (mut sender, connection) =
-        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(socket)).await {
-            Ok(handshake) => handshake,
-            Err(error) => return not_leader(leader_url, &error.to_string()),
-        };
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
     parts.uri = match path_and_query.parse() {
         Ok(uri) => uri,
         Err(_) => return ApiError::invalid("the request's path cannot be forwarded").into_response(),
@@ -201,10 +186,10 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         parts.headers.insert(FORWARDED_BY, value);
     }
     let outgoing = axum::http::Request::from_parts(parts, http_body_util::Full::new(body));
-    let answer = match tokio::time::timeout(FORWARD_TIMEOUT, sender.send_request(outgoing)).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(error)) => return outcome_unknown(leader_url, &error.to_string()),
-        Err(_) => return outcome_unknown(leader_url, "no answer in time"),
+    let (answer, sender) = match state.leader_connections.send(authority, outgoing).await {
+        Ok(sent) => sent,
+        Err(Unsent::NotSent(why)) => return not_leader(leader_url, &why),
+        Err(Unsent::Unknown(why)) => return outcome_unknown(leader_url, &why),
     };
     let (parts, body) = answer.into_parts();
     let body = match tokio::time::timeout(FORWARD_TIMEOUT, http_body_util::BodyExt::collect(body)).await {
@@ -212,6 +197,8 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         Ok(Err(error)) => return outcome_unknown(leader_url, &error.to_string()),
         Err(_) => return outcome_unknown(leader_url, "the answer did not arrive in time"),
     };
+    // Read whole: the connection can carry the next forward.
+    state.leader_connections.give_back(authority, sender);
     if parts.status.is_success() {
         if let Some(position) = last_position(&body) {
             if !wait_for_position(state, position, APPLY_WAIT).await {
@@ -220,6 +207,94 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         }
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Why a forward has no answer.
+enum Unsent {
+    /// Nothing reached the leader (no connection, or the request came back unwritten).
+    NotSent(String),
+    /// The request may have reached the leader: its outcome is unknown.
+    Unknown(String),
+}
+
+type LeaderSender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// Connections to the leader that a forward has finished with, reused by the next forwards: a
+/// connection of its own for each forward would cost both nodes a connect, an accept and a
+/// handshake per write. A connection idle longer than [`IDLE_CONNECTION_MAX`] is dropped rather than
+/// reused (the leader may be closing it), and at most [`IDLE_CONNECTIONS_MAX`] are kept.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderConnections {
+    idle: std::sync::Mutex<Vec<(String, LeaderSender, std::time::Instant)>>,
+}
+
+const IDLE_CONNECTION_MAX: Duration = Duration::from_secs(2);
+const IDLE_CONNECTIONS_MAX: usize = 64;
+
+impl LeaderConnections {
+    /// The most recently used idle connection to `authority`, once it is ready for a request.
+    async fn take(&self, authority: &str) -> Option<LeaderSender> {
+        loop {
+            let mut sender = {
+                let mut idle = self.idle.lock().expect("connections lock");
+                idle.retain(|(_, sender, since)| since.elapsed() < IDLE_CONNECTION_MAX && !sender.is_closed());
+                let at = idle.iter().rposition(|(to, _, _)| to == authority)?;
+                idle.swap_remove(at).1
+            };
+            // Just given back, its connection may still be finishing the last response.
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(100), sender.ready()).await {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn give_back(&self, authority: &str, sender: LeaderSender) {
+        let mut idle = self.idle.lock().expect("connections lock");
+        if !sender.is_closed() && idle.len() < IDLE_CONNECTIONS_MAX {
+            idle.push((authority.to_owned(), sender, std::time::Instant::now()));
+        }
+    }
+
+    /// Sends `request` to the leader at `authority`: on an idle connection if there is one (a
+    /// request that comes back unwritten, its connection closed meanwhile, goes on the next), else
+    /// on a new one. Answers the response's head and the connection it came on.
+    async fn send(
+        &self,
+        authority: &str,
+        mut request: axum::http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<(axum::http::Response<hyper::body::Incoming>, LeaderSender), Unsent> {
+        while let Some(mut sender) = self.take(authority).await {
+            match tokio::time::timeout(FORWARD_TIMEOUT, sender.try_send_request(request)).await {
+                Ok(Ok(answer)) => return Ok((answer, sender)),
+                Ok(Err(mut error)) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Unsent::Unknown(error.into_error().to_string())),
+                },
+                Err(_) => return Err(Unsent::Unknown("no answer in time".to_owned())),
+            }
+        }
+        let connect = tokio::time::timeout(FORWARD_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await;
+        let socket = match connect {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(error)) => return Err(Unsent::NotSent(error.to_string())),
+            Err(_) => return Err(Unsent::NotSent("connecting timed out".to_owned())),
+        };
+        let _ = socket.set_nodelay(true);
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(socket)).await {
+                Ok(handshake) => handshake,
+                Err(error) => return Err(Unsent::NotSent(error.to_string())),
+            };
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        match tokio::time::timeout(FORWARD_TIMEOUT, sender.try_send_request(request)).await {
+            Ok(Ok(answer)) => Ok((answer, sender)),
+            Ok(Err(error)) if error.message().is_some() => Err(Unsent::NotSent(error.into_error().to_string())),
+            Ok(Err(error)) => Err(Unsent::Unknown(error.into_error().to_string())),
+            Err(_) => Err(Unsent::Unknown("no answer in time".to_owned())),
+        }
+    }
 }
 
 /// The last position a write's answer names (appends, imports, deletes, metadata).
