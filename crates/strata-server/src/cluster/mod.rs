@@ -61,6 +61,11 @@ pub trait ClusterView: Send + Sync + std::fmt::Debug + 'static {
 /// forwarded again.
 pub const FORWARDED_BY: &str = "strata-forwarded-by";
 
+/// The leader's answer to a forwarded write carries its head position after the write in this
+/// header: the forwarding node answers once it has applied that far (read-your-writes for every
+/// write, those whose answer names no position too — stream metadata, a soft delete).
+pub const HEAD_POSITION: &str = "strata-head-position";
+
 /// How long a forwarded request may take (a group fetch long-polls up to 60 s).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long connecting to the leader may take before the forward counts as not sent.
@@ -107,7 +112,11 @@ pub(crate) async fn route(State(state): State<AppState>, request: Request, next:
     match route {
         WriteRoute::Local => {
             let mark = cluster.refusal_mark();
-            let response = next.run(request).await;
+            let forwarded = request.headers().contains_key(FORWARDED_BY);
+            let mut response = next.run(request).await;
+            if forwarded && let Some(head) = state.store.head_position() {
+                response.headers_mut().insert(HEAD_POSITION, HeaderValue::from(head.value()));
+            }
             // A refusal that wrote nothing and depends on what the log holds (a conflict, a stream
             // not found or deleted) may come from a replica that missed frames.
             if !REFUSALS_TO_CONFIRM.contains(&response.status()) {
@@ -191,7 +200,7 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         Err(Unsent::NotSent(why)) => return not_leader(leader_url, &why),
         Err(Unsent::Unknown(why)) => return outcome_unknown(leader_url, &why),
     };
-    let (parts, body) = answer.into_parts();
+    let (mut parts, body) = answer.into_parts();
     let body = match tokio::time::timeout(FORWARD_TIMEOUT, http_body_util::BodyExt::collect(body)).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) => return outcome_unknown(leader_url, &error.to_string()),
@@ -200,7 +209,8 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
     // Read whole: the connection can carry the next forward.
     state.leader_connections.give_back(authority, sender);
     if parts.status.is_success() {
-        if let Some(position) = last_position(&body) {
+        let head = parts.headers.remove(HEAD_POSITION).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if let Some(position) = head.or_else(|| last_position(&body)) {
             if !wait_for_position(state, position, APPLY_WAIT).await {
                 tracing::warn!(position, "a forwarded write committed but this node has not applied it yet");
             }
