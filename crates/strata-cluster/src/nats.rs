@@ -19,7 +19,13 @@ pub fn frame_bytes_max(max_payload: usize) -> usize {
     max_payload.saturating_sub(HEADER_ROOM_BYTES)
 }
 
-pub async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, String> {
+/// Connects to the servers of `config`. The receiver hears of every connection the client makes —
+/// the first and each reconnect (possibly to another server) — so that the node can check the
+/// server it is on now as it checked the first ([`check_server`]).
+pub async fn connect(
+    config: &ClusterConfig,
+) -> Result<(async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<()>), String> {
+    let (connected, connections) = tokio::sync::mpsc::unbounded_channel();
     let mut options = match &config.auth {
         NatsAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
             .await
@@ -45,13 +51,45 @@ pub async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, Strin
         .name(format!("strata {} {}", config.cluster_name, config.node_id))
         .connection_timeout(Duration::from_secs(5))
         .ping_interval(Duration::from_secs(2))
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let connected = connected.clone();
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    let _ = connected.send(());
+                }
+            }
+        });
     let servers: Vec<async_nats::ServerAddr> = config
         .servers
         .iter()
         .map(|url| url.parse().map_err(|error| format!("NATS server URL {url:?}: {error}")))
         .collect::<Result<_, _>>()?;
-    options.connect(servers).await.map_err(|error| format!("connect to NATS at {}: {error}", config.servers.join(",")))
+    let client = options
+        .connect(servers)
+        .await
+        .map_err(|error| format!("connect to NATS at {}: {error}", config.servers.join(",")))?;
+    Ok((client, connections))
+}
+
+/// The start-up checks again, after the client connected anew: the server it is on now (version,
+/// `max_payload`) and, given their monitoring URLs, every server that answers (also syncing always); and no
+/// `max_payload` smaller than the `started_with` the node's frame limit was set from.
+pub async fn check_again(
+    client: &async_nats::Client,
+    monitoring: &[String],
+    started_with: usize,
+) -> Result<(), String> {
+    let connected = check_server(client)?;
+    let monitored = check_monitored(monitoring, true).await?;
+    let smallest = monitored.map_or(connected, |smallest| smallest.min(connected));
+    if smallest < started_with {
+        return Err(format!(
+            "a NATS server's max_payload is now {smallest} bytes, below the {started_with} this node's frames were \
+             sized for at start"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a server too old for clustered compare-and-set, or one whose `max_payload` cannot carry
@@ -145,9 +183,20 @@ pub async fn log_stream(
 /// `max_payload` rules as the server connected to, and syncing every write — and answers the smallest
 /// `max_payload` among them (`None` when none is given).
 pub async fn check_monitored_servers(monitoring: &[String]) -> Result<Option<usize>, String> {
+    check_monitored(monitoring, false).await
+}
+
+/// [`check_monitored_servers`]; with `skip_unreachable`, a server whose monitoring does not answer
+/// is passed over (after a reconnect, servers that are down are what a cluster survives, not a
+/// misconfiguration; each is checked when it answers at a later reconnect).
+async fn check_monitored(monitoring: &[String], skip_unreachable: bool) -> Result<Option<usize>, String> {
     let mut smallest: Option<usize> = None;
     for url in monitoring {
-        let varz = http_get(&format!("{}/varz", url.trim_end_matches('/'))).await?;
+        let varz = match http_get(&format!("{}/varz", url.trim_end_matches('/'))).await {
+            Ok(varz) => varz,
+            Err(_) if skip_unreachable => continue,
+            Err(error) => return Err(error),
+        };
         let value: serde_json::Value =
             serde_json::from_str(&varz).map_err(|error| format!("{url}/varz is not JSON: {error}"))?;
         let max_payload = check_varz(url, &value)?;

@@ -209,7 +209,7 @@ impl Node {
     /// runtime: the committer's thread waits on it for publishes.
     pub async fn start(config: ClusterConfig, dir: &Path, mut options: Options) -> Result<Node, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let client = nats::connect(&config).await.map_err(StartError::Nats)?;
+        let (client, connections) = nats::connect(&config).await.map_err(StartError::Nats)?;
         // The server connected to, then (given their monitoring URLs) every server: a frame must fit
         // the smallest `max_payload` of them, since any may lead the stream.
         let connected = nats::check_server(&client).map_err(StartError::Refused)?;
@@ -218,7 +218,7 @@ impl Node {
         // Publishes wait `publish_timeout` for their acknowledgement; administrative requests (a
         // replicated stream created while the servers elect their leaders) get longer.
         let js = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client.clone());
-        let admin = jetstream::ContextBuilder::new().timeout(ADMIN_TIMEOUT).build(client);
+        let admin = jetstream::ContextBuilder::new().timeout(ADMIN_TIMEOUT).build(client.clone());
         let stream = retry_while_starting(|| nats::log_stream(&admin, &config, DEFAULT_NAMESPACE)).await?;
         retry_while_starting(|| lease_bucket(&admin, &config)).await?;
         // Renewals wait no longer than a publish: one stuck for longer than the lease would keep a
@@ -274,7 +274,15 @@ impl Node {
             let mut tasks = node.tasks.lock().expect("tasks lock");
             tasks.push(tokio::spawn(replicator.run(stop_rx.clone())));
             tasks.push(tokio::spawn(lease_loop(node.shared.clone(), node.config.clone(), bucket, stop_rx.clone())));
-            tasks.push(tokio::spawn(status_loop(node.shared.clone(), node.stream.clone(), stop_rx)));
+            tasks.push(tokio::spawn(status_loop(node.shared.clone(), node.stream.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(check_after_reconnects(
+                node.shared.clone(),
+                client,
+                connections,
+                node.config.monitoring.clone(),
+                max_payload,
+                stop_rx,
+            )));
         }
         tracing::info!(cluster = %node.config.cluster_name, node = %node.config.node_id, "cluster node caught up; serving");
         Ok(node)
@@ -847,6 +855,33 @@ async fn lease_loop(shared: Arc<Shared>, config: ClusterConfig, bucket: kv::Stor
 /// Even then the halt waits for a second answer a second later (`BACKWARDS_ANSWERS`): one answer
 /// could come from a stream leader elected a moment ago, the cost of halting for nothing is a node
 /// that serves no writes until restarted.
+/// Runs the start-up checks again whenever the client connects anew (another server, or the same
+/// one restarted with another configuration): a server that fails them halts writes here, as it
+/// would have refused the start (reads go on; a restart of the node checks again).
+async fn check_after_reconnects(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<()>,
+    monitoring: Vec<String>,
+    started_with: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            connected = connections.recv() => {
+                if connected.is_none() {
+                    return;
+                }
+                match nats::check_again(&client, &monitoring, started_with).await {
+                    Ok(()) => tracing::info!(server = %client.server_info().server_name, "connected to NATS; its checks pass"),
+                    Err(reason) => shared.halt(&format!("after connecting to NATS again: {reason}")),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn status_loop(shared: Arc<Shared>, mut stream: Stream, mut stop: watch::Receiver<bool>) {
     const BACKWARDS_ANSWERS: u32 = 2;
     let mut backwards = 0;

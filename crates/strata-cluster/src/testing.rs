@@ -206,6 +206,24 @@ impl NatsCluster {
         Err(format!("nats-server {} did not become healthy in {timeout:?}; its log:\n{log}", node.name))
     }
 
+    /// Sets server `index`'s `max_payload` (e.g. `1MB`) for its next start.
+    pub fn set_max_payload(&mut self, index: usize, max_payload: &str) -> Result<(), String> {
+        let file = &self.nodes[index].config_file;
+        let config = std::fs::read_to_string(file).map_err(|error| error.to_string())?;
+        let changed: Vec<String> =
+            config
+                .lines()
+                .map(|line| {
+                    if line.starts_with("max_payload:") {
+                        format!("max_payload: {max_payload}")
+                    } else {
+                        line.to_owned()
+                    }
+                })
+                .collect();
+        std::fs::write(file, changed.join("\n") + "\n").map_err(|error| error.to_string())
+    }
+
     /// Kills server `index` with SIGKILL (by its PID) and reaps it.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.nodes[index].child.take() {

@@ -516,3 +516,38 @@ async fn a_pinned_group_keeps_each_streams_order_across_a_failover() {
     }
     other.shutdown().await;
 }
+
+/// The start-up checks run again whenever the node connects to NATS anew: its server restarted with
+/// a `max_payload` too small for the largest frame one append makes halts writes on the node, which
+/// says why, while its reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_fails_the_checks_after_a_reconnect_halts_writes() {
+    let Some(mut nats) = cluster_or_skip(1, "a_server_that_fails_the_checks_after_a_reconnect_halts_writes") else {
+        return;
+    };
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&urls, "recheck", "a", dir.path()).await;
+    leader_of(&[&node], Duration::from_secs(10)).await;
+    for n in 0..5 {
+        commit(node.store(), "account-1", n).await;
+    }
+    assert!(node.status().halted.is_none());
+    nats.kill(0);
+    nats.set_max_payload(0, "1MB").unwrap();
+    nats.start_node(0).unwrap();
+    nats.wait_ready(0, Duration::from_secs(30)).unwrap();
+    let began = Instant::now();
+    let reason = loop {
+        if let Some(reason) = node.status().halted {
+            break reason;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "no halt after the reconnect: {:?}", node.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains("after connecting to NATS again") && reason.contains("max_payload"), "{reason}");
+    assert_ne!(node.role(), Role::Leader);
+    assert!(append(node.store(), "account-1", 99).await.is_err(), "a halted node writes nothing");
+    assert_eq!(all(node.store()).len(), 6, "its reads go on: $store-created and the five events");
+    node.shutdown().await;
+}
