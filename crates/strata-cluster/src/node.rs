@@ -223,7 +223,10 @@ impl Node {
         retry_while_starting(|| lease_bucket(&admin, &config)).await?;
         // Renewals wait no longer than a publish: one stuck for longer than the lease would keep a
         // leader from noticing it lost it.
-        let bucket = js.get_key_value(config.bucket()).await.map_err(|error| StartError::Nats(error.to_string()))?;
+        let bucket = retry_while_starting(|| async {
+            js.get_key_value(config.bucket()).await.map_err(|error| format!("get the bucket: {error}"))
+        })
+        .await?;
 
         options.frame_bytes_max = Some(nats::frame_bytes_max(max_payload));
         let shared = Arc::new(Shared::new(SharedCursor::new(dir, Cursor::default())));
@@ -250,8 +253,10 @@ impl Node {
 
         let (stop, stop_rx) = watch::channel(false);
         // Group saves get the admin timeout's patience (a save that fails is tried again).
-        let groups_bucket =
-            admin.get_key_value(config.bucket()).await.map_err(|error| StartError::Nats(error.to_string()))?;
+        let groups_bucket = retry_while_starting(|| async {
+            admin.get_key_value(config.bucket()).await.map_err(|error| format!("get the bucket: {error}"))
+        })
+        .await?;
         let group_states = Arc::new(crate::groups::KvGroupStates::new(
             groups_bucket,
             config.bucket(),
