@@ -717,7 +717,10 @@ impl Proxy {
             let (cut, changes) = (cut.clone(), changes.clone());
             async move {
                 loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
                     let (cut, mut changed) = (cut.clone(), changes.subscribe());
                     tokio::spawn(async move {
                         if !cut.load(Ordering::SeqCst) {
@@ -730,19 +733,11 @@ impl Proxy {
                                 _ = changed.changed() => {}
                             }
                             // Cut: hold both ends open, silent, until restored.
-                            while cut.load(Ordering::SeqCst) {
-                                if changed.changed().await.is_err() {
-                                    return;
-                                }
-                            }
+                            silent_until_restored(&cut, &mut changed, &mut inbound).await;
                             return;
                         }
                         // Accepted during a cut: silent until restored, then closed.
-                        while cut.load(Ordering::SeqCst) {
-                            if changed.changed().await.is_err() {
-                                return;
-                            }
-                        }
+                        silent_until_restored(&cut, &mut changed, &mut inbound).await;
                     });
                 }
             }
@@ -768,6 +763,24 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// While the proxy is cut: nothing reaches the other side and nothing comes back; what the client
+/// sends is read and dropped, so that a client that gives up and closes (a reconnect attempt timing
+/// out) frees its connection here instead of holding a descriptor until the cut ends.
+async fn silent_until_restored(
+    cut: &AtomicBool,
+    changed: &mut tokio::sync::watch::Receiver<u64>,
+    inbound: &mut tokio::net::TcpStream,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut discard = [0u8; 4096];
+    while cut.load(Ordering::SeqCst) {
+        tokio::select! {
+            change = changed.changed() => if change.is_err() { return },
+            read = inbound.read(&mut discard) => if matches!(read, Ok(0) | Err(_)) { return },
+        }
     }
 }
 
