@@ -374,15 +374,7 @@ impl ConsumerGroups {
         if state.deleted {
             return Err(gone(&state));
         }
-        let parked = state
-            .parked
-            .iter()
-            .map(|(&position, entry)| ParkedEvent {
-                position: Position::new(position),
-                attempts: entry.attempts,
-                reason: entry.reason.clone(),
-            })
-            .collect();
+        let parked = state.parked_events();
         Ok(SavedGroup { spec: state.spec.clone(), first: state.first, checkpoint: state.checkpoint, parked })
     }
 
@@ -635,15 +627,7 @@ impl ConsumerGroups {
     pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, GroupError> {
         let group = self.group(name)?;
         let state = group.state.lock().await;
-        Ok(state
-            .parked
-            .iter()
-            .map(|(&position, entry)| ParkedEvent {
-                position: Position::new(position),
-                attempts: entry.attempts,
-                reason: entry.reason.clone(),
-            })
-            .collect())
+        Ok(state.parked_events())
     }
 
     /// Delivers parked events again (each leaves the parked list once handled), as many as the group's
@@ -791,6 +775,18 @@ impl Group {
 }
 
 impl GroupState {
+    /// The parked events, oldest first.
+    fn parked_events(&self) -> Vec<ParkedEvent> {
+        self.parked
+            .iter()
+            .map(|(&position, entry)| ParkedEvent {
+                position: Position::new(position),
+                attempts: entry.attempts,
+                reason: entry.reason.clone(),
+            })
+            .collect()
+    }
+
     fn new(
         store: &Store,
         spec: GroupSpec,
