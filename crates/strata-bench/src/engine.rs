@@ -27,11 +27,18 @@ const READ_BATCH_EVENTS: usize = 10_000;
 /// `--unhashed`: the stores this run opens skip the hash chain.
 pub static UNHASHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the stores of this run are hashed: not with `--unhashed`.
+pub fn hashed() -> bool {
+    !UNHASHED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn open(dir: &Path) -> Result<Store> {
-    let options = Options {
-        chain_hashing_off_for_benchmarks: UNHASHED.load(std::sync::atomic::Ordering::Relaxed),
-        ..Options::default()
-    };
+    open_chained(dir, hashed())
+}
+
+/// Opens a store with the hash chain or (`hashed == false`) with every hash zero.
+fn open_chained(dir: &Path, hashed: bool) -> Result<Store> {
+    let options = Options { chain_hashing_off_for_benchmarks: !hashed, ..Options::default() };
     Store::open_with(dir, options).with_context(|| format!("open the store in {}", dir.display()))
 }
 
@@ -58,8 +65,9 @@ pub fn append_concurrent(
     streams: &[StreamId],
     event: &NewEvent,
     duration: Duration,
+    hashed: bool,
 ) -> Result<Measurement> {
-    let store = open(dir)?;
+    let store = open_chained(dir, hashed)?;
     let calls = streams.iter().map(|stream| || append(&store, stream, vec![event.clone()])).collect();
     let measurement = drive(calls, 1, duration)?;
     remove_store(store)?;
@@ -74,8 +82,9 @@ pub fn append_batch(
     event: &NewEvent,
     events_per_append: u64,
     duration: Duration,
+    hashed: bool,
 ) -> Result<Measurement> {
-    let store = open(dir)?;
+    let store = open_chained(dir, hashed)?;
     let call = || append(&store, stream, vec![event.clone(); events_per_append as usize]);
     let measurement = drive(vec![call], events_per_append, duration)?;
     remove_store(store)?;

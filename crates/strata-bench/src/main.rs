@@ -75,7 +75,16 @@ const BATCH_RATIO_MIN: f64 = 0.7;
 /// A whole read of a 1,000-event stream (`read_stream_1000`) must take at most this long at p99.
 const READ_STREAM_P99_US_MAX: f64 = 2_000.0;
 
+/// With the hash chain, `append_concurrent_64` must reach this fraction of itself without it…
+const CHAIN_CONCURRENT_RATIO_MIN: f64 = 0.95;
+/// … and `append_batch_1000` this one.
+const CHAIN_BATCH_RATIO_MIN: f64 = 0.85;
+
 const RAW_GROUP_COMMIT: &str = "raw_group_commit_64";
+const CONCURRENT_UNHASHED: &str = "append_concurrent_64_unhashed";
+const BATCH_UNHASHED: &str = "append_batch_1000_unhashed";
+const CONCURRENT_HASHED: &str = "append_concurrent_64_hashed";
+const BATCH_HASHED: &str = "append_batch_1000_hashed";
 const RAW_BATCH: &str = "raw_batch_1000";
 
 /// Measure throughput and latency side by side with the physical limit of this machine.
@@ -168,6 +177,10 @@ enum Scenario {
     /// takes minutes and about 3 GB of disk.
     #[value(name = "open_10m")]
     Open10m,
+    /// What the hash chain costs: `append_concurrent_64` and `append_batch_1000`, each in rounds that
+    /// alternate with the same scenario on a store without the chain (every hash zero). Only when named.
+    #[value(name = "chain_cost")]
+    ChainCost,
 }
 
 impl Scenario {
@@ -181,12 +194,13 @@ impl Scenario {
             Scenario::ReadFiltered => "read_filtered",
             Scenario::Open1m => "open_1m",
             Scenario::Open10m => "open_10m",
+            Scenario::ChainCost => "chain_cost",
         }
     }
 
     /// Whether the scenario runs when none is named: all do but those too slow for every run.
     fn by_default(self) -> bool {
-        self != Scenario::Open10m
+        !matches!(self, Scenario::Open10m | Scenario::ChainCost)
     }
 }
 
@@ -262,6 +276,10 @@ fn run_engine(args: EngineArgs) -> Result<()> {
     }
     if selected(Scenario::Open10m) {
         open_10m(&plan, args.events_10m, &mut report)?;
+    }
+    if selected(Scenario::ChainCost) {
+        ensure!(!args.unhashed, "chain_cost compares hashed stores with unhashed ones itself: leave out --unhashed");
+        chain_cost(&plan, &mut report)?;
     }
     report.finish();
     let dir = temp.path().to_path_buf();
@@ -360,7 +378,7 @@ fn append_concurrent(plan: &Plan, report: &mut Report) -> Result<()> {
         |_| raw::group_commit(&mut raw_file, &raw_events, plan.round),
         |round| {
             let dir = plan.dir.join(format!("{}-{round}", names[1]));
-            engine::append_concurrent(&dir, &streams, &plan.event, plan.round)
+            engine::append_concurrent(&dir, &streams, &plan.event, plan.round, engine::hashed())
         },
     )?;
     report_pair(report, names, paired, Some(Target::RatioMin(CONCURRENT_RATIO_MIN)));
@@ -401,6 +419,32 @@ fn conditional_writer(plan: &Plan, number: u64) -> Result<ConditionalWriter> {
     })
 }
 
+/// The chain's cost: `append_concurrent_64` and `append_batch_1000` against themselves on stores
+/// without the chain, in alternating rounds: rows `…_hashed` against `…_unhashed`.
+fn chain_cost(plan: &Plan, report: &mut Report) -> Result<()> {
+    let names = [CONCURRENT_UNHASHED, CONCURRENT_HASHED];
+    eprintln!("{}: {CONCURRENT_WRITERS} writers, one event per append, hashed against unhashed", names[1]);
+    let streams = (0..CONCURRENT_WRITERS).map(account).collect::<Result<Vec<_>>>()?;
+    let dir = |round: u32, hashed: bool| plan.dir.join(format!("chain-concurrent-{round}-{hashed}"));
+    let paired = plan.alternate(
+        names,
+        |round| engine::append_concurrent(&dir(round, false), &streams, &plan.event, plan.round, false),
+        |round| engine::append_concurrent(&dir(round, true), &streams, &plan.event, plan.round, true),
+    )?;
+    report_pair(report, names, paired, Some(Target::RatioMin(CHAIN_CONCURRENT_RATIO_MIN)));
+
+    let names = [BATCH_UNHASHED, BATCH_HASHED];
+    eprintln!("{}: one writer, {BATCH_EVENTS} events per append, hashed against unhashed", names[1]);
+    let stream = account(0)?;
+    let dir = |round: u32, hashed: bool| plan.dir.join(format!("chain-batch-{round}-{hashed}"));
+    let batch = |round, hashed| {
+        engine::append_batch(&dir(round, hashed), &stream, &plan.event, BATCH_EVENTS, plan.round, hashed)
+    };
+    let paired = plan.alternate(names, |round| batch(round, false), |round| batch(round, true))?;
+    report_pair(report, names, paired, Some(Target::RatioMin(CHAIN_BATCH_RATIO_MIN)));
+    Ok(())
+}
+
 /// One writer appending 1,000 events per call, against raw batched writes of the same bytes.
 fn append_batch(plan: &Plan, report: &mut Report) -> Result<()> {
     let names = [RAW_BATCH, Scenario::AppendBatch1000.name()];
@@ -413,7 +457,7 @@ fn append_batch(plan: &Plan, report: &mut Report) -> Result<()> {
         |_| raw::batch(&mut raw_file, &raw_batch, BATCH_EVENTS, plan.round),
         |round| {
             let dir = plan.dir.join(format!("{}-{round}", names[1]));
-            engine::append_batch(&dir, &stream, &plan.event, BATCH_EVENTS, plan.round)
+            engine::append_batch(&dir, &stream, &plan.event, BATCH_EVENTS, plan.round, engine::hashed())
         },
     )?;
     report_pair(report, names, paired, Some(Target::RatioMin(BATCH_RATIO_MIN)));
