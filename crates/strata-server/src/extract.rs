@@ -23,6 +23,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        require_json(request.headers())?;
         let length = request
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
@@ -47,6 +48,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A body is read only when it is declared JSON: `Content-Type: application/json` (parameters such
+/// as `charset=utf-8` aside). Besides saying what the body is, this makes every request with a body
+/// one that a web page of another origin cannot send without the server's consent (`browser`).
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let declared = headers.get(axum::http::header::CONTENT_TYPE).map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    let essence = declared.map(|value| value.split(';').next().unwrap_or_default().trim());
+    if essence.is_some_and(|essence| essence.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    let sent = declared.map_or_else(|| "without a Content-Type".to_owned(), |value| format!("as {value:?}"));
+    Err(ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the request body was sent {sent}; send it as JSON with Content-Type: application/json"),
+    ))
 }
 
 /// Reads a body up to [`REQUEST_BODY_BYTES_MAX`], refusing it as soon as it grows beyond.

@@ -17,6 +17,8 @@
 //!
 //! The JSON shapes themselves are `strata_wire`'s, shared with the client and the CLI.
 //! - `request_log`: a line per request at debug (method, path, status, latency, bytes).
+//! - `browser`: browser safety, before routing — `Host` (DNS rebinding), `Origin` and form content
+//!   types on requests that change state (CSRF), CORS for `--cors-origin` only.
 //! - `cluster`: which node answers what on a cluster node (`cluster::NodeView`, feature `cluster`,
 //!   over a `strata_cluster::Node`); `testing` (feature `testing`): servers for tests, embedded or
 //!   a cluster's follower, and `on_every_target!`, which runs a test on both.
@@ -32,6 +34,7 @@
 //! - Logs never hold event data, metadata, query strings, headers or credentials.
 
 mod append;
+pub mod browser;
 pub mod cluster;
 mod convert;
 pub mod delivery;
@@ -82,11 +85,18 @@ pub struct ServeOptions {
     pub heartbeat: Duration,
     /// On shutdown, how long in-flight requests get to finish before connections are dropped.
     pub shutdown_grace: Duration,
+    /// The hosts (`--allowed-hosts`) and origins (`--cors-origin`) browsers may use beyond loopback
+    /// names, IP addresses and the server's own origin ([`browser`]).
+    pub browser: browser::BrowserPolicy,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { heartbeat: Duration::from_secs(15), shutdown_grace: Duration::from_secs(10) }
+        Self {
+            heartbeat: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+            browser: browser::BrowserPolicy::default(),
+        }
     }
 }
 
@@ -134,6 +144,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::internal("the server failed to answer this request (a bug; it is logged)").into_response()
         }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), browser::guard))
         .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(state)
 }
@@ -173,6 +184,7 @@ pub async fn serve_node(
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
     let mut state = AppState::new(store, options.heartbeat, shutdown_watch);
+    state.browser = std::sync::Arc::new(options.browser.clone());
     if let Some(cluster) = &cluster {
         state.group_states = Some(cluster.group_states());
         cluster::reload_groups_when_leadership_changes(&state, cluster.watch_leading());

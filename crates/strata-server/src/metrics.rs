@@ -21,6 +21,18 @@ pub struct Metrics {
     bytes_appended: AtomicU64,
     append_latency: LatencyHistogram,
     subscriptions_open: AtomicI64,
+    /// Requests refused by browser safety (`browser`), by rule.
+    browser_refused_host: AtomicU64,
+    browser_refused_origin: AtomicU64,
+    browser_refused_content_type: AtomicU64,
+}
+
+/// The rule of browser safety that refused a request.
+#[derive(Debug, Clone, Copy)]
+pub enum BrowserRefusal {
+    Host,
+    Origin,
+    ContentType,
 }
 
 /// How an append request ended.
@@ -60,6 +72,15 @@ impl Metrics {
         SubscriptionGuard(self.clone())
     }
 
+    pub fn count_browser_refusal(&self, refusal: BrowserRefusal) {
+        let counter = match refusal {
+            BrowserRefusal::Host => &self.browser_refused_host,
+            BrowserRefusal::Origin => &self.browser_refused_origin,
+            BrowserRefusal::ContentType => &self.browser_refused_content_type,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn subscriptions_open(&self) -> i64 {
         self.subscriptions_open.load(Ordering::Relaxed)
     }
@@ -80,6 +101,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ("failed", &metrics.appends_failed),
     ] {
         let _ = writeln!(out, "strata_appends_total{{result=\"{result}\"}} {}", load(counter));
+    }
+    family(
+        &mut out,
+        "strata_browser_refusals_total",
+        "counter",
+        "Requests refused by browser safety, by rule: host (not loopback, an IP address or --allowed-hosts), origin (a foreign page), content_type (a form's or text/plain).",
+    );
+    for (rule, counter) in [
+        ("host", &metrics.browser_refused_host),
+        ("origin", &metrics.browser_refused_origin),
+        ("content_type", &metrics.browser_refused_content_type),
+    ] {
+        let _ = writeln!(out, "strata_browser_refusals_total{{rule=\"{rule}\"}} {}", load(counter));
     }
     family(&mut out, "strata_events_appended_total", "counter", "Events committed by append requests.");
     let _ = writeln!(out, "strata_events_appended_total {}", load(&metrics.events_appended));

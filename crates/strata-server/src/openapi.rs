@@ -142,6 +142,22 @@ fn complete_operation(method: &str, operation: &mut Value) {
             "unavailable; in cluster mode also not_leader (no leader reachable, nothing sent; `leader_url` says where to send it) or stale (this node is cut off from the cluster)",
         ),
     ];
+    // Browser safety (`browser`), before routing.
+    let changes_state = !matches!(method, "get" | "head" | "options");
+    shared.push((
+        "403",
+        if changes_state {
+            "host_not_allowed: the Host names neither a loopback host, an IP address nor one of --allowed-hosts (DNS rebinding); origin_not_allowed: the request comes from a web page of another origin than the server's and not one of --cors-origin; nothing was done"
+        } else {
+            "host_not_allowed: the Host names neither a loopback host, an IP address nor one of --allowed-hosts (DNS rebinding)"
+        },
+    ));
+    if changes_state {
+        shared.push((
+            "415",
+            "unsupported_media_type: a body not sent as Content-Type: application/json, or a request declaring a form's or text/plain content type; nothing was done",
+        ));
+    }
     if has_body {
         shared.push(("408", "invalid_request: the body did not arrive within 30 s"));
         shared.push(("413", "payload_too_large: the body is larger than 24 MiB, or an event or the append too large"));

@@ -38,6 +38,8 @@ pub struct AppState {
     pub group_states: Option<Arc<dyn strata_storage::GroupStates>>,
     /// Cluster mode: idle connections to the leader, for forwards.
     pub(crate) leader_connections: Arc<crate::cluster::LeaderConnections>,
+    /// The hosts and origins browsers may use beyond the server's own ([`crate::browser`]).
+    pub browser: Arc<crate::browser::BrowserPolicy>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             cluster: None,
             group_states: None,
             leader_connections: Arc::default(),
+            browser: Arc::default(),
         }
     }
 

@@ -19,6 +19,7 @@ strata_server::on_every_target! {
     subscriptions_catch_up_then_go_live_and_resume,
     heartbeats_keep_idle_subscriptions_alive,
     system_events_read_as_json_and_import_back,
+    pages_of_other_sites_change_nothing_and_read_nothing,
 }
 
 fn event(event_type: &str, data: Value) -> Value {
@@ -717,5 +718,120 @@ async fn system_events_read_as_json_and_import_back(target: Target) {
     assert!(error["error"]["message"].as_str().unwrap().contains("unknown field `extra`"), "{error}");
     third.stop().await;
     second.stop().await;
+    server.stop().await;
+}
+
+/// Browser safety: what a page of another site can make a visitor's browser send — a foreign or
+/// `null` `Origin`, a form's or `text/plain` body, a request under a name of its own that resolves to
+/// the server (DNS rebinding) — changes nothing, and its answers carry no CORS header the browser
+/// would let the page read them by; the server's own origin and a `--cors-origin` work.
+async fn pages_of_other_sites_change_nothing_and_read_nothing(target: Target) {
+    let console = "http://console.test:8080";
+    let policy = strata_server::browser::BrowserPolicy::new(&[], &[console.to_owned()]).unwrap();
+    let options = strata_server::ServeOptions { browser: policy, ..Default::default() };
+    let server = TestServer::start_on(target, options, strata_storage::Options::default()).await;
+    let seed = append(&server, "order-1", json!("any"), vec![event("Placed", json!({ "n": 1 }))]).await;
+    assert_eq!(seed.0, 200, "{}", seed.1);
+    let all = |server: &TestServer| {
+        let url = server.url("/v1/all");
+        let client = server.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let before = all(&server).await;
+    let body = json!({ "events": [event("Forged", json!({}))] }).to_string();
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>| {
+        let mut request =
+            server.client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), server.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let cors = response.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+            let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, answer["error"]["code"].as_str().unwrap_or_default().to_owned(), cors)
+        }
+    };
+    let json_type = ("content-type", "application/json");
+
+    // A foreign or opaque origin changes nothing, whatever the request.
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        let from = ("origin", origin);
+        for (method, path, body) in [
+            ("POST", "/v1/streams/order-1", Some(body.as_str())),
+            ("POST", "/v1/append", Some(r#"{"events":[{"stream":"order-1","type":"Forged","data":{}}]}"#)),
+            ("PUT", "/v1/streams/order-1/metadata", Some(r#"{"max_count":1}"#)),
+            ("DELETE", "/v1/streams/order-1", None),
+            ("POST", "/v1/scavenge", None),
+            ("PUT", "/v1/groups/forged", Some(r#"{"source":{"all":{}}}"#)),
+        ] {
+            let answer = send(method, path, &[from, json_type], body).await;
+            assert_eq!(answer, (403, "origin_not_allowed".to_owned(), None), "{method} {path} from {origin}");
+        }
+        // Reads are answered (a browser keeps them from the page: no CORS header).
+        let (status, _, cors) = send("GET", "/v1/all", &[from], None).await;
+        assert_eq!((status, cors), (200, None), "GET from {origin}");
+        // A preflight from it is refused: the page cannot send JSON or DELETE at all.
+        let preflight =
+            [from, ("access-control-request-method", "POST"), ("access-control-request-headers", "content-type")];
+        assert_eq!(
+            send("OPTIONS", "/v1/streams/order-1", &preflight, None).await,
+            (403, "origin_not_allowed".to_owned(), None)
+        );
+    }
+    // What a form or a page sends unasked is refused even without an Origin.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        for (path, body) in [("/v1/streams/order-1", Some(body.as_str())), ("/v1/scavenge", None)] {
+            let answer = send("POST", path, &[("content-type", content_type)], body).await;
+            assert_eq!(answer, (415, "unsupported_media_type".to_owned(), None), "{path} as {content_type}");
+        }
+    }
+    // A body is read only when declared JSON.
+    assert_eq!(send("POST", "/v1/streams/order-1", &[], Some(&body)).await.0, 415);
+    assert_eq!(send("POST", "/v1/streams/order-1", &[("content-type", "application/xml")], Some(&body)).await.0, 415);
+    // A rebinding page reaches the server under the attacker's name: nothing is answered to it.
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let rebound = format!("rebind.evil.example:{port}");
+    for (method, path, body) in
+        [("GET", "/v1/all", None), ("GET", "/v1/info", None), ("POST", "/v1/streams/order-1", Some(body.as_str()))]
+    {
+        let answer = send(method, path, &[("host", &rebound), json_type], body).await;
+        assert_eq!(answer, (403, "host_not_allowed".to_owned(), None), "{method} {path}");
+    }
+    assert_eq!(all(&server).await, before, "nothing was written, deleted or scavenged");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for (rule, count) in [("host", 3), ("origin", 21), ("content_type", 6)] {
+        let line = format!("strata_browser_refusals_total{{rule=\"{rule}\"}} {count}\n");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+
+    // The server's own origin (a page it served) and a listed one may; loopback names are hosts.
+    let own = server.url.clone();
+    let answer = send("POST", "/v1/streams/order-1", &[("origin", &own), json_type], Some(&body)).await;
+    assert_eq!(answer, (200, String::new(), None));
+    let localhost = format!("localhost:{port}");
+    assert_eq!(send("GET", "/v1/info", &[("host", &localhost)], None).await.0, 200);
+    let preflight = [("origin", console), ("access-control-request-method", "DELETE")];
+    let response = server.client.request(reqwest::Method::OPTIONS, server.url("/v1/streams/order-1"));
+    let response = preflight.iter().fold(response, |request, (name, value)| request.header(*name, *value));
+    let response = response.send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("access-control-allow-origin"), console);
+    assert!(
+        header("access-control-allow-methods").contains("DELETE")
+            && header("access-control-allow-headers").contains("content-type")
+    );
+    let answer = send("POST", "/v1/streams/order-1", &[("origin", console), json_type], Some(&body)).await;
+    assert_eq!(answer, (200, String::new(), Some(console.to_owned())));
+    let (status, page) = server.get("/v1/streams/order-1").await;
+    assert_eq!(status, 200);
+    let types: Vec<_> =
+        page["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(types, ["Placed", "Forged", "Forged"], "the seed, then the own origin's and the listed origin's");
     server.stop().await;
 }

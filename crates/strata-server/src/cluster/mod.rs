@@ -187,6 +187,9 @@ async fn forward(state: &AppState, request: Request, leader_url: &str, node_id: 
         Err(_) => return ApiError::invalid("the request's path cannot be forwarded").into_response(),
     };
     parts.headers.remove(axum::http::header::CONNECTION);
+    // This node checked the request's origin (`browser`); the leader, under another authority, would
+    // take this node's own origin for a foreign one.
+    parts.headers.remove(axum::http::header::ORIGIN);
     parts.headers.insert(
         axum::http::header::HOST,
         HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static("leader")),

@@ -20,8 +20,30 @@ pub struct ServeArgs {
     /// How log lines are written to stderr; `RUST_LOG` filters them (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Host names the server answers besides loopback names and IP addresses, comma-separated (DNS
+    /// rebinding protection; `*` for any, behind a proxy that checks the host). A cluster node adds
+    /// its --advertise host itself.
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`, comma-separated) whose pages may use the API: CORS
+    /// answers, and requests that change state. Without it only the server's own origin may.
+    #[arg(long = "cors-origin", value_delimiter = ',', value_name = "ORIGINS")]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+impl ServeArgs {
+    /// What browsers may use ([`strata_server::browser`]): the listed hosts and origins, and a
+    /// cluster node's own advertised host (its peers forward to it under that name).
+    fn browser_policy(&self) -> Result<strata_server::browser::BrowserPolicy> {
+        let mut hosts = self.allowed_hosts.clone();
+        if let Some(advertise) = &self.cluster.advertise {
+            let authority = advertise.split_once("://").map_or(advertise.as_str(), |(_, rest)| rest);
+            hosts.push(authority.split('/').next().unwrap_or_default().to_owned());
+        }
+        strata_server::browser::BrowserPolicy::new(&hosts, &self.cors_origins).map_err(anyhow::Error::msg)
+    }
 }
 
 /// Cluster mode: the log on a NATS JetStream cluster (docs/design.md, "Cluster mode"; README,
@@ -141,11 +163,13 @@ impl ClusterArgs {
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
+    let browser = args.browser_policy()?;
+    let options = ServeOptions { browser, ..ServeOptions::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     match args.cluster.config(&args.listen)? {
         None => {
             let store = Store::open(&data).with_context(|| format!("open the store in {}", data.display()))?;
-            run_server(&runtime, args, data, store, None)?;
+            run_server(&runtime, args, options, data, store, None)?;
         }
         Some(config) => {
             let cluster = config.cluster_name.clone();
@@ -155,7 +179,7 @@ pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
             let node = Arc::new(node);
             let store = node.store().clone();
             let view: Arc<dyn strata_server::cluster::ClusterView> = Arc::new(NodeView::new(node.clone()));
-            let served = run_server(&runtime, args, data, store, Some(view));
+            let served = run_server(&runtime, args, options, data, store, Some(view));
             // Stop following and leading (a leader hands its lease on) whatever serving returned.
             drop(runtime.block_on(node.shutdown()));
             served?;
@@ -171,6 +195,7 @@ pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
 fn run_server(
     runtime: &tokio::runtime::Runtime,
     args: ServeArgs,
+    options: ServeOptions,
     data: PathBuf,
     store: Store,
     cluster: Option<Arc<dyn strata_server::cluster::ClusterView>>,
@@ -187,7 +212,7 @@ fn run_server(
             head_position = store.head_position().map(|position| position.value()),
             "serving on http://{address}"
         );
-        strata_server::serve_node(store, cluster, listener, ServeOptions::default(), shutdown_signal())
+        strata_server::serve_node(store, cluster, listener, options, shutdown_signal())
             .await
             .context("serve the API")?;
         tracing::info!("stopped serving; closing the store");

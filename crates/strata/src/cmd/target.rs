@@ -221,6 +221,9 @@ impl Target {
                 if let Some(id) = last_event_id {
                     request = request.header("last-event-id", id.to_string());
                 }
+                if body.is_some() {
+                    request = request.header("content-type", "application/json");
+                }
                 let request = request.body(body.map_or_else(Body::empty, Body::from))?;
                 let response = router.clone().oneshot(request).await.map_err(|never| match never {})?;
                 let status = response.status().as_u16();
