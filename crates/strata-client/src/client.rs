@@ -138,19 +138,27 @@ impl Client {
     /// event an id before the first try, so an append retried after an unknown outcome is exactly
     /// once.
     pub fn with_urls(base_urls: &[&str]) -> Result<Client, ClientError> {
+        Self::with_urls_trusting(base_urls, None)
+    }
+
+    /// [`Client::with_urls`] for `https://` servers whose certificates chain to the CA certificates in
+    /// `ca_pem` (PEM) — a private CA — as well as to the system's roots.
+    pub fn with_urls_trusting(base_urls: &[&str], ca_pem: Option<&[u8]>) -> Result<Client, ClientError> {
         if base_urls.is_empty() {
             return Err(ClientError::InvalidUrl { url: String::new(), reason: "give at least one URL".to_owned() });
         }
         let bases = base_urls.iter().map(|url| parse_base(url)).collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|error| ClientError::Http(error.to_string()))?;
-        let live = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|error| ClientError::Http(error.to_string()))?;
+        let roots = match ca_pem {
+            None => Vec::new(),
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| ClientError::Http(format!("the CA certificates are not PEM: {error}")))?,
+        };
+        let builder = || {
+            let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+            roots.iter().cloned().fold(builder, reqwest::ClientBuilder::add_root_certificate)
+        };
+        let http = builder().build().map_err(|error| ClientError::Http(error.to_string()))?;
+        let live = builder().pool_max_idle_per_host(0).build().map_err(|error| ClientError::Http(error.to_string()))?;
         Ok(Client { http, live, bases: bases.into(), current: Default::default() })
     }
 

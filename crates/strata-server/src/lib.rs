@@ -56,6 +56,7 @@ mod subscribe;
 mod system;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use convert::parse_exported_event;
 pub use error::ApiError;
@@ -88,6 +89,8 @@ pub struct ServeOptions {
     /// The hosts (`--allowed-hosts`) and origins (`--cors-origin`) browsers may use beyond loopback
     /// names, IP addresses and the server's own origin ([`browser`]).
     pub browser: browser::BrowserPolicy,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of plain HTTP/1.1 ([`tls`]).
+    pub tls: Option<std::sync::Arc<tls::Tls>>,
 }
 
 impl Default for ServeOptions {
@@ -96,6 +99,7 @@ impl Default for ServeOptions {
             heartbeat: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
             browser: browser::BrowserPolicy::default(),
+            tls: None,
         }
     }
 }
@@ -278,6 +282,30 @@ pub async fn serve_router(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                if let Some(tls) = &options.tls {
+                    let (acceptor, http, watcher) = (tls.acceptor(), http.clone(), graceful.watcher());
+                    let (mut stopping, dropped) = (stopping.clone(), drop_connections.clone());
+                    connections.spawn(async move {
+                        // Until the handshake is done it is not yet a connection graceful shutdown waits for.
+                        let stream = tokio::select! {
+                            stream = tls_handshake(acceptor, stream) => stream,
+                            _ = stopping.wait_for(|&stopping| stopping) => return,
+                        };
+                        let Some(stream) = stream else { return };
+                        // Over TLS every connection is served here, subscriptions too (the delivery
+                        // pool takes plain connections only: it must see a request's first bytes).
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            let mut http2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                            http2.timer(TokioTimer::new());
+                            let connection = http2.serve_connection(TokioIo::new(stream), service);
+                            log_connection_end(dropped.run_until_cancelled(watcher.watch(connection)).await);
+                        } else {
+                            let connection = http.serve_connection(TokioIo::new(stream), service);
+                            log_connection_end(dropped.run_until_cancelled(watcher.watch(connection)).await);
+                        }
+                    });
+                    continue;
+                }
                 let (http, http_subscription) = (http.clone(), http_subscription.clone());
                 let (watcher, mut stopping) = (graceful.watcher(), stopping.clone());
                 let (connections_inner, dropped) = (connections.clone(), drop_connections.clone());
@@ -331,6 +359,52 @@ pub async fn serve_router(
     connections.wait().await;
     tracing::info!("every connection is closed");
     Ok(())
+}
+
+/// The TLS handshake of a new connection, within the header timeout; `None` if it failed (logged at
+/// debug: scanners and clients that distrust the certificate do that all day). A client that speaks
+/// plain HTTP to the TLS port is answered, in plain HTTP, that it must use https.
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) if first[0].is_ascii_uppercase() => {
+            answer_plain_http(stream).await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake did not finish within the header timeout");
+            None
+        }
+    }
+}
+
+/// Tells a plain-HTTP client of a TLS port what to do, and closes the connection.
+async fn answer_plain_http(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Take what the client sent first, so that closing does not reset the connection before it reads.
+    let mut request = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request)).await;
+    let body = serde_json::to_string(&ApiError::invalid("this server speaks TLS only: use an https:// URL").body())
+        .expect("an error body serializes");
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Logs how a connection ended (`None`: dropped at the end of the shutdown grace period). A client

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API over a data directory (stops cleanly on SIGTERM / Ctrl-C).
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Append one event to a stream.
     Append(cmd::events::AppendArgs),
     /// Read a stream's events.
@@ -81,7 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             logging::init(args.log_format, LevelFilter::INFO)?;
-            cmd::serve::run(args, cli.target.data)
+            cmd::serve::run(*args, cli.target.data)
         }
         Command::Bench(args) => cmd::bench::run(args),
         command => {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_server::cluster::NodeView;
+use strata_server::tls::{Tls, TlsFiles};
 use strata_server::{LISTEN_DEFAULT, ServeOptions};
 use strata_storage::Store;
 
@@ -29,6 +30,15 @@ pub struct ServeArgs {
     /// answers, and requests that change state. Without it only the server's own origin may.
     #[arg(long = "cors-origin", value_delimiter = ',', value_name = "ORIGINS")]
     pub cors_origins: Vec<String>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to these PEM CA certificates (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -164,7 +174,14 @@ impl ClusterArgs {
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
     let browser = args.browser_policy()?;
-    let options = ServeOptions { browser, ..ServeOptions::default() };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: args.tls_client_ca.clone() };
+            Some(Arc::new(Tls::load(files).map_err(anyhow::Error::msg).context("set up TLS")?))
+        }
+        _ => None,
+    };
+    let options = ServeOptions { browser, tls, ..ServeOptions::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     match args.cluster.config(&args.listen)? {
         None => {
@@ -205,12 +222,16 @@ fn run_server(
             .await
             .with_context(|| format!("listen on {} (is another server running there?)", args.listen))?;
         let address = listener.local_addr().context("read the listening address")?;
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = options.tls.clone() {
+            tokio::spawn(reload_tls_on_hangup(tls));
+        }
         // The recovery figures were logged by the engine as it opened the store.
         tracing::info!(
             %address,
             data = %data.display(),
             head_position = store.head_position().map(|position| position.value()),
-            "serving on http://{address}"
+            "serving on {scheme}://{address}"
         );
         strata_server::serve_node(store, cluster, listener, options, shutdown_signal())
             .await
@@ -218,6 +239,22 @@ fn run_server(
         tracing::info!("stopped serving; closing the store");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// Reads the TLS files again at each SIGHUP; a reload that fails keeps the certificate in force.
+async fn reload_tls_on_hangup(tls: Arc<Tls>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!(cert = %tls.files().cert.display(), "SIGHUP: TLS certificate and key reloaded"),
+            Err(reason) => {
+                tracing::warn!(%reason, "SIGHUP: the TLS files could not be reloaded; the ones in force stay")
+            }
+        }
+    }
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

@@ -21,6 +21,10 @@ pub struct TargetArgs {
     /// command opens the data directory.
     #[arg(long, env = "STRATA_URL", global = true)]
     pub url: Option<String>,
+    /// Trust https:// servers whose certificates chain to these PEM CA certificates (a private CA),
+    /// besides the system's roots.
+    #[arg(long, env = "STRATA_TLS_CA", value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
     /// The data directory to open when no --url is given (no server may hold it).
     #[arg(long, default_value = "./strata-data", global = true)]
     pub data: PathBuf,
@@ -90,7 +94,7 @@ pub struct Remote {
 const ROUNDS: usize = 10;
 
 impl Remote {
-    fn new(urls: &str) -> Result<Remote> {
+    fn new(urls: &str, tls_ca: Option<&std::path::Path>) -> Result<Remote> {
         let urls: Vec<String> = urls
             .split(',')
             .map(str::trim)
@@ -103,7 +107,17 @@ impl Remote {
         if let Some(url) = urls.iter().find(|url| !url.starts_with("http://") && !url.starts_with("https://")) {
             bail!("--url {url:?} is not an http:// or https:// URL");
         }
-        let client = reqwest::Client::builder().build().context("create the HTTP client")?;
+        let mut client = reqwest::Client::builder();
+        if let Some(path) = tls_ca {
+            let pem = std::fs::read(path).with_context(|| format!("read --tls-ca {}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--tls-ca {} holds no PEM certificates", path.display()))?;
+            if roots.is_empty() {
+                bail!("--tls-ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display());
+            }
+            client = roots.into_iter().fold(client, reqwest::ClientBuilder::add_root_certificate);
+        }
+        let client = client.build().context("create the HTTP client")?;
         Ok(Remote { urls, client, current: std::sync::atomic::AtomicUsize::new(0) })
     }
 
@@ -177,7 +191,7 @@ impl Remote {
 impl Target {
     pub fn open(args: &TargetArgs) -> Result<Target> {
         if let Some(urls) = &args.url {
-            return Ok(Target::Remote(Remote::new(urls)?));
+            return Ok(Target::Remote(Remote::new(urls, args.tls_ca.as_deref())?));
         }
         let store = Store::open(&args.data).map_err(|error| match error {
             OpenError::Locked { .. } => {

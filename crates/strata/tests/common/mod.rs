@@ -7,11 +7,17 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Starts `strata serve` on a free port and returns it with its base URL. (If it exits before it
 /// listens, the assertion fails the test and the exited child needs no wait.)
-#[allow(clippy::zombie_processes)]
 pub fn start_server(data: &std::path::Path) -> (Child, String) {
+    start_server_with(data, &[])
+}
+
+/// [`start_server`] with more arguments of `serve` (the URL is `https://…` with `--tls-cert`).
+#[allow(clippy::zombie_processes)]
+pub fn start_server_with(data: &std::path::Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start strata serve");
@@ -20,11 +26,11 @@ pub fn start_server(data: &std::path::Path) -> (Child, String) {
     loop {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "strata serve exited before listening");
-        if let Some(rest) = line.split("on http://").nth(1) {
-            let address = rest.split_whitespace().next().unwrap();
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap().to_owned();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, format!("http://{address}"));
+            return (child, url);
         }
     }
 }
