@@ -151,7 +151,9 @@ impl Client {
         let roots = match ca_pem {
             None => Vec::new(),
             Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|error| ClientError::Http(format!("the CA certificates are not PEM: {error}")))?,
+                .ok()
+                .filter(|roots| !roots.is_empty())
+                .ok_or_else(|| ClientError::Http("the CA certificates hold no PEM certificate".to_owned()))?,
         };
         let builder = || {
             let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
@@ -208,11 +210,8 @@ impl Client {
 fn parse_base(base_url: &str) -> Result<Url, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidUrl { url: base_url.to_owned(), reason: reason.to_owned() };
     let mut base = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
-    match base.scheme() {
-        "http" => {}
-        // reqwest is built without TLS here: terminate it in a proxy in front of the server.
-        "https" => return Err(invalid("https is not supported (this client is built without TLS)")),
-        _ => return Err(invalid("the scheme must be http")),
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
     }
     if base.host().is_none() || base.query().is_some() || base.fragment().is_some() {
         return Err(invalid("give a host (and optionally a path), without a query or fragment"));

@@ -375,6 +375,6 @@ fn not_written(reason: String) -> StorageError {
     StorageError::new("publish to the cluster log", "", std::io::Error::other(reason))
 }
 
-fn is_no_message(error: &jetstream::stream::RawMessageError) -> bool {
+pub(crate) fn is_no_message(error: &jetstream::stream::RawMessageError) -> bool {
     error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound
 }

@@ -896,10 +896,10 @@ async fn status_loop(shared: Arc<Shared>, mut stream: Stream, mut stop: watch::R
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let applied = shared.cursor.get().sequence;
-        if let Ok(info) = stream.info().await {
+        if let Ok(info) = stream.info().await.cloned() {
             shared.touch();
             let last = info.state.last_sequence;
-            if last < applied {
+            if last < applied && went_backwards(&stream, &info, applied).await {
                 backwards += 1;
                 tracing::warn!(last, applied, "the cluster log's last sequence is below what this node applied");
                 if backwards >= BACKWARDS_ANSWERS {
@@ -914,6 +914,39 @@ async fn status_loop(shared: Arc<Shared>, mut stream: Stream, mut stop: watch::R
         }
         if let Err(error) = shared.cursor.save() {
             tracing::warn!(%error, "could not save the cluster cursor");
+        }
+    }
+}
+
+/// Whether an answer putting the log's end below `applied` means the log went backwards. A NATS
+/// server that was cut off from the others and is catching up can answer with what it holds (seen in
+/// `one_nats_server_cut_off_…`: "to 19" after 56 applied, for longer than a second); so the answer
+/// counts only if it names the stream's leader and the leader no longer has the message this node
+/// applied last (the log never loses a message: it is reset or replaced).
+async fn went_backwards(stream: &Stream, info: &jetstream::stream::Info, applied: u64) -> bool {
+    let from_a_leader =
+        info.cluster.as_ref().is_none_or(|cluster| cluster.leader.as_deref().is_some_and(|l| !l.is_empty()));
+    if !from_a_leader {
+        tracing::warn!(
+            last = info.state.last_sequence,
+            applied,
+            "an answer about the cluster log from no leader; not counted"
+        );
+        return false;
+    }
+    match stream.get_raw_message(applied).await {
+        Ok(_) => {
+            tracing::warn!(
+                last = info.state.last_sequence,
+                applied,
+                "a stale answer about the cluster log's end (the message this node applied last is there); not counted"
+            );
+            false
+        }
+        Err(error) if crate::log::is_no_message(&error) => true,
+        Err(error) => {
+            tracing::warn!(%error, applied, "could not read the message this node applied last; not counted");
+            false
         }
     }
 }

@@ -19,7 +19,7 @@
 //!   answered 204 with what it may send; from any other origin 403 `origin_not_allowed`. Answers to a
 //!   listed origin carry `Access-Control-Allow-Origin`; nothing else gets CORS headers.
 //!
-//! Every refusal is counted in `/metrics` (`strata_browser_refusals_total{rule}`).
+//! Every refusal of this layer is counted in `/metrics` (`strata_browser_refusals_total{rule}`).
 
 use crate::error::ApiError;
 use crate::metrics::BrowserRefusal;
@@ -46,6 +46,8 @@ pub struct BrowserPolicy {
     any_host: bool,
     /// Origins, lowercase, `scheme://host[:port]` without a default port.
     cors_origins: Vec<String>,
+    /// The server serves HTTPS: its own origin is `https://` the host it is reached by.
+    tls: bool,
 }
 
 impl BrowserPolicy {
@@ -58,6 +60,11 @@ impl BrowserPolicy {
             if host == "*" {
                 policy.any_host = true;
                 continue;
+            }
+            if host.contains('*') {
+                return Err(format!(
+                    "--allowed-hosts {host:?}: wildcards are not supported; name each host, or give `*` alone for any"
+                ));
             }
             let name = host_name(host).filter(|name| !name.is_empty() && !name.contains('/'));
             match name {
@@ -77,6 +84,12 @@ impl BrowserPolicy {
             }
         }
         Ok(policy)
+    }
+
+    /// The same lists for a server that serves HTTPS (`true`) or plain HTTP.
+    pub fn serving_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Whether a request sent to `host` (a `Host` header or a URI's authority) may be answered.
@@ -134,13 +147,16 @@ fn normalize_origin(origin: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}"))
 }
 
-/// Whether `origin` is the origin of the server the request was sent to as `host`.
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
-    let (Some(origin), Some(host)) = (normalize_origin(origin), host) else { return false };
-    let authority = origin.split_once("://").map_or("", |(_, authority)| authority);
-    let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix(":80").or_else(|| host.strip_suffix(":443")).unwrap_or(&host);
-    authority == host
+/// Whether `origin` is the origin of the server the request was sent to as `host`: scheme (`https`
+/// when it serves TLS), host and port, the scheme's default port left out on both sides.
+fn same_origin(origin: &str, host: Option<&str>, tls: bool) -> bool {
+    let scheme = if tls { "https" } else { "http" };
+    let (Some(origin), Some(own)) =
+        (normalize_origin(origin), host.and_then(|host| normalize_origin(&format!("{scheme}://{host}"))))
+    else {
+        return false;
+    };
+    origin == own
 }
 
 /// A content type a page may send cross-origin without a preflight (the Fetch standard's
@@ -218,7 +234,7 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         if let Some(origin) = &origin
             && !listed
-            && !same_origin(origin, host.as_deref())
+            && !same_origin(origin, host.as_deref(), policy.tls)
         {
             return refuse(BrowserRefusal::Origin, origin_not_allowed(origin));
         }
@@ -299,11 +315,16 @@ mod tests {
 
     #[test]
     fn origins_are_compared_by_scheme_host_and_port() {
-        assert!(same_origin("http://127.0.0.1:2113", Some("127.0.0.1:2113")));
-        assert!(same_origin("http://LocalHost", Some("localhost:80")));
-        assert!(!same_origin("http://127.0.0.1:2114", Some("127.0.0.1:2113")));
-        assert!(!same_origin("null", Some("127.0.0.1:2113")));
-        assert!(!same_origin("http://127.0.0.1:2113", None));
+        assert!(same_origin("http://127.0.0.1:2113", Some("127.0.0.1:2113"), false));
+        assert!(same_origin("http://LocalHost", Some("localhost:80"), false));
+        assert!(!same_origin("http://127.0.0.1:2114", Some("127.0.0.1:2113"), false));
+        assert!(!same_origin("null", Some("127.0.0.1:2113"), false));
+        assert!(!same_origin("http://127.0.0.1:2113", None, false));
+        // The scheme counts: a plain-HTTP page is not the origin of an HTTPS server on the same port.
+        assert!(!same_origin("https://127.0.0.1:2113", Some("127.0.0.1:2113"), false));
+        assert!(!same_origin("http://strata.example:2113", Some("strata.example:2113"), true));
+        assert!(same_origin("https://strata.example", Some("strata.example:443"), true));
+        assert!(!same_origin("http://strata.example", Some("strata.example:443"), true));
         let cors = policy(&[], &["https://console.example.com:443", "http://localhost:5173"]);
         assert!(cors.listed("https://console.example.com") && cors.listed("HTTP://localhost:5173"));
         assert!(!cors.listed("https://console.example.com:8443") && !cors.listed("http://console.example.com"));
@@ -316,6 +337,7 @@ mod tests {
             BrowserPolicy::new(&strings(hosts), &strings(origins)).unwrap_err()
         };
         assert!(refused(&["http://x/"], &[]).contains("not a host name"));
+        assert!(refused(&["*.example.com"], &[]).contains("wildcards are not supported"));
         assert!(refused(&[""], &[]).contains("not a host name"));
         for origin in ["console.example.com", "https://console.example.com/app", "ftp://x", "null", "https://"] {
             assert!(refused(&[], &[origin]).contains("is not an origin"), "{origin}");

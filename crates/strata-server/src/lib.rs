@@ -188,7 +188,7 @@ pub async fn serve_node(
 ) -> std::io::Result<()> {
     let (shutting_down, shutdown_watch) = watch::channel(false);
     let mut state = AppState::new(store, options.heartbeat, shutdown_watch);
-    state.browser = std::sync::Arc::new(options.browser.clone());
+    state.browser = std::sync::Arc::new(options.browser.clone().serving_tls(options.tls.is_some()));
     if let Some(cluster) = &cluster {
         state.group_states = Some(cluster.group_states());
         cluster::reload_groups_when_leadership_changes(&state, cluster.watch_leading());
@@ -284,6 +284,7 @@ pub async fn serve_router(
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
                 if let Some(tls) = &options.tls {
                     let (acceptor, http, watcher) = (tls.acceptor(), http.clone(), graceful.watcher());
+                    let tracked = connections.clone();
                     let (mut stopping, dropped) = (stopping.clone(), drop_connections.clone());
                     connections.spawn(async move {
                         // Until the handshake is done it is not yet a connection graceful shutdown waits for.
@@ -295,8 +296,13 @@ pub async fn serve_router(
                         // Over TLS every connection is served here, subscriptions too (the delivery
                         // pool takes plain connections only: it must see a request's first bytes).
                         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            let mut http2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-                            http2.timer(TokioTimer::new());
+                            // Its streams' tasks are tracked like connections (`serve` returns after them).
+                            let mut http2 = hyper::server::conn::http2::Builder::new(TrackedExecutor(tracked));
+                            // A peer that stops answering pings is dropped.
+                            http2
+                                .timer(TokioTimer::new())
+                                .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+                                .keep_alive_timeout(HEADER_READ_TIMEOUT);
                             let connection = http2.serve_connection(TokioIo::new(stream), service);
                             log_connection_end(dropped.run_until_cancelled(watcher.watch(connection)).await);
                         } else {
@@ -361,7 +367,26 @@ pub async fn serve_router(
     Ok(())
 }
 
-/// The TLS handshake of a new connection, within the header timeout; `None` if it failed (logged at
+/// How often an idle HTTP/2 connection is pinged; a peer that does not answer within
+/// [`HEADER_READ_TIMEOUT`] is dropped.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs HTTP/2 streams' tasks on the server's tracker of connection tasks.
+#[derive(Clone)]
+struct TrackedExecutor(TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for TrackedExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future);
+    }
+}
+
+/// The TLS handshake of a new connection: its first byte within the header timeout, then the
+/// handshake within as long again; `None` if it failed (logged at
 /// debug: scanners and clients that distrust the certificate do that all day). A client that speaks
 /// plain HTTP to the TLS port is answered, in plain HTTP, that it must use https.
 async fn tls_handshake(

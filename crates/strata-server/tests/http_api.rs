@@ -758,8 +758,10 @@ async fn pages_of_other_sites_change_nothing_and_read_nothing(target: Target) {
     };
     let json_type = ("content-type", "application/json");
 
-    // A foreign or opaque origin changes nothing, whatever the request.
-    for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+    // A foreign or opaque origin changes nothing, whatever the request: another site, a sandboxed
+    // page, another port, the same host and port under another scheme.
+    let other_scheme = server.url.replace("http://", "https://");
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1", other_scheme.as_str()] {
         let from = ("origin", origin);
         for (method, path, body) in [
             ("POST", "/v1/streams/order-1", Some(body.as_str())),
@@ -767,6 +769,8 @@ async fn pages_of_other_sites_change_nothing_and_read_nothing(target: Target) {
             ("PUT", "/v1/streams/order-1/metadata", Some(r#"{"max_count":1}"#)),
             ("DELETE", "/v1/streams/order-1", None),
             ("POST", "/v1/scavenge", None),
+            ("POST", "/v1/verify", None),
+            ("POST", "/v1/groups/forged/replay-parked", None),
             ("PUT", "/v1/groups/forged", Some(r#"{"source":{"all":{}}}"#)),
         ] {
             let answer = send(method, path, &[from, json_type], body).await;
@@ -804,7 +808,8 @@ async fn pages_of_other_sites_change_nothing_and_read_nothing(target: Target) {
     }
     assert_eq!(all(&server).await, before, "nothing was written, deleted or scavenged");
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for (rule, count) in [("host", 3), ("origin", 21), ("content_type", 6)] {
+    // Four origins, each refused for eight requests and a preflight.
+    for (rule, count) in [("host", 3), ("origin", 36), ("content_type", 6)] {
         let line = format!("strata_browser_refusals_total{{rule=\"{rule}\"}} {count}\n");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }

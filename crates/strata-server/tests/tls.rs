@@ -127,10 +127,20 @@ async fn https_over_http2_and_http1_with_a_subscription_and_refusals() {
     let mut raw = tokio::net::TcpStream::connect(server.address).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut raw, &[0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5]).await.unwrap();
     let mut rest = Vec::new();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut rest)).await;
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut rest));
+    assert!(closed.await.is_ok(), "the server closes a connection whose handshake is garbage");
     assert_eq!(http2.get(format!("{}/v1/health", server.url)).send().await.unwrap().status(), 200);
-    server.stop().await;
+
+    // Shutdown ends an HTTP/2 subscription that is still open, and returns.
+    let mut open = http2.get(format!("{}/v1/subscribe?from=start", server.url)).send().await.unwrap();
+    assert_eq!(open.version(), reqwest::Version::HTTP_2);
+    let _ = tokio::time::timeout(Duration::from_secs(10), open.chunk()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("shutdown with an open HTTP/2 subscription");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = open.chunk().await {} });
+    assert!(ended.await.is_ok(), "the subscription ended with the server");
 }
 
 #[tokio::test]

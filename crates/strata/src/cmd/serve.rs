@@ -3,7 +3,7 @@
 //! recovery and the server its requests (at debug).
 
 use crate::logging::LogFormat;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +48,8 @@ impl ServeArgs {
     /// cluster node's own advertised host (its peers forward to it under that name).
     fn browser_policy(&self) -> Result<strata_server::browser::BrowserPolicy> {
         let mut hosts = self.allowed_hosts.clone();
+        // The name it listens on is one it is reached by (and the default advertised URL's).
+        hosts.push(self.listen.clone());
         if let Some(advertise) = &self.cluster.advertise {
             let authority = advertise.split_once("://").map_or(advertise.as_str(), |(_, rest)| rest);
             hosts.push(authority.split('/').next().unwrap_or_default().to_owned());
@@ -173,6 +175,12 @@ impl ClusterArgs {
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
+    if args.tls_cert.is_some() && !args.cluster.cluster.is_empty() {
+        bail!(
+            "--tls-cert is not supported with --cluster yet: the nodes forward writes to the leader over plain \
+             HTTP. Terminate TLS in front of each node (a proxy) and give --advertise its node's own URL"
+        );
+    }
     let browser = args.browser_policy()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -223,9 +231,10 @@ fn run_server(
             .with_context(|| format!("listen on {} (is another server running there?)", args.listen))?;
         let address = listener.local_addr().context("read the listening address")?;
         let scheme = if options.tls.is_some() { "https" } else { "http" };
-        if let Some(tls) = options.tls.clone() {
-            tokio::spawn(reload_tls_on_hangup(tls));
-        }
+        // Listening for SIGHUP before anyone can know the address: a SIGHUP never ends the server.
+        let hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listen for SIGHUP")?;
+        tokio::spawn(reload_tls_on_hangup(hangups, options.tls.clone()));
         // The recovery figures were logged by the engine as it opened the store.
         tracing::info!(
             %address,
@@ -242,12 +251,12 @@ fn run_server(
 }
 
 /// Reads the TLS files again at each SIGHUP; a reload that fails keeps the certificate in force.
-async fn reload_tls_on_hangup(tls: Arc<Tls>) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
-        return;
-    };
+async fn reload_tls_on_hangup(mut hangups: tokio::signal::unix::Signal, tls: Option<Arc<Tls>>) {
     while hangups.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+            continue;
+        };
         match tls.reload() {
             Ok(()) => tracing::info!(cert = %tls.files().cert.display(), "SIGHUP: TLS certificate and key reloaded"),
             Err(reason) => {
