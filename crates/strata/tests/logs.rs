@@ -87,7 +87,10 @@ async fn send_marked_requests(url: &str) {
         client.get(format!("{url}/v1/all?tags=note:{DATA_MARKER}")),
         client.get(format!("{url}/v1/streams/marked-1")),
         client.put(format!("{url}/v1/streams/marked-1/metadata")).json(&json!({ "custom": { "by": DATA_MARKER } })),
-        client.post(format!("{url}/v1/streams/marked-1")).body(format!("{{\"events\": \"{DATA_MARKER}\"}}")),
+        client
+            .post(format!("{url}/v1/streams/marked-1"))
+            .header("content-type", "application/json")
+            .body(format!("{{\"events\": \"{DATA_MARKER}\"}}")),
     ];
     let mut statuses = Vec::new();
     for request in requests {
