@@ -44,7 +44,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     read_events: u64,
     /// A scenario to run (repeatable): http_append_concurrent_64, http_append_batch_100,
-    /// http_read_all, sse_latency. [default: all]
+    /// http_read_all, sse_latency, https_append_concurrent_64. [default: all]
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// PostgreSQL to compare with (a database the benchmark may create a schema `strata_bench` in).
@@ -58,7 +58,13 @@ pub(super) fn payload() -> Result<String> {
     Ok(String::from_utf8(event.data().to_vec())?)
 }
 
-const SCENARIOS: [&str; 4] = ["http_append_concurrent_64", "http_append_batch_100", "http_read_all", "sse_latency"];
+const SCENARIOS: [&str; 5] = [
+    "http_append_concurrent_64",
+    "http_append_batch_100",
+    "http_read_all",
+    "sse_latency",
+    "https_append_concurrent_64",
+];
 
 pub fn run(args: ServerArgs) -> Result<()> {
     if let Some(unknown) = args.scenarios.iter().find(|name| !SCENARIOS.contains(&name.as_str())) {
@@ -156,6 +162,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
         report.emit(strata_row);
     }
 
+    if selected("https_append_concurrent_64") {
+        https_scenario(&args, temp.path(), &servers, &load, &payload, &mut report)?;
+    }
     if selected("http_read_all") {
         read_all_scenario(&args, temp.path(), &servers, &load, &mut report)?;
     }
@@ -173,6 +182,88 @@ pub fn run(args: ServerArgs) -> Result<()> {
     drop(servers);
     drop(load);
     Ok(())
+}
+
+/// `http_append_concurrent_64` over TLS (HTTP/1.1, a certificate of a CA made for the run) against
+/// the same over plain HTTP, round by round, both servers over one store: what TLS costs.
+fn https_scenario(
+    args: &ServerArgs,
+    dir: &std::path::Path,
+    servers: &tokio::runtime::Runtime,
+    load: &tokio::runtime::Runtime,
+    payload: &str,
+    report: &mut Report,
+) -> Result<()> {
+    const NAMES: [&str; 2] = ["http_append_concurrent_64_plain", "https_append_concurrent_64"];
+    eprintln!("{}: {CONCURRENT_CLIENTS} clients over TLS, against plain HTTP", NAMES[1]);
+    let (tls, connector) = tls_pair(dir)?;
+    let store = Store::open(dir.join("https")).context("open the store")?;
+    let plain = servers.block_on(start(strata_server::router(state(&store))))?;
+    let options = strata_server::ServeOptions { tls: Some(tls), ..strata_server::ServeOptions::default() };
+    let secure = servers.block_on(start_with(strata_server::router(state(&store)), options))?;
+    let round = Duration::from_secs(args.run.seconds);
+    let (mut totals_plain, mut totals_tls, mut ratios) = (Measurement::default(), Measurement::default(), Vec::new());
+    for number in 0..args.run.rounds {
+        let prefix = format!("https-{number}");
+        let mut measured = load.block_on(http_appends_over(
+            &[plain],
+            None,
+            &format!("{prefix}-plain"),
+            CONCURRENT_CLIENTS,
+            1,
+            payload,
+            round,
+        ))?;
+        progress(number, args.run.rounds, "plain", &mut measured);
+        let plain_rate = measured.events_per_sec();
+        totals_plain.absorb(measured);
+        let mut measured = load.block_on(http_appends_over(
+            &[secure],
+            Some(&connector),
+            &format!("{prefix}-tls"),
+            CONCURRENT_CLIENTS,
+            1,
+            payload,
+            round,
+        ))?;
+        progress(number, args.run.rounds, "tls", &mut measured);
+        ratios.push(measured.events_per_sec() / plain_rate);
+        totals_tls.absorb(measured);
+    }
+    let plain_row = Row::measured(NAMES[0], &mut totals_plain);
+    let tls_row = Row::measured(NAMES[1], &mut totals_tls).against(Baseline {
+        scenario: NAMES[0],
+        events_per_sec: plain_row.events_per_sec,
+        round_ratios: ratios,
+    });
+    report.emit(plain_row);
+    report.emit(tls_row);
+    Ok(())
+}
+
+/// A CA made for the run, a server configuration with a certificate it signed for 127.0.0.1, and a
+/// client connector trusting it.
+fn tls_pair(dir: &std::path::Path) -> Result<(std::sync::Arc<strata_server::tls::Tls>, tokio_rustls::TlsConnector)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate()?;
+    let ca = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca, &ca_key)?;
+    std::fs::write(dir.join("server.pem"), cert.pem())?;
+    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
+    let files =
+        strata_server::tls::TlsFiles { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca: None };
+    let tls = strata_server::tls::Tls::load(files).map_err(anyhow::Error::msg)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((std::sync::Arc::new(tls), tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))))
 }
 
 /// Catch-up over HTTP: pages of 10,000 events of a store filled through the engine.
@@ -207,15 +298,14 @@ pub(super) fn state(store: &Store) -> strata_server::AppState {
 
 /// Serves `router` on a free port of 127.0.0.1 with `strata serve`'s accept loop.
 pub(super) async fn start(router: axum::Router) -> Result<SocketAddr> {
+    start_with(router, strata_server::ServeOptions::default()).await
+}
+
+/// [`start`] with `options` (TLS).
+async fn start_with(router: axum::Router, options: strata_server::ServeOptions) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    tokio::spawn(strata_server::serve_router(
-        router,
-        listener,
-        strata_server::ServeOptions::default(),
-        std::future::pending(),
-        None,
-    ));
+    tokio::spawn(strata_server::serve_router(router, listener, options, std::future::pending(), None));
     Ok(address)
 }
 
@@ -240,8 +330,23 @@ fn commit_progress(before: &strata_storage::StoreStats, after: &strata_storage::
 
 /// One keep-alive HTTP/1.1 connection.
 pub(super) async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>> {
+    connect_over(address, None).await
+}
+
+/// [`connect`], over TLS with `tls` (HTTP/1.1 as well, so that only TLS differs).
+async fn connect_over(
+    address: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        return Ok(sender);
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+    let stream = tls.connect(name, stream).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     Ok(sender)
@@ -288,6 +393,19 @@ pub(super) async fn http_appends_spread(
     payload: &str,
     duration: Duration,
 ) -> Result<Measurement> {
+    http_appends_over(addresses, None, prefix, clients, events_per_request, payload, duration).await
+}
+
+/// [`http_appends_spread`], over TLS with `tls`.
+async fn http_appends_over(
+    addresses: &[SocketAddr],
+    tls: Option<&tokio_rustls::TlsConnector>,
+    prefix: &str,
+    clients: usize,
+    events_per_request: usize,
+    payload: &str,
+    duration: Duration,
+) -> Result<Measurement> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
@@ -295,8 +413,9 @@ pub(super) async fn http_appends_spread(
         let path = format!("/v1/streams/{prefix}-{client}");
         let event = format!(r#"{{"type":"MoneyDeposited","data":{payload}}}"#);
         let events = vec![event; events_per_request].join(",");
+        let tls = tls.cloned();
         tasks.push(tokio::spawn(async move {
-            let mut sender = connect(address).await?;
+            let mut sender = connect_over(address, tls.as_ref()).await?;
             let mut latencies = Vec::new();
             let mut next_revision: u64 = 0;
             while started.elapsed() < duration {
