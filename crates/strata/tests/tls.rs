@@ -103,3 +103,33 @@ fn bad_tls_files_stop_serve_before_it_listens() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("--tls-ca") && message.contains("no PEM certificate"), "{message}");
 }
+
+#[test]
+fn plain_http_off_loopback_needs_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = strata(&["serve", "--data", path(&data), "--listen", "0.0.0.0:0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("not a loopback address") && message.contains("--tls-cert") && message.contains("--insecure"),
+        "{message}"
+    );
+    assert!(!data.exists(), "refused before the data directory is touched");
+    // With --insecure it serves (on every address: the test only reads the log line, then stops it).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--data", path(&data), "--listen", "0.0.0.0:0", "--insecure"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving on http://0.0.0.0:") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "serve --insecure exited");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let output = strata(&["serve", "--data", path(&data), "--insecure", "--tls-cert", "x.pem", "--tls-key", "x.key"]);
+    assert_eq!(output.status.code(), Some(2), "--insecure and --tls-cert contradict each other");
+}

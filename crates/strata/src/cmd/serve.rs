@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Require client certificates chaining to these PEM CA certificates (mTLS).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS, or on
+    /// a network you trust): without it, such an address needs --tls-cert.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -175,10 +179,18 @@ impl ClusterArgs {
 
 pub fn run(args: ServeArgs, data: PathBuf) -> Result<()> {
     raise_open_files_limit();
+    if args.tls_cert.is_none() && !args.insecure && !is_loopback(&args.listen)? {
+        bail!(
+            "--listen {} is not a loopback address, and plain HTTP there is readable and writable by anyone on \
+             the network path: give --tls-cert and --tls-key to serve HTTPS, or --insecure to serve plain HTTP \
+             anyway (behind a proxy that terminates TLS)",
+            args.listen
+        );
+    }
     if args.tls_cert.is_some() && !args.cluster.cluster.is_empty() {
         bail!(
             "--tls-cert is not supported with --cluster yet: the nodes forward writes to the leader over plain \
-             HTTP. Terminate TLS in front of each node (a proxy) and give --advertise its node's own URL"
+             HTTP. Terminate TLS in front of each node (a proxy; --insecure off loopback) and give --advertise its URL"
         );
     }
     let browser = args.browser_policy()?;
@@ -248,6 +260,16 @@ fn run_server(
         tracing::info!("stopped serving; closing the store");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// Whether every address `listen` names is a loopback one (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(listen: &str) -> Result<bool> {
+    use std::net::ToSocketAddrs as _;
+    let addresses: Vec<_> = listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen:?} is not an address (HOST:PORT, e.g. 127.0.0.1:2113)"))?
+        .collect();
+    Ok(!addresses.is_empty() && addresses.iter().all(|address| address.ip().is_loopback()))
 }
 
 /// Reads the TLS files again at each SIGHUP; a reload that fails keeps the certificate in force.
