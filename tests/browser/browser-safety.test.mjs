@@ -196,6 +196,30 @@ test('a page of a --cors-origin and a page of the server itself use the API', as
     { base, victim },
   );
   assert.deepEqual(listed, { status: 200, revision: 1, types: ['Placed', 'Shipped'], first: 'Placed' });
+  // Even a listed origin cannot send what a form or a page sends unasked: a text/plain POST and a
+  // form post are refused for their content type (the origin rule lets them through).
+  const counted = await refusals();
+  await page.evaluate(
+    async ({ base, victim, forged }) => {
+      await fetch(base + victim, { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: forged });
+      const form = document.createElement('form');
+      form.method = 'POST';
+      form.action = `${base}/v1/scavenge`;
+      form.target = 'sink';
+      document.body.append(form);
+      const posted = new Promise((resolve) => document.querySelector('iframe').addEventListener('load', resolve, { once: true }));
+      form.submit();
+      await posted;
+    },
+    { base, victim, forged },
+  );
+  const now = await refusals();
+  assert.deepEqual(
+    { content_type: now.content_type - counted.content_type, origin: now.origin - counted.origin },
+    { content_type: 2, origin: 0 },
+  );
+  const after = await (await fetch(base + victim)).json();
+  assert.deepEqual(after.events.map((e) => e.type), ['Placed', 'Shipped']);
   // A page the server serves itself (here its own health answer) is of the server's origin.
   await page.goto(`${base}/v1/health`);
   const own = await page.evaluate(
