@@ -29,6 +29,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::ops::ControlFlow;
 
 /// How long a browser may keep an answered preflight.
 const PREFLIGHT_MAX_AGE_SECONDS: u32 = 600;
@@ -68,7 +69,7 @@ impl BrowserPolicy {
             }
             let name = host_name(host).filter(|name| !name.is_empty() && !name.contains('/'));
             match name {
-                Some(name) => policy.allowed_hosts.push(name),
+                Some(name) => policy.allowed_hosts.push(name.to_ascii_lowercase()),
                 None => return Err(format!("--allowed-hosts {host:?} is not a host name (e.g. strata.example.com)")),
             }
         }
@@ -92,19 +93,24 @@ impl BrowserPolicy {
         self
     }
 
-    /// Whether a request sent to `host` (a `Host` header or a URI's authority) may be answered.
+    /// Whether a request sent to `host` (a `Host` header or a URI's authority) may be answered. Runs
+    /// on every request: it compares in place, allocating nothing.
     pub fn host_allowed(&self, host: &str) -> bool {
         if self.any_host {
             return true;
         }
-        if host.starts_with('[') {
-            return host.find(']').is_some_and(|end| host[1..end].parse::<std::net::Ipv6Addr>().is_ok());
+        if let Some(bracketed) = host.strip_prefix('[') {
+            return bracketed.split_once(']').is_some_and(|(address, port)| {
+                address.parse::<std::net::Ipv6Addr>().is_ok() && (port.is_empty() || is_port(port.strip_prefix(':')))
+            });
         }
         let Some(name) = host_name(host) else { return false };
+        let bytes = name.as_bytes();
         name.parse::<std::net::Ipv4Addr>().is_ok()
-            || name == "localhost"
-            || name.ends_with(".localhost")
-            || self.allowed_hosts.contains(&name)
+            || name.eq_ignore_ascii_case("localhost")
+            || (bytes.len() > LOCALHOST_SUFFIX.len()
+                && bytes[bytes.len() - LOCALHOST_SUFFIX.len()..].eq_ignore_ascii_case(LOCALHOST_SUFFIX))
+            || self.allowed_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
     }
 
     /// The origin as listed, if `origin` is one of `--cors-origin`.
@@ -113,18 +119,25 @@ impl BrowserPolicy {
     }
 }
 
-/// `host[:port]` → the host, lowercase, without a trailing dot; `None` if the port is not a number.
-fn host_name(host: &str) -> Option<String> {
+/// Names under `localhost` are loopback names (RFC 6761).
+const LOCALHOST_SUFFIX: &[u8] = b".localhost";
+
+fn is_port(port: Option<&str>) -> bool {
+    port.is_some_and(|port| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
+}
+
+/// `host[:port]` → the host without a trailing dot; `None` if the port is not a number.
+fn host_name(host: &str) -> Option<&str> {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if !name.contains(':') => {
-            if port.is_empty() || !port.bytes().all(|byte| byte.is_ascii_digit()) {
+            if !is_port(Some(port)) {
                 return None;
             }
             name
         }
         _ => host,
     };
-    Some(name.trim_end_matches('.').to_ascii_lowercase())
+    Some(name.trim_end_matches('.'))
 }
 
 /// `scheme://host[:port]`, lowercase, the scheme's default port left out; `None` for anything else
@@ -162,7 +175,7 @@ fn same_origin(origin: &str, host: Option<&str>, tls: bool) -> bool {
 /// A content type a page may send cross-origin without a preflight (the Fetch standard's
 /// CORS-safelisted request content types).
 fn sendable_without_preflight(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let essence = crate::extract::media_type(content_type);
     ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
         .iter()
         .any(|safelisted| essence.eq_ignore_ascii_case(safelisted))
@@ -207,34 +220,48 @@ fn form_refused(content_type: &str) -> ApiError {
 
 /// The checks above, then the request, then the CORS headers of a listed origin.
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let allow = match check(&state, &request) {
+        ControlFlow::Continue(allow) => allow,
+        ControlFlow::Break(answer) => return answer,
+    };
+    let mut response = next.run(request).await;
+    if let Some(origin) = allow {
+        allow_origin(response.headers_mut(), origin);
+    }
+    response
+}
+
+/// What [`guard`] decides before the request goes on: a refusal or a preflight's answer (`Break`),
+/// or the `Access-Control-Allow-Origin` its answer carries, if any.
+fn check(state: &AppState, request: &Request) -> ControlFlow<Response, Option<HeaderValue>> {
     let policy = &state.browser;
     let headers = request.headers();
-    let host = header_text(headers, &header::HOST)
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|authority| authority.as_str().to_owned()));
     let refuse = |refusal: BrowserRefusal, error: ApiError| {
         state.metrics.count_browser_refusal(refusal);
-        error.into_response()
+        ControlFlow::Break(error.into_response())
     };
-    if let Some(host) = &host
+    let host = header_text(headers, &header::HOST).or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host
         && !policy.host_allowed(host)
     {
         return refuse(BrowserRefusal::Host, host_not_allowed(host));
     }
-    let origin = header_text(headers, &header::ORIGIN).map(str::to_owned);
-    let listed = origin.as_deref().is_some_and(|origin| policy.listed(origin));
-    let method = request.method().clone();
+    let origin = header_text(headers, &header::ORIGIN);
+    let listed = origin.filter(|origin| policy.listed(origin)).and_then(|origin| HeaderValue::from_str(origin).ok());
+    let method = request.method();
     if method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        return match origin {
-            Some(origin) if listed => preflight(&origin),
-            Some(origin) => refuse(BrowserRefusal::Origin, origin_not_allowed(&origin)),
-            None => ApiError::invalid("a CORS preflight without an Origin header").into_response(),
+        return match (origin, listed) {
+            (_, Some(listed)) => ControlFlow::Break(preflight(listed)),
+            (Some(origin), None) => refuse(BrowserRefusal::Origin, origin_not_allowed(origin)),
+            (None, None) => {
+                ControlFlow::Break(ApiError::invalid("a CORS preflight without an Origin header").into_response())
+            }
         };
     }
-    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        if let Some(origin) = &origin
-            && !listed
-            && !same_origin(origin, host.as_deref(), policy.tls)
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = origin
+            && listed.is_none()
+            && !same_origin(origin, host, policy.tls)
         {
             return refuse(BrowserRefusal::Origin, origin_not_allowed(origin));
         }
@@ -244,21 +271,15 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
             return refuse(BrowserRefusal::ContentType, form_refused(content_type));
         }
     }
-    let mut response = next.run(request).await;
-    if let Some(origin) = origin.filter(|_| listed) {
-        allow_origin(response.headers_mut(), &origin);
-    }
-    response
+    ControlFlow::Continue(listed)
 }
 
-fn allow_origin(headers: &mut HeaderMap, origin: &str) {
-    if let Ok(value) = HeaderValue::from_str(origin) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        headers.append(header::VARY, HeaderValue::from_static("origin"));
-    }
+fn allow_origin(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
 }
 
-fn preflight(origin: &str) -> Response {
+fn preflight(origin: HeaderValue) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     allow_origin(headers, origin);

@@ -55,8 +55,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// one that a web page of another origin cannot send without the server's consent (`browser`).
 fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let declared = headers.get(axum::http::header::CONTENT_TYPE).map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    let essence = declared.map(|value| value.split(';').next().unwrap_or_default().trim());
-    if essence.is_some_and(|essence| essence.eq_ignore_ascii_case("application/json")) {
+    if declared.is_some_and(|declared| media_type(declared).eq_ignore_ascii_case("application/json")) {
         return Ok(());
     }
     let sent = declared.map_or_else(|| "without a Content-Type".to_owned(), |value| format!("as {value:?}"));
@@ -65,6 +64,12 @@ fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
         "unsupported_media_type",
         format!("the request body was sent {sent}; send it as JSON with Content-Type: application/json"),
     ))
+}
+
+/// A `Content-Type` value's media type, its parameters (`; charset=utf-8`) left out; compare it
+/// case-insensitively.
+pub(crate) fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
 }
 
 /// Reads a body up to [`REQUEST_BODY_BYTES_MAX`], refusing it as soon as it grows beyond.
