@@ -319,6 +319,8 @@ mod tests {
             "127.0.0.1.nip.io:2113",
             "strata",
             "[::1",
+            "[::1]junk",
+            "[::1]:",
             "[evil]:1",
             "localhost:x",
             "localhost:",
