@@ -244,20 +244,11 @@ fn https_scenario(
 /// A CA made for the run, a server configuration with a certificate it signed for 127.0.0.1, and a
 /// client connector trusting it.
 fn tls_pair(dir: &std::path::Path) -> Result<(std::sync::Arc<strata_server::tls::Tls>, tokio_rustls::TlsConnector)> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate()?;
-    let ca = ca.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca, &ca_key)?;
-    std::fs::write(dir.join("server.pem"), cert.pem())?;
-    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
-    let files =
-        strata_server::tls::TlsFiles { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca: None };
+    let ca = strata_server::testing::TestAuthority::new("strata-bench CA");
+    let files = ca.server_files(dir);
     let tls = strata_server::tls::Tls::load(files).map_err(anyhow::Error::msg)?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone())?;
+    roots.add(ca.der().into())?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -1,28 +1,20 @@
 //! The client over https: a server with a certificate of a private CA, trusted with
 //! `Client::with_urls_trusting`; without that CA the same server is not trusted.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::sync::Arc;
 use strata_client::Client;
 use strata_core::{EventType, ExpectedRevision, NewEvent, StreamId};
 use strata_server::ServeOptions;
-use strata_server::tls::{Tls, TlsFiles};
+use strata_server::testing::TestAuthority;
+use strata_server::tls::Tls;
 use strata_storage::{ReadFrom, ReadOptions};
 use strata_toolkit::{EventStore, StoreError};
 
 #[tokio::test]
 async fn appends_and_reads_over_https_trusting_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "Strata test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-    let files = TlsFiles { cert: dir.path().join("server.pem"), key: dir.path().join("server.key"), client_ca: None };
+    let ca = TestAuthority::new("Strata test CA");
+    let files = ca.server_files(dir.path());
     let options = ServeOptions { tls: Some(Arc::new(Tls::load(files).unwrap())), ..ServeOptions::default() };
     let store = strata_storage::Store::open(dir.path().join("data")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -235,3 +235,62 @@ async fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A certificate authority of a test's own (rcgen): the certificates it issues chain to it.
+pub struct TestAuthority {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl std::fmt::Debug for TestAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestAuthority").finish_non_exhaustive()
+    }
+}
+
+impl TestAuthority {
+    /// A new CA called `name`.
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        Self { cert: params.self_signed(&key).expect("a self-signed CA"), key }
+    }
+
+    /// The CA's certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA's certificate, DER (for a rustls root store).
+    pub fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+
+    /// A certificate for `names` (IP addresses become IP SANs) for a server, or a client (`client`),
+    /// and its key: both PEM.
+    pub fn issue(&self, names: &[&str], client: bool) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).expect("certificate parameters");
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0].as_str());
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("a certificate the CA signed");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes a server certificate for `localhost` and 127.0.0.1 and its key into `dir`
+    /// (`server.pem`, `server.key`, replacing what is there) and names them for `--tls-cert` and
+    /// `--tls-key`.
+    pub fn server_files(&self, dir: &std::path::Path) -> crate::tls::TlsFiles {
+        let (cert, key) = self.issue(&["localhost", "127.0.0.1"], false);
+        std::fs::write(dir.join("server.pem"), cert).expect("write server.pem");
+        std::fs::write(dir.join("server.key"), key).expect("write server.key");
+        crate::tls::TlsFiles { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca: None }
+    }
+}

@@ -2,52 +2,24 @@
 //! subscription over HTTP/2, a client that does not trust the certificate, plain HTTP to the TLS
 //! port, a client certificate required (mTLS), the certificate reloaded, bad files refused.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_server::ServeOptions;
+use strata_server::testing::TestAuthority as Authority;
 use strata_server::tls::{Tls, TlsFiles};
 
-/// A CA and what it signs.
-struct Authority {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Authority {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        Self { cert: params.self_signed(&key).unwrap(), key }
-    }
-
-    /// A certificate for `names` (IP addresses become IP SANs) and its key, both PEM.
-    fn issue(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
-        let mut params = CertificateParams::new(names.iter().map(|name| name.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![purpose];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn root(&self) -> reqwest::Certificate {
-        reqwest::Certificate::from_pem(self.cert.pem().as_bytes()).unwrap()
-    }
+fn root(authority: &Authority) -> reqwest::Certificate {
+    reqwest::Certificate::from_pem(authority.pem().as_bytes()).unwrap()
 }
 
 fn server_files(dir: &Path, authority: &Authority, client_ca: Option<&Authority>) -> TlsFiles {
-    let (cert, key) = authority.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
-    std::fs::write(dir.join("server.pem"), cert).unwrap();
-    std::fs::write(dir.join("server.key"), key).unwrap();
+    let files = authority.server_files(dir);
     let client_ca = client_ca.map(|ca| {
-        std::fs::write(dir.join("client-ca.pem"), ca.cert.pem()).unwrap();
+        std::fs::write(dir.join("client-ca.pem"), ca.pem()).unwrap();
         dir.join("client-ca.pem")
     });
-    TlsFiles { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca }
+    TlsFiles { client_ca, ..files }
 }
 
 struct Running {
@@ -81,7 +53,7 @@ impl Running {
 
 fn client(roots: &[&Authority]) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder().use_rustls_tls().timeout(Duration::from_secs(10));
-    roots.iter().fold(builder, |builder, authority| builder.add_root_certificate(authority.root()))
+    roots.iter().fold(builder, |builder, authority| builder.add_root_certificate(root(authority)))
 }
 
 #[tokio::test]
@@ -154,7 +126,7 @@ async fn a_client_certificate_is_required_when_a_client_ca_is_given() {
     let without = client(&[&ca]).build().unwrap().get(&url).send().await;
     assert!(without.is_err(), "a client without a certificate is refused: {without:?}");
     let identity = |authority: &Authority| {
-        let (cert, key) = authority.issue(&["reporting-service"], ExtendedKeyUsagePurpose::ClientAuth);
+        let (cert, key) = authority.issue(&["reporting-service"], true);
         reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap()
     };
     let stranger = client(&[&ca]).identity(identity(&Authority::new("Elsewhere"))).build().unwrap();
@@ -202,7 +174,7 @@ fn bad_files_are_refused_naming_the_file_and_the_problem() {
     let empty = TlsFiles { cert: dir.path().join("empty.pem"), ..files.clone() };
     assert!(refused(empty).contains("holds no PEM certificate"));
     // The key of another certificate.
-    let (_, other_key) = ca.issue(&["other"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (_, other_key) = ca.issue(&["other"], false);
     std::fs::write(dir.path().join("other.key"), other_key).unwrap();
     let mismatched = TlsFiles { key: dir.path().join("other.key"), ..files.clone() };
     assert!(refused(mismatched).contains("does not go with the certificate"));
